@@ -1,0 +1,34 @@
+"""Every error scaling_rec raises on purpose, in one place.
+
+Messages say what was wrong, where (file:line or config key) and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class ScalingRecError(Exception):
+    """Base class of the library's own errors."""
+
+
+class ConfigError(ScalingRecError, ValueError):
+    """A config key is unknown, mistyped, out of range or inconsistent with the devices."""
+
+
+class DataNotFoundError(ScalingRecError, FileNotFoundError):
+    """A dataset is neither in the data directory, nor in the cache, nor downloadable."""
+
+
+class DataFormatError(ScalingRecError, ValueError):
+    """A data file is malformed; the message names the file and the line."""
+
+
+class MeshError(ConfigError):
+    """The requested device mesh does not match the devices or the batch."""
+
+
+class FitError(ScalingRecError, ValueError):
+    """A scaling-law fit was asked of too few points or a degenerate grid."""
+
+
+class ResultError(ScalingRecError, ValueError):
+    """A stored run result is corrupted or incomplete."""

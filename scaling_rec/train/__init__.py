@@ -1,0 +1,1 @@
+"""scaling_rec.train."""
