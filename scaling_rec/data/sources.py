@@ -1,0 +1,295 @@
+"""Where dataset files live: a registry of datasets, and look-up with download into a cache.
+
+Look-up order for a dataset's folder (`DatasetSpec.folder`, e.g. `movielens-100k/`):
+  1. the explicit `data_dir` argument,
+  2. the environment variable `SCALING_REC_DATA`,
+  3. the local cache, `$SCALING_REC_CACHE` or `~/.cache/scaling_rec`,
+  4. a download from the canonical URL into the cache (atomic: temporary file, checksum, rename).
+The first place that holds every file the dataset needs wins. The cache has the same layout as a
+data directory, so a downloaded dataset is found at step 3 next time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+
+from scaling_rec.errors import ConfigError, DataFormatError, DataNotFoundError
+
+log = logging.getLogger(__name__)
+
+DATA_ENV = "SCALING_REC_DATA"
+CACHE_ENV = "SCALING_REC_CACHE"
+DEFAULT_TIMEOUT_S = 30.0
+_CHUNK_BYTES = 1 << 20
+
+_S3REC = "https://raw.githubusercontent.com/RUCAIBox/CIKM2020-S3Rec/master/data/"
+_GROUPLENS = "https://files.grouplens.org/datasets/movielens/"
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteFile:
+    """One file a dataset needs, and where to get it.
+
+    Attributes:
+      filename: its name inside the dataset folder.
+      url: canonical URL of the file itself, or of a zip archive holding it (then `member` is set).
+      member: path of the file inside the zip archive, or None when `url` is the file.
+      md5, sha256: hex digests of the downloaded bytes (of the archive when `member` is set),
+        checked when given.
+    """
+
+    filename: str
+    url: str
+    member: str | None = None
+    md5: str | None = None
+    sha256: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: its folder under a data directory, its files and their reader.
+
+    Attributes:
+      name: registry key, e.g. 'ml-1m'.
+      folder: folder name under a data directory (or the cache), e.g. 'movielens-1m'.
+      files: the files the reader needs, with their canonical sources.
+      format: which reader parses them: 's3rec', 'ml-1m', 'ml-csv' or 'ml-100k'.
+      aliases: other folder names accepted in a data directory (e.g. 'ml-1m' as unzipped).
+    """
+
+    name: str
+    folder: str
+    files: tuple[RemoteFile, ...]
+    format: str
+    aliases: tuple[str, ...] = ()
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "amazon-beauty": DatasetSpec(
+        "amazon-beauty",
+        "amazon-beauty-s3rec",
+        (RemoteFile("Beauty.txt", _S3REC + "Beauty.txt", md5="cb03635343187f36526ed4ba48102b53"),),
+        "s3rec",
+    ),
+    "amazon-toys": DatasetSpec(
+        "amazon-toys",
+        "amazon-toys-s3rec",
+        (
+            RemoteFile(
+                "Toys_and_Games.txt",
+                _S3REC + "Toys_and_Games.txt",
+                md5="b139ecacfc81d0fb642bc2f448f13843",
+            ),
+        ),
+        "s3rec",
+    ),
+    "ml-100k": DatasetSpec(
+        "ml-100k",
+        "movielens-100k",
+        (
+            RemoteFile(
+                "u.data", _GROUPLENS + "ml-100k.zip", "ml-100k/u.data", md5="0e33842e24a9c977be4e0107933c0723"
+            ),
+        ),
+        "ml-100k",
+        aliases=("ml-100k",),
+    ),
+    "ml-1m": DatasetSpec(
+        "ml-1m",
+        "movielens-1m",
+        (
+            RemoteFile(
+                "ratings.dat",
+                _GROUPLENS + "ml-1m.zip",
+                "ml-1m/ratings.dat",
+                md5="c4d9eecfca2ab87c1945afe126590906",
+            ),
+        ),
+        "ml-1m",
+        aliases=("ml-1m",),
+    ),
+    "ml-20m": DatasetSpec(
+        "ml-20m",
+        "movielens-20m",
+        (
+            RemoteFile(
+                "ratings.csv",
+                _GROUPLENS + "ml-20m.zip",
+                "ml-20m/ratings.csv",
+                md5="cd245b17a1ae2cc31bb14903e1204af3",
+            ),
+        ),
+        "ml-csv",
+        aliases=("ml-20m",),
+    ),
+    # ml-latest-small is re-released from time to time, so no checksum is pinned.
+    "ml-latest-small": DatasetSpec(
+        "ml-latest-small",
+        "movielens-latest-small",
+        (RemoteFile("ratings.csv", _GROUPLENS + "ml-latest-small.zip", "ml-latest-small/ratings.csv"),),
+        "ml-csv",
+        aliases=("ml-latest-small",),
+    ),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The registered dataset called `name`; ConfigError listing the known names otherwise."""
+    if name not in DATASETS:
+        raise ConfigError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))} "
+            "(registry: scaling_rec/data/sources.py, DATASETS)."
+        )
+    return DATASETS[name]
+
+
+def cache_dir() -> pathlib.Path:
+    """The download cache: `$SCALING_REC_CACHE`, else `~/.cache/scaling_rec`."""
+    env = os.environ.get(CACHE_ENV)
+    return pathlib.Path(env).expanduser() if env else pathlib.Path.home() / ".cache" / "scaling_rec"
+
+
+def _places(data_dir: str | os.PathLike | None) -> list[tuple[str, pathlib.Path]]:
+    """The directories to search, in order, each with a label saying why it is searched."""
+    places = []
+    if data_dir is not None:
+        places.append(("data_dir argument", pathlib.Path(data_dir).expanduser()))
+    env = os.environ.get(DATA_ENV)
+    if env:
+        places.append((f"${DATA_ENV}", pathlib.Path(env).expanduser()))
+    places.append((f"cache (${CACHE_ENV} or ~/.cache/scaling_rec)", cache_dir()))
+    return places
+
+
+def _find_in(spec: DatasetSpec, root: pathlib.Path) -> dict[str, pathlib.Path] | None:
+    for folder in (spec.folder, *spec.aliases):
+        paths = {f.filename: root / folder / f.filename for f in spec.files}
+        if all(p.is_file() for p in paths.values()):
+            return paths
+    return None
+
+
+def locate(
+    dataset: str | DatasetSpec,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> dict[str, pathlib.Path]:
+    """Finds (or downloads) every file of a dataset; returns {filename: path}.
+
+    Args:
+      dataset: a registry name ('ml-1m', ...) or a DatasetSpec.
+      data_dir: searched first; then $SCALING_REC_DATA, then the cache (see the module docstring).
+      download: whether to fetch missing files from their canonical URL into the cache.
+      timeout_s: network timeout per connection, in seconds.
+
+    Raises:
+      DataNotFoundError: listing every place searched and how to get the files.
+      DataFormatError: a download's checksum or archive content is wrong.
+    """
+    spec = get_spec(dataset) if isinstance(dataset, str) else dataset
+    places = _places(data_dir)
+    for label, root in places:
+        found = _find_in(spec, root)
+        if found is not None:
+            log.info("dataset %s: using %s (%s)", spec.name, root, label)
+            return found
+    failures = []
+    if download:
+        target = cache_dir() / spec.folder
+        try:
+            for f in spec.files:
+                if not (target / f.filename).is_file():
+                    download_file(f, target / f.filename, timeout_s=timeout_s)
+            return {f.filename: target / f.filename for f in spec.files}
+        except (OSError, urllib.error.URLError) as e:  # offline, refused, timed out, HTTP error
+            failures.append(f"download into {target}: failed ({e})")
+    else:
+        failures.append("download: not attempted (download=False)")
+    raise DataNotFoundError(_not_found_message(spec, places, failures))
+
+
+def _not_found_message(spec: DatasetSpec, places: list[tuple[str, pathlib.Path]], failures: list[str]) -> str:
+    wanted = ", ".join(f"{spec.folder}/{f.filename}" for f in spec.files)
+    lines = [f"dataset {spec.name!r} not found: looked for {wanted} in"]
+    for label, root in places:
+        also = f" (also as {', '.join(spec.aliases)}/)" if spec.aliases else ""
+        lines.append(f"  - {root}{also}  [{label}]: missing")
+    lines += [f"  - {msg}" for msg in failures]
+    lines.append("To fix: on a machine with internet,")
+    for f in spec.files:
+        if f.member:
+            lines.append(f"  download {f.url} and extract its member {f.member}")
+        else:
+            lines.append(f"  download {f.url}")
+        lines.append(f"  to <DIR>/{spec.folder}/{f.filename},")
+    lines.append(
+        f"then pass data_dir=<DIR> or set {DATA_ENV}=<DIR>; or put the folder in the cache {cache_dir()}."
+    )
+    return "\n".join(lines)
+
+
+def download_file(remote: RemoteFile, dest: pathlib.Path, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Downloads `remote` to `dest` atomically (temporary file in dest's folder, checks, rename).
+
+    When `remote.member` is set, the URL is a zip archive and only that member is kept.
+
+    Raises:
+      OSError / urllib.error.URLError: the network or the URL failed (nothing is left at dest).
+      DataFormatError: the checksum does not match, or the archive lacks the member.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = pathlib.Path(tmp_name)
+    try:
+        md5, sha256 = hashlib.md5(), hashlib.sha256()
+        log.info("downloading %s -> %s", remote.url, dest)
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout_s) as resp:
+            while chunk := resp.read(_CHUNK_BYTES):
+                out.write(chunk)
+                md5.update(chunk)
+                sha256.update(chunk)
+        for algo, want, got in (("md5", remote.md5, md5), ("sha256", remote.sha256, sha256)):
+            if want is not None and got.hexdigest() != want.lower():
+                raise DataFormatError(
+                    f"download of {remote.url} has {algo} {got.hexdigest()}, expected {want} "
+                    f"(registry in scaling_rec/data/sources.py). The file is corrupt or was re-released: "
+                    f"retry, or fetch it by hand into {dest}."
+                )
+        if remote.member is None:
+            os.replace(tmp, dest)
+        else:
+            _extract_member(tmp, remote, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _extract_member(archive: pathlib.Path, remote: RemoteFile, dest: pathlib.Path) -> None:
+    """Copies `remote.member` out of the zip `archive` to `dest` through a temporary file."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+            if remote.member not in names:
+                raise DataFormatError(
+                    f"archive {remote.url} has no member {remote.member!r} (it has {names[:10]}); "
+                    "fix the member path in scaling_rec/data/sources.py DATASETS."
+                )
+            fd, part = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            try:
+                with os.fdopen(fd, "wb") as out, zf.open(remote.member) as src:
+                    shutil.copyfileobj(src, out, _CHUNK_BYTES)
+                os.replace(part, dest)
+            finally:
+                pathlib.Path(part).unlink(missing_ok=True)
+    except zipfile.BadZipFile as e:
+        raise DataFormatError(f"download of {remote.url} is not a valid zip archive ({e}); retry.") from e
