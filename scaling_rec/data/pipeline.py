@@ -1,0 +1,134 @@
+"""Batches for training and evaluation, built by grain in a background thread.
+
+The order of examples in epoch e is a seeded permutation; packing that order gives the epoch's
+batches. A global step therefore names one batch deterministically, which is what makes resume
+exact: after a restart at step s, the pipeline starts at batch s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+
+import grain
+import numpy as np
+
+from scaling_rec.data.jagged import (
+    Batch,
+    SequenceExample,
+    pack_jagged,
+    pad_examples,
+    plan_fixed,
+    plan_packs,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSpec:
+    """Static batch geometry: the shapes jit sees.
+
+    layout: 'jagged' (flat tokens, B slots, T tokens) or 'padded' ([B, L]).
+    batch_size: B, sequences per batch. max_len: L, longest sequence.
+    tokens_per_batch: T for the jagged layout.
+    """
+
+    layout: str
+    batch_size: int
+    max_len: int
+    tokens_per_batch: int
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("jagged", "padded"):
+            raise ValueError(f"layout must be 'jagged' or 'padded', got {self.layout!r}")
+
+
+def auto_tokens_per_batch(lengths: np.ndarray, batch_size: int, max_len: int, multiple: int = 64) -> int:
+    """A token budget T that a batch of B random examples exceeds rarely (mean + 3 standard deviations).
+
+    Returns T rounded up to `multiple`, at least max_len and at most batch_size * max_len.
+    """
+    mean, std = float(np.mean(lengths)), float(np.std(lengths))
+    t = batch_size * mean + 3.0 * math.sqrt(batch_size) * std
+    t = max(t, max_len)
+    t = min(int(math.ceil(t / multiple)) * multiple, batch_size * max_len)
+    return max(t, max_len)
+
+
+def epoch_plan(lengths: np.ndarray, spec: BatchSpec, seed: int, epoch: int, shuffle: bool = True) -> list[np.ndarray]:
+    """The batches (example index arrays) of one epoch."""
+    n = len(lengths)
+    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
+    if spec.layout == "jagged":
+        return plan_packs(lengths, order, spec.batch_size, spec.tokens_per_batch)
+    return plan_fixed(order, spec.batch_size)
+
+
+def make_batch(examples: Sequence[SequenceExample], spec: BatchSpec, time_origin: int = 0) -> Batch:
+    if spec.layout == "jagged":
+        return pack_jagged(examples, spec.batch_size, spec.tokens_per_batch, time_origin)
+    return pad_examples(examples, spec.batch_size, spec.max_len, time_origin)
+
+
+class TrainStream:
+    """An endless, resumable stream of training batches over `examples`.
+
+    Batches are built by a grain pipeline (source of index arrays → map to a batch) with a thread
+    prefetch, so building batch s+1 overlaps the train step on batch s.
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[SequenceExample],
+        spec: BatchSpec,
+        seed: int,
+        time_origin: int = 0,
+        prefetch: int = 4,
+    ) -> None:
+        self.examples = examples
+        self.spec = spec
+        self.seed = seed
+        self.time_origin = time_origin
+        self.prefetch = prefetch
+        self.lengths = np.array([len(e) for e in examples], np.int64)
+        self._plans: dict[int, list[np.ndarray]] = {}
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        if epoch not in self._plans:
+            self._plans = {epoch: epoch_plan(self.lengths, self.spec, self.seed, epoch)}
+        return self._plans[epoch]
+
+    def batches_per_epoch(self, epoch: int = 0) -> int:
+        return len(self.plan(epoch))
+
+    def locate(self, step: int) -> tuple[int, int]:
+        """(epoch, index within the epoch) of global step `step`."""
+        epoch = 0
+        while step >= len(self.plan(epoch)):
+            step -= len(self.plan(epoch))
+            epoch += 1
+        return epoch, step
+
+    def _build(self, idx: np.ndarray) -> Batch:
+        return make_batch([self.examples[i] for i in idx], self.spec, self.time_origin)
+
+    def iterate(self, start_step: int = 0) -> Iterator[Batch]:
+        """Batches from global step `start_step` on, forever."""
+        epoch, index = self.locate(start_step)
+        while True:
+            groups = self.plan(epoch)[index:]
+            ds = grain.MapDataset.source(groups).map(self._build).to_iter_dataset()
+            if self.prefetch:
+                ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=self.prefetch)
+            yield from ds
+            epoch, index = epoch + 1, 0
+
+
+def eval_batches(examples: Sequence[SequenceExample], spec: BatchSpec, time_origin: int = 0) -> Iterator[Batch]:
+    """Every example exactly once, in order (no shuffle), with a thread prefetch."""
+    lengths = np.array([len(e) for e in examples], np.int64)
+    groups = epoch_plan(lengths, spec, seed=0, epoch=0, shuffle=False)
+    ds = grain.MapDataset.source(groups).map(
+        lambda idx: make_batch([examples[i] for i in idx], spec, time_origin)
+    )
+    yield from grain.experimental.ThreadPrefetchIterDataset(ds.to_iter_dataset(), prefetch_buffer_size=4)

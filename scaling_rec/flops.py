@@ -1,0 +1,101 @@
+"""Analytic FLOPs and parameter counts: the one source of truth for budgets (DESIGN "Budget").
+
+Conventions: a multiply-add is 2 FLOPs; only matrix products are counted (layer norms, activations
+and softmax are O(tokens·width) and ignored, as in Kaplan et al. 2020 §2.1 and Hoffmann et al.
+2022 App. F); attention is counted over the (query, key) pairs the layout computes; embedding
+lookups cost 0; training FLOPs = 3 × forward FLOPs. The forward includes the training loss's scoring
+of the target and the sampled negatives (2·D per scored item).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+TRAIN_MULTIPLIER = 3.0
+_EMBEDDING_PATHS = ("items", "pos")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamCounts:
+    n_dense: int
+    n_emb: int
+
+    @property
+    def total(self) -> int:
+        return self.n_dense + self.n_emb
+
+
+def param_counts(model: nnx.Module) -> ParamCounts:
+    """N_dense and N_emb of a model (works on an abstract model from nnx.eval_shape).
+
+    Embedding parameters are the lookup tables (item table 'items', position table 'pos'); every
+    other parameter, relative-bias tables included, is dense.
+    """
+    n_dense = n_emb = 0
+    for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param)):
+        size = int(np.prod(leaf.shape))
+        top = str(getattr(path[0], "key", path[0]))
+        if top in _EMBEDDING_PATHS:
+            n_emb += size
+        else:
+            n_dense += size
+    return ParamCounts(n_dense=n_dense, n_emb=n_emb)
+
+
+def attention_pairs(lengths: np.ndarray, layout: str, max_len: int) -> float:
+    """(query, key) pairs the attention computes for sequences of `lengths`.
+
+    jagged: the causal pairs n(n+1)/2 of each sequence (what the kernel computes);
+    padded: max_len² per sequence (what dense attention computes).
+    """
+    lengths = np.asarray(lengths, np.float64)
+    if layout == "jagged":
+        return float(np.sum(lengths * (lengths + 1) / 2))
+    if layout == "padded":
+        return float(len(lengths) * max_len * max_len)
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+def block_flops(model_cfg: ml_collections.ConfigDict, tokens: float, pairs: float) -> float:
+    """Forward FLOPs of the encoder blocks for `tokens` tokens and `pairs` attention pairs."""
+    d, h, blocks = model_cfg.embed_dim, model_cfg.num_heads, model_cfg.num_blocks
+    if model_cfg.family == "hstu":
+        dqk, dv = model_cfg.qk_dim, model_cfg.v_dim
+        per_token = 2 * d * h * (2 * dv + 2 * dqk) + 2 * h * dv * d
+        per_pair = 2 * h * dqk + 2 * h * dv
+    elif model_cfg.family == "sasrec":
+        per_token = 4 * 2 * d * d + 2 * 2 * d * model_cfg.ffn_dim
+        per_pair = 2 * d + 2 * d
+    else:
+        raise ValueError(f"unknown model.family {model_cfg.family!r}")
+    return blocks * (per_token * tokens + per_pair * pairs)
+
+
+def loss_flops(model_cfg: ml_collections.ConfigDict, targets: float, num_negatives: int) -> float:
+    """Sampled-softmax scoring: each target token scores 1 + num_negatives items, 2·D FLOPs each."""
+    return 2.0 * model_cfg.embed_dim * (1 + num_negatives) * targets
+
+
+def forward_flops(model_cfg: ml_collections.ConfigDict, lengths: np.ndarray, targets: float, layout: str,
+                  max_len: int, num_negatives: int) -> float:
+    """Forward FLOPs (blocks + training loss) of a set of sequences with `lengths` tokens."""
+    lengths = np.asarray(lengths)
+    tokens = float(lengths.sum()) if layout == "jagged" else float(len(lengths) * max_len)
+    pairs = attention_pairs(lengths, layout, max_len)
+    return block_flops(model_cfg, tokens, pairs) + loss_flops(model_cfg, targets, num_negatives)
+
+
+def train_flops_per_example(config: ml_collections.ConfigDict, lengths: np.ndarray, targets: np.ndarray) -> float:
+    """Mean training FLOPs (3 × forward) per training example (one user sequence).
+
+    The budget is defined on the useful (jagged, causal) work, whatever layout runs it, so that the
+    same budget means the same model and data in both layouts.
+    """
+    fwd = forward_flops(config.model, lengths, float(np.sum(targets)), "jagged", config.data.max_len,
+                        config.train.num_negatives)
+    return TRAIN_MULTIPLIER * fwd / max(len(lengths), 1)

@@ -1,0 +1,107 @@
+"""Building blocks shared by the model families: parameters with logical axes, dense layers,
+embedding tables, normalisation and dropout.
+
+Every parameter names its logical axes (docs/CONTRACTS.md, DESIGN "Sharding"); the rules table in
+scaling_rec.parallel maps them to mesh axes. No model file names a mesh axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Initializer = Callable[..., jax.Array]
+_XAVIER_UNIFORM = nnx.initializers.xavier_uniform()
+
+
+def param(rngs: nnx.Rngs, init: Initializer, shape: Sequence[int], axes: tuple[str | None, ...]) -> nnx.Param:
+    """A float32 parameter of `shape` whose dimensions carry the logical names `axes`."""
+    if len(axes) != len(shape):
+        raise ValueError(f"parameter of shape {tuple(shape)} needs {len(shape)} axis names, got {axes}")
+    return nnx.Param(init(rngs.params(), tuple(shape), jnp.float32), sharding_names=axes, eager_sharding=False)
+
+
+class Dense(nnx.Module):
+    """y = x @ W (+ b); W [d_in, d_out] with logical axes `axes`, b [d_out]."""
+
+    def __init__(
+        self,
+        d_in: int,
+        d_out: int,
+        axes: tuple[str | None, str | None],
+        rngs: nnx.Rngs,
+        *,
+        use_bias: bool = True,
+        init: Initializer = _XAVIER_UNIFORM,
+    ) -> None:
+        self.kernel = param(rngs, init, (d_in, d_out), axes)
+        self.bias = param(rngs, nnx.initializers.zeros, (d_out,), (axes[1],)) if use_bias else None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = x @ self.kernel[...]
+        return y + _lead(self.bias[...], y.ndim) if self.bias is not None else y
+
+
+class LayerNorm(nnx.Module):
+    """Layer normalisation over the last axis with a learned scale and bias (axis name `axis`)."""
+
+    def __init__(self, dim: int, rngs: nnx.Rngs, *, axis: str = "embed", eps: float = 1e-6) -> None:
+        self.scale = param(rngs, nnx.initializers.ones, (dim,), (axis,))
+        self.bias = param(rngs, nnx.initializers.zeros, (dim,), (axis,))
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return layer_norm(x, self.eps) * _lead(self.scale[...], x.ndim) + _lead(self.bias[...], x.ndim)
+
+
+def _lead(v_D: jax.Array, ndim: int) -> jax.Array:
+    """Reshapes a [D] vector to broadcast against an array of rank `ndim` (explicit rank promotion)."""
+    return v_D.reshape((1,) * (ndim - 1) + v_D.shape)
+
+
+def layer_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """Layer normalisation over the last axis without learned parameters."""
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """x / max(||x||_2, eps) over the last axis."""
+    norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
+    return x / jnp.maximum(norm, eps)
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout; identity when `key` is None (evaluation) or rate == 0."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+class KeyChain:
+    """Hands out distinct dropout keys from one key; yields None forever when the key is None."""
+
+    def __init__(self, key: jax.Array | None) -> None:
+        self._key = key
+        self._count = 0
+
+    def next(self) -> jax.Array | None:
+        if self._key is None:
+            return None
+        self._count += 1
+        return jax.random.fold_in(self._key, self._count)
+
+
+class Embedding(nnx.Module):
+    """An embedding table [num_rows, dim]; rows carry the logical axis 'vocab' (row-sharded)."""
+
+    def __init__(self, num_rows: int, dim: int, rngs: nnx.Rngs, *, stddev: float = 0.02) -> None:
+        self.table = param(rngs, nnx.initializers.truncated_normal(stddev), (num_rows, dim), ("vocab", "embed"))
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        return jnp.take(self.table[...], ids, axis=0)
