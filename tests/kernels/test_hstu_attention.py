@@ -1,0 +1,185 @@
+"""Parity of the HSTU attention paths (XLA, Pallas in interpret mode) with the dense reference.
+
+Tolerances (max |a - b| / max(1, max |b|)):
+  f32 inputs:  values 1e-5, gradients 1e-4 (XLA path) / 1e-4, 5e-4 (Pallas, interpret mode).
+  bf16 inputs: values and gradients 2e-2 against the reference run on the same bf16 inputs
+               upcast to f32 (the kernels feed bf16 to the matmuls, accumulate in f32).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling_rec.kernels import hstu_attention, hstu_attention_reference, resolve_impl
+from scaling_rec.kernels.hstu_xla import hstu_attention_xla
+
+NUM_BUCKETS = 16
+
+
+@dataclasses.dataclass
+class Case:
+    """A random packed batch: q, k, v [T, H, D], offsets [B+1] and the bias inputs."""
+
+    q: jax.Array
+    k: jax.Array
+    v: jax.Array
+    offsets: jax.Array
+    max_len: int
+    pos_bias: jax.Array
+    time_bias: jax.Array
+    timestamps: jax.Array
+    query_timestamps: jax.Array
+
+
+def make_case(
+    lengths: list[int], num_tokens: int, max_len: int, heads: int = 2, dim: int = 16,
+    dtype: jnp.dtype = jnp.float32, seed: int = 0,
+) -> Case:
+    """Sequences of the given lengths packed into num_tokens (the rest is padding)."""
+    assert sum(lengths) <= num_tokens and max(lengths) <= max_len
+    rng = np.random.default_rng(seed)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    qkv = [jnp.asarray(rng.normal(size=(num_tokens, heads, dim)), dtype) for _ in range(3)]
+    ts = np.zeros(num_tokens, np.int64)
+    for s, e in zip(offsets[:-1], offsets[1:], strict=True):
+        ts[s:e] = np.sort(rng.integers(0, 10**7, size=e - s))
+    qts = ts + rng.integers(0, 10**5, size=num_tokens)
+    return Case(
+        *qkv,
+        offsets=jnp.asarray(offsets),
+        max_len=max_len,
+        pos_bias=jnp.asarray(rng.normal(size=(2 * max_len - 1,)), jnp.float32),
+        time_bias=jnp.asarray(rng.normal(size=(NUM_BUCKETS + 1,)), jnp.float32),
+        timestamps=jnp.asarray(ts, jnp.int32),
+        query_timestamps=jnp.asarray(qts, jnp.int32),
+    )
+
+
+def run(fn, c: Case, bias: bool = True, **kw) -> jax.Array:
+    """Call an attention function on a case, with or without the bias tables."""
+    extra = dict(pos_bias=c.pos_bias, time_bias=c.time_bias, timestamps=c.timestamps,
+                 query_timestamps=c.query_timestamps) if bias else {}
+    return fn(c.q, c.k, c.v, c.offsets, max_len=c.max_len, **extra, **kw)
+
+
+def grads(fn, c: Case, bias: bool = True, **kw) -> tuple[jax.Array, ...]:
+    """Gradients of sum(out * w) (w fixed random) w.r.t. q, k, v and, with bias, both tables."""
+    w = jnp.asarray(np.random.default_rng(7).normal(size=c.q.shape), jnp.float32)
+
+    def loss(q, k, v, pb, tb):
+        cc = dataclasses.replace(c, q=q, k=k, v=v, pos_bias=pb, time_bias=tb)
+        return jnp.sum(run(fn, cc, bias, **kw).astype(jnp.float32) * w)
+
+    argnums = (0, 1, 2, 3, 4) if bias else (0, 1, 2)
+    return jax.grad(loss, argnums=argnums)(c.q, c.k, c.v, c.pos_bias, c.time_bias)
+
+
+def assert_close(a: jax.Array, b: jax.Array, tol: float, what: str = "") -> None:
+    """max |a - b| <= tol * max(1, max |b|), both in float32."""
+    a32, b32 = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    err, scale = float(np.abs(a32 - b32).max()), max(1.0, float(np.abs(b32).max()))
+    assert err <= tol * scale, f"{what}: max abs err {err:.3g} > {tol} * {scale:.3g}"
+
+
+def upcast(c: Case) -> Case:
+    """The same case with q, k, v in float32 (the bf16 ground truth)."""
+    f = lambda x: x.astype(jnp.float32)
+    return dataclasses.replace(c, q=f(c.q), k=f(c.k), v=f(c.v))
+
+
+# Jagged layouts: lengths including 1, empty sequences, lengths not multiples of any block,
+# padding tokens after offsets[-1].
+JAGGED = {
+    "mixed": ([1, 37, 0, 64, 5, 0, 20], 140, 64),
+    "one_seq_full": ([48], 48, 48),
+    "empties_and_ones": ([0, 1, 1, 0, 30, 1], 40, 32),
+}
+
+
+@pytest.mark.parametrize("name", sorted(JAGGED))
+@pytest.mark.parametrize("bias", [True, False])
+def test_xla_matches_reference(name: str, bias: bool) -> None:
+    lengths, num_tokens, max_len = JAGGED[name]
+    c = make_case(lengths, num_tokens, max_len)
+    for block in (None, 16):
+        out = run(hstu_attention_xla, c, bias, block=block)
+        assert out.shape == c.q.shape and out.dtype == c.q.dtype
+        assert_close(out, run(hstu_attention_reference, c, bias), 1e-5, f"{name} out")
+    for g, g_ref, n in zip(grads(hstu_attention_xla, c, bias), grads(hstu_attention_reference, c, bias),
+                           "q k v pos time".split(), strict=False):
+        assert_close(g, g_ref, 1e-4, f"{name} d{n}")
+
+
+def test_padding_tokens_are_zero_and_jit_matches_eager() -> None:
+    c = make_case([10, 3], 24, 16)
+    f = lambda q, k, v, o: hstu_attention(q, k, v, o, max_len=16, impl="xla")
+    eager, jitted = f(c.q, c.k, c.v, c.offsets), jax.jit(f)(c.q, c.k, c.v, c.offsets)
+    np.testing.assert_allclose(np.asarray(eager), np.asarray(jitted), rtol=1e-6, atol=1e-6)
+    assert float(jnp.abs(eager[13:]).max()) == 0.0
+
+
+def test_causality_future_tokens_do_not_change_past() -> None:
+    c = make_case([20, 12], 32, 32)
+    out = run(hstu_attention_xla, c)
+    k2 = c.k.at[10:20].add(1.0)
+    out2 = run(hstu_attention_xla, dataclasses.replace(c, k=k2))
+    np.testing.assert_array_equal(np.asarray(out[:10]), np.asarray(out2[:10]))
+    np.testing.assert_array_equal(np.asarray(out[20:]), np.asarray(out2[20:]))
+    assert float(jnp.abs(out[10:20] - out2[10:20]).max()) > 0
+
+
+def test_xla_bf16_matches_reference() -> None:
+    c = make_case([1, 37, 0, 50], 100, 64, dtype=jnp.bfloat16, seed=3)
+    out = run(hstu_attention_xla, c)
+    assert out.dtype == jnp.bfloat16
+    assert_close(out, run(hstu_attention_reference, upcast(c)), 2e-2, "bf16 out")
+    for g, g_ref in zip(grads(hstu_attention_xla, c), grads(hstu_attention_reference, upcast(c)),
+                        strict=True):
+        assert_close(g, g_ref, 2e-2, "bf16 grad")
+
+
+def test_xla_long_sequence_max_len_2048() -> None:
+    c = make_case([2048, 300, 1, 0], 2400, 2048, heads=1, dim=8, seed=5)
+    assert_close(run(hstu_attention_xla, c), run(hstu_attention_reference, c), 1e-5, "long out")
+    g_xla, g_ref = grads(hstu_attention_xla, c), grads(hstu_attention_reference, c)
+    for g, g_r, n in zip(g_xla, g_ref, "q k v pos time".split(), strict=True):
+        assert_close(g, g_r, 1e-4, f"long d{n}")
+
+
+def test_dispatch_picks_xla_on_cpu_and_rejects_bad_args() -> None:
+    assert resolve_impl("auto") == ("pallas" if jax.default_backend() == "gpu" else "xla")
+    c = make_case([5], 8, 8)
+    with pytest.raises(ValueError, match="impl"):
+        hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, impl="cuda")
+    with pytest.raises(ValueError, match="pos_bias"):
+        hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, pos_bias=jnp.zeros(3))
+    with pytest.raises(ValueError, match="timestamps"):
+        hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, time_bias=jnp.zeros(3))
+
+
+def _temp_bytes(num_tokens: int, max_len: int, with_grad: bool) -> int:
+    """Compiled temp memory of the XLA path (H=2, D=32, f32, position bias)."""
+    x = jax.ShapeDtypeStruct((num_tokens, 2, 32), jnp.float32)
+    offs = jax.ShapeDtypeStruct((num_tokens // max_len + 1,), jnp.int32)
+    pb = jax.ShapeDtypeStruct((2 * max_len - 1,), jnp.float32)
+    f = lambda q, k, v, o, p: jnp.sum(
+        hstu_attention(q, k, v, o, max_len=max_len, impl="xla", pos_bias=p))
+    if with_grad:
+        f = jax.grad(f, argnums=(0, 1, 2, 4))
+    compiled = jax.jit(f).lower(x, x, x, offs, pb).compile()
+    return int(compiled.memory_analysis().temp_size_in_bytes)
+
+
+@pytest.mark.parametrize("with_grad", [False, True])
+@pytest.mark.parametrize("max_len", [1024, None])
+def test_xla_temp_memory_is_linear_in_tokens(with_grad: bool, max_len: int | None) -> None:
+    sizes = (4096, 8192, 16384)
+    mem = {t: _temp_bytes(t, max_len or t, with_grad) for t in sizes}
+    print(f"XLA temp MiB (grad={with_grad}, max_len={max_len or 'T'}):",
+          {t: round(m / 2**20, 1) for t, m in mem.items()})
+    assert mem[16384] / mem[4096] < 6, mem
