@@ -8,6 +8,8 @@ ConfigError naming the key, the value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -172,3 +174,16 @@ def check_mesh(config: ml_collections.ConfigDict, num_devices: int) -> None:
             f"'train.batch_size' = {config.train.batch_size} is not divisible by the data-parallel size "
             f"mesh.data x mesh.fsdp = {data * fsdp}."
         )
+
+
+def run_id(config: ml_collections.ConfigDict) -> str:
+    """Stable short id of a resolved config: the first 12 hex digits of the SHA-256 of its sorted JSON.
+
+    Keys that cannot change a run's numbers (logging, data_dir) are left out, so that the same run
+    launched with or without W&B, or from another data copy, is the same run.
+    """
+    d = config.to_dict()
+    d.pop("logging", None)
+    d.get("data", {}).pop("data_dir", None)
+    blob = json.dumps(d, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -1,0 +1,72 @@
+"""From a config to the examples, batch geometry and FLOPs of one run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+import numpy as np
+
+from scaling_rec.data.jagged import SequenceExample
+from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch
+from scaling_rec.data.registry import load_sequences
+from scaling_rec.data.sequences import SequenceData
+from scaling_rec.data.splits import leave_one_out
+from scaling_rec.data.synthetic import synthetic_sequences
+from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops
+from scaling_rec.train.examples import eval_examples, time_origin, train_examples
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInputs:
+    """Examples and static facts of one run.
+
+    train/valid/test: SequenceExamples; num_items: V (ids 1..V); has_time: the data has timestamps;
+    spec: the batch geometry; unique_train_examples: distinct training sequences (one per user).
+    """
+
+    data: SequenceData
+    train: list[SequenceExample]
+    valid: list[SequenceExample]
+    test: list[SequenceExample]
+    num_items: int
+    has_time: bool
+    time_origin: int
+    spec: BatchSpec
+    eval_spec: BatchSpec
+    num_dropped_users: int
+
+
+def load_data(config: ml_collections.ConfigDict) -> SequenceData:
+    d = config.data
+    if d.name == "synthetic":
+        return synthetic_sequences(d.synthetic_users, d.synthetic_items, with_timestamps=True, seed=config.seed)
+    return load_sequences(d.name, d.data_dir or None, min_rating=d.min_rating or None, dedup=d.dedup)
+
+
+def prepare(config: ml_collections.ConfigDict) -> RunInputs:
+    data = load_data(config)
+    split = leave_one_out(data)
+    max_len = config.data.max_len
+    train = train_examples(split.train, max_len)
+    valid = eval_examples(split.valid, max_len, config.eval.max_users)
+    test = eval_examples(split.test, max_len, config.eval.max_users)
+    lengths = np.array([len(e) for e in train])
+    tokens = config.data.tokens_per_batch or auto_tokens_per_batch(lengths, config.train.batch_size, max_len)
+    spec = BatchSpec(config.data.layout, config.train.batch_size, max_len, tokens)
+    eval_lengths = np.array([len(e) for e in valid + test])
+    eval_tokens = auto_tokens_per_batch(eval_lengths, config.eval.batch_size, max_len)
+    eval_spec = BatchSpec(config.data.layout, config.eval.batch_size, max_len, eval_tokens)
+    return RunInputs(
+        data=data, train=train, valid=valid, test=test, num_items=data.num_items,
+        has_time=data.timestamps is not None, time_origin=time_origin(data), spec=spec, eval_spec=eval_spec,
+        num_dropped_users=split.num_dropped_users,
+    )
+
+
+def batch_train_flops(config: ml_collections.ConfigDict, examples: list[SequenceExample], idx: np.ndarray) -> float:
+    """Training FLOPs (3 × forward, flops.py conventions) of the batch made of examples[idx]."""
+    lengths = np.array([len(examples[i]) for i in idx])
+    targets = float(sum(int(np.count_nonzero(examples[i].targets)) for i in idx))
+    return TRAIN_MULTIPLIER * forward_flops(config.model, lengths, targets, "jagged", config.data.max_len,
+                                            config.train.num_negatives)

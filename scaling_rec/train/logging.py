@@ -1,0 +1,72 @@
+"""Run logging: a JSONL file in the run directory always, W&B (offline unless configured) on top."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+from typing import Any
+
+import ml_collections
+
+from scaling_rec.io import atomic_write_text
+
+
+class RunLogger:
+    """Appends one JSON record per call to `<run_dir>/metrics.jsonl` and mirrors it to W&B.
+
+    W&B: project = logging.wandb_project, group = study, name = id = run_id, the resolved config and
+    a summary; mode from $WANDB_MODE, 'offline' when unset, so no account is needed.
+    """
+
+    def __init__(self, run_dir: pathlib.Path, config: ml_collections.ConfigDict, run_id: str,
+                 resume_step: int = 0) -> None:
+        self.path = run_dir / "metrics.jsonl"
+        _truncate_after(self.path, resume_step)
+        self._file = self.path.open("a")
+        self._wandb = None
+        if config.logging.wandb:
+            import wandb
+
+            self._wandb = wandb.init(
+                project=config.logging.wandb_project, group=config.study, name=run_id, id=run_id,
+                resume="allow", dir=str(run_dir), config=config.to_dict(),
+                mode=os.environ.get("WANDB_MODE", "offline"), settings=wandb.Settings(silent=True),
+            )
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, default=float) + "\n")
+        self._file.flush()
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in record.items() if k != "step"}, step=int(record.get("step", 0)))
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self._wandb is not None:
+            for k, v in values.items():
+                self._wandb.summary[k] = v
+
+    def close(self) -> None:
+        self._file.close()
+        if self._wandb is not None:
+            self._wandb.finish(quiet=True)
+            self._wandb = None
+
+
+def _truncate_after(path: pathlib.Path, step: int) -> None:
+    """Drops records logged after `step` (they are about to be recomputed by a resumed run)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if int(json.loads(line).get("step", 0)) <= step:
+                keep.append(line)
+        except (ValueError, json.JSONDecodeError):
+            continue
+    atomic_write_text(path, "".join(k + "\n" for k in keep))
+
+
+def progress(message: str) -> None:
+    """One progress line on stderr (kept off stdout so that tools can parse stdout)."""
+    print(message, file=sys.stderr, flush=True)

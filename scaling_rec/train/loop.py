@@ -1,0 +1,287 @@
+"""One training run, end to end: data → model → jitted steps under a mesh → evaluation → result.json.
+
+The run directory `<workdir>/runs/<run_id>/` holds config.json, metrics.jsonl, result.json and ckpt/.
+A finished run (result.json with status ok or diverged) is returned as is; an unfinished one resumes
+from its last checkpoint and, because batches, dropout and negatives are keyed by the global step,
+ends with the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from scaling_rec import config as config_lib
+from scaling_rec.data.pipeline import TrainStream, eval_batches
+from scaling_rec.errors import ResultError
+from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts
+from scaling_rec.io import atomic_write_json
+from scaling_rec.metrics import MetricAccumulator
+from scaling_rec.models.registry import build
+from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
+from scaling_rec.parallel.rules import rules_for
+from scaling_rec.parallel.sharding import replicated, shard_batch, sharded_init
+from scaling_rec.train.checkpoint import Checkpointer
+from scaling_rec.train.inputs import RunInputs, prepare
+from scaling_rec.train.logging import RunLogger, progress
+from scaling_rec.train.step import TrainState, make_eval_step, make_optimizer, make_train_step
+
+FINISHED = ("ok", "diverged")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The run's length, fixed before the first step.
+
+    total_steps: steps to run; flops_per_step / examples_per_step / tokens_per_step: float64 [S].
+    eval_every: steps between evaluations.
+    """
+
+    total_steps: int
+    flops_per_step: np.ndarray
+    examples_per_step: np.ndarray
+    tokens_per_step: np.ndarray
+    eval_every: int
+    steps_per_epoch: int
+
+
+def example_train_flops(config: ml_collections.ConfigDict, inputs: RunInputs) -> np.ndarray:
+    """Training FLOPs of each training example (forward FLOPs are additive over examples)."""
+    return np.array([
+        TRAIN_MULTIPLIER * forward_flops(config.model, np.array([len(e)]), float(np.count_nonzero(e.targets)),
+                                         "jagged", config.data.max_len, config.train.num_negatives)
+        for e in inputs.train
+    ])
+
+
+def plan_schedule(config: ml_collections.ConfigDict, inputs: RunInputs, stream: TrainStream) -> Schedule:
+    """Walks the deterministic epoch plans until the configured length (steps, epochs or FLOPs)."""
+    t = config.train
+    per_example = example_train_flops(config, inputs)
+    lengths = stream.lengths
+    flops, examples, tokens = [], [], []
+    epoch = 0
+    target_steps = t.num_steps if t.num_steps > 0 else None
+    if t.num_epochs > 0:
+        full, frac = int(math.floor(t.num_epochs)), t.num_epochs - math.floor(t.num_epochs)
+        target_steps = sum(stream.batches_per_epoch(e) for e in range(full))
+        target_steps += int(round(frac * stream.batches_per_epoch(full)))
+        target_steps = max(target_steps, 1)
+    spent = 0.0
+    while True:
+        for idx in stream.plan(epoch):
+            if target_steps is not None and len(flops) >= target_steps:
+                break
+            if target_steps is None and spent >= t.flops_budget:
+                break
+            f = float(per_example[idx].sum())
+            flops.append(f)
+            examples.append(len(idx))
+            tokens.append(float(lengths[idx].sum()))
+            spent += f
+        else:
+            epoch += 1
+            continue
+        break
+    steps_per_epoch = stream.batches_per_epoch(0)
+    return Schedule(
+        total_steps=len(flops), flops_per_step=np.array(flops), examples_per_step=np.array(examples, np.float64),
+        tokens_per_step=np.array(tokens), eval_every=t.eval_every or steps_per_epoch, steps_per_epoch=steps_per_epoch,
+    )
+
+
+def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_origin: int, mesh: Any) -> dict:
+    """Metric means and standard errors over `examples` (every example exactly once)."""
+    acc = MetricAccumulator()
+    for batch in eval_batches(examples, spec, time_origin):
+        acc.update(eval_step(params, shard_batch(batch, mesh)))
+    return acc.result()
+
+
+def read_result(run_dir: pathlib.Path) -> dict[str, Any] | None:
+    """The run's result.json, or None when absent; ResultError when it is not valid JSON."""
+    path = run_dir / "result.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ResultError(f"{path} is corrupted ({e}); delete it to rerun the run.") from e
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       *, stop_after_steps: int | None = None) -> dict[str, Any]:
+    """Runs (or resumes, or returns the finished result of) the run described by `config`.
+
+    Args:
+      config: a full config (scaling_rec.config.default_config() plus changes); validated first.
+      workdir: the study directory; the run lives in workdir/runs/<run_id>/.
+      stop_after_steps: stop (without a result) after this many steps of this call — for tests of resume.
+    Returns:
+      the result dict written to result.json (or {'status': 'interrupted', ...} with stop_after_steps).
+    """
+    config_lib.validate(config, num_devices=jax.device_count())
+    rid = config_lib.run_id(config)
+    run_dir = pathlib.Path(workdir) / "runs" / rid
+    done = read_result(run_dir)
+    if done is not None and done.get("status") in FINISHED:
+        return done
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    t_start = time.time()
+
+    inputs = prepare(config)
+    mesh = make_mesh_from_config(config)
+    check_batch_divisible(config.train.batch_size, mesh)
+    rules = rules_for(config)
+    has_time = inputs.has_time and config.model.time_bias
+
+    def factory() -> nnx.Module:
+        return build(config, inputs.num_items, time_bias=has_time, rngs=nnx.Rngs(params=config.seed))
+
+    graphdef, init = sharded_init(factory, mesh, rules)
+    counts = param_counts(nnx.eval_shape(factory))
+    optimizer = make_optimizer(config.train)
+    params = init()
+    state = TrainState(params=params, opt_state=jax.jit(optimizer.init)(params),
+                       step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
+    train_step = jax.jit(make_train_step(graphdef, optimizer, config.train, config.seed),
+                         in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
+                         donate_argnums=0)
+    eval_step = jax.jit(make_eval_step(graphdef, config))
+
+    stream = TrainStream(inputs.train, inputs.spec, seed=config.seed, time_origin=inputs.time_origin)
+    sched = plan_schedule(config, inputs, stream)
+    ckpt = Checkpointer(run_dir / "ckpt")
+    meta: dict[str, Any] = {"best": None, "evals_since_best": 0, "wall_time_s": 0.0, "recent": [],
+                            "last_valid": None}
+    start = ckpt.latest_step() or 0
+    if start:
+        state, meta = ckpt.restore(start, state)
+        progress(f"[{rid}] resumed from step {start}")
+    logger = RunLogger(run_dir, config, rid, resume_step=start)
+    logger.summary({"n_dense": counts.n_dense, "n_emb": counts.n_emb})
+    progress(f"[{rid}] {config.model.family} N_dense={counts.n_dense:,} N_emb={counts.n_emb:,} "
+             f"steps={sched.total_steps} ({sched.steps_per_epoch}/epoch) layout={inputs.spec.layout} "
+             f"T={inputs.spec.tokens_per_batch} train examples={len(inputs.train):,}")
+
+    def run_eval(step: int) -> bool:
+        """Validation (and test when validation improves); returns True when training should stop."""
+        valid = evaluate(eval_step, state.params, inputs.valid, inputs.eval_spec, inputs.time_origin, mesh)
+        meta["last_valid"] = valid
+        sel = config.eval.select_metric
+        record = {"step": step, **{f"valid/{k}": v for k, v in valid.items()}}
+        best = meta["best"]
+        if best is None or valid[sel] > best["valid"][sel]:
+            test = evaluate(eval_step, state.params, inputs.test, inputs.eval_spec, inputs.time_origin, mesh)
+            meta["best"] = {"step": step, "valid": valid, "test": test}
+            meta["evals_since_best"] = 0
+            record.update({f"test/{k}": v for k, v in test.items()})
+        else:
+            meta["evals_since_best"] += 1
+        logger.log(record)
+        progress(f"[{rid}] step {step} valid {sel}={valid[sel]:.4f} xent={valid['xent']:.3f} "
+                 f"(best {meta['best']['valid'][sel]:.4f} @ {meta['best']['step']})")
+        return config.eval.patience > 0 and meta["evals_since_best"] >= config.eval.patience
+
+    status, step = "ok", start
+    window = max(1, min(config.train.log_every, sched.total_steps))
+    t_loop, t_last = time.time(), time.time()
+    batches = stream.iterate(start)
+    pending: list[dict] = []
+    try:
+        with jax.set_mesh(mesh):
+            while step < sched.total_steps:
+                batch = shard_batch(next(batches), mesh)
+                state, metrics = train_step(state, batch)
+                step += 1
+                pending.append(metrics)
+                if step % config.train.log_every and step != sched.total_steps and step % sched.eval_every:
+                    continue
+                for m in jax.device_get(pending):
+                    meta["recent"] = (meta["recent"] + [[float(m["loss_sum"]), float(m["targets"])]])[-window:]
+                    if not math.isfinite(float(m["loss"])):
+                        status = "diverged"
+                pending = []
+                if status == "diverged":
+                    progress(f"[{rid}] diverged at step {step} (non-finite loss)")
+                    break
+                now = time.time()
+                rate = config.train.log_every / max(now - t_last, 1e-9)
+                t_last = now
+                eta = (sched.total_steps - step) / max(rate, 1e-9)
+                loss = float(m["loss"])
+                logger.log({"step": step, "loss": loss, "grad_norm": float(m["grad_norm"]),
+                            "examples_seen": float(sched.examples_per_step[:step].sum()),
+                            "tokens_seen": float(sched.tokens_per_step[:step].sum()),
+                            "flops_spent": float(sched.flops_per_step[:step].sum())})
+                if config.logging.progress:
+                    progress(f"[{rid}] step {step}/{sched.total_steps} loss {loss:.4f} {rate:.1f} steps/s "
+                             f"ETA {eta:.0f}s")
+                stop = False
+                if step % sched.eval_every == 0 or step == sched.total_steps:
+                    stop = run_eval(step)
+                    meta["wall_time_s"] += time.time() - t_loop
+                    t_loop = time.time()
+                    ckpt.save(step, state, meta)
+                if stop:
+                    progress(f"[{rid}] early stop: no improvement in {config.eval.patience} evaluations")
+                    break
+                if stop_after_steps is not None and step - start >= stop_after_steps:
+                    ckpt.save(step, state, meta)
+                    logger.close()
+                    return {"status": "interrupted", "run_id": rid, "step": step}
+    except Exception as e:
+        logger.close()
+        result = _result(config, rid, "failed", inputs, sched, counts, step, meta, t_start, error=repr(e))
+        atomic_write_json(run_dir / "result.json", result)
+        raise
+    meta["wall_time_s"] += time.time() - t_loop
+    result = _result(config, rid, status, inputs, sched, counts, step, meta, t_start)
+    logger.summary({k: v for k, v in result.items() if isinstance(v, int | float)})
+    logger.close()
+    ckpt.close()
+    atomic_write_json(run_dir / "result.json", result)
+    return result
+
+
+def _result(config: ml_collections.ConfigDict, rid: str, status: str, inputs: RunInputs, sched: Schedule,
+            counts: Any, step: int, meta: dict, t_start: float, error: str | None = None) -> dict[str, Any]:
+    recent = np.array(meta["recent"], np.float64).reshape(-1, 2)
+    final_loss = float(recent[:, 0].sum() / max(recent[:, 1].sum(), 1.0)) if len(recent) else float("nan")
+    best = meta.get("best") or {}
+    evals: dict[str, float] = {}
+    for split in ("valid", "test"):
+        evals.update({f"{split}/{k}": float(v) for k, v in (best.get(split) or {}).items()})
+    last_valid = meta.get("last_valid") or {}
+    device = jax.devices()[0]
+    result = {
+        "status": status, "run_id": rid, "study": config.study, "family": config.model.family,
+        "dataset": config.data.name, "layout": config.data.layout,
+        "flops_planned": float(config.train.flops_budget or sched.flops_per_step.sum()),
+        "flops_spent": float(sched.flops_per_step[:step].sum()),
+        "flops_per_example": float(sched.flops_per_step.sum() / max(sched.examples_per_step.sum(), 1.0)),
+        "n_dense": counts.n_dense, "n_emb": counts.n_emb,
+        "examples_seen": float(sched.examples_per_step[:step].sum()),
+        "tokens_seen": float(sched.tokens_per_step[:step].sum()),
+        "unique_examples": len(inputs.train), "epochs": step / max(sched.steps_per_epoch, 1),
+        "steps": step, "total_steps": sched.total_steps, "best_step": best.get("step"),
+        "final_train_loss": final_loss, "final_eval_loss": float(last_valid.get("xent", float("nan"))),
+        "eval": evals, "wall_time_s": float(meta["wall_time_s"]), "elapsed_s": time.time() - t_start,
+        "device_kind": device.device_kind, "num_devices": jax.device_count(), "num_items": inputs.num_items,
+        "dropped_users": inputs.num_dropped_users,
+    }
+    if error is not None:
+        result["error"] = error
+    return result

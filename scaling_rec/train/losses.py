@@ -1,0 +1,40 @@
+"""Training losses of the sequential retrievers."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def sampled_softmax_loss(
+    hidden_NxD: jax.Array,
+    targets_N: jax.Array,
+    table_VxD: jax.Array,
+    key: jax.Array,
+    *,
+    num_negatives: int,
+    temperature: float,
+) -> tuple[jax.Array, jax.Array]:
+    """Sampled softmax over the target and `num_negatives` uniform negatives per token.
+
+    As in the HSTU reference (SampledSoftmaxLoss with the local sampler): negatives are drawn
+    uniformly from items 1..V-1 for every target token; a negative equal to the target is masked;
+    logits are dot products / temperature (cosines when embeddings are L2-normalised).
+
+    Args:
+      hidden_NxD: user vectors; targets_N: int item ids, 0 = no target (ignored);
+      table_VxD: the scoring table (row 0 = padding).
+    Returns:
+      (sum of per-token losses, number of target tokens), both float32 scalars.
+    """
+    n = hidden_NxD.shape[0]
+    num_items = table_VxD.shape[0] - 1
+    neg_NxK = jax.random.randint(key, (n, num_negatives), 1, num_items + 1)
+    pos_logit_N = jnp.sum(hidden_NxD * jnp.take(table_VxD, targets_N, axis=0), axis=-1) / temperature
+    neg_NxKxD = jnp.take(table_VxD, neg_NxK, axis=0)
+    neg_logit_NxK = jnp.einsum("nd,nkd->nk", hidden_NxD, neg_NxKxD) / temperature
+    neg_logit_NxK = jnp.where(neg_NxK == targets_N[:, None], -jnp.inf, neg_logit_NxK)
+    logits = jnp.concatenate([pos_logit_N[:, None], neg_logit_NxK], axis=1)
+    loss_N = jax.nn.logsumexp(logits, axis=1) - pos_logit_N
+    weight_N = (targets_N > 0).astype(jnp.float32)
+    return jnp.sum(loss_N * weight_N), jnp.sum(weight_N)

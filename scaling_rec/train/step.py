@@ -1,0 +1,114 @@
+"""Pure train and eval steps, jitted once per shape with explicit shardings and donated state."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from scaling_rec.data.jagged import Batch, JaggedBatch
+from scaling_rec.metrics import rank_of_target, ranking_metrics_from_ranks
+from scaling_rec.models.sequential import jagged_to_padded, token_view
+from scaling_rec.train.losses import sampled_softmax_loss
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Everything a step changes: parameters, optimiser state, step counter (int32 scalar)."""
+
+    params: nnx.State
+    opt_state: Any
+    step: jax.Array
+
+
+def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """AdamW (Loshchilov & Hutter 2019) with an optional linear warm-up, constant afterwards."""
+    lr: float | optax.Schedule = train.learning_rate
+    if train.warmup_steps > 0:
+        lr = optax.linear_schedule(0.0, train.learning_rate, train.warmup_steps)
+    return optax.adamw(lr, b1=train.b1, b2=train.b2, eps=1e-8, weight_decay=train.weight_decay)
+
+
+def _flat_targets(batch: Batch) -> jax.Array:
+    return batch.target_ids_T if isinstance(batch, JaggedBatch) else batch.target_ids_BxL.reshape(-1)
+
+
+def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
+                    train: ml_collections.ConfigDict, seed: int) -> Callable[[TrainState, Batch], tuple]:
+    """train_step(state, batch) -> (state, metrics); dropout and negatives keyed by (seed, step)."""
+    base_key = jax.random.key(seed)
+
+    def loss_fn(params: nnx.State, batch: Batch, key: jax.Array) -> tuple[jax.Array, tuple]:
+        model = nnx.merge(graphdef, params)
+        k_drop, k_neg = jax.random.split(key)
+        hidden = model(batch, dropout_key=k_drop)
+        hidden_NxD = hidden.reshape(-1, hidden.shape[-1])
+        loss_sum, count = sampled_softmax_loss(
+            hidden_NxD, _flat_targets(batch), model.item_embeddings(), k_neg,
+            num_negatives=train.num_negatives, temperature=train.temperature,
+        )
+        return loss_sum / jnp.maximum(count, 1.0), (loss_sum, count)
+
+    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        key = jax.random.fold_in(base_key, state.step)
+        (loss, (loss_sum, count)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "loss_sum": loss_sum, "targets": count, "grad_norm": optax.global_norm(grads)}
+        return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+    return train_step
+
+
+def last_token(batch: Batch, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(x at each sequence's last token [B, ...], valid_B) for a jagged [T, ...] or padded [B, L, ...] x."""
+    if isinstance(batch, JaggedBatch):
+        num_slots = batch.offsets_B1.shape[0] - 1
+        idx = jnp.maximum(batch.offsets_B1[1:] - 1, 0)
+        return x[idx], jnp.arange(num_slots) < batch.num_sequences
+    idx = jnp.maximum(batch.lengths_B - 1, 0)
+    return x[jnp.arange(x.shape[0]), idx], batch.lengths_B > 0
+
+
+def history_ids(batch: Batch, max_len: int) -> jax.Array:
+    """Item ids of each sequence as [B, L] (0-padded), for excluding history from the ranking."""
+    if isinstance(batch, JaggedBatch):
+        return jagged_to_padded(batch.item_ids_T, token_view(batch), max_len)
+    return batch.item_ids_BxL
+
+
+def make_eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict) -> Callable[[nnx.State, Batch], dict]:
+    """eval_step(params, batch) -> metric sums (HR/NDCG@K, MRR, full-softmax cross-entropy 'xent').
+
+    Ranks the target of each sequence's last token among all items (row 0 excluded); with
+    eval.exclude_history the user's history items are removed from the ranking (never the target).
+    'xent' is the cross-entropy of the full softmax over all items at temperature train.temperature,
+    a smooth quality measure for scaling fits.
+    """
+    ks = tuple(config.eval.ks)
+
+    def eval_step(params: nnx.State, batch: Batch) -> dict[str, jax.Array]:
+        model = nnx.merge(graphdef, params)
+        hidden = model(batch)
+        targets = batch.target_ids_T if isinstance(batch, JaggedBatch) else batch.target_ids_BxL
+        h_BxD, valid_B = last_token(batch, hidden)
+        target_B, _ = last_token(batch, targets)
+        scores_BxV = h_BxD @ model.item_embeddings().T
+        exclude = history_ids(batch, config.data.max_len) if config.eval.exclude_history else None
+        ranks_B = rank_of_target(scores_BxV, target_B, exclude)
+        sums = ranking_metrics_from_ranks(ranks_B, valid_B, ks)
+        logits = scores_BxV[:, 1:] / config.train.temperature
+        target_logit = jnp.take_along_axis(scores_BxV, target_B[:, None], axis=1)[:, 0] / config.train.temperature
+        xent_B = jnp.where(valid_B, jax.nn.logsumexp(logits, axis=1) - target_logit, 0.0)
+        sums["xent"] = jnp.sum(xent_B)
+        sums["xent_sumsq"] = jnp.sum(jnp.square(xent_B))
+        return sums
+
+    return eval_step
