@@ -1,0 +1,62 @@
+"""Child of the 2-process test: one of two processes x 4 host CPU devices, joined by gloo.
+
+The parent sets JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID and XLA_FLAGS.
+Prints one JSON line: what this process saw of the cross-process collectives, or the error.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import PartitionSpec
+
+from scaling_rec.parallel.distributed import maybe_initialize, process_shard
+from scaling_rec.parallel.mesh import make_mesh
+from scaling_rec.parallel.sharding import replicated, shard_batch
+
+
+def run() -> dict:
+    group = maybe_initialize(initialization_timeout_s=60)
+    pid = jax.process_index()
+    mesh = make_mesh(-1, 1, 1)
+    rows = process_shard(8, pid, jax.process_count())
+    local_x = np.arange(8, dtype=np.float32)[rows] + 1.0  # process 0: 1..4, process 1: 5..8
+    x = shard_batch({"x": local_x}, mesh)["x"]
+    total = jax.jit(jnp.sum, out_shardings=replicated(mesh))(x)
+    psum = jax.jit(
+        jax.shard_map(
+            lambda v: jax.lax.psum(v, ("data", "fsdp")),
+            mesh=mesh,
+            in_specs=PartitionSpec(("data", "fsdp")),
+            out_specs=PartitionSpec(),
+        ),
+        out_shardings=replicated(mesh),
+    )(x)
+    gathered = multihost_utils.process_allgather(np.asarray([pid, pid * 10]), tiled=False)
+    return {
+        "group": [group.coordinator_address, group.num_processes, group.process_id],
+        "process_index": pid,
+        "process_count": jax.process_count(),
+        "device_count": jax.device_count(),
+        "local_device_count": jax.local_device_count(),
+        "global_shape": list(x.shape),
+        "sum": float(total),
+        "psum": np.asarray(psum.addressable_shards[0].data).tolist(),
+        "allgather": np.asarray(gathered).tolist(),
+        "collectives": jax.config.jax_cpu_collectives_implementation,
+    }
+
+
+if __name__ == "__main__":
+    try:
+        result = run()
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which decides
+        result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-3000:]}
+    print("RESULT " + json.dumps(result), flush=True)
+    if "error" not in result:
+        jax.distributed.shutdown()
