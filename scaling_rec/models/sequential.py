@@ -17,6 +17,8 @@ from flax import nnx
 from scaling_rec.data.jagged import Batch, JaggedBatch, PaddedBatch
 from scaling_rec.models.layers import Embedding, KeyChain, dropout, l2_normalize, param
 
+TABLE_ROW_MULTIPLE = 64
+
 
 @dataclasses.dataclass(frozen=True)
 class TokenView:
@@ -99,7 +101,9 @@ class SequentialRecommender(nnx.Module):
         self.max_len = max_len
         self.dropout_rate = dropout_rate
         self.l2_norm = l2_norm
-        self.items = Embedding(num_items + 1, embed_dim, rngs)
+        # Rows padded to a multiple of 64 so that the table splits evenly over any mesh up to 64 ways;
+        # the extra rows are never looked up, sampled or scored.
+        self.items = Embedding(-(-(num_items + 1) // TABLE_ROW_MULTIPLE) * TABLE_ROW_MULTIPLE, embed_dim, rngs)
         self.pos = param(rngs, nnx.initializers.truncated_normal(0.02), (max_len, embed_dim), ("seq", "embed"))
 
     def embed_inputs(self, view: TokenView, keys: KeyChain) -> jax.Array:
@@ -113,7 +117,7 @@ class SequentialRecommender(nnx.Module):
 
     def item_embeddings(self) -> jax.Array:
         """The scoring table [num_items + 1, D] (row 0 = padding), normalised like the outputs."""
-        table = self.items.table[...]
+        table = self.items.table[: self.num_items + 1]
         return l2_normalize(table) if self.l2_norm else table
 
     def encode(self, view: TokenView, keys: KeyChain) -> jax.Array:

@@ -1,0 +1,28 @@
+"""Where a benchmark number came from: git commit, machine, devices, library versions, time."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+
+import jax
+
+
+def provenance() -> dict:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", False
+    dev = jax.devices()[0]
+    return {
+        "git_commit": commit, "git_dirty": dirty,
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "device_kind": dev.device_kind, "backend": jax.default_backend(),
+                    "num_devices": jax.device_count()},
+        "versions": {"jax": jax.__version__, "python": platform.python_version()},
+        "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
