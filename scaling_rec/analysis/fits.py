@@ -1,0 +1,372 @@
+"""Scaling-law fits: L(C) = E + A·C^(−α) and L(N, D) = E + A/N^α + B/D^β.
+
+Both fits follow Hoffmann et al. 2022 ("Training Compute-Optimal Large Language Models"),
+Section 3.3 / Appendix D.2 (Approach 3): the prediction is written in log space as a log-sum-exp,
+
+    log L̂ = LSE(a − α·log N, b − β·log D, e),   with A = exp(a), B = exp(b), E = exp(e),
+
+and the parameters minimise the Huber loss (δ = 1e-3) of the log residuals log L̂ − log L,
+with L-BFGS started from a grid of initialisations, the best optimum kept.  The power law in
+compute is the same construction with one power-law term: log L̂ = LSE(a − α·log C, e).
+
+Units: C in FLOPs, N in parameters, D in training examples (whatever the caller passes; the fitted
+A, B carry those units), L in the fitted quantity's own units (must be > 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import functools
+import itertools
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from scipy import optimize
+
+from scaling_rec.errors import FitError
+
+HUBER_DELTA = 1e-3
+"""Huber threshold on log residuals, Hoffmann et al. 2022, Appendix D.2."""
+
+# Hoffmann et al. 2022, D.2: α, β ∈ {0, 0.5, …, 2}, e ∈ {−1, −0.5, …, 1}, a, b ∈ {0, 5, …, 25}.
+HOFFMANN_EXPONENT_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
+HOFFMANN_E_GRID = (-1.0, -0.5, 0.0, 0.5, 1.0)
+HOFFMANN_LOGCOEF_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+# The power law in C has smaller exponents in practice (recommenders: ~0.05-0.3), so its exponent
+# grid is finer at the low end; the coefficient and E grids are Hoffmann's.
+POWER_LAW_EXPONENT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 1.5, 2.0)
+
+
+def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
+    """Huber loss of residuals r: r²/2 for |r| ≤ δ, δ·(|r| − δ/2) beyond (Huber 1964)."""
+    abs_r = np.abs(r)
+    return np.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta))
+
+
+def _huber_grad(r: np.ndarray, delta: float) -> np.ndarray:
+    return np.clip(r, -delta, delta)
+
+
+# (get, set) C entry points of OpenBLAS builds (numpy/scipy wheels rename them).
+_BLAS_THREAD_SYMBOLS = (
+    ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+    ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+    ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+    ("openblas_get_num_threads", "openblas_set_num_threads"),
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _openblas_controls() -> tuple[tuple[object, object], ...]:
+    """(get, set) thread-count functions of every OpenBLAS loaded in this process (Linux only)."""
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()})
+    except OSError:
+        return ()
+    controls = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get_name, set_name in _BLAS_THREAD_SYMBOLS:
+            if hasattr(lib, get_name) and hasattr(lib, set_name):
+                controls.append((getattr(lib, get_name), getattr(lib, set_name)))
+                break
+    return tuple(controls)
+
+
+@contextlib.contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """Run tiny L-BFGS problems with one OpenBLAS thread.
+
+    scipy's L-BFGS-B calls BLAS on 3-5-dimensional vectors; with a multi-threaded OpenBLAS on a
+    loaded machine each call pays thread wake-ups, measured here as a 45× slowdown.  The previous
+    thread counts are restored on exit.
+    """
+    controls = _openblas_controls()
+    saved = [get() for get, _ in controls]
+    for _, set_ in controls:
+        set_(1)
+    try:
+        yield
+    finally:
+        for (_, set_), n in zip(controls, saved, strict=True):
+            set_(n)
+
+
+def check_positive(name: str, x: np.ndarray) -> np.ndarray:
+    """Return x as a 1-D float64 array; FitError if it holds a non-finite or non-positive value."""
+    arr = np.asarray(x, dtype=np.float64).reshape(-1)
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        idx = np.flatnonzero(bad)[:5].tolist()
+        raise FitError(
+            f"{name} must be finite and > 0 for a log-space fit; {int(bad.sum())} of {arr.size} "
+            f"values are not (first indices {idx}, values {arr[idx].tolist()}). "
+            "Drop failed/diverged runs before fitting."
+        )
+    return arr
+
+
+def _check_lengths(n_params: int, **arrays: np.ndarray) -> int:
+    sizes = {k: v.size for k, v in arrays.items()}
+    if len(set(sizes.values())) != 1:
+        raise FitError(f"arrays differ in length: {sizes}")
+    n = next(iter(sizes.values()))
+    if n < n_params + 1:
+        raise FitError(
+            f"too few points: {n} given, a fit with {n_params} parameters needs at least {n_params + 1}"
+        )
+    return n
+
+
+def _check_spread(name: str, x: np.ndarray) -> None:
+    if np.unique(x).size < 2:
+        raise FitError(f"degenerate grid: all {name} are equal ({x[0]:g}); the exponent is unidentifiable")
+
+
+@dataclasses.dataclass(frozen=True)
+class _LseProblem:
+    """log L̂ = LSE(c_k − γ_k·x_k for power terms, e); x centred at x_ref for conditioning."""
+
+    xs: tuple[np.ndarray, ...]  # centred log inputs, one per power-law term, each [n]
+    x_ref: tuple[float, ...]
+    log_y: np.ndarray  # [n]
+    with_e: bool
+    delta: float
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.xs)
+
+    def terms(self, theta_GxP: np.ndarray) -> np.ndarray:
+        """Log-space terms [G, n, K(+1)] for G parameter vectors (c_1..c_K, γ_1..γ_K[, e])."""
+        k = self.n_terms
+        cols = [
+            theta_GxP[:, i, None] - theta_GxP[:, k + i, None] * self.xs[i][None, :] for i in range(k)
+        ]
+        if self.with_e:
+            cols.append(np.broadcast_to(theta_GxP[:, 2 * k, None], cols[0].shape))
+        return np.stack(cols, axis=-1)
+
+    def objective_grid(self, theta_GxP: np.ndarray) -> np.ndarray:
+        """Sum of Huber losses [G] for every row of theta (vectorised, for grid screening)."""
+        t = self.terms(theta_GxP)
+        lse = np.logaddexp.reduce(t, axis=-1)
+        return huber(lse - self.log_y[None, :], self.delta).sum(axis=1)
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Huber objective scaled by 1/δ² (same minimiser, O(1) values for L-BFGS) and its gradient."""
+        k = self.n_terms
+        t = self.terms(theta[None, :])[0]  # [n, K(+1)]
+        lse = np.logaddexp.reduce(t, axis=-1)
+        w = np.exp(t - lse[:, None])  # softmax weights
+        r = lse - self.log_y
+        scale = 1.0 / self.delta**2
+        psi = _huber_grad(r, self.delta) * scale
+        grad = np.empty_like(theta)
+        for i in range(k):
+            grad[i] = np.sum(psi * w[:, i])
+            grad[k + i] = -np.sum(psi * w[:, i] * self.xs[i])
+        if self.with_e:
+            grad[2 * k] = np.sum(psi * w[:, k])
+        return float(huber(r, self.delta).sum() * scale), grad
+
+    def to_centred(self, theta_raw: np.ndarray) -> np.ndarray:
+        """Map paper parameters (a = log A, α, ...) to centred ones: c = a − α·x_ref."""
+        out = np.array(theta_raw, dtype=np.float64, copy=True)
+        k = self.n_terms
+        for i in range(k):
+            out[..., i] = out[..., i] - out[..., k + i] * self.x_ref[i]
+        return out
+
+    def to_raw(self, theta_c: np.ndarray) -> np.ndarray:
+        out = np.array(theta_c, dtype=np.float64, copy=True)
+        k = self.n_terms
+        for i in range(k):
+            out[..., i] = out[..., i] + out[..., k + i] * self.x_ref[i]
+        return out
+
+
+def _minimise(problem: _LseProblem, grid_raw: np.ndarray, n_starts: int | None) -> tuple[np.ndarray, float]:
+    """L-BFGS from the grid's best `n_starts` points (all when None); returns raw θ and Huber sum."""
+    grid_c = problem.to_centred(grid_raw)
+    if n_starts is not None and n_starts < grid_c.shape[0]:
+        # Screening the grid by its objective is a cheap vectorised pass; the L-BFGS runs start
+        # from the most promising initialisations only (n_starts=None runs all, as in the paper).
+        order = np.argsort(problem.objective_grid(grid_c), kind="stable")
+        grid_c = grid_c[order[:n_starts]]
+    best_theta, best_f = None, np.inf
+    with single_blas_thread():
+        for theta0 in grid_c:
+            res = optimize.minimize(
+                problem.value_and_grad,
+                theta0,
+                jac=True,
+                method="L-BFGS-B",
+                options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
+            )
+            if np.isfinite(res.fun) and res.fun < best_f:
+                best_theta, best_f = res.x, float(res.fun)
+    if best_theta is None:
+        raise FitError("every L-BFGS start diverged to a non-finite objective; check the data's scale")
+    theta_raw = problem.to_raw(best_theta)
+    return theta_raw, float(best_f * problem.delta**2)
+
+
+@dataclasses.dataclass(frozen=True)
+class PowerLawFit:
+    """L(C) = E + A·C^(−α); `loss` is the summed Huber objective at the optimum (log space)."""
+
+    E: float
+    A: float
+    alpha: float
+    loss: float
+    n_points: int
+
+    def predict(self, C: np.ndarray | float) -> np.ndarray:
+        """Predicted L at compute C (same units as the fit's C)."""
+        c = np.asarray(C, dtype=np.float64)
+        return self.E + self.A * c ** (-self.alpha)
+
+    def params(self) -> dict[str, float]:
+        """The fitted parameters by name (what bootstrap resamples)."""
+        return {"E": self.E, "A": self.A, "alpha": self.alpha}
+
+
+@dataclasses.dataclass(frozen=True)
+class ChinchillaFit:
+    """L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, eq. 2); `loss` = summed Huber objective."""
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    loss: float
+    n_points: int
+
+    def predict(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:
+        """Predicted L for N parameters trained on D examples."""
+        n = np.asarray(N, dtype=np.float64)
+        d = np.asarray(D, dtype=np.float64)
+        return self.E + self.A * n ** (-self.alpha) + self.B * d ** (-self.beta)
+
+    def params(self) -> dict[str, float]:
+        """The fitted parameters by name (what bootstrap resamples)."""
+        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta}
+
+    def optimal_allocation(
+        self, C: np.ndarray | float, flops_per_param_example: float = 6.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Compute-optimal (N*, D*) under C = k·N·D (Hoffmann et al. 2022, eq. 4, k = 6 there).
+
+        N* = G·(C/k)^(β/(α+β)), D* = G⁻¹·(C/k)^(α/(α+β)), G = (αA / (βB))^(1/(α+β)).
+        """
+        c = np.asarray(C, dtype=np.float64) / flops_per_param_example
+        s = self.alpha + self.beta
+        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / s)
+        return g * c ** (self.beta / s), c ** (self.alpha / s) / g
+
+
+def fit_power_law(
+    C: np.ndarray,
+    L: np.ndarray,
+    *,
+    saturating: bool = True,
+    delta: float = HUBER_DELTA,
+    n_starts: int | None = 16,
+    exponent_grid: Sequence[float] = POWER_LAW_EXPONENT_GRID,
+) -> PowerLawFit:
+    """Fit L(C) = E + A·C^(−α) (or E = 0 when saturating=False) by Hoffmann-style Approach 3.
+
+    Args:
+      C: [n] compute (FLOPs) or any positive scale variable.  L: [n] positive losses.
+      saturating: fit the irreducible term E; False fits the pure power law A·C^(−α).
+      delta: Huber threshold on log residuals.  n_starts: L-BFGS runs from the best grid points
+        (None = every grid point).  exponent_grid: initial α values.
+    Raises:
+      FitError: fewer than (parameters + 1) points, all C equal, or a non-positive/non-finite value.
+    """
+    c = check_positive("C", C)
+    y = check_positive("L", L)
+    n_params = 3 if saturating else 2
+    n = _check_lengths(n_params, C=c, L=y)
+    _check_spread("C", c)
+    x = np.log(c)
+    x_ref = float(np.mean(x))
+    problem = _LseProblem(xs=(x - x_ref,), x_ref=(x_ref,), log_y=np.log(y), with_e=saturating, delta=delta)
+    grids = [HOFFMANN_LOGCOEF_GRID, tuple(exponent_grid)] + ([HOFFMANN_E_GRID] if saturating else [])
+    grid = np.array(list(itertools.product(*grids)), dtype=np.float64)
+    theta, loss = _minimise(problem, grid, n_starts)
+    e = float(np.exp(theta[2])) if saturating else 0.0
+    return PowerLawFit(E=e, A=float(np.exp(theta[0])), alpha=float(theta[1]), loss=loss, n_points=n)
+
+
+def fit_chinchilla(
+    N: np.ndarray,
+    D: np.ndarray,
+    L: np.ndarray,
+    *,
+    delta: float = HUBER_DELTA,
+    n_starts: int | None = 32,
+) -> ChinchillaFit:
+    """Fit L(N, D) = E + A/N^α + B/D^β exactly as Hoffmann et al. 2022, Approach 3 (App. D.2).
+
+    Objective: Σ Huber_δ(LSE(a − α log N, b − β log D, e) − log L), δ = 1e-3, minimised with
+    L-BFGS from Hoffmann's grid (α, β ∈ {0,…,2} step 0.5; e ∈ {−1,…,1} step 0.5; a, b ∈ {0,…,25}
+    step 5).  To keep bootstraps affordable the 4500-point grid is screened by its objective and
+    L-BFGS runs from the best `n_starts` (None = all 4500, the paper's procedure); the optimiser
+    works in coordinates centred at the mean log N / log D (same objective, better conditioned).
+
+    Args:
+      N: [n] parameters.  D: [n] training examples (or tokens).  L: [n] positive losses.
+    Raises:
+      FitError: fewer than 6 points, all N or all D equal, N and D collinear in log space (e.g. a
+        single IsoFLOP budget), or a non-positive/non-finite value.
+    """
+    n_arr = check_positive("N", N)
+    d_arr = check_positive("D", D)
+    y = check_positive("L", L)
+    n = _check_lengths(5, N=n_arr, D=d_arr, L=y)
+    _check_spread("N", n_arr)
+    _check_spread("D", d_arr)
+    xn, xd = np.log(n_arr), np.log(d_arr)
+    design = np.stack([np.ones(n), xn - xn.mean(), xd - xd.mean()], axis=1)
+    sv = np.linalg.svd(design, compute_uv=False)
+    if sv[-1] < 1e-8 * sv[0]:
+        raise FitError(
+            "degenerate grid: log N and log D are collinear (e.g. one IsoFLOP budget, or D ∝ N^k), "
+            "so A/N^α and B/D^β cannot be separated; add runs at other budgets or data sizes"
+        )
+    xn_ref, xd_ref = float(xn.mean()), float(xd.mean())
+    problem = _LseProblem(
+        xs=(xn - xn_ref, xd - xd_ref), x_ref=(xn_ref, xd_ref), log_y=np.log(y), with_e=True, delta=delta
+    )
+    # Parameter order: (a, b, α, β, e).
+    grid = np.array(
+        list(
+            itertools.product(
+                HOFFMANN_LOGCOEF_GRID,
+                HOFFMANN_LOGCOEF_GRID,
+                HOFFMANN_EXPONENT_GRID,
+                HOFFMANN_EXPONENT_GRID,
+                HOFFMANN_E_GRID,
+            )
+        ),
+        dtype=np.float64,
+    )
+    theta, loss = _minimise(problem, grid, n_starts)
+    return ChinchillaFit(
+        E=float(np.exp(theta[4])),
+        A=float(np.exp(theta[0])),
+        B=float(np.exp(theta[1])),
+        alpha=float(theta[2]),
+        beta=float(theta[3]),
+        loss=loss,
+        n_points=n,
+    )

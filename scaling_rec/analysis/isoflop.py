@@ -1,0 +1,180 @@
+"""IsoFLOP analysis (Hoffmann et al. 2022, Approach 2, Section 3.2).
+
+Per compute budget C, the loss is fitted by a parabola in log N; its minimum gives the
+compute-optimal size N*(C).  D*(C) is read from the budget's own D–N relation (its log D vs log N
+line evaluated at log N*), or taken as C/(6 N*).  Power laws N* ∝ C^a and D* ∝ C^b are then fitted
+by least squares in log–log space.  Units: C in FLOPs, N in parameters, D in examples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from scaling_rec.analysis.fits import check_positive
+from scaling_rec.errors import FitError
+
+
+def group_budgets(C: np.ndarray, rtol: float = 0.05) -> np.ndarray:
+    """Integer group per point: budgets within a relative `rtol` of their neighbour share a group.
+
+    Spent FLOPs differ a little from the planned budget; grouping by closeness keeps one budget's
+    runs together.  Groups are numbered in increasing C.
+    """
+    c = np.asarray(C, dtype=np.float64)
+    order = np.argsort(c, kind="stable")
+    groups = np.empty(c.size, dtype=np.int64)
+    g = 0
+    for rank, i in enumerate(order):
+        if rank > 0 and c[i] > c[order[rank - 1]] * (1.0 + rtol):
+            g += 1
+        groups[i] = g
+    return groups
+
+
+def compute_frontier(C: np.ndarray, L: np.ndarray, rtol: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest loss per budget: ([G] median C of the group, [G] min L), sorted by C."""
+    c = np.asarray(C, dtype=np.float64)
+    y = np.asarray(L, dtype=np.float64)
+    groups = group_budgets(c, rtol)
+    ids = np.unique(groups)
+    return (
+        np.array([np.median(c[groups == g]) for g in ids]),
+        np.array([np.min(y[groups == g]) for g in ids]),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetOptimum:
+    """One budget's parabola L ≈ p0 + p1·x + p2·x², x = log10 N, and its minimum."""
+
+    C: float
+    n_sizes: int
+    coeffs: tuple[float, float, float]  # (p2, p1, p0), numpy.polyfit order
+    N_opt: float
+    D_opt: float
+    L_opt: float
+    extrapolated: bool  # N_opt lies outside the budget's sampled sizes
+
+    def curve(self, N: np.ndarray) -> np.ndarray:
+        """The fitted parabola's loss at sizes N."""
+        return np.polyval(self.coeffs, np.log10(np.asarray(N, dtype=np.float64)))
+
+
+@dataclasses.dataclass(frozen=True)
+class IsoFlopFit:
+    """Per-budget optima and the fitted N* = kN·C^a, D* = kD·C^b."""
+
+    optima: tuple[BudgetOptimum, ...]
+    skipped: tuple[tuple[float, str], ...]  # (budget C, reason)
+    a: float
+    b: float
+    log10_kN: float
+    log10_kD: float
+    d_rule: str
+    n_points: int
+
+    def predict_N(self, C: np.ndarray | float) -> np.ndarray:
+        """Compute-optimal parameters N*(C)."""
+        return 10.0 ** (self.log10_kN + self.a * np.log10(np.asarray(C, dtype=np.float64)))
+
+    def predict_D(self, C: np.ndarray | float) -> np.ndarray:
+        """Compute-optimal examples D*(C)."""
+        return 10.0 ** (self.log10_kD + self.b * np.log10(np.asarray(C, dtype=np.float64)))
+
+    def params(self) -> dict[str, float]:
+        """The fitted exponents (what bootstrap resamples)."""
+        return {"a": self.a, "b": self.b}
+
+
+def _fit_budget(c: float, n: np.ndarray, d: np.ndarray, y: np.ndarray, d_rule: str) -> BudgetOptimum:
+    sizes = np.unique(n)
+    if sizes.size < 3:
+        raise FitError(f"{sizes.size} distinct sizes; a parabola in log N needs at least 3")
+    x = np.log10(n)
+    p2, p1, p0 = np.polyfit(x, y, 2)
+    if not p2 > 0:
+        raise FitError(f"parabola opens downward (curvature {p2:.3g}): no interior optimum")
+    x_opt = -p1 / (2.0 * p2)
+    if d_rule == "data":
+        if np.unique(d).size < 2:
+            raise FitError("all runs of this budget have the same D; cannot interpolate D at N*")
+        slope, icpt = np.polyfit(x, np.log10(d), 1)
+        d_opt = 10.0 ** (icpt + slope * x_opt)
+    else:
+        d_opt = c / (6.0 * 10.0**x_opt)
+    return BudgetOptimum(
+        C=c,
+        n_sizes=int(sizes.size),
+        coeffs=(float(p2), float(p1), float(p0)),
+        N_opt=float(10.0**x_opt),
+        D_opt=float(d_opt),
+        L_opt=float(np.polyval([p2, p1, p0], x_opt)),
+        extrapolated=bool(x_opt < x.min() or x_opt > x.max()),
+    )
+
+
+def isoflop_optima(
+    data: pd.DataFrame | np.ndarray | Sequence[float],
+    N: np.ndarray | None = None,
+    D: np.ndarray | None = None,
+    L: np.ndarray | None = None,
+    *,
+    columns: tuple[str, str, str, str] = ("budget", "N", "D", "y"),
+    d_rule: str = "data",
+    budget_rtol: float = 0.05,
+) -> IsoFlopFit:
+    """IsoFLOP optima per budget and the exponents a, b of N* ∝ C^a, D* ∝ C^b.
+
+    Args:
+      data: a DataFrame (C, N, D, L read from `columns`) or the array of budgets C [n] (FLOPs),
+        with N, D, L the matching [n] arrays.
+      d_rule: 'data' (D* from the budget's log D vs log N line at N*) or '6nd' (D* = C / (6 N*)).
+      budget_rtol: relative tolerance grouping points into budgets (see `group_budgets`).
+    Returns:
+      IsoFlopFit; budgets with < 3 distinct sizes or a concave parabola are listed in `skipped`.
+    Raises:
+      FitError: fewer than 2 budgets yield an optimum (the message gives each budget's reason),
+        or a value is non-positive/non-finite.
+    """
+    if d_rule not in ("data", "6nd"):
+        raise ValueError(f"d_rule must be 'data' or '6nd', got {d_rule!r}")
+    if isinstance(data, pd.DataFrame):
+        c_col, n_col, d_col, l_col = columns
+        c, n, d, y = (data[k].to_numpy(dtype=np.float64) for k in (c_col, n_col, d_col, l_col))
+    else:
+        if N is None or D is None or L is None:
+            raise TypeError("isoflop_optima(C, N, D, L): N, D and L are required with an array C")
+        c, n, d, y = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (data, N, D, L))
+    c, n, d, y = (check_positive(k, v) for k, v in zip("CNDL", (c, n, d, y), strict=True))
+    if not c.size == n.size == d.size == y.size:
+        raise FitError(f"arrays differ in length: C {c.size}, N {n.size}, D {d.size}, L {y.size}")
+    groups = group_budgets(c, budget_rtol)
+    optima: list[BudgetOptimum] = []
+    skipped: list[tuple[float, str]] = []
+    for g in np.unique(groups):
+        m = groups == g
+        budget = float(np.median(c[m]))
+        try:
+            optima.append(_fit_budget(budget, n[m], d[m], y[m], d_rule))
+        except FitError as e:
+            skipped.append((budget, str(e)))
+    if len(optima) < 2:
+        detail = "; ".join(f"C={cb:.3g}: {why}" for cb, why in skipped) or "only one budget in the data"
+        raise FitError(f"{len(optima)} budget(s) with an optimum, need at least 2 for N* ∝ C^a ({detail})")
+    log_c = np.log10([o.C for o in optima])
+    a, kn = np.polyfit(log_c, np.log10([o.N_opt for o in optima]), 1)
+    b, kd = np.polyfit(log_c, np.log10([o.D_opt for o in optima]), 1)
+    return IsoFlopFit(
+        optima=tuple(optima),
+        skipped=tuple(skipped),
+        a=float(a),
+        b=float(b),
+        log10_kN=float(kn),
+        log10_kD=float(kd),
+        d_rule=d_rule,
+        n_points=int(c.size),
+    )

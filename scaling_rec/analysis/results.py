@@ -1,0 +1,310 @@
+"""Load a results store (`<workdir>/runs/<run_id>/{result.json, config.json}`) into a DataFrame.
+
+One row per run.  Columns: the result.json fields of docs/CONTRACTS.md ("Run directory"), the
+`eval` metrics flattened to `eval/<metric>` (nested dicts joined with '/'), identity fields taken
+from the result or config.json (`family`, `model_name`, `size`, `study`), and the analysis columns
+`C` (training FLOPs spent, falling back to planned), `budget` (FLOPs planned: the IsoFLOP group),
+`N` (n_dense, or n_dense + n_emb), `D` (examples seen), `usable` and `exclude_reason`.
+
+A corrupted or partial result.json never stops the load: it is warned about and listed in the
+returned `problems`; a partial one keeps its row, flagged unusable.  Runs whose status is
+`diverged` or `failed` are kept and flagged (`usable=False`, `exclude_reason='status=diverged'`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import re
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling_rec.errors import ResultError
+
+REQUIRED_FIELDS = (
+    "status",
+    "run_id",
+    "flops_planned",
+    "flops_spent",
+    "n_dense",
+    "n_emb",
+    "examples_seen",
+    "final_train_loss",
+    "eval",
+)
+OPTIONAL_FIELDS = ("wall_time_s", "device_kind", "num_devices", "unique_examples", "tokens_seen")
+NUMERIC_FIELDS = ("flops_planned", "flops_spent", "n_dense", "n_emb", "examples_seen", "final_train_loss")
+STATUSES = ("ok", "diverged", "failed")
+
+# Where identity fields may live, first hit wins: result.json keys, then dotted config.json keys.
+_IDENTITY_KEYS = {
+    "family": ("family", "model.family", "model.arch", "model.type", "model.kind"),
+    "model_name": ("model_name", "model.name", "model.variant_name"),
+    "size": ("size", "size_label", "model.size", "model.variant", "model.size_label"),
+    "study": ("study", "study", "wandb.group", "experiment", "name"),
+}
+
+
+class ResultWarning(UserWarning):
+    """A run in the results store could not be read fully (see `load_results`' problems)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultProblem:
+    """A run directory whose result could not be used as is: where and why."""
+
+    path: str
+    reason: str
+
+
+def _dotted(d: dict[str, Any], key: str) -> Any:
+    cur: Any = d
+    for part in key.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def flatten(d: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """{'a': {'b': 1}} → {'<prefix>/a/b': 1}; leaves that are not dicts are kept as they are."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        name = f"{prefix}/{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, name))
+        else:
+            out[name] = v
+    return out
+
+
+def read_result(path: pathlib.Path) -> tuple[dict[str, Any], list[str]]:
+    """Parse one result.json; returns (fields, list of what is missing or malformed).
+
+    Raises:
+      ResultError: the file is unreadable, not JSON, or not a JSON object.
+    """
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ResultError(f"{path}: cannot read ({e})") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ResultError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); the run may have been cut off") from e
+    if not isinstance(data, dict):
+        raise ResultError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    issues = [f"missing field '{k}'" for k in REQUIRED_FIELDS if k not in data]
+    if "status" in data and data["status"] not in STATUSES:
+        issues.append(f"status {data['status']!r} is not one of {STATUSES}")
+    for k in NUMERIC_FIELDS:
+        v = data.get(k)
+        if k in data and not (isinstance(v, int | float) and not isinstance(v, bool)) and v is not None:
+            issues.append(f"field '{k}' is {v!r}, not a number")
+    if "eval" in data and not isinstance(data["eval"], dict):
+        issues.append(f"field 'eval' is {type(data['eval']).__name__}, not an object")
+    return data, issues
+
+
+def _read_config(path: pathlib.Path) -> tuple[dict[str, Any], str | None]:
+    if not path.exists():
+        return {}, None
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        return {}, f"config.json unreadable ({e})"
+    return (cfg, None) if isinstance(cfg, dict) else ({}, "config.json is not a JSON object")
+
+
+def _identity(result: dict[str, Any], config: dict[str, Any], default_study: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for col, keys in _IDENTITY_KEYS.items():
+        val = result.get(keys[0])
+        for k in keys[1:]:
+            if val is not None:
+                break
+            val = _dotted(config, k)
+        out[col] = val
+    name = out["model_name"]
+    # Size ladders are named '<family>/<size>' (DESIGN.md, 'hstu/S'): split when fields are absent.
+    if isinstance(name, str) and "/" in name:
+        fam, _, size = name.partition("/")
+        out["family"] = out["family"] if out["family"] is not None else fam
+        out["size"] = out["size"] if out["size"] is not None else size
+    if out["family"] is None and isinstance(name, str):
+        out["family"] = re.split(r"[-_/]", name)[0]
+    out["family"] = str(out["family"]) if out["family"] is not None else "all"
+    out["study"] = str(out["study"]) if out["study"] is not None else default_study
+    return out
+
+
+def _run_dirs(workdir: pathlib.Path) -> list[tuple[pathlib.Path, str]]:
+    """(run dir, default study name) for `workdir/runs/*` or, failing that, `workdir/*/runs/*`."""
+    if (workdir / "runs").is_dir():
+        return [(p, workdir.resolve().name) for p in sorted((workdir / "runs").iterdir()) if p.is_dir()]
+    out = []
+    for study_dir in sorted(workdir.iterdir()):
+        if (study_dir / "runs").is_dir():
+            out += [(p, study_dir.name) for p in sorted((study_dir / "runs").iterdir()) if p.is_dir()]
+    return out
+
+
+def _as_float(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def load_results(
+    workdir: str | pathlib.Path, *, size: str = "n_dense", warn: bool = True
+) -> tuple[pd.DataFrame, list[ResultProblem]]:
+    """Load every `runs/<run_id>/result.json` under workdir into one DataFrame.
+
+    Args:
+      workdir: a study directory holding `runs/`, or a directory of studies each holding `runs/`.
+      size: which parameter count is `N`: 'n_dense' (non-embedding, the default) or 'n_total'
+        (n_dense + n_emb).
+      warn: emit a ResultWarning per problem (they are returned either way).
+    Returns:
+      (df, problems): one row per run directory with a readable result.json (partial ones kept
+      but flagged unusable); problems lists every unreadable/partial result and runs without one.
+    Raises:
+      FileNotFoundError: workdir does not exist.
+    """
+    workdir = pathlib.Path(workdir)
+    if not workdir.is_dir():
+        raise FileNotFoundError(f"results store {workdir} does not exist (expected <workdir>/runs/<run_id>/)")
+    if size not in ("n_dense", "n_total"):
+        raise ValueError(f"size must be 'n_dense' or 'n_total', got {size!r}")
+    rows: list[dict[str, Any]] = []
+    problems: list[ResultProblem] = []
+    for run_dir, study in _run_dirs(workdir):
+        res_path = run_dir / "result.json"
+        if not res_path.exists():
+            problems.append(ResultProblem(str(run_dir), "no result.json (unfinished or not started)"))
+            continue
+        try:
+            data, issues = read_result(res_path)
+        except ResultError as e:
+            problems.append(ResultProblem(str(res_path), str(e)))
+            continue
+        config, cfg_issue = _read_config(run_dir / "config.json")
+        if cfg_issue:
+            problems.append(ResultProblem(str(run_dir / "config.json"), cfg_issue))
+        if issues:
+            problems.append(ResultProblem(str(res_path), "partial result: " + "; ".join(issues)))
+        row: dict[str, Any] = {"run_id": data.get("run_id") or run_dir.name, "run_dir": str(run_dir)}
+        row["status"] = data.get("status", "unknown")
+        for k in NUMERIC_FIELDS:
+            row[k] = _as_float(data.get(k))
+        for k in OPTIONAL_FIELDS:
+            if k in data:
+                row[k] = data[k]
+        if isinstance(data.get("eval"), dict):
+            row.update({k: _as_float(v) for k, v in flatten(data["eval"], "eval").items()})
+        row.update(_identity(data, config, study))
+        if issues:
+            row["exclude_reason"] = "partial result.json: " + "; ".join(issues)
+        elif row["status"] != "ok":
+            row["exclude_reason"] = f"status={row['status']}"
+        else:
+            row["exclude_reason"] = ""
+        rows.append(row)
+    if warn:
+        for p in problems:
+            warnings.warn(f"{p.path}: {p.reason}", ResultWarning, stacklevel=2)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df, problems
+    spent, planned = df["flops_spent"], df["flops_planned"]
+    df["C"] = spent.where(np.isfinite(spent) & (spent > 0), planned)
+    df["budget"] = planned.where(np.isfinite(planned) & (planned > 0), df["C"])
+    df["N"] = df["n_dense"] if size == "n_dense" else df["n_dense"] + df["n_emb"]
+    df["D"] = df["examples_seen"]
+    df["usable"] = df["exclude_reason"] == ""
+    return df, problems
+
+
+# Metrics where higher is better; a scaling law is fitted to 1 − metric (an error rate) instead.
+_HIGHER_IS_BETTER = re.compile(r"(ndcg|hr@|hit|recall|precision|mrr|auc|accuracy|acc@|map@)", re.IGNORECASE)
+# Loss-like columns, in order of preference for the default fitted quantity.
+_LOSS_PREFERENCE = ("eval/loss", "eval/final_eval_loss", "final_eval_loss", "eval/eval_loss", "eval/logloss")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetChoice:
+    """What is fitted: `column` of the DataFrame, transformed ('none' or 'one_minus'), and why."""
+
+    column: str
+    transform: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        """Axis label of the fitted quantity."""
+        return f"1 − {self.column}" if self.transform == "one_minus" else self.column
+
+    def values(self, df: pd.DataFrame) -> np.ndarray:
+        """The fitted quantity for each row of df (float64)."""
+        y = df[self.column].to_numpy(dtype=np.float64)
+        return 1.0 - y if self.transform == "one_minus" else y
+
+
+def higher_is_better(column: str) -> bool:
+    """Whether a metric column is a ranking/accuracy metric (NDCG, HR, recall, MRR, AUC …)."""
+    return bool(_HIGHER_IS_BETTER.search(column))
+
+
+def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = "auto") -> TargetChoice:
+    """Choose the fitted quantity.
+
+    Args:
+      metric: a column (e.g. 'eval/ndcg@10', 'final_train_loss'); None picks the first loss-like
+        eval column present (eval/loss, final_eval_loss, …, any 'eval/*loss*'), else final_train_loss.
+      transform: 'none', 'one_minus' (fit 1 − metric), or 'auto' (one_minus for higher-is-better
+        metrics such as NDCG/HR/AUC, none for losses).
+    Raises:
+      ValueError: unknown transform, or the metric is not a column (the message lists the columns).
+    """
+    if transform not in ("auto", "none", "one_minus"):
+        raise ValueError(f"transform must be 'auto', 'none' or 'one_minus', got {transform!r}")
+    if metric is None:
+        loss_cols = [c for c in _LOSS_PREFERENCE if c in df.columns]
+        loss_cols += sorted(c for c in df.columns if c.startswith("eval/") and "loss" in c)
+        if loss_cols:
+            metric, reason = loss_cols[0], f"default: first loss-like eval column ({loss_cols[0]})"
+        elif "final_train_loss" in df.columns:
+            metric, reason = "final_train_loss", "default: no eval loss in the results, final_train_loss"
+        else:
+            raise ValueError("no loss column in the results; pass metric= one of " + ", ".join(df.columns))
+    else:
+        reason = f"requested: {metric}"
+    if metric not in df.columns:
+        metric_cols = [c for c in df.columns if c.startswith("eval/")] + ["final_train_loss"]
+        raise ValueError(f"metric {metric!r} not in the results; available: {', '.join(metric_cols)}")
+    if transform == "auto":
+        transform = "one_minus" if higher_is_better(metric) else "none"
+        if transform == "one_minus":
+            reason += "; higher is better, so 1 − metric is fitted"
+    return TargetChoice(column=metric, transform=transform, reason=reason)
+
+
+def split_usable(df: pd.DataFrame, target: TargetChoice) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows to fit, excluded rows with `exclude_reason` filled): drops flagged runs and rows whose
+    fitted quantity, C, N or D is non-finite or non-positive."""
+    df = df.copy()
+    reasons = df["exclude_reason"].astype(str).copy()
+    y = target.values(df)
+    checks = [("fitted value", y)] + [(c, df[c].to_numpy(dtype=np.float64)) for c in ("C", "N", "D")]
+    for name, vals in checks:
+        bad = (~np.isfinite(vals) | (vals <= 0)) & (reasons == "").to_numpy()
+        reasons[bad] = f"{name} non-finite or ≤ 0"
+    df["exclude_reason"] = reasons
+    keep = reasons == ""
+    return df[keep].copy(), df[~keep].copy()

@@ -1,0 +1,181 @@
+"""Planted-law recovery, refusals, IsoFLOP optima and bootstrap coverage of scaling_rec.analysis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaling_rec.analysis import (
+    bootstrap,
+    fit_chinchilla,
+    fit_power_law,
+    holdout_extrapolation,
+    isoflop_optima,
+)
+from scaling_rec.errors import FitError
+
+# A Chinchilla-like planted law (Hoffmann et al. 2022's fitted values) and a recommender-like one.
+CHIN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+POW = {"E": 2.0, "A": 60.0, "alpha": 0.15}
+
+
+def planted_nd(seed: int, noise: float = 1e-3, n_side: int = 7) -> tuple[np.ndarray, ...]:
+    """(N, D, L) on a log grid N ∈ [1e6, 1e9], D ∈ [1e8, 1e11], L with multiplicative noise."""
+    rng = np.random.default_rng(seed)
+    n_mesh, d_mesh = np.meshgrid(np.logspace(6, 9, n_side), np.logspace(8, 11, n_side))
+    n, d = n_mesh.ravel(), d_mesh.ravel()
+    clean = CHIN["E"] + CHIN["A"] * n ** -CHIN["alpha"] + CHIN["B"] * d ** -CHIN["beta"]
+    return n, d, clean * np.exp(rng.normal(0.0, noise, n.size))
+
+
+def planted_c(seed: int, noise: float = 1e-3, n: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """(C, L) with C ∈ [1e12, 1e19] FLOPs."""
+    rng = np.random.default_rng(seed)
+    c = np.logspace(12, 19, n)
+    clean = POW["E"] + POW["A"] * c ** -POW["alpha"]
+    return c, clean * np.exp(rng.normal(0.0, noise, n))
+
+
+def rel(x: float, truth: float) -> float:
+    return abs(x - truth) / abs(truth)
+
+
+def test_chinchilla_recovers_planted_law():
+    fit = fit_chinchilla(*planted_nd(0))
+    assert rel(fit.alpha, CHIN["alpha"]) < 0.02, fit
+    assert rel(fit.beta, CHIN["beta"]) < 0.02, fit
+    assert rel(fit.E, CHIN["E"]) < 0.01, fit
+    assert fit.n_points == 49
+    n, d, y = planted_nd(0)
+    np.testing.assert_allclose(fit.predict(n, d), y, rtol=5e-3)
+
+
+def test_chinchilla_full_grid_matches_screened_grid():
+    """Screening the 4500 Hoffmann initialisations changes nothing on a well-posed problem."""
+    n, d, y = planted_nd(1, n_side=5)
+    screened = fit_chinchilla(n, d, y)
+    few = fit_chinchilla(n, d, y, n_starts=2)
+    assert screened.loss <= few.loss + 1e-12
+    assert rel(few.alpha, screened.alpha) < 1e-4
+
+
+def test_power_law_recovers_planted_law():
+    fit = fit_power_law(*planted_c(0))
+    assert rel(fit.alpha, POW["alpha"]) < 0.02, fit
+    assert rel(fit.E, POW["E"]) < 0.01, fit
+    assert rel(fit.A, POW["A"]) < 0.1, fit
+
+
+def test_pure_power_law_is_exact_on_clean_data():
+    c = np.logspace(10, 16, 6)
+    fit = fit_power_law(c, 30.0 * c**-0.2, saturating=False)
+    assert fit.E == 0.0
+    assert rel(fit.alpha, 0.2) < 1e-6 and rel(fit.A, 30.0) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((np.array([1e6, 1e7, 1e8, 1e9, 1e6]), np.logspace(8, 10, 5), np.ones(5) * 3), "too few points"),
+        ((np.full(8, 1e7), np.logspace(8, 10, 8), np.linspace(3, 2, 8)), "all N are equal"),
+        ((np.logspace(6, 8, 8), np.full(8, 1e9), np.linspace(3, 2, 8)), "all D are equal"),
+        ((np.logspace(6, 8, 8), 1e16 / np.logspace(6, 8, 8), np.linspace(3, 2, 8)), "collinear"),
+        ((np.logspace(6, 8, 8), np.logspace(8, 10, 8)[::-1], np.r_[np.linspace(3, 2, 7), -1.0]), "L must"),
+        ((np.r_[np.logspace(6, 8, 7), np.nan], np.logspace(8, 10, 8), np.linspace(3, 2, 8)), "N must"),
+    ],
+)
+def test_chinchilla_refuses_bad_input(args, match):
+    with pytest.raises(FitError, match=match):
+        fit_chinchilla(*args)
+
+
+def test_power_law_refuses_bad_input():
+    with pytest.raises(FitError, match="too few points"):
+        fit_power_law(np.logspace(10, 12, 3), np.array([3.0, 2.5, 2.2]))
+    with pytest.raises(FitError, match="all C are equal"):
+        fit_power_law(np.full(5, 1e12), np.linspace(3, 2, 5))
+    with pytest.raises(FitError, match="C must"):
+        fit_power_law(np.r_[0.0, np.logspace(10, 12, 4)], np.linspace(3, 2, 5))
+    # The pure power law has 2 parameters, so 3 points suffice.
+    fit_power_law(np.logspace(10, 12, 3), np.array([3.0, 2.5, 2.2]), saturating=False)
+
+
+def isoflop_grid(seed: int = 0, noise: float = 1e-3) -> tuple[np.ndarray, ...]:
+    """Runs on 4 budgets × 5 sizes with C = 6ND under the planted Chinchilla law."""
+    rng = np.random.default_rng(seed)
+    cs, ns = [], []
+    for c in np.logspace(17, 20, 4):
+        n_opt_guess = 0.1 * c**0.5
+        cs += [c] * 5
+        ns += list(n_opt_guess * np.logspace(-1, 1, 5))
+    c, n = np.array(cs), np.array(ns)
+    d = c / (6 * n)
+    clean = CHIN["E"] + CHIN["A"] * n ** -CHIN["alpha"] + CHIN["B"] * d ** -CHIN["beta"]
+    return c, n, d, clean * np.exp(rng.normal(0, noise, c.size))
+
+
+def test_isoflop_exponents_match_chinchilla_allocation():
+    c, n, d, y = isoflop_grid()
+    iso = isoflop_optima(c, n, d, y)
+    assert len(iso.optima) == 4 and not iso.skipped
+    a_true = CHIN["beta"] / (CHIN["alpha"] + CHIN["beta"])  # Hoffmann et al. 2022, eq. 4
+    assert abs(iso.a - a_true) < 0.03, iso.a
+    assert abs(iso.a + iso.b - 1.0) < 1e-6  # D* = C / (6 N*) exactly on this grid
+    same = isoflop_optima(c, n, d, y, d_rule="6nd")
+    np.testing.assert_allclose([o.D_opt for o in same.optima], [o.D_opt for o in iso.optima], rtol=1e-6)
+    n_star, _ = fit_chinchilla(n, d, y).optimal_allocation(c[::5])
+    np.testing.assert_allclose([o.N_opt for o in iso.optima], n_star, rtol=0.25)
+
+
+def test_isoflop_skips_budget_with_two_sizes_and_refuses_one_budget():
+    c, n, d, y = isoflop_grid()
+    keep = ~((c == c.max()) & (np.arange(c.size) % 5 >= 2))  # largest budget keeps 2 sizes
+    iso = isoflop_optima(c[keep], n[keep], d[keep], y[keep])
+    assert len(iso.optima) == 3
+    assert len(iso.skipped) == 1 and "needs at least 3" in iso.skipped[0][1]
+    one = c == c.min()
+    with pytest.raises(FitError, match="need at least 2"):
+        isoflop_optima(c[one], n[one], d[one], y[one])
+
+
+def test_bootstrap_returns_estimate_ci_and_samples():
+    c, y = planted_c(3)
+    res = bootstrap(fit_power_law, c, y, n_boot=40, seed=0, n_starts=4)
+    assert set(res.params) == {"E", "A", "alpha"}
+    for p in res.params.values():
+        assert p.low <= p.estimate <= p.high or p.low <= p.high
+        assert p.samples.shape == (40 - res.n_failed,)
+    assert res.params["alpha"].covers(POW["alpha"])
+
+
+def test_holdout_extrapolation_small_error_on_planted_law():
+    c, y = planted_c(4)
+    ho = holdout_extrapolation(c, y)
+    assert ho.n_train == 11 and ho.heldout_C.shape == (1,)
+    assert ho.mean_abs_rel_error < 0.01
+    cc, n, d, yy = isoflop_grid()
+    ho_nd = holdout_extrapolation(cc, yy, N=n, D=d)
+    assert ho_nd.heldout_C.shape == (5,) and ho_nd.mean_abs_rel_error < 0.01
+
+
+def _coverage(fit_fn, make_data, truth: dict[str, float], trials: int, n_boot: int) -> dict[str, float]:
+    hits = {k: 0 for k in truth}
+    for seed in range(trials):
+        res = bootstrap(fit_fn, *make_data(seed), n_boot=n_boot, seed=seed, n_starts=4)
+        for k, v in truth.items():
+            hits[k] += res.params[k].covers(v)
+    return {k: h / trials for k, h in hits.items()}
+
+
+@pytest.mark.slow
+def test_bootstrap_ci_coverage_power_law():
+    cov = _coverage(fit_power_law, lambda s: planted_c(100 + s, noise=5e-3), POW, trials=50, n_boot=100)
+    assert all(v >= 0.9 for v in cov.values()), cov
+
+
+@pytest.mark.slow
+def test_bootstrap_ci_coverage_chinchilla():
+    cov = _coverage(
+        fit_chinchilla, lambda s: planted_nd(200 + s, noise=5e-3, n_side=5), CHIN, trials=50, n_boot=100
+    )
+    assert all(v >= 0.9 for v in cov.values()), cov
