@@ -9,6 +9,7 @@ Tolerances (max |a - b| / max(1, max |b|)):
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from scaling_rec.kernels import hstu_attention, hstu_attention_reference, resolve_impl
+from scaling_rec.kernels.hstu_pallas import KernelConfig, hstu_attention_pallas, prepare_side
 from scaling_rec.kernels.hstu_xla import hstu_attention_xla
 
 NUM_BUCKETS = 16
@@ -67,16 +69,23 @@ def run(fn, c: Case, bias: bool = True, **kw) -> jax.Array:
     return fn(c.q, c.k, c.v, c.offsets, max_len=c.max_len, **extra, **kw)
 
 
-def grads(fn, c: Case, bias: bool = True, **kw) -> tuple[jax.Array, ...]:
-    """Gradients of sum(out * w) (w fixed random) w.r.t. q, k, v and, with bias, both tables."""
-    w = jnp.asarray(np.random.default_rng(7).normal(size=c.q.shape), jnp.float32)
+def out_and_grads(fn, c: Case, bias: bool = True, **kw) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """out and the gradients of sum(out * w) (w fixed random) w.r.t. q, k, v and both tables.
 
-    def loss(q, k, v, pb, tb):
+    One jitted forward + backward (one compile): the tables' gradients are returned with bias.
+    """
+    w = jnp.asarray(np.random.default_rng(7).normal(size=c.q.shape), c.q.dtype)
+
+    @jax.jit
+    def f(q, k, v, pb, tb):
         cc = dataclasses.replace(c, q=q, k=k, v=v, pos_bias=pb, time_bias=tb)
-        return jnp.sum(run(fn, cc, bias, **kw).astype(jnp.float32) * w)
+        out, vjp = jax.vjp(lambda *a: run(fn, dataclasses.replace(cc, q=a[0], k=a[1], v=a[2],
+                                                                 pos_bias=a[3], time_bias=a[4]),
+                                          bias, **kw), q, k, v, pb, tb)
+        return out, vjp(w)
 
-    argnums = (0, 1, 2, 3, 4) if bias else (0, 1, 2)
-    return jax.grad(loss, argnums=argnums)(c.q, c.k, c.v, c.pos_bias, c.time_bias)
+    out, g = f(c.q, c.k, c.v, c.pos_bias, c.time_bias)
+    return out, (g if bias else g[:3])
 
 
 def assert_close(a: jax.Array, b: jax.Array, tol: float, what: str = "") -> None:
@@ -92,27 +101,33 @@ def upcast(c: Case) -> Case:
     return dataclasses.replace(c, q=f(c.q), k=f(c.k), v=f(c.v))
 
 
+def check_parity(fn, c: Case, bias: bool, tol: float, tol_tables: float, what: str, **kw) -> None:
+    """fn's output and gradients match the reference on c (bf16 cases: reference on f32 copies)."""
+    ref_case = upcast(c) if c.q.dtype == jnp.bfloat16 else c
+    out, g = out_and_grads(fn, c, bias, **kw)
+    out_ref, g_ref = out_and_grads(hstu_attention_reference, ref_case, bias)
+    assert out.shape == c.q.shape and out.dtype == c.q.dtype
+    assert_close(out, out_ref, min(tol, 1e-5) if c.q.dtype == jnp.float32 else tol, f"{what} out")
+    for gi, gi_ref, n in zip(g, g_ref, ["q", "k", "v", "pos_bias", "time_bias"], strict=False):
+        assert gi.dtype == (c.q.dtype if n in "qkv" else jnp.float32), (n, gi.dtype)
+        assert_close(gi, gi_ref, tol if n in "qkv" else tol_tables, f"{what} d{n}")
+
+
 # Jagged layouts: lengths including 1, empty sequences, lengths not multiples of any block,
-# padding tokens after offsets[-1].
+# padding tokens after offsets[-1]. (name: lengths, T, max_len, bias)
 JAGGED = {
-    "mixed": ([1, 37, 0, 64, 5, 0, 20], 140, 64),
-    "one_seq_full": ([48], 48, 48),
-    "empties_and_ones": ([0, 1, 1, 0, 30, 1], 40, 32),
+    "mixed": ([1, 37, 0, 64, 5, 0, 20], 140, 64, True),
+    "one_seq_full": ([48], 48, 48, True),
+    "empties_and_ones_nobias": ([0, 1, 1, 0, 30, 1], 40, 32, False),
 }
 
 
 @pytest.mark.parametrize("name", sorted(JAGGED))
-@pytest.mark.parametrize("bias", [True, False])
-def test_xla_matches_reference(name: str, bias: bool) -> None:
-    lengths, num_tokens, max_len = JAGGED[name]
+@pytest.mark.parametrize("block", [None, 16])
+def test_xla_matches_reference(name: str, block: int | None) -> None:
+    lengths, num_tokens, max_len, bias = JAGGED[name]
     c = make_case(lengths, num_tokens, max_len)
-    for block in (None, 16):
-        out = run(hstu_attention_xla, c, bias, block=block)
-        assert out.shape == c.q.shape and out.dtype == c.q.dtype
-        assert_close(out, run(hstu_attention_reference, c, bias), 1e-5, f"{name} out")
-    for g, g_ref, n in zip(grads(hstu_attention_xla, c, bias), grads(hstu_attention_reference, c, bias),
-                           "q k v pos time".split(), strict=False):
-        assert_close(g, g_ref, 1e-4, f"{name} d{n}")
+    check_parity(hstu_attention_xla, c, bias, 1e-4, 1e-4, name, block=block)
 
 
 def test_padding_tokens_are_zero_and_jit_matches_eager() -> None:
@@ -135,20 +150,12 @@ def test_causality_future_tokens_do_not_change_past() -> None:
 
 def test_xla_bf16_matches_reference() -> None:
     c = make_case([1, 37, 0, 50], 100, 64, dtype=jnp.bfloat16, seed=3)
-    out = run(hstu_attention_xla, c)
-    assert out.dtype == jnp.bfloat16
-    assert_close(out, run(hstu_attention_reference, upcast(c)), 2e-2, "bf16 out")
-    for g, g_ref in zip(grads(hstu_attention_xla, c), grads(hstu_attention_reference, upcast(c)),
-                        strict=True):
-        assert_close(g, g_ref, 2e-2, "bf16 grad")
+    check_parity(hstu_attention_xla, c, True, 2e-2, 2e-2, "xla bf16")
 
 
 def test_xla_long_sequence_max_len_2048() -> None:
     c = make_case([2048, 300, 1, 0], 2400, 2048, heads=1, dim=8, seed=5)
-    assert_close(run(hstu_attention_xla, c), run(hstu_attention_reference, c), 1e-5, "long out")
-    g_xla, g_ref = grads(hstu_attention_xla, c), grads(hstu_attention_reference, c)
-    for g, g_r, n in zip(g_xla, g_ref, "q k v pos time".split(), strict=True):
-        assert_close(g, g_r, 1e-4, f"long d{n}")
+    check_parity(hstu_attention_xla, c, True, 1e-4, 1e-4, "xla long")
 
 
 def test_dispatch_picks_xla_on_cpu_and_rejects_bad_args() -> None:
@@ -175,11 +182,60 @@ def _temp_bytes(num_tokens: int, max_len: int, with_grad: bool) -> int:
     return int(compiled.memory_analysis().temp_size_in_bytes)
 
 
-@pytest.mark.parametrize("with_grad", [False, True])
-@pytest.mark.parametrize("max_len", [1024, None])
+@pytest.mark.parametrize(("with_grad", "max_len"), [(False, 1024), (True, None)])
 def test_xla_temp_memory_is_linear_in_tokens(with_grad: bool, max_len: int | None) -> None:
+    """Packed sequences of max_len 1024 (forward), and one sequence of length T (with grads)."""
     sizes = (4096, 8192, 16384)
     mem = {t: _temp_bytes(t, max_len or t, with_grad) for t in sizes}
     print(f"XLA temp MiB (grad={with_grad}, max_len={max_len or 'T'}):",
           {t: round(m / 2**20, 1) for t, m in mem.items()})
     assert mem[16384] / mem[4096] < 6, mem
+
+
+# ---- Pallas kernels, interpret mode on CPU ----------------------------------------------------
+
+PALLAS_CASES = {
+    # name: (lengths, T, max_len, block, bias)
+    "mixed_bias_b16": ([1, 37, 0, 64, 5, 0, 20], 140, 64, 16, True),
+    "empties_ones_nobias_b16": ([0, 1, 1, 0, 30, 1], 40, 32, 16, False),
+    "mixed_bias_b32": ([3, 0, 50, 1, 17], 80, 64, 32, True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PALLAS_CASES))
+def test_pallas_matches_reference(name: str) -> None:
+    lengths, num_tokens, max_len, block, bias = PALLAS_CASES[name]
+    c = make_case(lengths, num_tokens, max_len, seed=11)
+    check_parity(hstu_attention_pallas, c, bias, 1e-4, 5e-4, name, interpret=True, block=block)
+
+
+def test_pallas_via_dispatch_bf16() -> None:
+    c = make_case([1, 37, 0, 50], 100, 64, dtype=jnp.bfloat16, seed=3)
+    fn = functools.partial(hstu_attention, impl="pallas", interpret=True)
+    check_parity(fn, c, True, 2e-2, 2e-2, "pallas bf16")
+
+
+def test_pallas_long_sequence_max_len_2048() -> None:
+    c = make_case([2048, 300, 1, 0], 2400, 2048, heads=1, dim=8, seed=5)
+    check_parity(hstu_attention_pallas, c, True, 1e-4, 5e-4, "pallas long", interpret=True,
+                 block=64)
+
+
+def test_pallas_visits_only_needed_blocks() -> None:
+    """Query blocks visit [seq start or window start, diagonal]; padding blocks visit nothing."""
+    block, max_len = 16, 64
+    lengths = [5, 40, 0, 64, 20]  # 129 tokens; T = 200 -> blocks 9..12 are pure padding
+    offsets = jnp.asarray(np.concatenate([[0], np.cumsum(lengths)]), jnp.int32)
+    cfg = KernelConfig(block=block, max_len=max_len, num_seq=len(lengths), num_tokens=200,
+                       head_dim=16, use_pos=False, use_time=False, divisor=0.301, interpret=True)
+    side = prepare_side(offsets, None, None, None, cfg)
+    kv_lo, kv_hi = np.asarray(side.kv_lo), np.asarray(side.kv_hi)
+    q_lo, q_hi = np.asarray(side.q_lo), np.asarray(side.q_hi)
+    assert kv_lo.tolist()[:9] == [0, 0, 0, 2, 2, 2, 2, 6, 6]
+    assert (kv_hi[:9] == np.arange(1, 10)).all() and (kv_hi[9:] == kv_lo[9:]).all()
+    assert q_lo.tolist()[:9] == list(range(9)) and q_hi.tolist()[:9] == [3, 3, 7, 7, 7, 7, 9, 9, 9]
+    assert (q_hi[9:] == q_lo[9:]).all()
+    visited = int((kv_hi - kv_lo).sum())
+    causal = 9 * 10 // 2
+    print(f"key blocks visited {visited} of {causal} causal (flat) tiles")
+    assert visited < causal
