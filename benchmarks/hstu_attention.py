@@ -1,0 +1,213 @@
+"""Benchmark of jagged HSTU attention: XLA path vs Pallas kernels vs softmax attention.
+
+    python -m benchmarks.hstu_attention            # CPU: reduced set, a few minutes
+    python -m benchmarks.hstu_attention --full     # GPU: lengths 256 .. 16k
+
+For each max length L (token budget T = max(L, --tokens)) and two layouts:
+  padded: T / L sequences all of length L (what a padded batch computes);
+  jagged: lengths from a log-normal (median L / 8, sigma 1, clipped to [1, L]) packed into T.
+it times forward and forward+backward (grads of q, k, v and both bias tables) of
+  xla      the blocked-window XLA path (`hstu_xla`);
+  pallas   the fused kernels (GPU only: on CPU Pallas runs only in interpret mode, whose timing
+           says nothing about speed, so it is skipped and the JSON says so);
+  softmax  `jax.nn.dot_product_attention` (causal softmax) on the padded [B, L, H, D] shape of
+           the same sequences (skipped where its L x L scores would not fit, see --softmax_max_len);
+and reports useful FLOP/s: 4 * H * D * (causal same-sequence pairs) per forward, x3 for fwd+bwd.
+speedup_vs_xla = XLA time / Pallas time (fwd+bwd). Writes benchmarks/results/hstu_attention_<backend>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from scaling_rec.kernels import hstu_attention
+
+RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
+NUM_BUCKETS = 128
+
+
+def sample_lengths(rng: np.random.Generator, max_len: int, num_tokens: int, jagged: bool) -> np.ndarray:
+    """Sequence lengths filling at most num_tokens: all max_len (padded) or log-normal (jagged)."""
+    if not jagged:
+        return np.full(max(1, num_tokens // max_len), max_len, np.int64)
+    lengths, total = [], 0
+    while True:
+        n = int(np.clip(round(rng.lognormal(np.log(max_len / 8), 1.0)), 1, max_len))
+        if total + n > num_tokens:
+            break
+        lengths.append(n)
+        total += n
+    return np.asarray(lengths, np.int64)
+
+
+def timeit(fn: Callable, args: tuple, reps: int) -> dict:
+    """Compile + one warm-up run, then `reps` timed runs; seconds (median and min)."""
+    jitted = jax.jit(fn)
+    t0 = time.perf_counter()
+    jax.block_until_ready(jitted(*args))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(jitted(*args))
+        times.append(time.perf_counter() - t0)
+    return dict(median_s=float(np.median(times)), min_s=float(np.min(times)), first_call_s=compile_s)
+
+
+def hstu_fns(impl: str, offsets: jax.Array, max_len: int, ts: jax.Array) -> tuple[Callable, Callable]:
+    """(forward, forward+backward) closures of hstu_attention with both bias tables."""
+
+    def fwd(q, k, v, pb, tb):
+        return hstu_attention(q, k, v, offsets, max_len=max_len, impl=impl, pos_bias=pb,
+                              timestamps=ts, time_bias=tb)
+
+    def fwd_bwd(q, k, v, pb, tb):
+        return jax.grad(lambda *a: jnp.sum(fwd(*a).astype(jnp.float32)), argnums=(0, 1, 2, 3, 4))(
+            q, k, v, pb, tb)
+
+    return fwd, fwd_bwd
+
+
+def softmax_fns(lengths: np.ndarray) -> tuple[Callable, Callable]:
+    """Causal softmax attention on the padded [B, L, H, D] layout with key lengths."""
+    kv_len = jnp.asarray(lengths, jnp.int32)
+
+    def fwd(q, k, v):
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True, key_value_seq_lengths=kv_len)
+
+    def fwd_bwd(q, k, v):
+        return jax.grad(lambda *a: jnp.sum(fwd(*a).astype(jnp.float32)), argnums=(0, 1, 2))(q, k, v)
+
+    return fwd, fwd_bwd
+
+
+def bench_case(args, max_len: int, jagged: bool, rng: np.random.Generator) -> dict:
+    """All implementations on one (max_len, layout) case."""
+    heads, dim, dtype = args.heads, args.dim, jnp.dtype(args.dtype)
+    num_tokens = max(max_len, args.tokens)
+    lengths = sample_lengths(rng, max_len, num_tokens, jagged)
+    offsets = jnp.asarray(np.concatenate([[0], np.cumsum(lengths)]), jnp.int32)
+    pairs = int((lengths * (lengths + 1) // 2).sum())
+    fwd_flops = 4 * heads * dim * pairs
+    mk = lambda *shape: jnp.asarray(rng.normal(size=shape), dtype)
+    q, k, v = mk(num_tokens, heads, dim), mk(num_tokens, heads, dim), mk(num_tokens, heads, dim)
+    pb = jnp.asarray(rng.normal(size=(2 * max_len - 1,)), jnp.float32)
+    tb = jnp.asarray(rng.normal(size=(NUM_BUCKETS + 1,)), jnp.float32)
+    ts = jnp.asarray(np.sort(rng.integers(0, 10**8, size=num_tokens)), jnp.int32)
+    case = dict(max_len=max_len, layout="jagged" if jagged else "padded", tokens=num_tokens,
+                real_tokens=int(lengths.sum()), num_sequences=int(len(lengths)),
+                mean_length=float(lengths.mean()), causal_pairs=pairs, fwd_flops=fwd_flops,
+                impls={})
+    impls = ["xla"] + (["pallas"] if args.pallas else [])
+    for impl in impls:
+        fwd, fwd_bwd = hstu_fns(impl, offsets, max_len, ts)
+        res = {"fwd": timeit(fwd, (q, k, v, pb, tb), args.reps),
+               "fwd_bwd": timeit(fwd_bwd, (q, k, v, pb, tb), args.reps)}
+        case["impls"][impl] = _with_flops(res, fwd_flops)
+    if max_len <= args.softmax_max_len:
+        bsz = len(lengths)
+        qp, kp, vp = (mk(bsz, max_len, heads, dim) for _ in range(3))
+        fwd, fwd_bwd = softmax_fns(lengths)
+        res = {"fwd": timeit(fwd, (qp, kp, vp), args.reps),
+               "fwd_bwd": timeit(fwd_bwd, (qp, kp, vp), args.reps)}
+        case["impls"]["softmax_padded"] = _with_flops(res, fwd_flops)
+    else:
+        case["impls"]["softmax_padded"] = {"skipped": f"max_len > --softmax_max_len "
+                                           f"({args.softmax_max_len}): L x L scores too large here"}
+    if "pallas" in case["impls"]:
+        xla_t = case["impls"]["xla"]["fwd_bwd"]["median_s"]
+        case["speedup_vs_xla"] = xla_t / case["impls"]["pallas"]["fwd_bwd"]["median_s"]
+    else:
+        case["speedup_vs_xla"] = None
+    return case
+
+
+def _with_flops(res: dict, fwd_flops: int) -> dict:
+    """Add achieved useful FLOP/s (fwd: fwd_flops; fwd+bwd: 3 * fwd_flops) to timings."""
+    res["fwd"]["tflops_per_s"] = fwd_flops / res["fwd"]["median_s"] / 1e12
+    res["fwd_bwd"]["tflops_per_s"] = 3 * fwd_flops / res["fwd_bwd"]["median_s"] / 1e12
+    return res
+
+
+def machine() -> dict:
+    """Where the numbers come from."""
+    dev = jax.devices()[0]
+    return dict(backend=jax.default_backend(), device_kind=dev.device_kind,
+                num_devices=jax.device_count(), host=platform.node(), cpu=platform.processor(),
+                cpu_count=os.cpu_count(), load_avg=os.getloadavg(), jax=jax.__version__,
+                python=platform.python_version())
+
+
+def git_commit() -> str | None:
+    """HEAD of the checkout, or None outside git."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=RESULTS_DIR.parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main() -> None:
+    backend = jax.default_backend()
+    on_gpu = backend == "gpu"
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--full", action="store_true", help="lengths 256..16k (default on GPU)")
+    p.add_argument("--lengths", type=int, nargs="*", default=None)
+    p.add_argument("--tokens", type=int, default=32768 if on_gpu else 8192, help="token budget T")
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--dtype", default="bfloat16" if on_gpu else "float32")
+    p.add_argument("--reps", type=int, default=5 if on_gpu else 2)
+    p.add_argument("--softmax_max_len", type=int, default=16384 if on_gpu else 4096)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    args.pallas = on_gpu
+    full = [256, 512, 1024, 2048, 4096, 8192, 16384]
+    lengths = args.lengths or (full if (args.full or on_gpu) else [256, 1024, 4096, 16384])
+    rng = np.random.default_rng(0)
+    cases = []
+    for max_len in lengths:
+        for jagged in (False, True):
+            case = bench_case(args, max_len, jagged, rng)
+            cases.append(case)
+            summary = {name: r["fwd_bwd"]["median_s"] for name, r in case["impls"].items()
+                       if "fwd_bwd" in r}
+            print(f"L={max_len:6d} {case['layout']:6s} T={case['tokens']} fwd+bwd s: {summary}",
+                  flush=True)
+    result = dict(
+        benchmark="hstu_attention",
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        git_commit=git_commit(),
+        machine=machine(),
+        config=dict(heads=args.heads, dim=args.dim, dtype=args.dtype, tokens=args.tokens,
+                    reps=args.reps, lengths=lengths, jagged_lengths="lognormal(median L/8, "
+                    "sigma 1) clipped to [1, L]", bias="position + time tables",
+                    flops="useful: 4*H*D*causal pairs per fwd, x3 for fwd+bwd"),
+        pallas=("timed (compiled Triton kernels)" if args.pallas else
+                "not timed: no GPU; on CPU Pallas runs only in interpret mode, whose speed is "
+                "meaningless. Correctness is covered by tests/kernels (interpret mode)."),
+        speedup_vs_xla={str(c["max_len"]) + "_" + c["layout"]: c["speedup_vs_xla"] for c in cases},
+        cases=cases,
+    )
+    out = pathlib.Path(args.out) if args.out else RESULTS_DIR / f"hstu_attention_{backend}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.rename(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
