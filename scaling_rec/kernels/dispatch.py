@@ -92,7 +92,8 @@ def hstu_attention(
     Args:
       q, k, v: [T, H, D] float32 or bfloat16 (packed tokens of up to B sequences).
       offsets: int32 [B+1] cumulative starts; tokens after offsets[-1] are padding -> zeros.
-      max_len: static int, the longest sequence (and the SiLU normaliser).
+      max_len: static int, the longest sequence (and the SiLU normaliser). A longer sequence is
+        a caller error; every impl then attends to the last max_len keys only.
       impl: 'xla' | 'pallas' | 'auto' (Pallas on GPU, XLA on CPU).
       interpret: run the Pallas kernels in interpret mode (CPU testing).
       positions: int [T] within-sequence positions (default: from offsets).
@@ -117,6 +118,11 @@ def hstu_attention(
     )
     if resolve_impl(impl) == "xla":
         return hstu_attention_xla(q, k, v, offsets, **kwargs)
+    if not interpret and jax.default_backend() != "gpu":
+        raise ValueError(
+            f"hstu_attention: impl='pallas' compiles Triton kernels for a GPU but the backend is "
+            f"{jax.default_backend()!r}; pass interpret=True (slow, for tests) or impl='xla'"
+        )
     from scaling_rec.kernels.hstu_pallas import hstu_attention_pallas
 
     return hstu_attention_pallas(q, k, v, offsets, interpret=interpret, **kwargs)

@@ -167,6 +167,9 @@ def test_dispatch_picks_xla_on_cpu_and_rejects_bad_args() -> None:
         hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, pos_bias=jnp.zeros(3))
     with pytest.raises(ValueError, match="timestamps"):
         hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, time_bias=jnp.zeros(3))
+    if jax.default_backend() != "gpu":
+        with pytest.raises(ValueError, match="interpret=True"):
+            hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, impl="pallas")
 
 
 def _temp_bytes(num_tokens: int, max_len: int, with_grad: bool) -> int:
