@@ -3,6 +3,7 @@
 from scaling_rec.analysis.bootstrap import BootstrapResult, HoldoutResult, bootstrap, holdout_extrapolation
 from scaling_rec.analysis.fits import ChinchillaFit, PowerLawFit, fit_chinchilla, fit_power_law
 from scaling_rec.analysis.isoflop import IsoFlopFit, compute_frontier, isoflop_optima
+from scaling_rec.analysis.report import write_report
 from scaling_rec.analysis.results import ResultProblem, load_results, select_target
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "isoflop_optima",
     "load_results",
     "select_target",
+    "write_report",
 ]

@@ -45,10 +45,6 @@ def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
     return np.where(abs_r <= delta, 0.5 * r * r, delta * (abs_r - 0.5 * delta))
 
 
-def _huber_grad(r: np.ndarray, delta: float) -> np.ndarray:
-    return np.clip(r, -delta, delta)
-
-
 # (get, set) C entry points of OpenBLAS builds (numpy/scipy wheels rename them).
 _BLAS_THREAD_SYMBOLS = (
     ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
@@ -162,19 +158,26 @@ class _LseProblem:
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """Huber objective scaled by 1/δ² (same minimiser, O(1) values for L-BFGS) and its gradient."""
         k = self.n_terms
-        t = self.terms(theta[None, :])[0]  # [n, K(+1)]
-        lse = np.logaddexp.reduce(t, axis=-1)
-        w = np.exp(t - lse[:, None])  # softmax weights
-        r = lse - self.log_y
-        scale = 1.0 / self.delta**2
-        psi = _huber_grad(r, self.delta) * scale
-        grad = np.empty_like(theta)
-        for i in range(k):
-            grad[i] = np.sum(psi * w[:, i])
-            grad[k + i] = -np.sum(psi * w[:, i] * self.xs[i])
+        x_nxk = self._x_nxk
+        t_nxk = theta[None, :k] - theta[None, k : 2 * k] * x_nxk
         if self.with_e:
-            grad[2 * k] = np.sum(psi * w[:, k])
-        return float(huber(r, self.delta).sum() * scale), grad
+            t_nxk = np.concatenate([t_nxk, np.full((x_nxk.shape[0], 1), theta[2 * k])], axis=1)
+        lse = np.logaddexp.reduce(t_nxk, axis=1)
+        r = lse - self.log_y
+        abs_r = np.abs(r)
+        small = abs_r <= self.delta
+        scale = 1.0 / self.delta**2
+        value = np.where(small, 0.5 * r * r, self.delta * (abs_r - 0.5 * self.delta)).sum() * scale
+        psi = np.clip(r, -self.delta, self.delta) * scale
+        pw_nxk = psi[:, None] * np.exp(t_nxk - lse[:, None])  # Huber' × softmax weight
+        grad_c = pw_nxk.sum(axis=0)
+        grad_g = -(pw_nxk[:, :k] * x_nxk).sum(axis=0)
+        grad = np.concatenate([grad_c[:k], grad_g, grad_c[k:]])
+        return float(value), grad
+
+    @functools.cached_property
+    def _x_nxk(self) -> np.ndarray:
+        return np.stack(self.xs, axis=1)
 
     def to_centred(self, theta_raw: np.ndarray) -> np.ndarray:
         """Map paper parameters (a = log A, α, ...) to centred ones: c = a − α·x_ref."""
@@ -279,7 +282,7 @@ def fit_power_law(
     *,
     saturating: bool = True,
     delta: float = HUBER_DELTA,
-    n_starts: int | None = 16,
+    n_starts: int | None = 8,
     exponent_grid: Sequence[float] = POWER_LAW_EXPONENT_GRID,
 ) -> PowerLawFit:
     """Fit L(C) = E + A·C^(−α) (or E = 0 when saturating=False) by Hoffmann-style Approach 3.
@@ -313,7 +316,7 @@ def fit_chinchilla(
     L: np.ndarray,
     *,
     delta: float = HUBER_DELTA,
-    n_starts: int | None = 32,
+    n_starts: int | None = 8,
 ) -> ChinchillaFit:
     """Fit L(N, D) = E + A/N^α + B/D^β exactly as Hoffmann et al. 2022, Approach 3 (App. D.2).
 

@@ -1,0 +1,52 @@
+"""Fit scaling laws to a study's results and write fits.json, report.md and plots.
+
+  python -m launch.analyze --workdir=runs/hstu_isoflop --out=reports/hstu_isoflop \\
+      [--metric=eval/ndcg@10] [--transform=auto|none|one_minus] [--size=n_dense|n_total] [--wandb]
+
+--workdir holds runs/<run_id>/result.json (or several studies, each with runs/).  The fitted
+quantity defaults to the first loss-like eval column; ranking metrics (higher is better) are fitted
+as 1 − metric under --transform=auto.  W&B logging is offline unless WANDB_MODE says otherwise.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags, logging
+
+from scaling_rec.analysis.report import write_report
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory containing runs/.", required=True)
+_OUT = flags.DEFINE_string("out", None, "Directory for fits.json, report.md and PNGs.", required=True)
+_METRIC = flags.DEFINE_string("metric", None, "Column to fit (e.g. eval/ndcg@10); default: eval loss.")
+_TRANSFORM = flags.DEFINE_enum("transform", "auto", ["auto", "none", "one_minus"],
+                               "Fit the metric as is, as 1 − metric, or choose by metric name.")
+_SIZE = flags.DEFINE_enum("size", "n_dense", ["n_dense", "n_total"], "Which parameter count is N.")
+_N_BOOT = flags.DEFINE_integer("n_boot", 200, "Bootstrap resamples per fit (0: no CIs).")
+_SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
+_CI = flags.DEFINE_float("ci", 0.95, "Two-sided confidence level of the bootstrap intervals.")
+_D_RULE = flags.DEFINE_enum("d_rule", "data", ["data", "6nd"], "IsoFLOP D*: from the data's D–N line or C/6N*.")
+_WANDB = flags.DEFINE_bool("wandb", False, "Also log the fit table and plots to a W&B summary run.")
+_PROJECT = flags.DEFINE_string("wandb_project", "scaling_rec", "W&B project of the summary run.")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    paths = write_report(
+        _WORKDIR.value,
+        _OUT.value,
+        metric=_METRIC.value,
+        transform=_TRANSFORM.value,
+        size=_SIZE.value,
+        n_boot=_N_BOOT.value,
+        seed=_SEED.value,
+        ci=_CI.value,
+        d_rule=_D_RULE.value,
+        use_wandb=_WANDB.value,
+        wandb_project=_PROJECT.value,
+    )
+    for path in paths.values():
+        logging.info("wrote %s", path)
+    print(f"report: {paths['report.md']}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,350 @@
+"""Analyse a results store per model family and write fits.json, report.md and PNG plots.
+
+Per family: the power law L(C) = E + A·C^(−α) on the best run per budget (the compute frontier),
+the Chinchilla law L(N, D) on every usable run (Hoffmann et al. 2022, Approach 3), IsoFLOP optima
+with N* ∝ C^a, D* ∝ C^b (Approach 2), bootstrap CIs for all of them, and the error of each law
+when fitted without the largest budget and asked to predict it.  Optional W&B summary run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scaling_rec.analysis import plots
+from scaling_rec.analysis.bootstrap import BootstrapResult, bootstrap, holdout_extrapolation
+from scaling_rec.analysis.fits import fit_chinchilla, fit_power_law
+from scaling_rec.analysis.isoflop import compute_frontier, isoflop_optima
+from scaling_rec.analysis.results import ResultProblem, TargetChoice, load_results, select_target, split_usable
+from scaling_rec.errors import FitError
+
+
+def _fit_dict(fit: Any) -> dict[str, Any]:
+    """JSON-able scalar fields of a fit dataclass."""
+    return {
+        f.name: getattr(fit, f.name)
+        for f in dataclasses.fields(fit)
+        if isinstance(getattr(fit, f.name), int | float | str | bool)
+    }
+
+
+def _boot_dict(res: BootstrapResult) -> dict[str, Any]:
+    return {
+        "ci": res.ci,
+        "n_boot": res.n_boot,
+        "n_failed": res.n_failed,
+        "params": {k: {"estimate": p.estimate, "low": p.low, "high": p.high} for k, p in res.params.items()},
+    }
+
+
+def _fit_with_ci(fit_fn: Any, arrays: tuple[np.ndarray, ...], n_boot: int, seed: int, ci: float,
+                 **kw: Any) -> tuple[dict[str, Any], Any, BootstrapResult | None]:
+    """{'fit': …, 'bootstrap': …} or {'error': why}; the fit and bootstrap objects (or None)."""
+    try:
+        fit = fit_fn(*arrays, **kw)
+    except FitError as e:
+        return {"error": str(e)}, None, None
+    out: dict[str, Any] = {"fit": _fit_dict(fit)}
+    boot = None
+    if n_boot > 0:
+        boot_kw = {**kw, "n_starts": 4} if fit_fn in (fit_power_law, fit_chinchilla) else kw
+        try:
+            boot = bootstrap(fit_fn, *arrays, n_boot=n_boot, seed=seed, ci=ci, **boot_kw)
+            out["bootstrap"] = _boot_dict(boot)
+        except FitError as e:
+            out["bootstrap"] = {"error": str(e)}
+    return out, fit, boot
+
+
+def _holdout_dicts(c_front: np.ndarray, l_front: np.ndarray, used: pd.DataFrame, y: np.ndarray,
+                   rtol: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    # The saturating law has 3 parameters (needs 4 training budgets); with fewer, the pure power law.
+    saturating = c_front.size - 1 >= 4
+    attempts = {
+        "power_law": lambda: holdout_extrapolation(c_front, l_front, budget_rtol=rtol, saturating=saturating),
+        "chinchilla": lambda: holdout_extrapolation(
+            used["budget"].to_numpy(float), y, N=used["N"].to_numpy(float), D=used["D"].to_numpy(float),
+            budget_rtol=rtol),
+    }
+    for name, run in attempts.items():
+        try:
+            ho = run()
+        except FitError as e:
+            out[name] = {"error": str(e)}
+            continue
+        out[name] = {
+            "law": ("saturating" if saturating else "pure (E=0)") if name == "power_law" else "L(N, D)",
+            "n_train": ho.n_train,
+            "heldout_C": ho.heldout_C.tolist(),
+            "observed": ho.observed.tolist(),
+            "predicted": ho.predicted.tolist(),
+            "rel_error": ho.rel_error.tolist(),
+            "mean_abs_rel_error": ho.mean_abs_rel_error,
+        }
+    return out
+
+
+def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200, seed: int = 0,
+                   ci: float = 0.95, budget_rtol: float = 0.05, d_rule: str = "data") -> dict[str, Any]:
+    """All fits of one family's rows; returns the JSON summary plus plotting objects under '_plot'."""
+    used, excluded = split_usable(df, target)
+    y = target.values(used)
+    summary: dict[str, Any] = {
+        "points": {
+            "used": int(len(used)),
+            "excluded": [{"run_id": r.run_id, "reason": r.exclude_reason} for r in excluded.itertuples()],
+        }
+    }
+    c = used["C"].to_numpy(float)
+    c_front, l_front = compute_frontier(c, y, budget_rtol) if len(used) else (np.array([]), np.array([]))
+    summary["power_law"], pl_fit, pl_boot = _fit_with_ci(fit_power_law, (c_front, l_front), n_boot, seed, ci)
+    summary["power_law"]["on"] = f"best run of each of {c_front.size} budgets"
+    nd = (used["N"].to_numpy(float), used["D"].to_numpy(float), y)
+    summary["chinchilla"], ch_fit, _ = _fit_with_ci(fit_chinchilla, nd, n_boot, seed, ci)
+    if ch_fit is not None:
+        s = ch_fit.alpha + ch_fit.beta
+        summary["chinchilla"]["allocation_exponents"] = {"a": ch_fit.beta / s, "b": ch_fit.alpha / s}
+    iso_arrays = (used["budget"].to_numpy(float), *nd[:2], y)
+    summary["isoflop"], iso, _ = _fit_with_ci(isoflop_optima, iso_arrays, n_boot, seed, ci,
+                                              budget_rtol=budget_rtol, d_rule=d_rule)
+    if iso is not None:
+        summary["isoflop"]["optima"] = [
+            {k: v for k, v in dataclasses.asdict(o).items() if k != "coeffs"} for o in iso.optima
+        ]
+        summary["isoflop"]["skipped"] = [{"C": cb, "reason": why} for cb, why in iso.skipped]
+    summary["holdout"] = _holdout_dicts(c_front, l_front, used, y, budget_rtol)
+    summary["_plot"] = {
+        "loss": plots.LossCurve(c, y, c_front, l_front, pl_fit, pl_boot),
+        "iso": plots.IsoFlopCurves(used["budget"].to_numpy(float), nd[0], y, iso),
+    }
+    return summary
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+_LAW_TITLES = {
+    "power_law": "L(C) = E + A·C^(−α) on the compute frontier",
+    "chinchilla": "L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, Approach 3)",
+    "isoflop": "IsoFLOP: N* ∝ C^a, D* ∝ C^b (Hoffmann et al. 2022, Approach 2)",
+}
+
+
+def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
+    out = [f"#### {_LAW_TITLES[law]}\n"]
+    if "error" in entry:
+        return out + [f"Not fitted: {entry['error']}\n"]
+    boot = entry.get("bootstrap", {})
+    params = boot.get("params", {})
+    rows = [
+        [k, v, params.get(k, {}).get("low", "–"), params.get(k, {}).get("high", "–")]
+        for k, v in entry["fit"].items()
+        if isinstance(v, float) and k != "loss"
+    ]
+    ci_label = f"{boot['ci']:.0%} CI" if "ci" in boot else "CI"
+    out.append(_md_table(["parameter", "estimate", f"{ci_label} low", f"{ci_label} high"], rows))
+    notes = [f"{entry['fit'].get('n_points', '?')} points"]
+    if "on" in entry:
+        notes.append(entry["on"])
+    if "error" in boot:
+        notes.append(f"no CI: {boot['error']}")
+    elif boot:
+        notes.append(f"{boot['n_boot']} bootstrap resamples, {boot['n_failed']} unfittable")
+    if "allocation_exponents" in entry:
+        ae = entry["allocation_exponents"]
+        notes.append(f"implied N* ∝ C^{ae['a']:.3f}, D* ∝ C^{ae['b']:.3f} (eq. 4)")
+    out.append("; ".join(notes) + ".\n")
+    if entry.get("optima"):
+        out.append(_md_table(
+            ["budget C", "sizes", "N*", "D*", "L*", "extrapolated"],
+            [[o["C"], o["n_sizes"], o["N_opt"], o["D_opt"], o["L_opt"], o["extrapolated"]]
+             for o in entry["optima"]]))
+    for sk in entry.get("skipped", []):
+        out.append(f"- budget {sk['C']:.3g} skipped: {sk['reason']}\n")
+    return out
+
+
+def render_markdown(summary: dict[str, Any], pngs: list[str]) -> str:
+    """report.md: fitted quantity, points used/excluded and why, fits with CIs, holdout errors."""
+    t = summary["target"]
+    md = [
+        f"# Scaling-law report: {', '.join(summary['studies']) or summary['source']}\n",
+        f"Source: `{summary['source']}`.  Fitted quantity: **{t['label']}** ({t['reason']}).  "
+        f"N = {summary['size']}; C = training FLOPs spent; D = training examples seen.\n",
+    ]
+    if summary["problems"]:
+        md.append("## Unreadable or partial results\n")
+        md.append(_md_table(["path", "problem"], [[p["path"], p["reason"]] for p in summary["problems"]]))
+    md.append("## Points\n")
+    rows = []
+    for fam, s in summary["families"].items():
+        reasons: dict[str, int] = {}
+        for e in s["points"]["excluded"]:
+            reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
+        why = "; ".join(f"{n}× {r}" for r, n in reasons.items()) or "–"
+        rows.append([fam, s["points"]["used"], len(s["points"]["excluded"]), why])
+    md.append(_md_table(["family", "used", "excluded", "why excluded"], rows))
+    md.append("## Fits\n")
+    for fam, s in summary["families"].items():
+        md.append(f"### {fam}\n")
+        for law in ("power_law", "chinchilla", "isoflop"):
+            md += _law_section(law, s[law])
+    md.append("## Holdout extrapolation (fit without the largest budget, predict it)\n")
+    rows = []
+    for fam, s in summary["families"].items():
+        for law, h in s["holdout"].items():
+            if "error" in h:
+                rows.append([fam, law, "–", "–", f"not fitted: {h['error']}"])
+            else:
+                rows.append([fam, f"{law} ({h['law']})", h["n_train"], len(h["observed"]),
+                             f"{h['mean_abs_rel_error']:.2%}"])
+    md.append(_md_table(["family", "law", "train points", "held out", "mean abs rel. error"], rows))
+    md.append("## Plots\n")
+    md += [f"![{p}]({p})\n" for p in pngs]
+    return "\n".join(md)
+
+
+def _write_json(path: pathlib.Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    tmp.replace(path)
+
+
+def write_report(
+    results: str | pathlib.Path | pd.DataFrame,
+    out_dir: str | pathlib.Path,
+    *,
+    metric: str | None = None,
+    transform: str = "auto",
+    size: str = "n_dense",
+    n_boot: int = 200,
+    seed: int = 0,
+    ci: float = 0.95,
+    budget_rtol: float = 0.05,
+    d_rule: str = "data",
+    problems: list[ResultProblem] | None = None,
+    use_wandb: bool = False,
+    wandb_project: str = "scaling_rec",
+) -> dict[str, pathlib.Path]:
+    """Fit every family in a results store and write fits.json, report.md and PNGs to out_dir.
+
+    Args:
+      results: a study directory (see `load_results`) or an already loaded DataFrame.
+      metric, transform: the fitted quantity (see `select_target`); recorded in both outputs.
+      size: 'n_dense' or 'n_total' as N (ignored for a DataFrame, whose N column is used).
+      n_boot, seed, ci: bootstrap settings (n_boot=0: no CIs).
+      d_rule: IsoFLOP D* rule, 'data' or '6nd'.  use_wandb: also log to a W&B summary run.
+    Returns:
+      {'fits.json': path, 'report.md': path, '<plot>.png': path, …}.
+    """
+    out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = "DataFrame"
+    if isinstance(results, pd.DataFrame):
+        df, problems = results, list(problems or [])
+    else:
+        source = str(results)
+        df, problems = load_results(results, size=size)
+    if df.empty:
+        raise FitError(f"no readable results in {source}; problems: {[p.reason for p in problems][:5]}")
+    target = select_target(df, metric, transform)
+    families = {str(f): g for f, g in df.groupby("family", sort=True)}
+    fams = {f: analyze_family(g, target, n_boot=n_boot, seed=seed, ci=ci, budget_rtol=budget_rtol,
+                              d_rule=d_rule) for f, g in families.items()}
+    plot_objs = {f: s.pop("_plot") for f, s in fams.items()}
+    size_label = "N_dense (non-embedding parameters)" if size == "n_dense" else "N (dense + embedding)"
+    summary = {
+        "source": source,
+        "studies": sorted(df["study"].astype(str).unique().tolist()) if "study" in df else [],
+        "target": {**dataclasses.asdict(target), "label": target.label},
+        "size": size,
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "ci": ci},
+        "d_rule": d_rule,
+        "problems": [dataclasses.asdict(p) for p in problems],
+        "families": fams,
+    }
+    paths = {"fits.json": out_dir / "fits.json", "report.md": out_dir / "report.md"}
+    _write_json(paths["fits.json"], summary)
+    figs = {
+        "loss_vs_compute.png": plots.plot_loss_vs_compute({f: p["loss"] for f, p in plot_objs.items()},
+                                                          target.label),
+        "isoflop.png": plots.plot_isoflop({f: p["iso"] for f, p in plot_objs.items()}, target.label,
+                                          size_label),
+    }
+    isos = {f: p["iso"].iso for f, p in plot_objs.items() if p["iso"].iso is not None}
+    if isos:
+        figs["optimal_size.png"] = plots.plot_optimal_size(isos, size_label)
+    for name, fig in figs.items():
+        paths[name] = plots.save(fig, out_dir / name)
+    tmp = paths["report.md"].with_name("report.md.tmp")
+    tmp.write_text(render_markdown(summary, [n for n in figs]))
+    tmp.replace(paths["report.md"])
+    if use_wandb:
+        log_to_wandb(summary, {n: paths[n] for n in figs}, out_dir, project=wandb_project)
+    return paths
+
+
+def fit_table_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    """[family, law, parameter, estimate, ci_low, ci_high] for every fitted parameter."""
+    rows = []
+    for fam, s in summary["families"].items():
+        for law in ("power_law", "chinchilla", "isoflop"):
+            entry = s.get(law, {})
+            boot = entry.get("bootstrap", {}).get("params", {})
+            fit = entry.get("fit", {})
+            for k, v in fit.items():
+                if k in ("loss", "n_points", "d_rule") or not isinstance(v, float):
+                    continue
+                ci_ = boot.get(k, {})
+                rows.append([fam, law, k, v, ci_.get("low", float("nan")), ci_.get("high", float("nan"))])
+    return rows
+
+
+def log_to_wandb(summary: dict[str, Any], pngs: dict[str, pathlib.Path], out_dir: pathlib.Path,
+                 project: str = "scaling_rec") -> pathlib.Path:
+    """Log the fit table and plots to one W&B run (group = study); offline unless WANDB_MODE says.
+
+    Returns the run's local directory (under out_dir/wandb).
+    """
+    import wandb
+
+    study = "+".join(summary["studies"]) or "analysis"
+    run = wandb.init(
+        project=project,
+        group=study,
+        name=f"analysis-{study}",
+        job_type="analysis",
+        dir=str(out_dir),
+        mode=os.environ.get("WANDB_MODE", "offline"),
+        config={"target": summary["target"], "size": summary["size"], "bootstrap": summary["bootstrap"]},
+        reinit="finish_previous",
+    )
+    try:
+        table = wandb.Table(columns=["family", "law", "parameter", "estimate", "ci_low", "ci_high"],
+                            data=fit_table_rows(summary))
+        run.log({"fits": table, **{f"plots/{n.removesuffix('.png')}": wandb.Image(str(p))
+                                   for n, p in pngs.items()}})
+        for fam, s in summary["families"].items():
+            for law in ("power_law", "chinchilla", "isoflop"):
+                for k, v in s.get(law, {}).get("fit", {}).items():
+                    if isinstance(v, float):
+                        run.summary[f"{fam}/{law}/{k}"] = v
+        run_dir = pathlib.Path(run.dir).parent
+    finally:
+        run.finish()
+    return run_dir
