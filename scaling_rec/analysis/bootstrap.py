@@ -65,6 +65,7 @@ def bootstrap(
     n_boot: int = 200,
     seed: int = 0,
     ci: float = 0.95,
+    groups: np.ndarray | None = None,
     **fit_kwargs: Any,
 ) -> BootstrapResult:
     """Bootstrap CIs for every fitted parameter of fit_fn(*arrays, **fit_kwargs).
@@ -74,6 +75,8 @@ def bootstrap(
         isoflop_optima) or float fields.
       arrays: equal-length [n] arrays; resampling draws whole points (rows) with replacement.
       n_boot: resamples.  seed: numpy Generator seed.  ci: two-sided coverage of the interval.
+      groups: optional [n] labels; resample whole groups instead of points (cluster bootstrap,
+        Davison & Hinkley 1997, §3.8), e.g. IsoFLOP budgets, whose parabolas need all their sizes.
       fit_kwargs: passed to every fit (e.g. n_starts=4 to speed up resample fits).
     Returns:
       BootstrapResult; resamples the fit rejects (FitError: e.g. a degenerate resampled grid) are
@@ -90,11 +93,20 @@ def bootstrap(
     point = fit_fn(*arrs, **fit_kwargs)
     names = list(_param_dict(point))
     rng = np.random.default_rng(seed)
+    members = None
+    if groups is not None:
+        labels = np.asarray(groups).reshape(-1)
+        if labels.shape[0] != n:
+            raise FitError(f"groups has {labels.shape[0]} labels for {n} points")
+        members = [np.flatnonzero(labels == g) for g in np.unique(labels)]
     rows: list[list[float]] = []
     failures: set[str] = set()
     n_failed = 0
     for _ in range(n_boot):
-        idx = rng.integers(0, n, size=n)
+        if members is None:
+            idx = rng.integers(0, n, size=n)
+        else:
+            idx = np.concatenate([members[j] for j in rng.integers(0, len(members), size=len(members))])
         try:
             p = _param_dict(fit_fn(*(a[idx] for a in arrs), **fit_kwargs))
         except FitError as e:
@@ -103,9 +115,10 @@ def bootstrap(
             continue
         rows.append([p[k] for k in names])
     if len(rows) < max(2, n_boot // 2):
+        first = sorted(failures)[0] if failures else ""
         raise FitError(
-            f"only {len(rows)} of {n_boot} bootstrap resamples could be fitted; "
-            f"reasons: {'; '.join(sorted(failures))[:500]}"
+            f"only {len(rows)} of {n_boot} bootstrap resamples could be fitted "
+            f"({len(failures)} distinct reasons; e.g. {first[:200]})"
         )
     samples = np.asarray(rows, dtype=np.float64)
     q = [(1.0 - ci) / 2.0 * 100.0, (1.0 + ci) / 2.0 * 100.0]

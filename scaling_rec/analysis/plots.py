@@ -11,7 +11,7 @@ import pathlib
 from collections.abc import Mapping
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -78,7 +78,7 @@ def plot_loss_vs_compute(curves: Mapping[str, LossCurve], ylabel: str, title: st
     fig, (ax,) = _new_figure()
     for i, (family, cv) in enumerate(curves.items()):
         col = family_colour(i)
-        ax.scatter(cv.C, cv.L, s=14, color=col, alpha=0.3, linewidths=0)
+        ax.scatter(cv.C, cv.L, s=14, color=col, alpha=0.3, linewidths=0, label=f"{family}: all runs")
         ax.scatter(cv.frontier_C, cv.frontier_L, s=36, color=col, edgecolors="black", linewidths=0.5,
                    label=f"{family}: best run per budget", zorder=3)
         if cv.fit is None:
@@ -93,6 +93,9 @@ def plot_loss_vs_compute(curves: Mapping[str, LossCurve], ylabel: str, title: st
                             label=f"{family}: {cv.boot.ci:.0%} bootstrap band")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("training compute C (FLOPs)")
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"{ylabel} vs compute")

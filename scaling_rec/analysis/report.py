@@ -20,7 +20,7 @@ import pandas as pd
 from scaling_rec.analysis import plots
 from scaling_rec.analysis.bootstrap import BootstrapResult, bootstrap, holdout_extrapolation
 from scaling_rec.analysis.fits import fit_chinchilla, fit_power_law
-from scaling_rec.analysis.isoflop import compute_frontier, isoflop_optima
+from scaling_rec.analysis.isoflop import compute_frontier, group_budgets, isoflop_optima
 from scaling_rec.analysis.results import ResultProblem, TargetChoice, load_results, select_target, split_usable
 from scaling_rec.errors import FitError
 
@@ -44,6 +44,7 @@ def _boot_dict(res: BootstrapResult) -> dict[str, Any]:
 
 
 def _fit_with_ci(fit_fn: Any, arrays: tuple[np.ndarray, ...], n_boot: int, seed: int, ci: float,
+                 groups: np.ndarray | None = None,
                  **kw: Any) -> tuple[dict[str, Any], Any, BootstrapResult | None]:
     """{'fit': …, 'bootstrap': …} or {'error': why}; the fit and bootstrap objects (or None)."""
     try:
@@ -55,8 +56,8 @@ def _fit_with_ci(fit_fn: Any, arrays: tuple[np.ndarray, ...], n_boot: int, seed:
     if n_boot > 0:
         boot_kw = {**kw, "n_starts": 4} if fit_fn in (fit_power_law, fit_chinchilla) else kw
         try:
-            boot = bootstrap(fit_fn, *arrays, n_boot=n_boot, seed=seed, ci=ci, **boot_kw)
-            out["bootstrap"] = _boot_dict(boot)
+            boot = bootstrap(fit_fn, *arrays, n_boot=n_boot, seed=seed, ci=ci, groups=groups, **boot_kw)
+            out["bootstrap"] = {**_boot_dict(boot), "resampled": "points" if groups is None else "budgets"}
         except FitError as e:
             out["bootstrap"] = {"error": str(e)}
     return out, fit, boot
@@ -112,7 +113,9 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
         s = ch_fit.alpha + ch_fit.beta
         summary["chinchilla"]["allocation_exponents"] = {"a": ch_fit.beta / s, "b": ch_fit.alpha / s}
     iso_arrays = (used["budget"].to_numpy(float), *nd[:2], y)
+    # Budgets are resampled whole: a parabola needs all of a budget's sizes.
     summary["isoflop"], iso, _ = _fit_with_ci(isoflop_optima, iso_arrays, n_boot, seed, ci,
+                                              groups=group_budgets(iso_arrays[0], budget_rtol),
                                               budget_rtol=budget_rtol, d_rule=d_rule)
     if iso is not None:
         summary["isoflop"]["optima"] = [
@@ -164,7 +167,8 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
     if "error" in boot:
         notes.append(f"no CI: {boot['error']}")
     elif boot:
-        notes.append(f"{boot['n_boot']} bootstrap resamples, {boot['n_failed']} unfittable")
+        notes.append(f"{boot['n_boot']} bootstrap resamples of {boot.get('resampled', 'points')}, "
+                     f"{boot['n_failed']} unfittable")
     if "allocation_exponents" in entry:
         ae = entry["allocation_exponents"]
         notes.append(f"implied N* ∝ C^{ae['a']:.3f}, D* ∝ C^{ae['b']:.3f} (eq. 4)")

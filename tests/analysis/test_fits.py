@@ -148,6 +148,15 @@ def test_bootstrap_returns_estimate_ci_and_samples():
     assert res.params["alpha"].covers(POW["alpha"])
 
 
+def test_cluster_bootstrap_of_isoflop_exponents():
+    """Resampling whole budgets keeps every parabola's sizes, so (almost) every resample fits."""
+    c, n, d, y = isoflop_grid()
+    res = bootstrap(isoflop_optima, c, n, d, y, n_boot=30, seed=0, groups=c)
+    assert res.n_failed <= 3  # only resamples drawing one budget 4 times (p = 4/256) fail
+    a = res.params["a"]
+    assert a.low <= a.estimate <= a.high and a.high - a.low < 0.1
+
+
 def test_holdout_extrapolation_small_error_on_planted_law():
     c, y = planted_c(4)
     ho = holdout_extrapolation(c, y)

@@ -91,6 +91,8 @@ def test_report_end_to_end(cli_out):
         assert ci["low"] <= ci["high"]
         assert s["power_law"]["fit"]["n_points"] == 4
         assert len(s["isoflop"]["optima"]) == 4 and 0.2 < s["isoflop"]["fit"]["a"] < 0.8
+        assert s["isoflop"]["bootstrap"]["resampled"] == "budgets"
+        assert set(s["isoflop"]["bootstrap"]["params"]) == {"a", "b"}
         assert s["holdout"]["chinchilla"]["mean_abs_rel_error"] < 0.05
         assert s["holdout"]["power_law"]["law"] == "pure (E=0)"  # 3 training budgets < 4
     md = (cli_out / "report.md").read_text()
