@@ -1,6 +1,6 @@
 """Benchmark of jagged HSTU attention: XLA path vs Pallas kernels vs softmax attention.
 
-    python -m benchmarks.hstu_attention            # CPU: reduced set, a few minutes
+    python -m benchmarks.hstu_attention            # CPU: reduced set (16 min on 2 shared, loaded cores)
     python -m benchmarks.hstu_attention --full     # GPU: lengths 256 .. 16k
 
 For each max length L (token budget T = max(L, --tokens)) and two layouts:
@@ -192,7 +192,8 @@ def main() -> None:
         git_commit=git_commit(),
         machine=machine(),
         config=dict(heads=args.heads, dim=args.dim, dtype=args.dtype, tokens=args.tokens,
-                    reps=args.reps, lengths=lengths, jagged_lengths="lognormal(median L/8, "
+                    reps=args.reps, lengths=lengths,
+                    softmax_max_len=args.softmax_max_len, jagged_lengths="lognormal(median L/8, "
                     "sigma 1) clipped to [1, L]", bias="position + time tables",
                     flops="useful: 4*H*D*causal pairs per fwd, x3 for fwd+bwd"),
         pallas=("timed (compiled Triton kernels)" if args.pallas else
