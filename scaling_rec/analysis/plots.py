@@ -128,7 +128,8 @@ def plot_isoflop(curves: Mapping[str, IsoFlopCurves], ylabel: str, size_label: s
     ax.set_ylabel(ylabel)
     ax.set_title(title or "IsoFLOP curves (★ = parabola minimum)")
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
 

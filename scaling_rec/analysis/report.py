@@ -264,6 +264,8 @@ def write_report(
     else:
         source = str(results)
         df, problems = load_results(results, size=size)
+    if not df.empty:
+        df = df.assign(**{k: df[k] if k in df else v for k, v in (("family", "all"), ("exclude_reason", ""))})
     if df.empty:
         raise FitError(f"no readable results in {source}; problems: {[p.reason for p in problems][:5]}")
     target = select_target(df, metric, transform)
@@ -284,12 +286,13 @@ def write_report(
     }
     paths = {"fits.json": out_dir / "fits.json", "report.md": out_dir / "report.md"}
     _write_json(paths["fits.json"], summary)
-    figs = {
-        "loss_vs_compute.png": plots.plot_loss_vs_compute({f: p["loss"] for f, p in plot_objs.items()},
-                                                          target.label),
-        "isoflop.png": plots.plot_isoflop({f: p["iso"] for f, p in plot_objs.items()}, target.label,
-                                          size_label),
-    }
+    with_data = {f: p for f, p in plot_objs.items() if p["loss"].C.size}
+    figs = {}
+    if with_data:  # families without a usable run are in the tables only
+        figs["loss_vs_compute.png"] = plots.plot_loss_vs_compute(
+            {f: p["loss"] for f, p in with_data.items()}, target.label)
+        figs["isoflop.png"] = plots.plot_isoflop({f: p["iso"] for f, p in with_data.items()}, target.label,
+                                                 size_label)
     isos = {f: p["iso"].iso for f, p in plot_objs.items() if p["iso"].iso is not None}
     if isos:
         figs["optimal_size.png"] = plots.plot_optimal_size(isos, size_label)

@@ -173,7 +173,9 @@ def _coverage(fit_fn, make_data, truth: dict[str, float], trials: int, n_boot: i
         res = bootstrap(fit_fn, *make_data(seed), n_boot=n_boot, seed=seed, n_starts=4)
         for k, v in truth.items():
             hits[k] += res.params[k].covers(v)
-    return {k: h / trials for k, h in hits.items()}
+    cov = {k: h / trials for k, h in hits.items()}
+    print(f"bootstrap CI coverage of {fit_fn.__name__} over {trials} trials: {cov}")
+    return cov
 
 
 @pytest.mark.slow

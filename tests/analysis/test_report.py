@@ -120,3 +120,16 @@ def test_ranking_metric_fitted_as_one_minus(store, tmp_path):
     assert list(fits["families"]) == ["sasrec"] and len(fits["problems"]) == 1
     assert fits["families"]["sasrec"]["chinchilla"]["fit"]["n_points"] == 12
     assert "1 − eval/ndcg@10" in paths["report.md"].read_text()
+
+
+def test_family_with_only_diverged_runs_is_reported_not_fitted(store, tmp_path):
+    df, _ = load_results(store, warn=False)
+    only_bad = df[df["run_id"] == "hstu-div"].drop(columns=["study"])
+    paths = write_report(only_bad, tmp_path / "out", n_boot=0)
+    fits = json.loads(paths["fits.json"].read_text())
+    s = fits["families"]["hstu"]
+    assert s["points"]["used"] == 0
+    assert "too few points" in s["power_law"]["error"] and "too few points" in s["chinchilla"]["error"]
+    assert "error" in s["isoflop"] and "error" in s["holdout"]["chinchilla"]
+    assert "Not fitted: too few points" in paths["report.md"].read_text()
+    assert set(paths) == {"fits.json", "report.md"}  # nothing to plot
