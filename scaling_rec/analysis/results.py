@@ -37,7 +37,6 @@ REQUIRED_FIELDS = (
     "final_train_loss",
     "eval",
 )
-OPTIONAL_FIELDS = ("wall_time_s", "device_kind", "num_devices", "unique_examples", "tokens_seen")
 NUMERIC_FIELDS = ("flops_planned", "flops_spent", "n_dense", "n_emb", "examples_seen", "final_train_loss")
 STATUSES = ("ok", "diverged", "failed")
 
@@ -121,17 +120,23 @@ def _read_config(path: pathlib.Path) -> tuple[dict[str, Any], str | None]:
     return (cfg, None) if isinstance(cfg, dict) else ({}, "config.json is not a JSON object")
 
 
-def _identity(result: dict[str, Any], config: dict[str, Any], default_study: str) -> dict[str, Any]:
+def _identity(result: dict[str, Any], labels: dict[str, Any], config: dict[str, Any],
+              default_study: str) -> dict[str, Any]:
+    """family/model_name/size/study from result.json, then the sweep's labels, then config.json."""
     out: dict[str, Any] = {}
     for col, keys in _IDENTITY_KEYS.items():
         val = result.get(keys[0])
+        val = labels.get(col) if val is None else val
         for k in keys[1:]:
             if val is not None:
                 break
             val = _dotted(config, k)
         out[col] = val
+    # Size ladders are named '<family>/<size>' (DESIGN.md, 'hstu/S'): split such a name.
+    if isinstance(out["size"], str) and "/" in out["size"]:
+        out["model_name"] = out["model_name"] if out["model_name"] is not None else out["size"]
+        out["size"] = None
     name = out["model_name"]
-    # Size ladders are named '<family>/<size>' (DESIGN.md, 'hstu/S'): split when fields are absent.
     if isinstance(name, str) and "/" in name:
         fam, _, size = name.partition("/")
         out["family"] = out["family"] if out["family"] is not None else fam
@@ -141,6 +146,16 @@ def _identity(result: dict[str, Any], config: dict[str, Any], default_study: str
     out["family"] = str(out["family"]) if out["family"] is not None else "all"
     out["study"] = str(out["study"]) if out["study"] is not None else default_study
     return out
+
+
+def _sweep_labels(study_dir: pathlib.Path) -> dict[str, dict[str, Any]]:
+    """run_id → labels (size, family, budget) from `<study>/sweep/manifest.json`, if the sweep wrote one."""
+    path = study_dir / "sweep" / "manifest.json"
+    try:
+        runs = json.loads(path.read_text()).get("runs", [])
+        return {r["run_id"]: r for r in runs if isinstance(r, dict) and "run_id" in r}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return {}
 
 
 def _run_dirs(workdir: pathlib.Path) -> list[tuple[pathlib.Path, str]]:
@@ -184,7 +199,11 @@ def load_results(
         raise ValueError(f"size must be 'n_dense' or 'n_total', got {size!r}")
     rows: list[dict[str, Any]] = []
     problems: list[ResultProblem] = []
+    labels_by_study: dict[pathlib.Path, dict[str, dict[str, Any]]] = {}
     for run_dir, study in _run_dirs(workdir):
+        study_dir = run_dir.parent.parent
+        if study_dir not in labels_by_study:
+            labels_by_study[study_dir] = _sweep_labels(study_dir)
         res_path = run_dir / "result.json"
         if not res_path.exists():
             problems.append(ResultProblem(str(run_dir), "no result.json (unfinished or not started)"))
@@ -200,15 +219,16 @@ def load_results(
         if issues:
             problems.append(ResultProblem(str(res_path), "partial result: " + "; ".join(issues)))
         row: dict[str, Any] = {"run_id": data.get("run_id") or run_dir.name, "run_dir": str(run_dir)}
+        # Every other scalar field is kept too (final_eval_loss, tokens_seen, steps, ...).
+        row.update({k: v for k, v in data.items()
+                    if k not in row and (isinstance(v, int | float | str | bool) or v is None)})
         row["status"] = data.get("status", "unknown")
         for k in NUMERIC_FIELDS:
             row[k] = _as_float(data.get(k))
-        for k in OPTIONAL_FIELDS:
-            if k in data:
-                row[k] = data[k]
         if isinstance(data.get("eval"), dict):
             row.update({k: _as_float(v) for k, v in flatten(data["eval"], "eval").items()})
-        row.update(_identity(data, config, study))
+        labels = labels_by_study[study_dir].get(str(row["run_id"]), {})
+        row.update(_identity(data, labels, config, study))
         if issues:
             row["exclude_reason"] = "partial result.json: " + "; ".join(issues)
         elif row["status"] != "ok":
@@ -234,7 +254,10 @@ def load_results(
 # Metrics where higher is better; a scaling law is fitted to 1 − metric (an error rate) instead.
 _HIGHER_IS_BETTER = re.compile(r"(ndcg|hr@|hit|recall|precision|mrr|auc|accuracy|acc@|map@)", re.IGNORECASE)
 # Loss-like columns, in order of preference for the default fitted quantity.
-_LOSS_PREFERENCE = ("eval/loss", "eval/final_eval_loss", "final_eval_loss", "eval/eval_loss", "eval/logloss")
+_LOSS_PREFERENCE = (
+    "final_eval_loss", "eval/loss", "eval/valid/loss", "eval/final_eval_loss", "eval/eval_loss",
+    "eval/logloss", "eval/valid/logloss", "eval/valid/xent",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +279,11 @@ class TargetChoice:
         return 1.0 - y if self.transform == "one_minus" else y
 
 
+def _has_usable_value(col: pd.Series) -> bool:
+    vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    return bool(np.any(np.isfinite(vals) & (vals > 0)))
+
+
 def higher_is_better(column: str) -> bool:
     """Whether a metric column is a ranking/accuracy metric (NDCG, HR, recall, MRR, AUC …)."""
     return bool(_HIGHER_IS_BETTER.search(column))
@@ -265,8 +293,9 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
     """Choose the fitted quantity.
 
     Args:
-      metric: a column (e.g. 'eval/ndcg@10', 'final_train_loss'); None picks the first loss-like
-        eval column present (eval/loss, final_eval_loss, …, any 'eval/*loss*'), else final_train_loss.
+      metric: a column (e.g. 'eval/test/ndcg@10', 'final_train_loss'); None picks the first loss-like
+        column with a usable (finite, > 0) value: final_eval_loss, eval/loss, …, any 'eval/*loss*' or
+        'eval/*xent*', else final_train_loss.
       transform: 'none', 'one_minus' (fit 1 − metric), or 'auto' (one_minus for higher-is-better
         metrics such as NDCG/HR/AUC, none for losses).
     Raises:
@@ -276,7 +305,8 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
         raise ValueError(f"transform must be 'auto', 'none' or 'one_minus', got {transform!r}")
     if metric is None:
         loss_cols = [c for c in _LOSS_PREFERENCE if c in df.columns]
-        loss_cols += sorted(c for c in df.columns if c.startswith("eval/") and "loss" in c)
+        loss_cols += sorted(c for c in df.columns if c.startswith("eval/") and ("loss" in c or "xent" in c))
+        loss_cols = [c for c in loss_cols if _has_usable_value(df[c])]
         if loss_cols:
             metric, reason = loss_cols[0], f"default: first loss-like eval column ({loss_cols[0]})"
         elif "final_train_loss" in df.columns:
@@ -286,8 +316,11 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
     else:
         reason = f"requested: {metric}"
     if metric not in df.columns:
-        metric_cols = [c for c in df.columns if c.startswith("eval/")] + ["final_train_loss"]
-        raise ValueError(f"metric {metric!r} not in the results; available: {', '.join(metric_cols)}")
+        metric_cols = [c for c in df.columns if c.startswith("eval/") or "loss" in c]
+        tail = metric.rsplit("/", 1)[-1]
+        close = [c for c in metric_cols if c.endswith("/" + tail)]
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise ValueError(f"metric {metric!r} not in the results{hint}; available: {', '.join(metric_cols)}")
     if transform == "auto":
         transform = "one_minus" if higher_is_better(metric) else "none"
         if transform == "one_minus":

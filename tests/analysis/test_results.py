@@ -113,3 +113,25 @@ def test_target_choice(tmp_path):
 def test_missing_workdir_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_results(tmp_path / "nowhere")
+
+
+def test_train_loop_format_and_sweep_manifest_labels(tmp_path):
+    """result.json as scaling_rec.train writes it (family/study/final_eval_loss at top level,
+    eval split/metric keys) and the size labels from <study>/sweep/manifest.json."""
+    ev = {"valid/ndcg@10": 0.1, "test/ndcg@10": 0.09}
+    write_run(tmp_path, "r1", result("r1", family="sasrec", study="iso", final_eval_loss=4.5, eval=ev, steps=7))
+    write_run(tmp_path, "r2", result("r2", family="sasrec", study="iso", final_eval_loss=float("nan"), eval=ev))
+    (tmp_path / "sweep").mkdir()
+    manifest = {"study": "iso", "runs": [{"run_id": "r1", "size": "sasrec/S", "family": "sasrec", "budget": 1e15}]}
+    (tmp_path / "sweep" / "manifest.json").write_text(json.dumps(manifest))
+    df, problems = load_results(tmp_path)
+    assert problems == []
+    r1 = df.set_index("run_id").loc["r1"]
+    assert (r1["family"], r1["size"], r1["model_name"], r1["study"]) == ("sasrec", "S", "sasrec/S", "iso")
+    assert r1["steps"] == 7 and r1["final_eval_loss"] == 4.5 and r1["eval/test/ndcg@10"] == 0.09
+    t = select_target(df)
+    assert t.column == "final_eval_loss" and t.transform == "none"
+    with pytest.raises(ValueError, match="did you mean eval/valid/ndcg@10 or eval/test/ndcg@10"):
+        select_target(df, "eval/ndcg@10")
+    nan_only = df.assign(final_eval_loss=float("nan"))
+    assert select_target(nan_only).column == "final_train_loss"  # no usable eval loss at all
