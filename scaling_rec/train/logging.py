@@ -49,7 +49,7 @@ class RunLogger:
     def close(self) -> None:
         self._file.close()
         if self._wandb is not None:
-            self._wandb.finish(quiet=True)
+            self._wandb.finish()
             self._wandb = None
 
 
