@@ -125,12 +125,11 @@ def _identity(result: dict[str, Any], labels: dict[str, Any], config: dict[str, 
     """family/model_name/size/study from result.json, then the sweep's labels, then config.json."""
     out: dict[str, Any] = {}
     for col, keys in _IDENTITY_KEYS.items():
-        val = result.get(keys[0])
-        val = labels.get(col) if val is None else val
+        val = result.get(keys[0]) or labels.get(col) or None  # '' (an unlabelled size) counts as absent
         for k in keys[1:]:
             if val is not None:
                 break
-            val = _dotted(config, k)
+            val = _dotted(config, k) or None
         out[col] = val
     # Size ladders are named '<family>/<size>' (DESIGN.md, 'hstu/S'): split such a name.
     if isinstance(out["size"], str) and "/" in out["size"]:
@@ -308,7 +307,7 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
         loss_cols += sorted(c for c in df.columns if c.startswith("eval/") and ("loss" in c or "xent" in c))
         loss_cols = [c for c in loss_cols if _has_usable_value(df[c])]
         if loss_cols:
-            metric, reason = loss_cols[0], f"default: first loss-like eval column ({loss_cols[0]})"
+            metric, reason = loss_cols[0], f"default: first loss column with usable values ({loss_cols[0]})"
         elif "final_train_loss" in df.columns:
             metric, reason = "final_train_loss", "default: no eval loss in the results, final_train_loss"
         else:
