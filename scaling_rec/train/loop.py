@@ -19,18 +19,20 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
 
 from scaling_rec import config as config_lib
 from scaling_rec.data.pipeline import TrainStream, eval_batches
-from scaling_rec.errors import ResultError
+from scaling_rec.errors import MeshError, ResultError
 from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts
 from scaling_rec.io import atomic_write_json
 from scaling_rec.metrics import MetricAccumulator
 from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
-from scaling_rec.parallel.rules import rules_for
-from scaling_rec.parallel.sharding import replicated, shard_batch, sharded_init
+from scaling_rec.parallel.rules import DATA_PARALLEL_AXES, rules_for
+from scaling_rec.parallel.sharding import replicated, sharded_init
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.inputs import RunInputs, prepare
 from scaling_rec.train.logging import RunLogger, progress
@@ -100,11 +102,45 @@ def plan_schedule(config: ml_collections.ConfigDict, inputs: RunInputs, stream: 
     )
 
 
+def _place_rows(x: Any, mesh: Any) -> Any:
+    """One global host array (the same on every process) -> a global jax Array from this process's rows.
+
+    The leading axis (examples [B, ...] or jagged tokens [T]) is split over ('data', 'fsdp') when it
+    divides, else replicated (offsets [B+1]; 0-d arrays); the rule of `shard_batch`, so on one process
+    the result is the same array with the same sharding. With several processes each one passes only
+    the contiguous rows its devices hold to `jax.make_array_from_process_local_data`.
+    """
+    if isinstance(x, int | float | bool | str) or not hasattr(x, "shape"):
+        return x
+    x = np.asarray(x)
+    split = x.ndim > 0 and x.shape[0] % math.prod(mesh.shape[a] for a in DATA_PARALLEL_AXES) == 0
+    sharding = NamedSharding(mesh, PartitionSpec(DATA_PARALLEL_AXES) if split else PartitionSpec())
+    local = x
+    if split and jax.process_count() > 1:
+        rows = {(s[0].start or 0, x.shape[0] if s[0].stop is None else s[0].stop)
+                for s in sharding.addressable_devices_indices_map(x.shape).values()}
+        lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
+        if sum(b - a for a, b in rows) != hi - lo:
+            raise MeshError(f"process {jax.process_index()} holds non-contiguous rows {sorted(rows)} of a batch "
+                            f"axis of {x.shape[0]}; build the mesh so that each process's devices are adjacent")
+        local = x[lo:hi]
+    return jax.make_array_from_process_local_data(sharding, local, x.shape)
+
+
+def place_batch(batch: Any, mesh: Any) -> Any:
+    """Places a global batch, built identically on every process from the deterministic plan, on `mesh`.
+
+    Each process transfers only its share (its rows of every split array); the global array equals
+    the one-process batch. One process: the same placement as `shard_batch`.
+    """
+    return jax.tree.map(lambda x: _place_rows(x, mesh), batch)
+
+
 def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_origin: int, mesh: Any) -> dict:
     """Metric means and standard errors over `examples` (every example exactly once)."""
     acc = MetricAccumulator()
     for batch in eval_batches(examples, spec, time_origin):
-        acc.update(eval_step(params, shard_batch(batch, mesh)))
+        acc.update(eval_step(params, place_batch(batch, mesh)))
     return acc.result()
 
 
@@ -136,11 +172,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     done = read_result(run_dir)
     if done is not None and done.get("status") in FINISHED:
         return done
+    t_start = time.time()
+    inputs = prepare(config)  # data errors surface here, before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "config.json", config.to_dict())
-    t_start = time.time()
-
-    inputs = prepare(config)
     mesh = make_mesh_from_config(config)
     check_batch_divisible(config.train.batch_size, mesh)
     rules = rules_for(config)
@@ -153,7 +188,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     counts = param_counts(nnx.eval_shape(factory))
     optimizer = make_optimizer(config.train)
     params = init()
-    state = TrainState(params=params, opt_state=jax.jit(optimizer.init)(params),
+    # The optimiser state is placed explicitly: its zeros do not depend on the parameters' values, so a
+    # plain jit would put them on one device. Moments are sharded like their parameters, counters replicated.
+    opt_shardings = optax.tree_map_params(optimizer, lambda _, s: s, jax.eval_shape(optimizer.init, params),
+                                          jax.tree.map(lambda x: x.sharding, params),
+                                          transform_non_params=lambda _: replicated(mesh))
+    state = TrainState(params=params, opt_state=jax.jit(optimizer.init, out_shardings=opt_shardings)(params),
                        step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
     state_sharding = jax.tree.map(lambda x: x.sharding, state)
     train_step = jax.jit(make_train_step(graphdef, optimizer, config.train, config.seed),
@@ -197,17 +237,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     status, step = "ok", start
     window = max(1, min(config.train.log_every, sched.total_steps))
-    t_loop, t_last = time.time(), time.time()
+    t_loop, t_last, last_logged = time.time(), time.time(), start
     batches = stream.iterate(start)
     pending: list[dict] = []
     try:
         with jax.set_mesh(mesh):
             while step < sched.total_steps:
-                batch = shard_batch(next(batches), mesh)
+                batch = place_batch(next(batches), mesh)
                 state, metrics = train_step(state, batch)
                 step += 1
                 pending.append(metrics)
-                if step % config.train.log_every and step != sched.total_steps and step % sched.eval_every:
+                ckpt_due = config.train.checkpoint_every > 0 and step % config.train.checkpoint_every == 0
+                if step % config.train.log_every and step != sched.total_steps and step % sched.eval_every \
+                        and not ckpt_due:
                     continue
                 for m in jax.device_get(pending):
                     meta["recent"] = (meta["recent"] + [[float(m["loss_sum"]), float(m["targets"])]])[-window:]
@@ -218,8 +260,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                     progress(f"[{rid}] diverged at step {step} (non-finite loss)")
                     break
                 now = time.time()
-                rate = config.train.log_every / max(now - t_last, 1e-9)
-                t_last = now
+                rate = (step - last_logged) / max(now - t_last, 1e-9)
+                t_last, last_logged = now, step
                 eta = (sched.total_steps - step) / max(rate, 1e-9)
                 loss = float(m["loss"])
                 logger.log({"step": step, "loss": loss, "grad_norm": float(m["grad_norm"]),
@@ -232,6 +274,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 stop = False
                 if step % sched.eval_every == 0 or step == sched.total_steps:
                     stop = run_eval(step)
+                    meta["wall_time_s"] += time.time() - t_loop
+                    t_loop = time.time()
+                    ckpt.save(step, state, meta)
+                elif ckpt_due:
                     meta["wall_time_s"] += time.time() - t_loop
                     t_loop = time.time()
                     ckpt.save(step, state, meta)

@@ -1,0 +1,81 @@
+"""Config validation: every bad input gets a ConfigError naming the key, before any compute."""
+
+from __future__ import annotations
+
+import ml_collections
+import pytest
+
+from scaling_rec.config import default_config, run_id, validate
+from scaling_rec.errors import ConfigError
+
+
+def _cfg():
+    c = default_config()
+    c.train.num_epochs = 1.0
+    return c
+
+
+def test_default_with_a_length_is_valid():
+    validate(_cfg(), num_devices=1)
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    c = _cfg()
+    c.model.num_blockz = 3
+    with pytest.raises(ConfigError, match=r"model\.num_blockz.*model\.num_blocks"):
+        validate(c)
+
+
+def test_wrong_type_names_key_and_types():
+    c = _cfg()
+    # ConfigDict itself refuses `c.model.embed_dim = "fifty"`; a section replaced wholesale (as an
+    # experiment file may do) is not type-checked by ml_collections, so validate() must catch it.
+    c.model = ml_collections.ConfigDict({**c.model.to_dict(), "embed_dim": "fifty"})
+    with pytest.raises(ConfigError, match=r"model\.embed_dim.*str.*int"):
+        validate(c)
+
+
+@pytest.mark.parametrize("key,value", [("model.embed_dim", 0), ("train.batch_size", -4), ("model.num_heads", 0)])
+def test_non_positive_sizes(key, value):
+    c = _cfg()
+    section, name = key.split(".")
+    c[section][name] = value
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*> 0"):
+        validate(c)
+
+
+def test_choices_are_listed():
+    c = _cfg()
+    c.model.family = "bert4rec"
+    with pytest.raises(ConfigError, match=r"model\.family.*'hstu', 'sasrec'"):
+        validate(c)
+
+
+def test_exactly_one_training_length():
+    c = _cfg()
+    c.train.num_steps = 10
+    with pytest.raises(ConfigError, match="exactly one"):
+        validate(c)
+
+
+def test_batch_not_divisible_by_data_parallel_size():
+    c = _cfg()
+    c.train.batch_size = 12
+    c.mesh.data = 8
+    with pytest.raises(ConfigError, match=r"train\.batch_size.*12.*data-parallel size.*8"):
+        validate(c, num_devices=8)
+
+
+def test_mesh_must_cover_the_devices():
+    c = _cfg()
+    c.mesh.data = 2
+    with pytest.raises(ConfigError, match="2 devices.*8 are available"):
+        validate(c, num_devices=8)
+
+
+def test_run_id_is_stable_and_ignores_logging():
+    a, b = _cfg(), _cfg()
+    b.logging.wandb = not a.logging.wandb
+    assert run_id(a) == run_id(b)
+    b.model.num_blocks = 3
+    assert run_id(a) != run_id(b)

@@ -1,0 +1,29 @@
+"""Child process for the kill-and-resume test: trains the tiny config in argv[1], slowly."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from scaling_rec.train import step as step_lib
+from scaling_rec.train.loop import train_and_evaluate
+from tests.train._tiny import tiny_config
+
+_make = step_lib.make_train_step
+
+
+def _slow_make(*args, **kwargs):
+    fn = _make(*args, **kwargs)
+
+    def slow(state, batch):
+        time.sleep(0.15)  # leaves the parent time to kill us between checkpoints
+        return fn(state, batch)
+
+    return slow
+
+
+if __name__ == "__main__":
+    import scaling_rec.train.loop as loop
+
+    loop.make_train_step = _slow_make
+    train_and_evaluate(tiny_config(), sys.argv[1])
