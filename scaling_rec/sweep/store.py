@@ -1,0 +1,146 @@
+"""The results store of one study: `<workdir>/<study>/`.
+
+    runs/<run_id>/{config.json, metrics.jsonl, result.json, ckpt/}   written by the train loop
+    sweep/manifest.json        the sweep's runs and their labels (size, family, budget)
+    sweep/status.json          each run's state as the runner last saw it
+    sweep/specs/<run_id>.json  the resolved config a worker process or SLURM job runs
+    sweep/locks/<run_id>.lock  held (flock) by the process running that run
+    sweep/logs/<run_id>.log    console output of local worker processes
+
+Every file is written atomically (scaling_rec.io). The lock is an advisory `flock`, released by the
+kernel when its holder dies (SIGKILL included), so a crashed run never blocks a relaunch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pathlib
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ml_collections
+
+from scaling_rec import config as config_lib
+from scaling_rec.errors import ResultError, ScalingRecError
+from scaling_rec.io import atomic_write_json
+from scaling_rec.sweep.spec import RunSpec, set_key
+
+FINISHED = ("ok", "diverged")
+
+
+class RunBusyError(ScalingRecError):
+    """Another live process holds the run's lock (it is running that run now)."""
+
+
+def study_root(workdir: str | os.PathLike, config: ml_collections.ConfigDict) -> pathlib.Path:
+    """`<workdir>/<study>`: where a config's runs live (launch.train and launch.sweep agree on it)."""
+    return pathlib.Path(workdir) / config.study
+
+
+def config_from_dict(d: dict[str, Any], where: str = "") -> ml_collections.ConfigDict:
+    """default_config() with the values of a stored config dict (unknown keys are a ConfigError)."""
+    config = config_lib.default_config()
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                set_key(config, f"{prefix}{k}", v, where)
+
+    walk(d, "")
+    return config
+
+
+class Store:
+    """Read and write one study's results store (see the module docstring)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = pathlib.Path(root)
+        self.sweep_dir = self.root / "sweep"
+
+    def run_dir(self, run_id: str) -> pathlib.Path:
+        return self.root / "runs" / run_id
+
+    def spec_path(self, run_id: str) -> pathlib.Path:
+        return self.sweep_dir / "specs" / f"{run_id}.json"
+
+    def log_path(self, run_id: str) -> pathlib.Path:
+        return self.sweep_dir / "logs" / f"{run_id}.log"
+
+    def list_runs(self) -> list[str]:
+        """Run ids with a run directory, sorted."""
+        runs = self.root / "runs"
+        return sorted(p.name for p in runs.iterdir() if p.is_dir()) if runs.is_dir() else []
+
+    def read_result(self, run_id: str) -> dict[str, Any] | None:
+        """result.json of the run, None when absent; ResultError when it is not valid JSON."""
+        path = self.run_dir(run_id) / "result.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ResultError(f"{path} is corrupted ({e}); delete it to rerun the run.") from e
+
+    def status(self, run_id: str) -> str:
+        """'ok' | 'diverged' | 'failed' (result.json says so), 'partial' (started, no result), 'pending'."""
+        result = self.read_result(run_id)
+        if result is not None:
+            return str(result.get("status", "failed"))
+        return "partial" if self.run_dir(run_id).exists() else "pending"
+
+    def is_finished(self, run_id: str) -> bool:
+        return self.status(run_id) in FINISHED
+
+    def write_spec(self, spec: RunSpec) -> pathlib.Path:
+        """sweep/specs/<run_id>.json: the resolved config and labels (what a worker process runs)."""
+        path = self.spec_path(spec.run_id)
+        atomic_write_json(path, {"run_id": spec.run_id, "labels": spec.labels, "config": spec.config.to_dict()})
+        return path
+
+    def write_manifest(self, specs: list[RunSpec], source: str) -> None:
+        atomic_write_json(self.sweep_dir / "manifest.json", {
+            "source": source, "study": specs[0].config.study if specs else "", "written": time.time(),
+            "runs": [{"run_id": s.run_id, **s.labels} for s in specs],
+        })
+
+    def write_status(self, states: dict[str, dict[str, Any]]) -> None:
+        atomic_write_json(self.sweep_dir / "status.json", states)
+
+    def read_status(self) -> dict[str, dict[str, Any]]:
+        path = self.sweep_dir / "status.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    @contextlib.contextmanager
+    def lock(self, run_id: str) -> Iterator[None]:
+        """Holds the run's lock for the body; RunBusyError at once if a live process holds it."""
+        path = self.sweep_dir / "locks" / f"{run_id}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = pathlib.Path(path).read_text().strip() or "another process"
+                raise RunBusyError(f"run {run_id} is being run by {holder} ({path}).") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+            yield
+        finally:
+            os.close(fd)
+
+
+def read_spec(path: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+    """(config, labels) of a spec file written by Store.write_spec; checks the stored run id."""
+    d = json.loads(pathlib.Path(path).read_text())
+    config = config_from_dict(d["config"], where=f"{path}: ")
+    rid = config_lib.run_id(config)
+    if d.get("run_id") not in (None, rid):
+        raise ResultError(f"{path}: stored run_id {d['run_id']} != {rid} of its config; the schema changed?")
+    return config, d.get("labels", {})
