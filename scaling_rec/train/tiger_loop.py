@@ -1,0 +1,307 @@
+"""One TIGER run: item content -> semantic IDs -> seq2seq training with teacher forcing -> beam-search eval.
+
+Run directory (docs/CONTRACTS.md): `<workdir>/runs/<run_id>/{config.json, metrics.jsonl, result.json, ckpt/,
+semantic_ids.npz}`. Protocol (Rajput et al. 2023, Sec. 4): leave-one-out on the 5-core sequences (users
+with < 3 events dropped and counted), histories capped at the last `data.max_items` items; every prefix of
+a training sequence is an example (history -> next item); Recall@K / NDCG@K over all items from the
+constrained beam search (a target not among the W beams has rank W). Training is resumable in chunks:
+`train.time_limit_s` (or `max_steps` of a call) stops at a step boundary with a checkpoint, the learning
+curve so far and a test evaluation of where the run stands (status 'partial'); the next call resumes.
+Batches and dropout are keyed by the global step, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from scaling_rec import tiger_config
+from scaling_rec.data.amazon_content import encode_items, load_item_content
+from scaling_rec.data.registry import load_sequences
+from scaling_rec.data.sequences import SequenceData
+from scaling_rec.data.sources import cache_dir
+from scaling_rec.data.splits import leave_one_out
+from scaling_rec.io import atomic_write_json
+from scaling_rec.metrics import MetricAccumulator, ranking_metrics_from_ranks
+from scaling_rec.models.beam_search import build_prefix_table, make_search, ranks_in_beams
+from scaling_rec.models.rqvae import SemanticIds, semantic_ids
+from scaling_rec.models.tiger import Tiger, history_tokens, repeat_context
+from scaling_rec.parallel.mesh import make_mesh_from_config
+from scaling_rec.parallel.rules import rules_for
+from scaling_rec.parallel.sharding import create_sharded
+from scaling_rec.train.checkpoint import Checkpointer
+from scaling_rec.train.logging import RunLogger, progress
+from scaling_rec.train.loop import FINISHED, read_result
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Examples:
+    """(history, target) pairs: history_BxS int32 encoder tokens, targets_B int32 items, users_B int64."""
+
+    history_BxS: np.ndarray
+    targets_B: np.ndarray
+    users_B: np.ndarray
+
+
+def training_pairs(train: SequenceData, max_items: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Every prefix of every training sequence: (histories of <= max_items items, next items, user index)."""
+    hist, targets, users = [], [], []
+    for u in range(train.num_users):
+        seq = train.user_items(u)
+        for i in range(1, len(seq)):
+            hist.append(seq[max(0, i - max_items) : i])
+            targets.append(seq[i])
+            users.append(u)
+    return hist, np.array(targets, np.int32), np.array(users, np.int64)
+
+
+def prepare_data(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Sequences -> leave-one-out; reports users dropped for having < 3 events (count and events)."""
+    data = load_sequences(config.data.name, config.data.data_dir or None, download=False)
+    split = leave_one_out(data)
+    if split.num_dropped_users:
+        progress(f"[tiger] dropped {split.num_dropped_users} users with < 3 interactions "
+                 f"({split.num_dropped_events} events); leave-one-out needs 3 (train, valid, test).")
+    return {"data": data, "split": split}
+
+
+def load_or_make_ids(config: ml_collections.ConfigDict, run_dir: pathlib.Path, num_items: int) -> SemanticIds:
+    """The run's semantic IDs: run_dir/semantic_ids.npz if present, else a shared cache keyed by the content
+    and ids config, else computed (content -> encoder -> tokenizer) and saved in both places."""
+    run_file = run_dir / "semantic_ids.npz"
+    stats_file = run_dir / "semantic_ids_stats.json"
+    if run_file.exists() and stats_file.exists():
+        return SemanticIds.load(run_file, json.loads(stats_file.read_text()))
+    content = load_item_content(config.data.name, config.data.data_dir or None, num_items=num_items)
+    key = tiger_config.run_id(ml_collections.ConfigDict({"ids": config.ids.to_dict(), "seed": config.seed,
+                                                          "enc": [config.data.encoder, config.data.encoder_dim],
+                                                          "content": content.fingerprint()}))
+    cached = cache_dir() / "semantic_ids" / f"{config.data.name}_{config.ids.method}_{key}.npz"
+    cached_stats = cached.with_suffix(".json")
+    if cached.exists() and cached_stats.exists():
+        ids = SemanticIds.load(cached, json.loads(cached_stats.read_text()))
+    else:
+        t0 = time.time()
+        x = encode_items(content, config.data.encoder, config.data.encoder_dim, seed=config.seed)
+        i = config.ids
+        ids = semantic_ids(x, i.method, levels=i.levels, codebook_size=i.codebook_size, seed=config.seed,
+                           rqvae_steps=i.rqvae_steps, rqvae_batch=i.rqvae_batch, rqvae_lr=i.rqvae_lr, latent=i.latent,
+                           beta=i.beta)
+        ids.stats.update({"content": content.summary(), "encoder": config.data.encoder,
+                          "encoder_dim": config.data.encoder_dim, "seconds": time.time() - t0})
+        ids.save(cached)
+        atomic_write_json(cached_stats, ids.stats)
+    ids.save(run_file)
+    atomic_write_json(stats_file, ids.stats)
+    return ids
+
+
+def make_examples(config, ids: SemanticIds, hist: list[np.ndarray], targets: np.ndarray, users: np.ndarray,
+                  limit: int = 0) -> Examples:
+    """Encoder inputs of (history, target) pairs; the first `limit` only when limit > 0."""
+    n = len(hist) if limit <= 0 else min(limit, len(hist))
+    tok = history_tokens(ids.codes, hist[:n], users[:n], ids.vocab_sizes, config.model.user_buckets,
+                         config.data.max_items)
+    return Examples(tok, targets[:n], users[:n])
+
+
+def eval_pairs(split_part: Any, max_items: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    h = split_part.history
+    return ([h.user_items(u)[-max_items:] for u in range(h.num_users)], split_part.targets.astype(np.int32),
+            split_part.user_index)
+
+
+def forward_flops_per_example(config: ml_collections.ConfigDict, length: int) -> float:
+    """Analytic forward FLOPs of one example (multiply-add = 2; attention included; embedding lookups 0)."""
+    m = config.model
+    S, T = 1 + config.data.max_items * length, length
+    inner = m.num_heads * m.head_dim
+    per_tok = 2 * (4 * m.d_model * inner + 2 * m.d_model * m.d_ff)
+    attn = lambda q, k: 2 * 2 * q * k * inner  # scores + weighted sum
+    if m.arch == "encdec":
+        enc = m.num_layers * (S * per_tok + attn(S, S))
+        dec = m.num_layers * (T * (per_tok + 2 * 2 * m.d_model * inner) + 2 * S * 2 * m.d_model * inner
+                              + attn(T, T) + attn(T, S))
+        return float(enc + dec + 2 * T * m.d_model * 256)
+    layers = 2 * m.num_layers
+    return float(layers * ((S + T) * per_tok + attn(S + T, S + T) / 2) + 2 * T * m.d_model * 256)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       max_steps: int | None = None) -> dict[str, Any]:
+    """Runs, resumes or returns the finished TIGER run of `config` (module docstring)."""
+    tiger_config.validate(config)
+    rid = tiger_config.run_id(config)
+    run_dir = pathlib.Path(workdir) / "runs" / rid
+    done = read_result(run_dir)
+    if done is not None and done.get("status") in FINISHED:
+        return done
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", config.to_dict())
+    t_start = time.time()
+    d = prepare_data(config)
+    split, num_items = d["split"], d["data"].num_items
+    ids = load_or_make_ids(config, run_dir, num_items)
+    progress(f"[{rid}] ids {ids.method}: vocab {ids.vocab_sizes}, collision rate {ids.stats['collision_rate']:.4f}, "
+             f"usage {ids.stats['codebook_usage']}")
+    L = ids.length
+    train_ex = make_examples(config, ids, *training_pairs(split.train, config.data.max_items))
+    valid_ex = make_examples(config, ids, *eval_pairs(split.valid, config.data.max_items), config.eval.valid_users)
+    test_ex = make_examples(config, ids, *eval_pairs(split.test, config.data.max_items), config.eval.test_users)
+    codes_table = jnp.asarray(np.maximum(ids.codes, 0))
+    spec = tiger_config.model_spec(config)
+    mesh = make_mesh_from_config(config)
+    model = create_sharded(lambda: Tiger(spec, ids.vocab_sizes, nnx.Rngs(params=config.seed)), mesh,
+                           rules_for(config))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+    n_emb = int(np.prod(model.embed.table.shape))
+    t = config.train
+
+    def lr_schedule(step: jax.Array) -> jax.Array:
+        s = step.astype(jnp.float32) + 1.0
+        warm = jnp.minimum(1.0, s / max(t.warmup_steps, 1))
+        return t.learning_rate * warm * jnp.sqrt(t.decay_start / jnp.maximum(s, t.decay_start)) if t.decay_start \
+            else t.learning_rate * warm
+
+    tx = optax.chain(optax.clip_by_global_norm(t.grad_clip) if t.grad_clip > 0 else optax.identity(),
+                     optax.adamw(lr_schedule, weight_decay=t.weight_decay))
+    state = {"params": params, "opt": tx.init(params), "step": jnp.asarray(0, jnp.int32)}
+
+    def loss_fn(p, hist, codes, key):
+        m = nnx.merge(graphdef, p, rest)
+        logits = m(hist, codes, key)
+        xent = optax.softmax_cross_entropy_with_integer_labels(logits, codes)
+        return xent.mean(), xent
+
+    @jax.jit
+    def train_step(state, hist, targets):
+        key = jax.random.fold_in(jax.random.key(config.seed), state["step"])
+        codes = jnp.take(codes_table, targets, axis=0)
+        (loss, xent), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], hist, codes, key)
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        new = {"params": optax.apply_updates(state["params"], updates), "opt": opt, "step": state["step"] + 1}
+        return new, {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": lr_schedule(state["step"]),
+                     "xent_by_position": xent.mean(0)}
+
+    W, EB = config.eval.beam_width, config.eval.batch_size
+    table = build_prefix_table(ids.codes[1:], vocab=max(ids.vocab_sizes))
+    children, item_of_node = table.arrays()
+
+    def encode_fn(p, hist):
+        return repeat_context(nnx.merge(graphdef, p, rest).context(hist), W), p
+
+    def logits_fn(ctx, tokens, step):
+        c, p = ctx
+        return nnx.merge(graphdef, p, rest).step_logits(c, tokens, step)
+
+    search = make_search(encode_fn, logits_fn, batch_size=EB, beam_width=W, length=L)
+
+    def evaluate(p, ex: Examples) -> dict[str, float]:
+        acc = MetricAccumulator()
+        n = len(ex.targets_B)
+        for s in range(0, n, EB):
+            hist, tgt = ex.history_BxS[s : s + EB], ex.targets_B[s : s + EB]
+            valid = np.arange(EB) < len(tgt)
+            hist = np.pad(hist, ((0, EB - len(tgt)), (0, 0)))
+            tgt = np.pad(tgt, (0, EB - len(tgt)))
+            items, _, _ = search(p, jnp.asarray(hist), children, item_of_node)
+            ranks = ranks_in_beams(items, jnp.asarray(tgt))
+            acc.update(ranking_metrics_from_ranks(ranks, jnp.asarray(valid), tuple(config.eval.ks)))
+        return {k.replace("hr@", "recall@"): v for k, v in acc.result().items()}
+
+    ckpt = Checkpointer(run_dir / "ckpt")
+    meta: dict[str, Any] = {"curve": [], "wall_time_s": 0.0, "examples_seen": 0.0}
+    start = ckpt.latest_step() or 0
+    if start:
+        state, meta = ckpt.restore(start, state)
+        progress(f"[{rid}] resumed from step {start}")
+    logger = RunLogger(run_dir, config, rid, resume_step=start)
+    fwd = forward_flops_per_example(config, L)
+    progress(f"[{rid}] TIGER {spec.arch} params={n_params:,} (emb {n_emb:,}) train pairs={len(train_ex.targets_B):,} "
+             f"steps {start}->{t.num_steps}")
+    n_train = len(train_ex.targets_B)
+    B = t.batch_size
+
+    def batch_indices(step: int) -> np.ndarray:
+        per_epoch = n_train // B
+        epoch, i = divmod(step, per_epoch)
+        perm = np.random.default_rng([config.seed, epoch]).permutation(n_train)
+        return perm[i * B : (i + 1) * B]
+
+    step, t_loop, t_call, losses = start, time.time(), time.time(), []
+    stop_reason = None
+    while step < t.num_steps:
+        idx = batch_indices(step)
+        state, m = train_step(state, jnp.asarray(train_ex.history_BxS[idx]), jnp.asarray(train_ex.targets_B[idx]))
+        step += 1
+        meta["examples_seen"] = float(meta["examples_seen"]) + B
+        losses.append(m["loss"])
+        if step % t.log_every == 0:
+            loss = float(np.mean(jax.device_get(losses)))
+            losses = []
+            if not math.isfinite(loss):
+                stop_reason = "diverged"
+            rec = {"step": step, "loss": loss, "grad_norm": float(m["grad_norm"]), "lr": float(m["lr"]),
+                   "xent_by_position": np.asarray(m["xent_by_position"]).round(4).tolist(),
+                   "examples_seen": meta["examples_seen"], "flops_spent": 3 * fwd * meta["examples_seen"],
+                   "elapsed_s": float(meta["wall_time_s"]) + time.time() - t_loop}
+            logger.log(rec)
+            if config.logging.progress:
+                progress(f"[{rid}] step {step} loss {loss:.4f} ({rec['elapsed_s']:.0f}s)")
+        elapsed = float(meta["wall_time_s"]) + time.time() - t_loop
+        limit_hit = bool((t.time_limit_s and time.time() - t_call >= t.time_limit_s)
+                         or (max_steps and step - start >= max_steps))
+        if step % t.eval_every == 0 or step == t.num_steps or limit_hit or stop_reason:
+            v = evaluate(state["params"], valid_ex)
+            point = {"step": step, "examples_seen": meta["examples_seen"], "elapsed_s": elapsed,
+                     **{f"valid/{k}": val for k, val in v.items()}}
+            meta["curve"] = list(meta["curve"]) + [point]
+            logger.log(point)
+            progress(f"[{rid}] step {step} valid recall@10={v['recall@10']:.4f} ndcg@10={v['ndcg@10']:.4f}")
+            meta["wall_time_s"] = float(meta["wall_time_s"]) + time.time() - t_loop
+            t_loop = time.time()
+            ckpt.save(step, state, meta)
+        if stop_reason or limit_hit:
+            stop_reason = stop_reason or "time_limit"
+            break
+    status = "ok" if step >= t.num_steps else ("diverged" if stop_reason == "diverged" else "partial")
+    test = evaluate(state["params"], test_ex)
+    logger.log({"step": step, **{f"test/{k}": v for k, v in test.items()}})
+    meta["wall_time_s"] = float(meta["wall_time_s"]) + time.time() - t_loop
+    if ckpt.latest_step() != step:
+        ckpt.save(step, state, meta)
+    ckpt.close()
+    result = {
+        "status": status, "run_id": rid, "study": config.study, "family": "tiger", "arch": spec.arch,
+        "dataset": config.data.name, "encoder": config.data.encoder, "encoder_dim": config.data.encoder_dim,
+        "ids_method": ids.method, "ids_stats": {k: v for k, v in ids.stats.items() if k != "rqvae_history"},
+        "id_vocab_sizes": list(ids.vocab_sizes), "steps": step, "total_steps": t.num_steps,
+        "flops_planned": 3 * fwd * B * t.num_steps, "flops_spent": 3 * fwd * meta["examples_seen"],
+        "n_dense": n_params - n_emb, "n_emb": n_emb, "examples_seen": meta["examples_seen"],
+        "unique_examples": n_train, "epochs": meta["examples_seen"] / n_train,
+        "final_train_loss": next((r["loss"] for r in reversed(_read_jsonl(logger.path)) if "loss" in r), None),
+        "eval": {f"test/{k}": v for k, v in test.items()}, "curve": meta["curve"],
+        "num_valid_users_in_curve": len(valid_ex.targets_B), "num_test_users": len(test_ex.targets_B),
+        "dropped_users": split.num_dropped_users, "beam_width": W,
+        "wall_time_s": float(meta["wall_time_s"]), "elapsed_s": time.time() - t_start,
+        "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
+    }
+    logger.close()
+    atomic_write_json(run_dir / "result.json", result)
+    return result
+
+
+def _read_jsonl(path: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
