@@ -1,0 +1,83 @@
+"""Frappe reproduction benchmark: Wukong, DLRM, DCNv2 x 3 seeds on our rebuilt Frappe split.
+
+    python -m benchmarks.frappe --workdir=/tmp/runs/wukong_frappe [--presets=wukong,dcnv2,dlrm] [--seeds=0,1,2]
+        [--mlp_width=200 --mlp_depth=2]   (a cheaper top MLP for small CPUs; recorded in the output's config)
+
+Writes benchmarks/results/frappe_cpu.json after every finished run: per preset the mean and standard
+deviation (ddof=1) of test AUC and logloss over seeds, each seed's numbers, the config, the git commit,
+the machine, the split's comparison with the NFM files, and the published reference numbers.
+The data split is fixed (data.split_seed); the seed changes initialisation, batch order and dropout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import platform
+import subprocess
+
+import jax
+import numpy as np
+
+from experiments.wukong.frappe import get_config
+from scaling_rec.data.ctr import compare_with_nfm, load_ctr
+from scaling_rec.io import atomic_write_json
+from scaling_rec.train.ctr_loop import train_and_evaluate
+
+REFERENCE = {
+    "wukong": {"test/auc": 0.9868, "source": "Zhang et al. 2024, Wukong, Table 2 (Frappe)"},
+    "dcnv2": {"test/auc": 0.9845, "test/logloss": 0.1491, "source": "BARS DCNv2_frappe_x1 (best run; 5-run mean "
+              "0.983824)"},
+    "dlrm": {"test/auc": 0.9840, "test/logloss": 0.1444, "source": "BARS DLRM_frappe_x1 (interaction 'cat')"},
+    "dlrm_dot": {"test/auc": 0.9840, "source": "BARS DLRM_frappe_x1 ('cat'; no 'dot' reference)"},
+}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--workdir", default="/tmp/runs/wukong_frappe")
+    p.add_argument("--presets", default="wukong,dcnv2,dlrm")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--mlp_width", type=int, default=0, help="override the presets' top MLP width (0: keep)")
+    p.add_argument("--mlp_depth", type=int, default=0, help="override the presets' top MLP depth (0: keep)")
+    p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "frappe_cpu.json"))
+    args = p.parse_args()
+    presets, seeds = args.presets.split(","), [int(s) for s in args.seeds.split(",")]
+    data = load_ctr(get_config(presets[0]).data)
+    nfm_dir = pathlib.Path(os.environ.get("SCALING_REC_DATA", "../shared/data")) / "frappe-nfm"
+    out = {"git_commit": _git_commit(), "command": "python -m benchmarks.frappe " + " ".join(
+               f"--{k}={v}" for k, v in vars(args).items() if k != "out"),
+           "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                       "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count()},
+           "split": compare_with_nfm(data, nfm_dir), "oov_counts": data.oov_counts, "models": {}}
+    for preset in presets:
+        runs = []
+        for seed in seeds:
+            c = get_config(preset)
+            c.seed = seed
+            c.model.mlp_width = args.mlp_width or c.model.mlp_width
+            c.model.mlp_depth = args.mlp_depth or c.model.mlp_depth
+            r = train_and_evaluate(c, args.workdir, data=data)
+            runs.append({"seed": seed, "run_id": r["run_id"], "status": r["status"], **r["eval"],
+                         "epochs": r["epochs"], "wall_time_s": r["wall_time_s"], "n_dense": r["n_dense"],
+                         "n_emb": r["n_emb"], "flops_per_example": r["flops_per_example"]})
+            summary = {}
+            for key in ("test/auc", "test/logloss", "valid/auc", "valid/logloss"):
+                vals = np.array([x[key] for x in runs if key in x])
+                summary[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+            out["models"][preset] = {"summary": summary, "runs": runs, "reference": REFERENCE.get(preset),
+                                     "config": c.to_dict()}
+            atomic_write_json(args.out, out)
+            print(preset, seed, r["eval"].get("test/auc"), r["eval"].get("test/logloss"), flush=True)
+
+
+if __name__ == "__main__":
+    main()

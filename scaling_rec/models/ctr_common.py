@@ -1,0 +1,152 @@
+"""Pieces shared by the CTR families (Wukong, DLRM, DCNv2): field embeddings in one row-sharded table,
+batch normalisation, the MLP block, analytic FLOPs helpers and parameter counts.
+
+Every CTR model maps `cat_BxF` int32 field ids (0 = OOV in each field) and optional `num_BxM`
+float32 dense features to `logits_B` float32, and exposes `forward_flops() -> float` (per example,
+multiply-add = 2, lookups and element-wise ops 0; DESIGN "Budget").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from scaling_rec.models.layers import Dense, Embedding, KeyChain, LayerNorm, _lead, dropout, param
+
+EMBED_INIT_STD = 0.01
+
+
+class FieldEmbedding(nnx.Module):
+    """All fields' tables stacked in one [sum_f V_f, D] table ('vocab', 'embed'), row-sharded.
+
+    Field f's id i is row offsets[f] + i; returns emb_BxFxD.
+    """
+
+    def __init__(self, vocab_sizes: Sequence[int], dim: int, rngs: nnx.Rngs) -> None:
+        self.offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(vocab_sizes)[:-1]]))
+        self.table = Embedding(int(sum(vocab_sizes)), dim, rngs, stddev=EMBED_INIT_STD)
+
+    def __call__(self, cat_BxF: jax.Array) -> jax.Array:
+        rows = cat_BxF + jnp.asarray(self.offsets, jnp.int32)[None, :]
+        return self.table(rows)
+
+
+class BatchNorm(nnx.Module):
+    """Batch normalisation (Ioffe & Szegedy 2015) over axis 0 of x_BxH, running statistics for eval.
+
+    Running mean/var use momentum 0.9 (PyTorch's 0.1 convention), stored as nnx.BatchStat.
+    """
+
+    def __init__(self, dim: int, rngs: nnx.Rngs, *, eps: float = 1e-5, momentum: float = 0.9) -> None:
+        self.scale = param(rngs, nnx.initializers.ones, (dim,), ("mlp",))
+        self.bias = param(rngs, nnx.initializers.zeros, (dim,), ("mlp",))
+        self.mean = nnx.BatchStat(jnp.zeros((dim,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((dim,), jnp.float32))
+        self.eps, self.momentum = eps, momentum
+
+    def __call__(self, x_BxH: jax.Array, train: bool) -> jax.Array:
+        if train:
+            mean = jnp.mean(x_BxH, axis=0)
+            var = jnp.mean(jnp.square(x_BxH - mean[None, :]), axis=0)
+            m = self.momentum
+            self.mean[...] = m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean)
+            self.var[...] = m * self.var[...] + (1 - m) * jax.lax.stop_gradient(var)
+        else:
+            mean, var = self.mean[...], self.var[...]
+        y = (x_BxH - mean[None, :]) * jax.lax.rsqrt(var + self.eps)[None, :]
+        return y * _lead(self.scale[...], 2) + _lead(self.bias[...], 2)
+
+
+class MLP(nnx.Module):
+    """`depth` hidden layers of `width` (Dense -> norm -> ReLU -> dropout), then Dense -> d_out.
+
+    d_out = 0 drops the output layer (the block ends with the last hidden layer).
+    """
+
+    def __init__(self, d_in: int, width: int, depth: int, d_out: int, rngs: nnx.Rngs, *, norm: str = "none",
+                 dropout_rate: float = 0.0) -> None:
+        self.dims = [d_in] + [width] * depth + ([d_out] if d_out else [])
+        self.layers = nnx.List([
+            Dense(a, b, ("embed", "mlp") if i < depth else ("mlp", None), rngs)
+            for i, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:], strict=True))
+        ])
+        self.norms = nnx.List([_make_norm(norm, width, rngs) for _ in range(depth)])
+        self.depth, self.norm, self.dropout_rate = depth, norm, dropout_rate
+
+    def __call__(self, x_BxI: jax.Array, *, train: bool = False, keys: KeyChain | None = None) -> jax.Array:
+        keys = keys or KeyChain(None)
+        for i, layer in enumerate(self.layers):
+            x_BxI = layer(x_BxI)
+            if i < self.depth:
+                if self.norm == "batch":
+                    x_BxI = self.norms[i](x_BxI, train)
+                elif self.norm == "layer":
+                    x_BxI = self.norms[i](x_BxI)
+                x_BxI = dropout(jax.nn.relu(x_BxI), self.dropout_rate, keys.next() if train else None)
+        return x_BxI
+
+    def flops(self) -> float:
+        """Forward FLOPs per example: 2 * d_in * d_out per layer."""
+        return float(sum(2 * a * b for a, b in zip(self.dims[:-1], self.dims[1:], strict=True)))
+
+
+def _make_norm(norm: str, width: int, rngs: nnx.Rngs) -> nnx.Module | None:
+    if norm == "batch":
+        return BatchNorm(width, rngs)
+    if norm == "layer":
+        return LayerNorm(width, rngs, axis="mlp")
+    return None
+
+
+def mlp_flops(d_in: int, width: int, depth: int, d_out: int) -> float:
+    """Forward FLOPs per example of `MLP(d_in, width, depth, d_out)` without building it."""
+    dims = [d_in] + [width] * depth + ([d_out] if d_out else [])
+    return float(sum(2 * a * b for a, b in zip(dims[:-1], dims[1:], strict=True)))
+
+
+@dataclasses.dataclass(frozen=True)
+class CTRParamCounts:
+    """n_emb: embedding-table entries; n_dense: every other trainable parameter."""
+
+    n_dense: int
+    n_emb: int
+
+
+def ctr_param_counts(model: nnx.Module) -> CTRParamCounts:
+    """Parameters under a FieldEmbedding's table are embeddings; the rest (BN statistics excluded) dense."""
+    n_dense = n_emb = 0
+    for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param)):
+        size = int(np.prod(leaf.shape))
+        keys = [str(getattr(p, "key", p)) for p in path]
+        if "embedding" in keys and "table" in keys:
+            n_emb += size
+        else:
+            n_dense += size
+    return CTRParamCounts(n_dense=n_dense, n_emb=n_emb)
+
+
+def build_ctr_model(model_config, vocab_sizes: Sequence[int], num_dense: int, rngs: nnx.Rngs) -> nnx.Module:
+    """The CTR model of `config.model` (scaling_rec.ctr_config) over fields of `vocab_sizes`."""
+    from scaling_rec.models.dcnv2 import DCNv2
+    from scaling_rec.models.dlrm import DLRM
+    from scaling_rec.models.wukong import Wukong
+
+    m = model_config
+    vocab_sizes = tuple(int(v) for v in vocab_sizes)
+    common = dict(embed_dim=m.embed_dim, mlp_width=m.mlp_width, mlp_depth=m.mlp_depth, norm=m.norm,
+                  dropout_rate=m.dropout, rngs=rngs)
+    if m.family == "wukong":
+        return Wukong(vocab_sizes, num_dense, num_layers=m.num_layers, num_fmb=m.num_fmb, num_lcb=m.num_lcb,
+                      fm_rank=m.fm_rank, fmb_width=m.fmb_width, fmb_depth=m.fmb_depth, bottom_width=m.bottom_width,
+                      bottom_depth=m.bottom_depth, **common)
+    if m.family == "dlrm":
+        return DLRM(vocab_sizes, num_dense, bottom_width=m.bottom_width, bottom_depth=m.bottom_depth,
+                    interaction=m.interaction, **common)
+    if m.family == "dcnv2":
+        return DCNv2(vocab_sizes, num_dense, cross_layers=m.cross_layers, cross_rank=m.cross_rank, **common)
+    raise ValueError(f"unknown CTR model.family {m.family!r}")

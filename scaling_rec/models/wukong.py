@@ -1,0 +1,121 @@
+"""Wukong (Zhang et al. 2024, "Wukong: Towards a Scaling Law for Large-Scale Recommendation").
+
+Embedding layer -> X_0 [n, d] (one embedding per categorical field, plus one for the dense features
+through a bottom MLP when there are any; §3.2) -> l Wukong layers -> final MLP -> logit (§3.1).
+
+Wukong layer (§3.3-3.5), X_i [n_i, d] -> X_{i+1} [n_F + n_L, d]:
+  FMB(X)  = reshape(MLP(LN(flatten(X (X^T Y)))), [n_F, d])   optimized FM with a learned Y [n_i, k] (§3.6)
+  LCB(X)  = W_L X                                            W_L [n_L, n_i]
+  X_{i+1} = LN(concat(FMB(X), LCB(X)) + R X)                 R = I when n_i = n_F + n_L, else learned [n_F+n_L, n_i]
+The layer norm is over the flattened [(n_F + n_L) d] output, as in FuxiCTR's WuKong.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from scaling_rec.models.ctr_common import MLP, FieldEmbedding, mlp_flops
+from scaling_rec.models.layers import KeyChain, LayerNorm, param
+
+_XAVIER = nnx.initializers.xavier_uniform()
+
+
+def optimized_fm(x_BxNxD: jax.Array, y_NxK: jax.Array) -> jax.Array:
+    """X (X^T Y) per example: [B, n, k]; equals (X X^T) Y, the FM pairwise dot products projected to k
+    columns, in O(n d k) instead of O(n^2 d) (§3.6)."""
+    xty_BxDxK = jnp.einsum("bnd,nk->bdk", x_BxNxD, y_NxK)
+    return jnp.einsum("bnd,bdk->bnk", x_BxNxD, xty_BxDxK)
+
+
+def linear_compress(x_BxNxD: jax.Array, w_LxN: jax.Array) -> jax.Array:
+    """W_L X per example: [B, n_L, d] (§3.5), a linear recombination of the embeddings."""
+    return jnp.einsum("ln,bnd->bld", w_LxN, x_BxNxD)
+
+
+class WukongLayer(nnx.Module):
+    """One Wukong layer: n_in embeddings of width d -> n_F + n_L embeddings (module docstring)."""
+
+    def __init__(self, n_in: int, d: int, *, num_fmb: int, num_lcb: int, rank: int, fmb_width: int,
+                 fmb_depth: int, dropout_rate: float, rngs: nnx.Rngs) -> None:
+        self.n_in, self.d, self.num_fmb, self.num_lcb, self.rank = n_in, d, num_fmb, num_lcb, rank
+        self.n_out = num_fmb + num_lcb
+        self.fm_proj = param(rngs, _XAVIER, (n_in, rank), ("fields", None))
+        self.fmb_norm = LayerNorm(n_in * rank, rngs, axis="mlp")
+        self.fmb_mlp = MLP(n_in * rank, fmb_width, fmb_depth, num_fmb * d, rngs, dropout_rate=dropout_rate)
+        self.lcb = param(rngs, _XAVIER, (num_lcb, n_in), ("fields", "fields"))
+        self.residual = param(rngs, _XAVIER, (self.n_out, n_in), ("fields", "fields")) if self.n_out != n_in else None
+        self.out_norm = LayerNorm(self.n_out * d, rngs, axis="embed")
+
+    def __call__(self, x_BxNxD: jax.Array, *, train: bool = False, keys: KeyChain | None = None) -> jax.Array:
+        b = x_BxNxD.shape[0]
+        fm_BxNxK = optimized_fm(x_BxNxD, self.fm_proj[...])
+        fmb_BxFxD = self.fmb_mlp(self.fmb_norm(fm_BxNxK.reshape(b, -1)), train=train, keys=keys)
+        fmb_BxFxD = fmb_BxFxD.reshape(b, self.num_fmb, self.d)
+        lcb_BxLxD = linear_compress(x_BxNxD, self.lcb[...])
+        res_BxOxD = x_BxNxD if self.residual is None else linear_compress(x_BxNxD, self.residual[...])
+        out_BxOxD = jnp.concatenate([fmb_BxFxD, lcb_BxLxD], axis=1) + res_BxOxD
+        return self.out_norm(out_BxOxD.reshape(b, -1)).reshape(b, self.n_out, self.d)
+
+    def flops(self) -> float:
+        """Forward FLOPs per example: FM 4 n d k, FMB MLP, LCB 2 n_L n d, residual 2 n_out n d if projected."""
+        f = 4.0 * self.n_in * self.d * self.rank + self.fmb_mlp.flops() + 2.0 * self.num_lcb * self.n_in * self.d
+        return f + (2.0 * self.n_out * self.n_in * self.d if self.residual is not None else 0.0)
+
+
+class Wukong(nnx.Module):
+    """Wukong CTR model: cat_BxF (+ num_BxM) -> logits_B."""
+
+    def __init__(self, vocab_sizes: tuple[int, ...], num_dense: int, *, embed_dim: int, num_layers: int,
+                 num_fmb: int, num_lcb: int, fm_rank: int, fmb_width: int, fmb_depth: int, mlp_width: int,
+                 mlp_depth: int, bottom_width: int, bottom_depth: int, norm: str, dropout_rate: float,
+                 rngs: nnx.Rngs) -> None:
+        self.embedding = FieldEmbedding(vocab_sizes, embed_dim, rngs)
+        self.bottom = (MLP(num_dense, bottom_width, bottom_depth, embed_dim, rngs, norm=norm)
+                       if num_dense else None)
+        n = len(vocab_sizes) + (1 if num_dense else 0)
+        layers = []
+        for _ in range(num_layers):
+            layers.append(WukongLayer(n, embed_dim, num_fmb=num_fmb, num_lcb=num_lcb, rank=fm_rank,
+                                      fmb_width=fmb_width, fmb_depth=fmb_depth, dropout_rate=dropout_rate,
+                                      rngs=rngs))
+            n = num_fmb + num_lcb
+        self.layers = nnx.List(layers)
+        self.top = MLP(n * embed_dim, mlp_width, mlp_depth, 1, rngs, norm=norm, dropout_rate=dropout_rate)
+
+    def __call__(self, cat_BxF: jax.Array, num_BxM: jax.Array | None = None, *, train: bool = False,
+                 dropout_key: jax.Array | None = None) -> jax.Array:
+        keys = KeyChain(dropout_key)
+        x_BxNxD = self.embedding(cat_BxF)
+        if self.bottom is not None:
+            dense_BxD = jax.nn.relu(self.bottom(num_BxM, train=train, keys=keys))
+            x_BxNxD = jnp.concatenate([x_BxNxD, dense_BxD[:, None, :]], axis=1)
+        for layer in self.layers:
+            x_BxNxD = layer(x_BxNxD, train=train, keys=keys)
+        return self.top(x_BxNxD.reshape(x_BxNxD.shape[0], -1), train=train, keys=keys)[:, 0]
+
+    def forward_flops(self) -> float:
+        """Analytic forward FLOPs per example (multiply-add = 2; lookups, norms, activations 0)."""
+        f = sum(layer.flops() for layer in self.layers) + self.top.flops()
+        return f + (self.bottom.flops() if self.bottom is not None else 0.0)
+
+
+def naive_fm(x_BxNxD: jax.Array) -> jax.Array:
+    """X X^T per example [B, n, n]: the plain FM interaction matrix (reference for tests, §3.4)."""
+    return jnp.einsum("bnd,bmd->bnm", x_BxNxD, x_BxNxD)
+
+
+def wukong_flops(n: int, d: int, *, num_layers: int, num_fmb: int, num_lcb: int, fm_rank: int, fmb_width: int,
+                 fmb_depth: int, mlp_width: int, mlp_depth: int) -> float:
+    """Forward FLOPs per example of Wukong on n input embeddings (no dense bottom), without building it."""
+    f = 0.0
+    for _ in range(num_layers):
+        n_out = num_fmb + num_lcb
+        f += 4.0 * n * d * fm_rank + mlp_flops(n * fm_rank, fmb_width, fmb_depth, num_fmb * d)
+        f += 2.0 * num_lcb * n * d + (2.0 * n_out * n * d if n_out != n else 0.0)
+        n = n_out
+    return f + mlp_flops(n * d, mlp_width, mlp_depth, 1)
+
+
+__all__ = ["Wukong", "WukongLayer", "linear_compress", "naive_fm", "optimized_fm", "wukong_flops"]
