@@ -18,8 +18,10 @@ fingerprint of the content.
 
 from __future__ import annotations
 
+import ast
 import csv
 import dataclasses
+import gzip
 import hashlib
 import json
 import os
@@ -167,6 +169,49 @@ def read_titles(meta_dir: str | os.PathLike) -> tuple[dict[str, str], int]:
             raise DataFormatError(f"{id_path}: ASIN {asin} maps to product id {pid}, which {csv_path} lacks.")
         titles[asin] = name_of[pid].strip()
     return titles, dup
+
+
+def read_amazon_meta(path: str | os.PathLike) -> tuple[dict[str, dict], int]:
+    """The original Amazon metadata (`meta_<Category>.json.gz`, McAuley et al.): ASIN -> {title, brand,
+    categories (flattened, deduplicated), price}.
+
+    One record per line: the 2014 release writes Python dict literals (read with ast.literal_eval), the
+    2018 one JSON; both are accepted, gzipped or not. Returns (records, duplicate ASINs dropped); a
+    duplicate ASIN with different content raises DataFormatError naming both lines.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise DataNotFoundError(f"{path} not found (Amazon metadata, meta_<Category>.json.gz).")
+    opener = gzip.open if path.suffix == ".gz" else open
+    out: dict[str, dict] = {}
+    first: dict[str, int] = {}
+    dup = 0
+    with opener(path, "rt", encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError:
+                try:
+                    raw = ast.literal_eval(line)
+                except (ValueError, SyntaxError):
+                    raise DataFormatError(f"{path}:{line_no}: neither JSON nor a Python dict literal.") from None
+            if not isinstance(raw, dict) or "asin" not in raw:
+                raise DataFormatError(f"{path}:{line_no}: a metadata record needs an 'asin' field.")
+            cats = raw.get("categories") or raw.get("category") or []
+            flat = [c for group in cats for c in (group if isinstance(group, list) else [group])]
+            rec = {"title": str(raw.get("title", "")).strip(), "brand": str(raw.get("brand", "")).strip(),
+                   "categories": list(dict.fromkeys(flat)), "price": raw.get("price")}
+            asin = str(raw["asin"])
+            if asin in out:
+                if out[asin] != rec:
+                    raise DataFormatError(f"{path}:{line_no}: ASIN {asin} repeats line {first[asin]} with other "
+                                          "content; deduplicate the metadata.")
+                dup += 1
+                continue
+            out[asin], first[asin] = rec, line_no
+    return out, dup
 
 
 def read_item_attributes(path: str | os.PathLike, num_items: int) -> tuple[list[np.ndarray], int]:

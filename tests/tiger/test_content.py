@@ -77,3 +77,24 @@ def test_real_beauty_titles(real_data_dir: pathlib.Path) -> None:
     assert c.asins[1:4] == ["B004756YJA", "B004ZT0SSG", "B0020YLEYK"]
     assert c.titles[1] == "OPI Nail Lacquer, Simmer and Shimmer, 0.5-Fluid Ounce"
     assert all(c.attributes[i].size for i in c.empty_title_items)
+
+
+def test_original_amazon_meta_format(tmp_path: pathlib.Path) -> None:
+    import gzip
+
+    lines = [
+        "{'asin': 'B1', 'title': 'Red Polish', 'price': 3.5, 'categories': [['Beauty', 'Nails'], ['Beauty']]}",
+        '{"asin": "B2", "title": "Dryer", "brand": "Acme", "category": ["Beauty", "Hair"]}',
+        "{'asin': 'B1', 'title': 'Red Polish', 'price': 3.5, 'categories': [['Beauty', 'Nails'], ['Beauty']]}",
+    ]
+    path = tmp_path / "meta_Beauty.json.gz"
+    with gzip.open(path, "wt") as f:
+        f.write("\n".join(lines) + "\n")
+    from scaling_rec.data.amazon_content import read_amazon_meta
+
+    meta, dup = read_amazon_meta(path)
+    assert dup == 1 and meta["B1"]["categories"] == ["Beauty", "Nails"] and meta["B2"]["brand"] == "Acme"
+    with gzip.open(path, "at") as f:
+        f.write("{'asin': 'B2', 'title': 'Other'}\n")
+    with pytest.raises(DataFormatError, match="meta_Beauty.json.gz:4: ASIN B2 repeats line 2"):
+        read_amazon_meta(path)
