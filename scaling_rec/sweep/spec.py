@@ -9,11 +9,12 @@ An experiment file may define `get_sweep(preset)` next to `get_config(preset)`. 
     sizes:            size names trained at every budget (an IsoFLOP grid), or with no budgets
                       at the base config's length (a fixed size ladder)
     sizes_per_budget: one list of size names per budget, instead of `sizes`
-    families:         when given, `sizes` are bare labels ('S') combined with each family ('hstu/S')
+    families:         when given, `sizes` and `ladder` are bare labels ('S') combined with each family
+    ladder:           size names trained at the base config's length, besides the budget grid
     points:           extra free-form points (as above), appended
     overrides:        dotted keys → values applied to every point first
 
-Expansion is deterministic (declaration order: budgets, then sizes, then families, then points) and
+Expansion is deterministic (declaration order: budgets, sizes, families, then ladder, then points) and
 drops repeats (same resolved config = same run id). A point setting one of train.num_steps /
 num_epochs / flops_budget zeroes the other two, so a budget replaces the preset's epoch count.
 """
@@ -36,7 +37,7 @@ from scaling_rec.errors import ConfigError
 from scaling_rec.sweep.sizes import SIZES, apply_size, size_name
 
 LENGTH_KEYS = ("train.num_steps", "train.num_epochs", "train.flops_budget")
-GRID_KEYS = ("budgets", "sizes", "sizes_per_budget", "families", "points", "overrides")
+GRID_KEYS = ("budgets", "sizes", "sizes_per_budget", "families", "ladder", "points", "overrides")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +160,7 @@ def grid_points(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
                 points.append({**common, "size": s, "train.flops_budget": c})
     else:
         points += [{**common, "size": s} for s in names(sizes)]
+    points += [{**common, "size": s} for s in names(grid.get("ladder") or ())]
     points += [{**common, **dict(_as_plain(p))} for p in grid.get("points") or ()]
     return points
 

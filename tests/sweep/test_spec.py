@@ -49,6 +49,9 @@ def test_size_table_sets_the_model_and_labels_the_run():
     assert [s.size for s in specs] == ["hstu/S", "sasrec/S", "hstu/M", "sasrec/M"]
     m = specs[2].config.model
     assert (m.family, m.embed_dim, m.num_blocks, m.num_heads, m.qk_dim) == ("hstu", 50, 8, 2, 25)
+    both = expand(_base(), {"budgets": [1e6, 2e6], "sizes": ["hstu/S"], "ladder": ["hstu/XS", "hstu/S"]})
+    assert [(s.size, s.budget) for s in both] == [("hstu/S", 1e6), ("hstu/S", 2e6), ("hstu/XS", 0.0), ("hstu/S", 0.0)]
+    assert both[2].config.train.num_steps == 4
 
 
 def test_a_point_length_key_replaces_the_preset_length_and_repeats_are_dropped():
