@@ -1,0 +1,130 @@
+"""Shared by the parallel tests and their child processes: the tiny run config and how children are started.
+
+Children run with forced host CPU devices (the pytest process has one device), a compilation cache
+shared by the session's children, and XLA's CPU backend at optimisation level 0 (LLVM codegen only:
+the partitioned programs and their collectives are unchanged; it halves compile time on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import socket
+import subprocess
+import sys
+
+import ml_collections
+
+from scaling_rec.config import default_config
+from tests.parallel._subprocess import REPO, child_env
+
+HERE = pathlib.Path(__file__).resolve().parent
+NUM_STEPS = 4
+CHILD_TIMEOUT_S = 240
+
+
+def tiny_config(family: str = "hstu") -> ml_collections.ConfigDict:
+    """A few-second synthetic run whose mesh fits any device count: mesh.fsdp = -1 (8-way FSDP on 8 devices)."""
+    c = default_config()
+    c.study = "parallel_tests"
+    c.data.name = "synthetic"
+    c.data.synthetic_users, c.data.synthetic_items = 96, 120
+    c.data.max_len = 16
+    c.model.family = family
+    c.model.embed_dim, c.model.num_blocks, c.model.num_heads = 32, 1, 2
+    c.model.qk_dim, c.model.v_dim, c.model.ffn_dim = 16, 16, 64
+    c.model.attention_impl = "xla"
+    c.train.batch_size = 16
+    c.train.num_steps = NUM_STEPS
+    c.train.num_negatives = 16
+    c.train.log_every = 1
+    c.eval.batch_size, c.eval.max_users, c.eval.ks = 16, 16, (10,)
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
+    c.logging.wandb, c.logging.progress = False, False
+    return c
+
+
+def tiny_ctr_config(family: str) -> ml_collections.ConfigDict:
+    """A tiny synthetic CTR config (scaling_rec.ctr_config) whose widths split over 8 devices.
+
+    Field cardinalities 23, 15, 11, 7, 3 give 24 + 16 + 12 + 8 + 4 = 64 table rows (with each field's
+    OOV row), so the stacked table splits evenly 8 ways.
+    """
+    from scaling_rec import ctr_config
+
+    c = ctr_config.default_config()
+    c.study = "parallel_tests"
+    c.data.name, c.data.synthetic_examples, c.data.synthetic_cardinalities = "synthetic", 256, (23, 15, 11, 7, 3)
+    c.model.family, c.model.embed_dim = family, 8
+    c.model.num_layers, c.model.num_fmb, c.model.num_lcb, c.model.fm_rank = 1, 4, 4, 8
+    c.model.fmb_width, c.model.fmb_depth, c.model.mlp_width, c.model.mlp_depth = 32, 1, 64, 2
+    c.model.cross_layers = 2
+    c.train.batch_size, c.train.num_epochs, c.train.num_steps = 16, 0.0, 2
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
+    c.logging.wandb, c.logging.progress = False, False
+    return c
+
+
+def load_ctr_data(config: ml_collections.ConfigDict):
+    from scaling_rec.data.ctr import load_ctr
+
+    return load_ctr(config.data)
+
+
+def find_run_dir(workdir: pathlib.Path, rid: str) -> pathlib.Path:
+    """<workdir>/runs/<rid>, or <workdir>/<study>/runs/<rid> when the loop nests runs by study."""
+    for candidate in (workdir / "runs" / rid, *workdir.glob(f"*/runs/{rid}")):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no run directory for run {rid} under {workdir}")
+
+
+def step_losses(run_dir: pathlib.Path) -> dict[int, float]:
+    """{step: train loss} from metrics.jsonl (records of several processes agree; the last wins)."""
+    losses = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "loss" in record:
+            losses[int(record["step"])] = float(record["loss"])
+    return losses
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env(device_count: int, cache_dir: pathlib.Path, **extra: str) -> dict[str, str]:
+    """A child's environment: `device_count` host devices, the shared compilation cache, `extra` variables."""
+    e = child_env(device_count, JAX_COMPILATION_CACHE_DIR=str(cache_dir), WANDB_MODE="offline",
+                  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+                  **extra)
+    e["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+    return e
+
+
+def start(script: str, args: list[str], child_environment: dict[str, str]) -> subprocess.Popen:
+    """Starts tests/parallel/<script> with `args`, capturing its output."""
+    return subprocess.Popen([sys.executable, str(HERE / script), *args], env=child_environment, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(procs: list[subprocess.Popen], timeout_s: float = CHILD_TIMEOUT_S) -> list[dict]:
+    """Waits for `procs`; each one's `RESULT {json}` line, or {'error': ..., 'stderr': ...}."""
+    outputs = []
+    try:
+        for proc in procs:
+            outputs.append(proc.communicate(timeout=timeout_s))
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            proc.kill()
+        return [{"error": f"timed out after {timeout_s} s", "stderr": ""} for _ in procs]
+    results = []
+    for (out, err), proc in zip(outputs, procs, strict=True):
+        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+        result = json.loads(lines[-1][len("RESULT "):]) if lines else {"error": f"no result (rc={proc.returncode})"}
+        if "error" in result:
+            result["stderr"] = err[-3000:]
+        results.append(result)
+    return results
