@@ -21,10 +21,11 @@ import subprocess
 import time
 
 import jax
+import numpy as np
 
 from experiments.tiger.beauty import get_config
 from scaling_rec.io import atomic_write_json
-from scaling_rec.train.tiger_loop import load_or_make_ids, train_and_evaluate
+from scaling_rec.train.tiger_loop import load_or_make_ids, prepare_data, train_and_evaluate
 
 PAPER = {"TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
          "SASRec": {"recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318},
@@ -38,6 +39,22 @@ def _git_commit() -> str:
         return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def popularity_baseline(config, test_users: int) -> dict:
+    """Recall@K / NDCG@K of recommending the K most frequent training items to everyone (a floor)."""
+    split = prepare_data(config)["split"]
+    counts = np.bincount(split.train.items, minlength=split.train.num_items + 1)
+    counts[0] = -1
+    order = np.argsort(-counts, kind="stable")
+    rank_of = np.empty_like(order)
+    rank_of[order] = np.arange(order.size)
+    out = {}
+    for name, n in (("all_users", 0), (f"first_{test_users}_users", test_users)):
+        r = rank_of[split.test.targets[: n or None]]
+        out[name] = {f"recall@{k}": float(np.mean(r < k)) for k in (5, 10)}
+        out[name].update({f"ndcg@{k}": float(np.mean(np.where(r < k, 1 / np.log2(r + 2), 0))) for k in (5, 10)})
+    return out
 
 
 def main() -> None:
@@ -55,6 +72,7 @@ def main() -> None:
                 "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                             "load_avg_1m_at_start": os.getloadavg()[0],
                             "device_kind": jax.devices()[0].device_kind}})
+    out["popularity_baseline"] = popularity_baseline(get_config("cpu"), get_config("cpu").eval.test_users)
     out.setdefault("runs", {})
     out.setdefault("id_stats", {})
     for method in [m for m in args.id_stats.split(",") if m]:
