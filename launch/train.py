@@ -53,10 +53,11 @@ def main(argv: list[str]) -> int:
     del argv
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
+    process_id = 0
     if _DISTRIBUTED.value:
         from scaling_rec.parallel.distributed import maybe_initialize
 
-        maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+        process_id = maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value).process_id
     from scaling_rec import config as config_lib
     from scaling_rec.sweep.store import RunBusyError, study_root
     from scaling_rec.sweep.worker import EXIT_BUSY, cache_dir, enable_compilation_cache, run_one
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> int:
     enable_compilation_cache(cache_dir(_WORKDIR.value, _CACHE.value))
     run_dir = study_root(_WORKDIR.value, config) / "runs" / config_lib.run_id(config)
     try:
-        result = run_one(config, _WORKDIR.value)
+        result = run_one(config, _WORKDIR.value, lock=process_id == 0)  # one lock per run, not per process
     except RunBusyError as e:
         print(f"busy: {e}", file=sys.stderr)
         return EXIT_BUSY

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import jax
 import numpy as np
+import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -196,6 +197,50 @@ def shard_batch(batch: T, mesh: jax.sharding.Mesh) -> T:
     return jax.tree.map(lambda x: _place(x, mesh), batch)
 
 
+def _place_rows(x: Any, mesh: Any) -> Any:
+    """One global host array (the same on every process) -> a global jax Array from this process's rows.
+
+    The leading axis (examples [B, ...] or jagged tokens [T]) is split over ('data', 'fsdp') when it
+    divides, else replicated (offsets [B+1]; 0-d arrays); the rule of `shard_batch`, so on one process
+    the result is the same array with the same sharding. With several processes each one passes only
+    the contiguous rows its devices hold to `jax.make_array_from_process_local_data`.
+    """
+    if isinstance(x, int | float | bool | str) or not hasattr(x, "shape"):
+        return x
+    x = np.asarray(x)
+    split = x.ndim > 0 and x.shape[0] % math.prod(mesh.shape[a] for a in DATA_PARALLEL_AXES) == 0
+    sharding = NamedSharding(mesh, PartitionSpec(DATA_PARALLEL_AXES) if split else PartitionSpec())
+    local = x
+    if split and jax.process_count() > 1:
+        rows = {(s[0].start or 0, x.shape[0] if s[0].stop is None else s[0].stop)
+                for s in sharding.addressable_devices_indices_map(x.shape).values()}
+        lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
+        if sum(b - a for a, b in rows) != hi - lo:
+            raise MeshError(f"process {jax.process_index()} holds non-contiguous rows {sorted(rows)} of a batch "
+                            f"axis of {x.shape[0]}; build the mesh so that each process's devices are adjacent")
+        local = x[lo:hi]
+    return jax.make_array_from_process_local_data(sharding, local, x.shape)
+
+
+def place_batch(batch: Any, mesh: Any) -> Any:
+    """Places a global batch, built identically on every process from the deterministic plan, on `mesh`.
+
+    Each process transfers only its share (its rows of every split array); the global array equals
+    the one-process batch. One process: the same placement as `shard_batch`.
+    """
+    return jax.tree.map(lambda x: _place_rows(x, mesh), batch)
+
+
+def init_opt_state(optimizer: Any, params: Any, mesh: jax.sharding.Mesh) -> Any:
+    """optimizer.init(params) with the state placed explicitly: moments sharded like their parameters,
+    counters replicated. (A plain jit would put the zeros, which do not depend on the parameters'
+    values, on one device.)"""
+    shardings = optax.tree_map_params(optimizer, lambda _, s: s, jax.eval_shape(optimizer.init, params),
+                                      jax.tree.map(lambda x: x.sharding, params),
+                                      transform_non_params=lambda _: replicated(mesh))
+    return jax.jit(optimizer.init, out_shardings=shardings)(params)
+
+
 @contextlib.contextmanager
 def use_mesh(mesh: jax.sharding.Mesh, rules: Rules = DEFAULT_RULES) -> Iterator[jax.sharding.Mesh]:
     """Context in which `with_logical_constraint` shards activations on `mesh` with `rules`."""
@@ -243,6 +288,8 @@ __all__: Sequence[str] = (
     "per_device_bytes",
     "replicated",
     "shard_batch",
+    "place_batch",
+    "init_opt_state",
     "shard_shapes",
     "sharded_init",
     "state_shardings",

@@ -5,7 +5,7 @@ other run (never started, interrupted: resumed from its checkpoint by the loop, 
 again) is submitted. Progress goes to the console as one line per event (done / running / failed,
 ETA); at the end a table of every run and the sweep's overhead:
 
-    overhead = slots × total wall time − Σ runs' training wall_time_s, as a % of slots × wall time
+    overhead = slots × total wall time − Σ runs' own time (elapsed_s: setup + training), as a % of that sum
 
 (slots = runs in flight at once; 1 for inline, where this is exactly wall − Σ wall_time_s).
 """
@@ -55,7 +55,7 @@ class SweepReport:
     @property
     def overhead_fraction(self) -> float:
         capacity = self.wall_s * self.slots
-        return (capacity - self.run_wall_s) / capacity if capacity > 0 and self.executed else 0.0
+        return (capacity - self.run_wall_s) / self.run_wall_s if self.run_wall_s > 0 and self.executed else 0.0
 
     @property
     def failed(self) -> list[RunState]:
@@ -210,7 +210,7 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
     ran = [s for s in states if s.state in FINISHED and s.result]
     report = SweepReport(
         runs=states, wall_s=time.time() - t0, executed=executed,
-        run_wall_s=sum(float(s.result.get("wall_time_s", 0.0)) for s in ran),
+        run_wall_s=sum(float(s.result.get("elapsed_s", s.result.get("wall_time_s", 0.0))) for s in ran),
         setup_s=sum(max(0.0, float(s.result.get("elapsed_s", 0.0)) - float(s.result.get("wall_time_s", 0.0)))
                     for s in ran),
         slots=max(1, min(executor.slots, executed)),
@@ -249,7 +249,7 @@ def overhead_line(report: SweepReport) -> str:
     if not report.executed:
         return f"overhead: no run executed in this sweep (wall {report.wall_s:.1f} s)"
     capacity = report.wall_s * report.slots
-    return (f"overhead: {100 * report.overhead_fraction:.1f}% of {report.slots} slot(s) × {report.wall_s:.1f} s wall "
-            f"= {capacity - report.run_wall_s:.1f} s not spent in training loops "
-            f"(runs' wall_time_s sum {report.run_wall_s:.1f} s over {report.executed} run(s); of the rest, "
-            f"{report.setup_s:.1f} s was per-run setup: data, model init, result writing)")
+    return (f"overhead: {100 * report.overhead_fraction:.1f}% on top of the runs' own time: {report.slots} slot(s) × "
+            f"{report.wall_s:.1f} s wall − {report.run_wall_s:.1f} s summed over {report.executed} run(s) "
+            f"(each run's elapsed_s, of which {report.setup_s:.1f} s was its setup: data, model init, compilation) "
+            f"= {capacity - report.run_wall_s:.1f} s of sweep machinery")

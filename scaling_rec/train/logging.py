@@ -21,11 +21,14 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: pathlib.Path, config: ml_collections.ConfigDict, run_id: str,
-                 resume_step: int = 0) -> None:
+                 resume_step: int = 0, enabled: bool = True) -> None:
         self.path = run_dir / "metrics.jsonl"
+        self._file = None
+        self._wandb = None
+        if not enabled:  # a non-leading process of a multi-process run: nothing to write
+            return
         _truncate_after(self.path, resume_step)
         self._file = self.path.open("a")
-        self._wandb = None
         if config.logging.wandb:
             import wandb
 
@@ -36,6 +39,8 @@ class RunLogger:
             )
 
     def log(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            return
         self._file.write(json.dumps(record, default=float) + "\n")
         self._file.flush()
         if self._wandb is not None:
@@ -47,7 +52,9 @@ class RunLogger:
                 self._wandb.summary[k] = v
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None

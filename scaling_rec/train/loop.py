@@ -19,20 +19,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
 from scaling_rec import config as config_lib
 from scaling_rec.data.pipeline import TrainStream, eval_batches
-from scaling_rec.errors import MeshError, ResultError
+from scaling_rec.errors import ResultError
 from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts
 from scaling_rec.io import atomic_write_json
 from scaling_rec.metrics import MetricAccumulator
 from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
-from scaling_rec.parallel.rules import DATA_PARALLEL_AXES, rules_for
-from scaling_rec.parallel.sharding import replicated, sharded_init
+from scaling_rec.parallel.rules import rules_for
+from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.inputs import RunInputs, prepare
 from scaling_rec.train.logging import RunLogger, progress
@@ -102,40 +100,6 @@ def plan_schedule(config: ml_collections.ConfigDict, inputs: RunInputs, stream: 
     )
 
 
-def _place_rows(x: Any, mesh: Any) -> Any:
-    """One global host array (the same on every process) -> a global jax Array from this process's rows.
-
-    The leading axis (examples [B, ...] or jagged tokens [T]) is split over ('data', 'fsdp') when it
-    divides, else replicated (offsets [B+1]; 0-d arrays); the rule of `shard_batch`, so on one process
-    the result is the same array with the same sharding. With several processes each one passes only
-    the contiguous rows its devices hold to `jax.make_array_from_process_local_data`.
-    """
-    if isinstance(x, int | float | bool | str) or not hasattr(x, "shape"):
-        return x
-    x = np.asarray(x)
-    split = x.ndim > 0 and x.shape[0] % math.prod(mesh.shape[a] for a in DATA_PARALLEL_AXES) == 0
-    sharding = NamedSharding(mesh, PartitionSpec(DATA_PARALLEL_AXES) if split else PartitionSpec())
-    local = x
-    if split and jax.process_count() > 1:
-        rows = {(s[0].start or 0, x.shape[0] if s[0].stop is None else s[0].stop)
-                for s in sharding.addressable_devices_indices_map(x.shape).values()}
-        lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
-        if sum(b - a for a, b in rows) != hi - lo:
-            raise MeshError(f"process {jax.process_index()} holds non-contiguous rows {sorted(rows)} of a batch "
-                            f"axis of {x.shape[0]}; build the mesh so that each process's devices are adjacent")
-        local = x[lo:hi]
-    return jax.make_array_from_process_local_data(sharding, local, x.shape)
-
-
-def place_batch(batch: Any, mesh: Any) -> Any:
-    """Places a global batch, built identically on every process from the deterministic plan, on `mesh`.
-
-    Each process transfers only its share (its rows of every split array); the global array equals
-    the one-process batch. One process: the same placement as `shard_batch`.
-    """
-    return jax.tree.map(lambda x: _place_rows(x, mesh), batch)
-
-
 def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_origin: int, mesh: Any) -> dict:
     """Metric means and standard errors over `examples` (every example exactly once)."""
     acc = MetricAccumulator()
@@ -174,8 +138,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         return done
     t_start = time.time()
     inputs = prepare(config)  # data errors surface here, before anything is written
+    main = jax.process_index() == 0  # with several processes only the first writes files
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", config.to_dict())
+    if main:
+        atomic_write_json(run_dir / "config.json", config.to_dict())
     mesh = make_mesh_from_config(config)
     check_batch_divisible(config.train.batch_size, mesh)
     rules = rules_for(config)
@@ -188,12 +154,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     counts = param_counts(nnx.eval_shape(factory))
     optimizer = make_optimizer(config.train)
     params = init()
-    # The optimiser state is placed explicitly: its zeros do not depend on the parameters' values, so a
-    # plain jit would put them on one device. Moments are sharded like their parameters, counters replicated.
-    opt_shardings = optax.tree_map_params(optimizer, lambda _, s: s, jax.eval_shape(optimizer.init, params),
-                                          jax.tree.map(lambda x: x.sharding, params),
-                                          transform_non_params=lambda _: replicated(mesh))
-    state = TrainState(params=params, opt_state=jax.jit(optimizer.init, out_shardings=opt_shardings)(params),
+    state = TrainState(params=params, opt_state=init_opt_state(optimizer, params, mesh),
                        step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
     state_sharding = jax.tree.map(lambda x: x.sharding, state)
     train_step = jax.jit(make_train_step(graphdef, optimizer, config.train, config.seed),
@@ -210,7 +171,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if start:
         state, meta = ckpt.restore(start, state)
         progress(f"[{rid}] resumed from step {start}")
-    logger = RunLogger(run_dir, config, rid, resume_step=start)
+    logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
     logger.summary({"n_dense": counts.n_dense, "n_emb": counts.n_emb})
     progress(f"[{rid}] {config.model.family} N_dense={counts.n_dense:,} N_emb={counts.n_emb:,} "
              f"steps={sched.total_steps} ({sched.steps_per_epoch}/epoch) layout={inputs.spec.layout} "
@@ -291,14 +252,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     except Exception as e:
         logger.close()
         result = _result(config, rid, "failed", inputs, sched, counts, step, meta, t_start, error=repr(e))
-        atomic_write_json(run_dir / "result.json", result)
+        if main:
+            atomic_write_json(run_dir / "result.json", result)
         raise
     meta["wall_time_s"] += time.time() - t_loop
     result = _result(config, rid, status, inputs, sched, counts, step, meta, t_start)
     logger.summary({k: v for k, v in result.items() if isinstance(v, int | float)})
     logger.close()
     ckpt.close()
-    atomic_write_json(run_dir / "result.json", result)
+    if main:
+        atomic_write_json(run_dir / "result.json", result)
     return result
 
 

@@ -48,7 +48,7 @@ def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(diverge_sweep):
 def test_the_summary_and_overhead_are_printed(diverge_sweep):
     _, specs, _, report, out = diverge_sweep
     assert all(s.run_id in out for s in specs)
-    assert "overhead: " in out and "% of 1 slot(s)" in out
+    assert "overhead: " in out and "% on top of the runs' own time: 1 slot(s)" in out
     assert report.executed == 3 and 0.0 <= report.overhead_fraction < 1.0
     assert report.run_wall_s > 0 and report.wall_s >= report.run_wall_s
 
