@@ -34,6 +34,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     preset = flags.FLAGS["config"].config_filename.rsplit(":", 1)[-1] if ":" in flags.FLAGS["config"].config_filename \
         else "default"
+    launched = provenance()  # the commit and machine at launch, before hours of training
     result = train_and_evaluate(config, _WORKDIR.value)
     targets = TARGETS.get(config.data.name, {})
     out = {
@@ -44,7 +45,8 @@ def main(argv: list[str]) -> None:
         "meets_targets": {k: result["eval"].get(k, float("nan")) >= v for k, v in targets.items()},
         "result": result,
         "config": config.to_dict(),
-        **provenance(),
+        **launched,
+        "finished_utc": provenance()["utc"],
     }
     path = pathlib.Path(_OUT.value) / f"reproduce_{preset}.json"
     atomic_write_json(path, out)
