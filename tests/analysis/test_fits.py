@@ -167,10 +167,11 @@ def test_holdout_extrapolation_small_error_on_planted_law():
     assert ho_nd.heldout_C.shape == (5,) and ho_nd.mean_abs_rel_error < 0.01
 
 
-def _coverage(fit_fn, make_data, truth: dict[str, float], trials: int, n_boot: int) -> dict[str, float]:
+def _coverage(fit_fn, make_data, truth: dict[str, float], trials: int, n_boot: int,
+              n_starts: int = 4) -> dict[str, float]:
     hits = {k: 0 for k in truth}
     for seed in range(trials):
-        res = bootstrap(fit_fn, *make_data(seed), n_boot=n_boot, seed=seed, n_starts=4)
+        res = bootstrap(fit_fn, *make_data(seed), n_boot=n_boot, seed=seed, n_starts=n_starts)
         for k, v in truth.items():
             hits[k] += res.params[k].covers(v)
     cov = {k: h / trials for k, h in hits.items()}
@@ -187,6 +188,7 @@ def test_bootstrap_ci_coverage_power_law():
 @pytest.mark.slow
 def test_bootstrap_ci_coverage_chinchilla():
     cov = _coverage(
-        fit_chinchilla, lambda s: planted_nd(200 + s, noise=5e-3, n_side=5), CHIN, trials=50, n_boot=100
+        fit_chinchilla, lambda s: planted_nd(200 + s, noise=5e-3, n_side=5), CHIN, trials=50, n_boot=100,
+        n_starts=2,  # 5000 refits: the two best grid starts (all starts agree on this design)
     )
     assert all(v >= 0.9 for v in cov.values()), cov
