@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import ml_collections
 import numpy as np
@@ -45,6 +46,23 @@ def load_data(config: ml_collections.ConfigDict) -> SequenceData:
 
 
 def prepare(config: ml_collections.ConfigDict) -> RunInputs:
+    """The run's examples and batch geometry; memoised on the keys that determine them, so that the
+    runs of a sweep in one process (inline executor) load and split a dataset once."""
+    keys = {"data": config.data.to_dict(), "seed": config.seed, "batch_size": config.train.batch_size,
+            "eval_batch_size": config.eval.batch_size, "max_users": config.eval.max_users}
+    key = json.dumps(keys, sort_keys=True)
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = _prepare(config)
+    return _CACHE[key]
+
+
+_CACHE: dict[str, RunInputs] = {}
+_CACHE_SIZE = 4
+
+
+def _prepare(config: ml_collections.ConfigDict) -> RunInputs:
     data = load_data(config)
     split = leave_one_out(data)
     max_len = config.data.max_len
