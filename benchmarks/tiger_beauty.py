@@ -57,6 +57,24 @@ def popularity_baseline(config, test_users: int) -> dict:
     return out
 
 
+def standing(out: dict) -> dict:
+    """Where each run stands: share of the paper's training examples, test metrics vs the paper and the
+    popularity floor on the same test users."""
+    paper, pop = out["paper"]["TIGER"], out.get("popularity_baseline", {})
+    rows = {}
+    for preset, r in out.get("runs", {}).items():
+        users = f"first_{r['num_test_users']}_users"
+        rows[preset] = {
+            "status": r["status"], "steps": r["steps"], "ids_method": r["ids_method"], "arch": r["arch"],
+            "examples_seen": r["examples_seen"], "share_of_paper_examples": r["examples_seen"] / (200_000 * 256),
+            "wall_time_s": r["wall_time_s"], "final_train_loss": r["final_train_loss"],
+            **{k: r["eval"].get(f"test/{k}") for k in paper},
+            **{f"{k}_se": r["eval"].get(f"test/{k}_se") for k in paper},
+            "paper": paper, "popularity_same_users": pop.get(users),
+        }
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", default="/tmp/runs/tiger")
@@ -90,6 +108,8 @@ def main() -> None:
         out["runs"][preset] = {"config": config.to_dict(), **r}
         atomic_write_json(out_path, out)
         print(preset, r["status"], r["steps"], r["eval"])
+    out["standing"] = standing(out)
+    atomic_write_json(out_path, out)
 
 
 if __name__ == "__main__":
