@@ -84,9 +84,10 @@ def main() -> None:
     args = p.parse_args()
     out_path = pathlib.Path(args.out)
     out = json.loads(out_path.read_text()) if out_path.exists() else {}
+    command = "python -m benchmarks.tiger_beauty " + " ".join(f"--{k}={v}" for k, v in vars(args).items() if k != "out")
+    out["commands"] = list(dict.fromkeys([*out.get("commands", [out["command"]] if "command" in out else []), command]))
+    out.pop("command", None)
     out.update({"git_commit": _git_commit(), "paper": PAPER,
-                "command": "python -m benchmarks.tiger_beauty " + " ".join(
-                    f"--{k}={v}" for k, v in vars(args).items() if k != "out"),
                 "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                             "load_avg_1m_at_start": os.getloadavg()[0],
                             "device_kind": jax.devices()[0].device_kind}})
