@@ -235,11 +235,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     n_train = len(train_ex.targets_B)
     B = t.batch_size
 
+    perms: dict[int, np.ndarray] = {}
+
     def batch_indices(step: int) -> np.ndarray:
-        per_epoch = n_train // B
-        epoch, i = divmod(step, per_epoch)
-        perm = np.random.default_rng([config.seed, epoch]).permutation(n_train)
-        return perm[i * B : (i + 1) * B]
+        """Examples of global step `step`: a seeded permutation per epoch (so resuming replays the same)."""
+        epoch, i = divmod(step, n_train // B)
+        if epoch not in perms:
+            perms.clear()
+            perms[epoch] = np.random.default_rng([config.seed, epoch]).permutation(n_train)
+        return perms[epoch][i * B : (i + 1) * B]
 
     step, t_loop, t_call, losses = start, time.time(), time.time(), []
     stop_reason = None
