@@ -17,19 +17,28 @@ import numpy as np
 from flax import nnx
 
 from scaling_rec.models.layers import Dense, Embedding, KeyChain, LayerNorm, _lead, dropout, param
+from scaling_rec.models.sequential import TABLE_ROW_MULTIPLE
 
 EMBED_INIT_STD = 0.01
 
 
 class FieldEmbedding(nnx.Module):
-    """All fields' tables stacked in one [sum_f V_f, D] table ('vocab', 'embed'), row-sharded.
+    """All fields' tables stacked in one [R, D] table ('vocab', 'embed'), row-sharded.
 
-    Field f's id i is row offsets[f] + i; returns emb_BxFxD.
+    Field f's id i is row offsets[f] + i; returns emb_BxFxD. The num_rows = sum_f V_f used rows are
+    padded to R, a multiple of TABLE_ROW_MULTIPLE (64), so that the rows split evenly over any mesh up
+    to 64 ways (jax shards only evenly); the padding rows are never looked up, regularised or counted.
     """
 
     def __init__(self, vocab_sizes: Sequence[int], dim: int, rngs: nnx.Rngs) -> None:
         self.offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(vocab_sizes)[:-1]]))
-        self.table = Embedding(int(sum(vocab_sizes)), dim, rngs, stddev=EMBED_INIT_STD)
+        self.num_rows, self.dim = int(sum(vocab_sizes)), dim
+        padded = -(-self.num_rows // TABLE_ROW_MULTIPLE) * TABLE_ROW_MULTIPLE
+        self.table = Embedding(padded, dim, rngs, stddev=EMBED_INIT_STD)
+
+    def used_rows(self) -> jax.Array:
+        """The [num_rows, D] rows that ids can reach (what the embedding regulariser sees)."""
+        return self.table.table[...][: self.num_rows]
 
     def __call__(self, cat_BxF: jax.Array) -> jax.Array:
         rows = cat_BxF + jnp.asarray(self.offsets, jnp.int32)[None, :]
@@ -65,14 +74,18 @@ class BatchNorm(nnx.Module):
 class MLP(nnx.Module):
     """`depth` hidden layers of `width` (Dense -> norm -> ReLU -> dropout), then Dense -> d_out.
 
-    d_out = 0 drops the output layer (the block ends with the last hidden layer).
+    d_out = 0 drops the output layer (the block ends with the last hidden layer). With batch norm the
+    hidden layers have no bias: the normalisation removes it, so its gradient is zero up to rounding,
+    which Adam would turn into +-lr steps that shift the running mean and make evaluation depend on
+    the reduction order (the device count).
     """
 
     def __init__(self, d_in: int, width: int, depth: int, d_out: int, rngs: nnx.Rngs, *, norm: str = "none",
                  dropout_rate: float = 0.0) -> None:
         self.dims = [d_in] + [width] * depth + ([d_out] if d_out else [])
         self.layers = nnx.List([
-            Dense(a, b, ("embed", "mlp") if i < depth else ("mlp", None), rngs)
+            Dense(a, b, ("embed", "mlp") if i < depth else ("mlp", None), rngs,
+                  use_bias=not (i < depth and norm == "batch"))
             for i, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:], strict=True))
         ])
         self.norms = nnx.List([_make_norm(norm, width, rngs) for _ in range(depth)])
@@ -118,7 +131,8 @@ class CTRParamCounts:
 
 
 def ctr_param_counts(model: nnx.Module) -> CTRParamCounts:
-    """Parameters under a FieldEmbedding's table are embeddings; the rest (BN statistics excluded) dense."""
+    """Parameters under a FieldEmbedding's table are embeddings (its used rows only: the padding to a
+    multiple of 64 rows is not counted); the rest (BN statistics excluded) dense."""
     n_dense = n_emb = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param)):
         size = int(np.prod(leaf.shape))
@@ -127,6 +141,9 @@ def ctr_param_counts(model: nnx.Module) -> CTRParamCounts:
             n_emb += size
         else:
             n_dense += size
+    for _, module in nnx.iter_graph(model):
+        if isinstance(module, FieldEmbedding):
+            n_emb -= (module.table.table.shape[0] - module.num_rows) * module.dim
     return CTRParamCounts(n_dense=n_dense, n_emb=n_emb)
 
 

@@ -7,7 +7,9 @@ Wukong layer (§3.3-3.5), X_i [n_i, d] -> X_{i+1} [n_F + n_L, d]:
   FMB(X)  = reshape(MLP(LN(flatten(X (X^T Y)))), [n_F, d])   optimized FM with a learned Y [n_i, k] (§3.6)
   LCB(X)  = W_L X                                            W_L [n_L, n_i]
   X_{i+1} = LN(concat(FMB(X), LCB(X)) + R X)                 R = I when n_i = n_F + n_L, else learned [n_F+n_L, n_i]
-The layer norm is over the flattened [(n_F + n_L) d] output, as in FuxiCTR's WuKong.
+The layer norm is over the flattened [(n_F + n_L) d] output, as in FuxiCTR's WuKong. The last layer's
+norm has no bias when the top MLP starts with batch norm, which removes any constant shift of its
+input (that bias's gradient would be zero up to rounding; Adam would turn the rounding into +-lr steps).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scaling_rec.models.ctr_common import MLP, FieldEmbedding, mlp_flops
-from scaling_rec.models.layers import KeyChain, LayerNorm, param
+from scaling_rec.models.layers import KeyChain, LayerNorm, _lead, layer_norm, param
 
 _XAVIER = nnx.initializers.xavier_uniform()
 
@@ -38,7 +40,7 @@ class WukongLayer(nnx.Module):
     """One Wukong layer: n_in embeddings of width d -> n_F + n_L embeddings (module docstring)."""
 
     def __init__(self, n_in: int, d: int, *, num_fmb: int, num_lcb: int, rank: int, fmb_width: int,
-                 fmb_depth: int, dropout_rate: float, rngs: nnx.Rngs) -> None:
+                 fmb_depth: int, dropout_rate: float, rngs: nnx.Rngs, out_bias: bool = True) -> None:
         self.n_in, self.d, self.num_fmb, self.num_lcb, self.rank = n_in, d, num_fmb, num_lcb, rank
         self.n_out = num_fmb + num_lcb
         self.fm_proj = param(rngs, _XAVIER, (n_in, rank), ("fields", None))
@@ -46,7 +48,9 @@ class WukongLayer(nnx.Module):
         self.fmb_mlp = MLP(n_in * rank, fmb_width, fmb_depth, num_fmb * d, rngs, dropout_rate=dropout_rate)
         self.lcb = param(rngs, _XAVIER, (num_lcb, n_in), ("fields", "fields"))
         self.residual = param(rngs, _XAVIER, (self.n_out, n_in), ("fields", "fields")) if self.n_out != n_in else None
-        self.out_norm = LayerNorm(self.n_out * d, rngs, axis="embed")
+        self.out_norm = LayerNorm(self.n_out * d, rngs, axis="embed") if out_bias else None
+        self.out_norm_eps = 1e-6
+        self.out_scale = None if out_bias else param(rngs, nnx.initializers.ones, (self.n_out * d,), ("embed",))
 
     def __call__(self, x_BxNxD: jax.Array, *, train: bool = False, keys: KeyChain | None = None) -> jax.Array:
         b = x_BxNxD.shape[0]
@@ -56,7 +60,12 @@ class WukongLayer(nnx.Module):
         lcb_BxLxD = linear_compress(x_BxNxD, self.lcb[...])
         res_BxOxD = x_BxNxD if self.residual is None else linear_compress(x_BxNxD, self.residual[...])
         out_BxOxD = jnp.concatenate([fmb_BxFxD, lcb_BxLxD], axis=1) + res_BxOxD
-        return self.out_norm(out_BxOxD.reshape(b, -1)).reshape(b, self.n_out, self.d)
+        flat_BxOD = out_BxOxD.reshape(b, -1)
+        if self.out_norm is not None:
+            normed_BxOD = self.out_norm(flat_BxOD)
+        else:
+            normed_BxOD = layer_norm(flat_BxOD, self.out_norm_eps) * _lead(self.out_scale[...], 2)
+        return normed_BxOD.reshape(b, self.n_out, self.d)
 
     def flops(self) -> float:
         """Forward FLOPs per example: FM 4 n d k, FMB MLP, LCB 2 n_L n d, residual 2 n_out n d if projected."""
@@ -76,10 +85,11 @@ class Wukong(nnx.Module):
                        if num_dense else None)
         n = len(vocab_sizes) + (1 if num_dense else 0)
         layers = []
-        for _ in range(num_layers):
+        for i in range(num_layers):
+            last_feeds_bn = i == num_layers - 1 and norm == "batch" and mlp_depth > 0
             layers.append(WukongLayer(n, embed_dim, num_fmb=num_fmb, num_lcb=num_lcb, rank=fm_rank,
                                       fmb_width=fmb_width, fmb_depth=fmb_depth, dropout_rate=dropout_rate,
-                                      rngs=rngs))
+                                      rngs=rngs, out_bias=not last_feeds_bn))
             n = num_fmb + num_lcb
         self.layers = nnx.List(layers)
         self.top = MLP(n * embed_dim, mlp_width, mlp_depth, 1, rngs, norm=norm, dropout_rate=dropout_rate)

@@ -6,6 +6,10 @@ from its last checkpoint (batches and dropout are keyed by epoch and step, so it
 numbers). Protocol (BARS/FuxiCTR): BCE loss, Adam(W) or Adagrad, gradient clipping, validation AUC
 every epoch, learning rate x lr_decay_factor whenever it does not improve, early stop after
 `eval.patience` evaluations without improvement; test metrics of the best validation point.
+
+Several devices or processes: parameters are placed by their logical axes (the table row-sharded),
+optimiser moments like their parameters, and every process builds the same global batch from the
+seeded plan and places its own rows (`place_batch`); only process 0 writes run files.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from scaling_rec.metrics import auc, logloss_from_logits
 from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
-from scaling_rec.parallel.sharding import replicated, shard_batch, sharded_init
+from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.loop import FINISHED, read_result
@@ -68,7 +72,7 @@ def make_steps(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, 
         loss = jnp.mean(bce_with_logits(logits_B, batch["label"]))
         total = loss
         if emb_l2 > 0:  # FuxiCTR's embedding_regularizer: (lambda / 2) ||E||^2 over the whole table
-            total = total + 0.5 * emb_l2 * jnp.sum(jnp.square(model.embedding.table.table[...]))
+            total = total + 0.5 * emb_l2 * jnp.sum(jnp.square(model.embedding.used_rows()))
         return total, (loss, nnx.state(model, nnx.BatchStat))
 
     def train_step(state: dict, batch: dict) -> tuple[dict, dict]:
@@ -99,7 +103,7 @@ def evaluate(predict, state: dict, split: CTRSplit, batch_size: int, mesh) -> di
     logits = []
     for start in range(0, n, batch_size):
         rows = np.arange(start, start + batch_size) % n
-        logits.append(np.asarray(predict(state["params"], state["stats"], shard_batch(_batch(split, rows), mesh))))
+        logits.append(np.asarray(predict(state["params"], state["stats"], place_batch(_batch(split, rows), mesh))))
     z = np.concatenate(logits)[:n].astype(np.float64)
     y = split.label_N.astype(np.float64)
     return {"auc": auc(y, z), "logloss": logloss_from_logits(y, z), "n": float(n)}
@@ -127,10 +131,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     done = read_result(run_dir)
     if done is not None and done.get("status") in FINISHED:
         return done
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", config.to_dict())
     t_start = time.time()
-    data = data if data is not None else load_ctr(config.data)
+    data = data if data is not None else load_ctr(config.data)  # data errors surface before anything is written
+    main = jax.process_index() == 0  # with several processes only the first writes files
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        atomic_write_json(run_dir / "config.json", config.to_dict())
     t = config.train
     n_train = len(data.train)
     if n_train < t.batch_size:
@@ -147,13 +153,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     flops_per_example = TRAIN_MULTIPLIER * abstract.forward_flops()
     graphdef, params, stats = nnx.split(nnx.merge(graphdef, init()), nnx.Param, nnx.BatchStat)
     optimizer = make_optimizer(t)
-    state = {"params": params, "stats": stats, "opt_state": jax.jit(optimizer.init)(params),
+    state = {"params": params, "stats": stats, "opt_state": init_opt_state(optimizer, params, mesh),
              "step": jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh))}
     train_step, predict = make_steps(graphdef, optimizer, config)
     shardings = jax.tree.map(lambda x: x.sharding, state)
     train_step = jax.jit(train_step, in_shardings=(shardings, None), out_shardings=(shardings, None),
                          donate_argnums=0)
-    predict = jax.jit(predict)
+    predict = jax.jit(predict, out_shardings=replicated(mesh))  # every process reads all logits
 
     steps_per_epoch = n_train // t.batch_size
     if t.num_steps > 0:
@@ -171,7 +177,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if start:
         state, meta = ckpt.restore(start, state)
         progress(f"[{rid}] resumed from step {start}")
-    logger = RunLogger(run_dir, config, rid, resume_step=start)
+    logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
     logger.summary({"n_dense": counts.n_dense, "n_emb": counts.n_emb})
     progress(f"[{rid}] {config.model.family} N_dense={counts.n_dense:,} N_emb={counts.n_emb:,} "
              f"train FLOPs/example={flops_per_example:.3g} steps={total_steps} ({steps_per_epoch}/epoch)")
@@ -206,7 +212,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             epoch, i = divmod(step, steps_per_epoch)
             order = np.random.default_rng([config.seed, epoch]).permutation(n_train)
             rows = order[i * t.batch_size:(i + 1) * t.batch_size]
-            state, metrics = train_step(state, shard_batch(_batch(data.train, rows), mesh))
+            state, metrics = train_step(state, place_batch(_batch(data.train, rows), mesh))
             step += 1
             pending.append(metrics)
             at_eval = step % eval_every == 0 or step == total_steps
@@ -253,5 +259,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     logger.summary({k: v for k, v in result.items() if isinstance(v, int | float)})
     logger.close()
     ckpt.close()
-    atomic_write_json(run_dir / "result.json", result)
+    if main:
+        atomic_write_json(run_dir / "result.json", result)
     return result

@@ -41,14 +41,14 @@ def test_tiny_train_learns_and_writes_run_dir(tmp_path):
     data, _ = synthetic_ctr(3000, seed=0)
     c = get_config("tiny")
     c.model.mlp_depth, c.model.num_layers = 1, 1
-    c.train.batch_size, c.train.num_epochs, c.train.num_steps, c.train.eval_every = 128, 0.0, 48, 16
-    c.train.learning_rate = 3e-3
+    c.train.batch_size, c.train.num_epochs, c.train.num_steps, c.train.eval_every = 128, 0.0, 96, 16
+    c.train.learning_rate, c.eval.patience = 1e-2, 0
     c.logging.progress = False
     result = train_and_evaluate(c, tmp_path, data=data)
     for key in RESULT_FIELDS:
         assert key in result
-    assert result["status"] == "ok" and result["examples_seen"] == 48 * 128
-    assert result["flops_spent"] == pytest.approx(result["flops_per_example"] * 48 * 128)
+    assert result["status"] == "ok" and result["examples_seen"] == 96 * 128
+    assert result["flops_spent"] == pytest.approx(result["flops_per_example"] * 96 * 128)
     run_dir = tmp_path / "runs" / result["run_id"]
     assert {p.name for p in run_dir.iterdir()} >= {"config.json", "metrics.jsonl", "result.json", "ckpt"}
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
