@@ -3,21 +3,35 @@
 The flat token stream is cut into query blocks of `block` tokens. Because a sequence is at most
 max_len tokens long, the keys a query block can see lie in the window
 [block_start - max_len + 1, block_end), i.e. in the `num_chunks = ceil((max_len - 1) / block) + 1`
-key chunks ending at the diagonal. A `lax.scan` over the chunk offset w handles, for all query
-blocks at once, their w-th key chunk (a static-shape slice of a front-padded copy of k and v);
-HSTU has no softmax normaliser, so the output is a plain sum over chunks.
+key chunks ending at the diagonal. Fewer are live: no query of a block sees a key before the start
+of the sequence holding the block's first token (sequences are contiguous), so block n needs only
+the need[n] chunks from that start's chunk (or the window's, if later) to the diagonal, and a block
+of padding needs none. On short sequences this skips most of the window.
 
-Cost: O(T * (max_len + block) * H * D) flops; memory O(T * H * (D + block)) per step, linear in T
-(the scan body is rematerialised in the backward pass so the residuals are not stacked over
-steps). Gradients come from plain autodiff.
+Work list (`tile_schedule`): blocks are sorted by need, descending, and cut into groups of `group`
+blocks. For each distance d = 0 .. num_chunks - 1 from the diagonal, every group whose first
+(neediest) block needs d is one tile: its query blocks (contiguous rows in sorted order) against
+each block's key chunk at distance d (a gather). The other blocks of a tile may not need that
+chunk; the mask keeps them exact, as it keeps everything exact. Only the live tiles run: a
+`lax.fori_loop` with the batch's tile count as its (dynamic) trip count, forward and backward.
+HSTU has no softmax normaliser, so the output is a plain sum over tiles.
+
+Gradients: a custom VJP whose backward loops over the same tiles, recomputes each tile's scores and
+adds its q, k, v and bias-table gradients into loop carries (nothing is saved per tile).
+
+Cost: O(T * (live keys per query, rounded up to blocks) * H * D) flops, never more than
+O(T * (max_len + block) * H * D); memory O(T * H * D + group * block^2 * H), linear in T.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from scaling_rec.kernels.hstu_reference import (
     DEFAULT_TIME_BUCKET_DIVISOR,
@@ -32,11 +46,59 @@ def default_block(max_len: int) -> int:
     return int(min(64, max(8, -(-max_len // 8) * 8)))
 
 
+def default_group(block: int) -> int:
+    """Query blocks per tile of the XLA path: about 1024 query tokens."""
+    return max(1, 1024 // block)
+
+
 def _chunks(x_T: jax.Array, front: int, back: int, block: int, fill: int | float) -> jax.Array:
     """Pad a per-token array [T, ...] by front/back tokens and cut into [num, block, ...] chunks."""
     pad = [(front, back)] + [(0, 0)] * (x_T.ndim - 1)
     x_pad = jnp.pad(x_T, pad, constant_values=fill)
     return x_pad.reshape((-1, block) + x_T.shape[1:])
+
+
+class Schedule(NamedTuple):
+    """The live tiles of one batch (`tile_schedule`); tiles >= num_tiles are not run.
+
+    need_N: int32 [N] key chunks query block n needs (diagonal included; 0 for padding blocks).
+    order_N: int32 [N] query blocks sorted by need, descending (row r of the tiles is order_N[r]).
+    num_tiles: int32 [] live tiles. dist_S, grp_S: int32 [S] distance from the diagonal and group
+      (rows grp*group .. grp*group + group - 1) of tile s, distance-major; S = num_chunks * groups.
+    """
+
+    need_N: jax.Array
+    order_N: jax.Array
+    num_tiles: jax.Array
+    dist_S: jax.Array
+    grp_S: jax.Array
+
+
+def tile_schedule(
+    offsets: jax.Array, seg_T: jax.Array, *, max_len: int, block: int, group: int, num_blocks: int
+) -> Schedule:
+    """Which (query-block group, key-chunk distance) tiles a batch needs; see the module docstring.
+
+    Args:
+      offsets: int [B+1]; seg_T: int32 [T] segment ids (B for padding).
+      num_blocks: N, the query blocks (a multiple of group, >= ceil(T / block)).
+    """
+    num_seq = offsets.shape[0] - 1
+    num_chunks = -(-(max_len - 1) // block) + 1
+    num_groups = num_blocks // group
+    blk_N = jnp.arange(num_blocks, dtype=jnp.int32)
+    seg0_N = _chunks(seg_T, 0, num_blocks * block - seg_T.shape[0], block, num_seq)[:, 0]
+    start_N = offsets.astype(jnp.int32)[jnp.minimum(seg0_N, num_seq - 1)]
+    lo_N = jnp.maximum(start_N, blk_N * block - (max_len - 1)) // block
+    need_N = jnp.where(seg0_N < num_seq, blk_N - lo_N + 1, 0).astype(jnp.int32)
+    order_N = jnp.argsort(-need_N, stable=True).astype(jnp.int32)
+    need_first = need_N[order_N].reshape(num_groups, group)[:, 0]
+    tiles_W = jnp.sum(need_first[None, :] > jnp.arange(num_chunks, dtype=jnp.int32)[:, None], axis=1)
+    ends_W = jnp.cumsum(tiles_W).astype(jnp.int32)
+    tile_S = jnp.arange(num_chunks * num_groups, dtype=jnp.int32)
+    dist_S = jnp.minimum(jnp.searchsorted(ends_W, tile_S, side="right"), num_chunks - 1).astype(jnp.int32)
+    grp_S = tile_S - (ends_W - tiles_W)[dist_S]
+    return Schedule(need_N, order_N, ends_W[-1], dist_S, grp_S)
 
 
 def hstu_attention_xla(
@@ -53,21 +115,22 @@ def hstu_attention_xla(
     time_bias: jax.Array | None = None,
     time_bucket_divisor: float = DEFAULT_TIME_BUCKET_DIVISOR,
     block: int | None = None,
-    remat: bool = True,
+    group: int | None = None,
 ) -> jax.Array:
     """Blocked-window HSTU attention in XLA; same contract as `hstu_attention_reference`.
 
     Args:
       q, k, v: [T, H, D]; offsets: int32 [B+1]; see `scaling_rec.kernels.hstu_attention`.
       block: tokens per query/key block (default `default_block(max_len)`).
-      remat: recompute each scan step in the backward pass (memory linear in T for any max_len).
+      group: query blocks per tile (default `default_group(block)`).
     Returns:
       [T, H, D] in q's dtype (computed in float32).
     """
     num_tokens, num_heads, head_dim = q.shape
     num_seq = offsets.shape[0] - 1
     bq = block or default_block(max_len)
-    nq = -(-num_tokens // bq)
+    g = min(group or default_group(bq), -(-num_tokens // bq))
+    nq = -(-num_tokens // (bq * g)) * g  # query blocks, whole groups
     back = nq * bq - num_tokens
     nw = -(-(max_len - 1) // bq) + 1
     front = (nw - 1) * bq
@@ -78,55 +141,159 @@ def hstu_attention_xla(
     if query_timestamps is None:
         query_timestamps = timestamps
     positions = positions.astype(jnp.int32)
+    sched = tile_schedule(offsets, seg_T, max_len=max_len, block=bq, group=g, num_blocks=nq)
+    order_N = sched.order_N
+
+    use_time = time_bias is not None
+    side = _Side(
+        num_tiles=sched.num_tiles,
+        dist_S=sched.dist_S,
+        grp_S=sched.grp_S,
+        order_N=order_N,
+        segq_NxB=_chunks(seg_T, 0, back, bq, num_seq)[order_N],
+        posq_NxB=_chunks(positions, 0, back, bq, 0)[order_N],
+        qts_NxB=_chunks(query_timestamps.astype(jnp.int32), 0, back, bq, 0)[order_N] if use_time else None,
+        segk_CxB=_chunks(seg_T, front, back, bq, -1),
+        posk_CxB=_chunks(positions, front, back, bq, 0),
+        tsk_CxB=_chunks(timestamps.astype(jnp.int32), front, back, bq, 0) if use_time else None,
+    )
+    cfg = _Config(max_len=max_len, block=bq, group=g, num_chunks=nw, num_seq=num_seq,
+                  divisor=float(time_bucket_divisor))
 
     def to_heads(x_NxBxHxD: jax.Array) -> jax.Array:
         return x_NxBxHxD.transpose(0, 2, 1, 3).astype(jnp.float32)
 
-    q_NxHxBxD = to_heads(_chunks(q, 0, back, bq, 0))
+    q_NxHxBxD = to_heads(_chunks(q, 0, back, bq, 0))[order_N]  # sorted block order
     k_CxHxBxD = to_heads(_chunks(k, front, back, bq, 0))
     v_CxHxBxD = to_heads(_chunks(v, front, back, bq, 0))
-    segq_NxB = _chunks(seg_T, 0, back, bq, num_seq)
-    segk_CxB = _chunks(seg_T, front, back, bq, -1)
-    posq_NxB = _chunks(positions, 0, back, bq, 0)
-    posk_CxB = _chunks(positions, front, back, bq, 0)
-    use_time = time_bias is not None
-    if use_time:
-        qts_NxB = _chunks(query_timestamps.astype(jnp.int32), 0, back, bq, 0)
-        tsk_CxB = _chunks(timestamps.astype(jnp.int32), front, back, bq, 0)
-    tokq_NxB = jnp.arange(nq * bq, dtype=jnp.int32).reshape(nq, bq)
-
-    def step(acc_NxHxBxD: jax.Array, w: jax.Array) -> tuple[jax.Array, None]:
-        take = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=w, slice_size=nq, axis=0)
-        k_NxHxBxD, v_NxHxBxD = take(k_CxHxBxD), take(v_CxHxBxD)
-        tokk_NxB = tokq_NxB + (w - (nw - 1)) * bq
-        diff_NxBxB = tokq_NxB[:, :, None] - tokk_NxB[:, None, :]
-        segq = segq_NxB[:, :, None]
-        mask_NxBxB = (
-            (segq == take(segk_CxB)[:, None, :])
-            & (segq < num_seq)
-            & (diff_NxBxB >= 0)
-            & (diff_NxBxB < max_len)
-        )
-        s_NxHxBxB = jnp.einsum("nhqd,nhkd->nhqk", q_NxHxBxD, k_NxHxBxD)
-        bias_NxBxB = relative_bias(
-            posq_NxB[:, :, None],
-            take(posk_CxB)[:, None, :],
-            max_len=max_len,
-            pos_bias=pos_bias,
-            qts_q=qts_NxB[:, :, None] if use_time else None,
-            ts_k=take(tsk_CxB)[:, None, :] if use_time else None,
-            time_bias=time_bias,
-            divisor=time_bucket_divisor,
-        )
-        if bias_NxBxB is not None:
-            s_NxHxBxB = s_NxHxBxB + bias_NxBxB[:, None]
-        p_NxHxBxB = jnp.where(mask_NxBxB[:, None], jax.nn.silu(s_NxHxBxB) * (1.0 / max_len), 0.0)
-        acc_NxHxBxD = acc_NxHxBxD + jnp.einsum("nhqk,nhkd->nhqd", p_NxHxBxB, v_NxHxBxD)
-        return acc_NxHxBxD, None
-
-    if remat:
-        step = jax.checkpoint(step)
-    acc0 = jnp.zeros((nq, num_heads, bq, head_dim), jnp.float32)
-    acc, _ = jax.lax.scan(step, acc0, jnp.arange(nw, dtype=jnp.int32))
+    acc = _tiled_attention(cfg, q_NxHxBxD, k_CxHxBxD, v_CxHxBxD, (pos_bias, time_bias), side)
+    acc = jnp.zeros_like(acc).at[order_N].set(acc, unique_indices=True)  # back to token order
     out_TxHxD = acc.transpose(0, 2, 1, 3).reshape(nq * bq, num_heads, head_dim)[:num_tokens]
     return out_TxHxD.astype(q.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Config:
+    max_len: int
+    block: int
+    group: int
+    num_chunks: int
+    num_seq: int
+    divisor: float
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class _Side:
+    """Integer inputs of the tiles: the schedule and the per-token arrays cut into blocks.
+
+    Query-side arrays [N, B] are in sorted block order; key-side arrays [C, B] are front-padded by
+    num_chunks - 1 chunks (key chunk of query block n at distance d: n - d + num_chunks - 1).
+    """
+
+    num_tiles: jax.Array
+    dist_S: jax.Array
+    grp_S: jax.Array
+    order_N: jax.Array
+    segq_NxB: jax.Array
+    posq_NxB: jax.Array
+    qts_NxB: jax.Array | None
+    segk_CxB: jax.Array
+    posk_CxB: jax.Array
+    tsk_CxB: jax.Array | None
+
+
+Tables = tuple[jax.Array | None, jax.Array | None]
+
+
+def _tile_index(cfg: _Config, side: _Side, s: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Tile s -> (distance, its first sorted row, key-chunk index [G] of each of its query blocks)."""
+    dist = side.dist_S[s]
+    row = side.grp_S[s] * cfg.group
+    kc_G = jax.lax.dynamic_slice_in_dim(side.order_N, row, cfg.group) - dist + (cfg.num_chunks - 1)
+    return dist, row, kc_G
+
+
+def _tile(
+    cfg: _Config, side: _Side, dist: jax.Array, row: jax.Array, kc_G: jax.Array,
+    q_GxHxBxD: jax.Array, k_GxHxBxD: jax.Array, v_GxHxBxD: jax.Array, tables: Tables,
+) -> jax.Array:
+    """One tile's contribution [G, H, B, D]: G query blocks against their key chunks at `dist`."""
+    rows = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=row, slice_size=cfg.group, axis=0)
+    pos_bias, time_bias = tables
+    iota_B = jnp.arange(cfg.block, dtype=jnp.int32)
+    diff_1xBxB = (iota_B[:, None] - iota_B[None, :] + dist * cfg.block)[None]  # query - key token
+    segq = rows(side.segq_NxB)[:, :, None]
+    mask_GxBxB = (
+        (segq == side.segk_CxB[kc_G][:, None, :])
+        & (segq < cfg.num_seq)
+        & (diff_1xBxB >= 0)
+        & (diff_1xBxB < cfg.max_len)
+    )
+    s_GxHxBxB = jnp.einsum("nhqd,nhkd->nhqk", q_GxHxBxD, k_GxHxBxD)
+    use_time = time_bias is not None
+    bias_GxBxB = relative_bias(
+        rows(side.posq_NxB)[:, :, None],
+        side.posk_CxB[kc_G][:, None, :],
+        max_len=cfg.max_len,
+        pos_bias=pos_bias,
+        qts_q=rows(side.qts_NxB)[:, :, None] if use_time else None,
+        ts_k=side.tsk_CxB[kc_G][:, None, :] if use_time else None,
+        time_bias=time_bias,
+        divisor=cfg.divisor,
+    )
+    if bias_GxBxB is not None:
+        s_GxHxBxB = s_GxHxBxB + bias_GxBxB[:, None]
+    p_GxHxBxB = jnp.where(mask_GxBxB[:, None], jax.nn.silu(s_GxHxBxB) * (1.0 / cfg.max_len), 0.0)
+    return jnp.einsum("nhqk,nhkd->nhqd", p_GxHxBxB, v_GxHxBxD)
+
+
+def _rows(cfg: _Config, row: jax.Array, x: jax.Array) -> jax.Array:
+    return jax.lax.dynamic_slice_in_dim(x, row, cfg.group, axis=0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _tiled_attention(
+    cfg: _Config, q_NxHxBxD: jax.Array, k_CxHxBxD: jax.Array, v_CxHxBxD: jax.Array, tables: Tables,
+    side: _Side,
+) -> jax.Array:
+    """Sum of the live tiles, [N, H, B, D] in sorted block order (a loop of dynamic trip count)."""
+
+    def body(s: jax.Array, acc_NxHxBxD: jax.Array) -> jax.Array:
+        dist, row, kc_G = _tile_index(cfg, side, s)
+        out_GxHxBxD = _tile(cfg, side, dist, row, kc_G, _rows(cfg, row, q_NxHxBxD), k_CxHxBxD[kc_G],
+                            v_CxHxBxD[kc_G], tables)
+        acc_GxHxBxD = _rows(cfg, row, acc_NxHxBxD) + out_GxHxBxD
+        return jax.lax.dynamic_update_slice_in_dim(acc_NxHxBxD, acc_GxHxBxD, row, axis=0)
+
+    return jax.lax.fori_loop(0, side.num_tiles, body, jnp.zeros_like(q_NxHxBxD))
+
+
+def _tiled_attention_fwd(cfg, q_NxHxBxD, k_CxHxBxD, v_CxHxBxD, tables, side):
+    out = _tiled_attention(cfg, q_NxHxBxD, k_CxHxBxD, v_CxHxBxD, tables, side)
+    return out, (q_NxHxBxD, k_CxHxBxD, v_CxHxBxD, tables, side)
+
+
+def _tiled_attention_bwd(cfg, res, dout_NxHxBxD):
+    """Recompute each live tile; add its q, k, v and table gradients into the loop carries."""
+    q_NxHxBxD, k_CxHxBxD, v_CxHxBxD, tables, side = res
+
+    def body(s, grads):
+        dq, dk, dv, dtables = grads
+        dist, row, kc_G = _tile_index(cfg, side, s)
+        tile = functools.partial(_tile, cfg, side, dist, row, kc_G)
+        _, vjp = jax.vjp(tile, _rows(cfg, row, q_NxHxBxD), k_CxHxBxD[kc_G], v_CxHxBxD[kc_G], tables)
+        dq_g, dk_g, dv_g, dtables_g = vjp(_rows(cfg, row, dout_NxHxBxD))
+        dq = jax.lax.dynamic_update_slice_in_dim(dq, _rows(cfg, row, dq) + dq_g, row, axis=0)
+        dk = dk.at[kc_G].add(dk_g, unique_indices=True)  # a tile's key chunks are distinct
+        dv = dv.at[kc_G].add(dv_g, unique_indices=True)
+        return dq, dk, dv, jax.tree.map(jnp.add, dtables, dtables_g)
+
+    zeros = (jnp.zeros_like(q_NxHxBxD), jnp.zeros_like(k_CxHxBxD), jnp.zeros_like(v_CxHxBxD),
+             jax.tree.map(jnp.zeros_like, tables))
+    dq, dk, dv, dtables = jax.lax.fori_loop(0, side.num_tiles, body, zeros)
+    dside = jax.tree.map(lambda x: np.zeros(x.shape, jax.dtypes.float0), side)
+    return dq, dk, dv, dtables, dside
+
+
+_tiled_attention.defvjp(_tiled_attention_fwd, _tiled_attention_bwd)

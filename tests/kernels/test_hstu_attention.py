@@ -18,7 +18,8 @@ import pytest
 
 from scaling_rec.kernels import hstu_attention, hstu_attention_reference, resolve_impl
 from scaling_rec.kernels.hstu_pallas import KernelConfig, hstu_attention_pallas, prepare_side
-from scaling_rec.kernels.hstu_xla import hstu_attention_xla
+from scaling_rec.kernels.hstu_reference import segment_ids_from_offsets
+from scaling_rec.kernels.hstu_xla import hstu_attention_xla, tile_schedule
 
 NUM_BUCKETS = 16
 
@@ -128,6 +129,25 @@ def test_xla_matches_reference(name: str, block: int | None) -> None:
     lengths, num_tokens, max_len, bias = JAGGED[name]
     c = make_case(lengths, num_tokens, max_len)
     check_parity(hstu_attention_xla, c, bias, 1e-4, 1e-4, name, block=block)
+
+
+def test_xla_runs_only_live_tiles() -> None:
+    """Blocks need [sequence start or window start, diagonal]; only tiles of needed chunks run."""
+    block, max_len, num_tokens = 16, 64, 200
+    lengths = [5, 40, 0, 64, 20]  # 129 tokens -> blocks 9..13 are pure padding
+    offsets = jnp.asarray(np.concatenate([[0], np.cumsum(lengths)]), jnp.int32)
+    seg = segment_ids_from_offsets(offsets, num_tokens)
+    sched = tile_schedule(offsets, seg, max_len=max_len, block=block, group=2, num_blocks=14)
+    assert np.asarray(sched.need_N).tolist() == [1, 2, 3, 2, 3, 4, 5, 2, 3, 0, 0, 0, 0, 0]
+    # groups of the blocks sorted by need: (5,4) (3,3) (3,2) (2,2) (1,0) (0,0) (0,0); a group runs
+    # distances 0 .. need of its first block - 1: 5 + 3 + 3 + 2 + 1 = 14 of the 7 * 5 tiles
+    assert int(sched.num_tiles) == 14
+    dist = np.asarray(sched.dist_S)[:14].tolist()
+    assert dist == [0] * 5 + [1] * 4 + [2] * 3 + [3, 4]
+    assert np.asarray(sched.grp_S)[:14].tolist() == [0, 1, 2, 3, 4, 0, 1, 2, 3, 0, 1, 2, 0, 0]
+    c = make_case(lengths, num_tokens, max_len, seed=2)
+    for group in (2, 3):  # 3: the last group is part padding blocks
+        check_parity(hstu_attention_xla, c, True, 1e-4, 1e-4, f"xla group {group}", block=block, group=group)
 
 
 def test_padding_tokens_are_zero_and_jit_matches_eager() -> None:
