@@ -192,3 +192,13 @@ def test_bootstrap_ci_coverage_chinchilla():
         n_starts=2,  # 5000 refits: the two best grid starts (all starts agree on this design)
     )
     assert all(v >= 0.9 for v in cov.values()), cov
+
+
+def test_power_law_in_a_narrow_band_near_one():
+    """1 − NDCG-like losses (0.988–0.997): the fixed grid alone left L-BFGS stuck at a flat line."""
+    C = np.array([2.5e9, 5e9, 1e10, 2e10])
+    E, A, alpha = 0.985, 8.0, 0.3
+    L = E + A * C ** (-alpha)
+    fit = fit_power_law(C, L)
+    np.testing.assert_allclose(fit.predict(C), L, rtol=1e-4)
+    assert abs(fit.alpha - alpha) < 0.05
