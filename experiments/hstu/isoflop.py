@@ -14,14 +14,14 @@ turns C into steps with scaling_rec/flops.py, stopping at the first step with sp
   full   5 budgets 1e10 … 1e12 (two orders of magnitude, ×√10 apart) × 3-4 sizes per budget
          (shifting up with C), HSTU and SASRec side by side = 34 runs, evaluation every 2 epochs
          over all users, model selected on validation.
-Runtime: quick measured 7 min 36 s wall (sweep 436 s, of which 14% overhead, + analysis 20 s;
-142 s of CPU time) on the shared 2-core CPU at load 13-16 (2026-11-25); full: estimated ≈ 1 h on one H100,
-days on the CPU.
-Expected result: quick (measured, deterministic across two runs): test NDCG@10 rises with C for every
-size and hstu/XS is best at every budget (0.0041 / 0.0054 / 0.0097 at 5e9 / 1e10 / 2e10), so the
-IsoFLOP parabolas have no interior optimum at budgets this small; the L(N, D) fit of validation
-cross-entropy gives N* ∝ C^0.46 with very wide bootstrap intervals: the quick preset demonstrates
-the pipeline, not a law. full should move the optimum to larger N_dense as C grows (N* ∝ C^a).
+Runtime: quick (12 runs) measured 20 min 23 s wall by `bash scripts/main.sh` on the shared 2-core CPU at
+load average ~12 (other jobs running; 2026-11-25), sweep overhead 1.5% of the runs' own time; an earlier
+9-run version took 7 min 36 s at load 13-16. Not measured on an idle machine. full: estimated ≈ 1 h on
+one H100, days on the CPU; not yet run.
+Expected result (quick, measured; docs/example_quick_report/): every run trains 10-470 steps, so test
+NDCG@10 is 0.001-0.01; 1 − valid NDCG@10 of the best run per budget falls log-linearly with C and the
+saturating L(C) fit has unidentifiable E and α (wide CIs); hstu/XS is best at every budget, so the
+IsoFLOP parabolas have no interior optimum. The quick preset demonstrates the pipeline, not a law.
 """
 
 from __future__ import annotations

@@ -96,6 +96,7 @@ def plot_loss_vs_compute(curves: Mapping[str, LossCurve], ylabel: str, title: st
     ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
     ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
     ax.tick_params(axis="y", which="minor", labelsize=7)
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())  # labelled minor ticks overlap within a decade
     ax.set_xlabel("training compute C (FLOPs)")
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"{ylabel} vs compute")
