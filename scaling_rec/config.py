@@ -20,7 +20,8 @@ from scaling_rec.errors import ConfigError
 FAMILIES = ("hstu", "sasrec")
 LAYOUTS = ("jagged", "padded")
 IMPLS = ("auto", "xla", "pallas")
-DATASETS = ("amazon-beauty", "amazon-toys", "ml-100k", "ml-1m", "ml-20m", "ml-latest-small", "synthetic")
+DATASETS = ("amazon-beauty", "amazon-toys", "ml-100k", "ml-1m", "ml-20m", "ml-latest-small", "synthetic",
+            "synthetic-long")
 SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200")
 
 # Constraints beyond the type: key -> ("choices", values) | ("min", lower bound) | ("ks", None).

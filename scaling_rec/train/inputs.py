@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 
 from scaling_rec.data.jagged import SequenceExample
+from scaling_rec.data.long_range import long_range_sequences
 from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch
 from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
@@ -42,6 +43,8 @@ def load_data(config: ml_collections.ConfigDict) -> SequenceData:
     d = config.data
     if d.name == "synthetic":
         return synthetic_sequences(d.synthetic_users, d.synthetic_items, with_timestamps=True, seed=config.seed)
+    if d.name == "synthetic-long":
+        return long_range_sequences(d.synthetic_users, d.synthetic_items, seed=config.seed)
     return load_sequences(d.name, d.data_dir or None, min_rating=d.min_rating or None, dedup=d.dedup)
 
 

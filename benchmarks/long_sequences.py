@@ -1,0 +1,80 @@
+"""Long-sequence study runner (issue 6): HSTU at history lengths 200 → 4k (8k on GPU) on 'synthetic-long'.
+
+    python -m benchmarks.long_sequences --preset=cpu [--steps=40] [--lengths=200,1000,4000]
+
+Runs the lengths of experiments/hstu/long_sequences.py in sequence through train_and_evaluate and
+writes benchmarks/results/long_sequences_<preset>.json after every finished length (so a cut-off run
+leaves the lengths it finished): per length the test HR@10 / NDCG@10 with standard errors, training
+tokens/s and examples/s (over the training loop's wall time, compilation and evaluation included, as
+the loop measures it), the wall time, and tokens/examples seen; plus the config, the git commit and
+machine (benchmarks/provenance.py, taken at launch) and the command.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+
+from absl import app, flags
+
+from benchmarks.provenance import provenance
+from experiments.hstu.long_sequences import LENGTHS, get_config
+from scaling_rec.io import atomic_write_json
+from scaling_rec.train.loop import train_and_evaluate
+
+FLAGS = flags.DEFINE_string("preset", "cpu", "cpu | gpu (experiments/hstu/long_sequences.py)")
+STEPS = flags.DEFINE_integer("steps", 0, "training steps per length (0: the preset's)")
+LENGTHS_FLAG = flags.DEFINE_string("lengths", "", "comma-separated max_len values (default: the preset's)")
+WORKDIR = flags.DEFINE_string("workdir", "/tmp/runs/long_sequences", "study directory (runs resume from here)")
+OUT = flags.DEFINE_string("out", "", "output JSON (default benchmarks/results/long_sequences_<preset>.json)")
+
+
+def _row(n: int, r: dict) -> dict:
+    e = r["eval"]
+    wall = max(r["wall_time_s"], 1e-9)
+    row = {"max_len": n, "status": r["status"], "run_id": r["run_id"], "steps": r["steps"],
+           "wall_time_s": r["wall_time_s"], "elapsed_s": r["elapsed_s"],
+           "tokens_seen": r["tokens_seen"], "examples_seen": r["examples_seen"],
+           "tokens_per_s": r["tokens_seen"] / wall, "examples_per_s": r["examples_seen"] / wall,
+           "flops_per_example": r["flops_per_example"], "final_train_loss": r["final_train_loss"]}
+    for m in ("hr@10", "ndcg@10", "hr@50", "mrr"):
+        for split in ("test", "valid"):
+            row[f"{split}/{m}"] = e.get(f"{split}/{m}")
+            row[f"{split}/{m}_se"] = e.get(f"{split}/{m}_se")
+    return row
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    preset = FLAGS.value
+    lengths = [int(x) for x in LENGTHS_FLAG.value.split(",")] if LENGTHS_FLAG.value else LENGTHS[preset]
+    out_path = pathlib.Path(OUT.value or pathlib.Path(__file__).parent / "results" / f"long_sequences_{preset}.json")
+    base = get_config(preset)
+    if STEPS.value:
+        base.train.num_steps = STEPS.value
+    out = {"command": "python -m benchmarks.long_sequences " + " ".join(sys.argv[1:]),
+           "provenance": provenance(), "preset": preset, "lengths": lengths, "config": base.to_dict(),
+           "chance_hr@10": 10 / base.data.synthetic_items,
+           "ceiling_hr@10": "min(1, 10 / cluster size) = 0.625 for 512 items in 32 clusters (long_range.py)",
+           "note": "same steps and batch at every length; tokens/s and examples/s over the training loop's "
+                   "wall time (compilation and the final evaluation included)",
+           "results": [], "complete": False}
+    for n in lengths:
+        c = get_config(preset)
+        c.train.num_steps = base.train.num_steps
+        c.data.max_len = n
+        t = time.time()
+        r = train_and_evaluate(c, WORKDIR.value)
+        row = _row(n, r)
+        row["elapsed_this_call_s"] = time.time() - t
+        out["results"].append(row)
+        out["complete"] = n == lengths[-1]
+        atomic_write_json(out_path, out)
+        print(f"max_len={n} test hr@10={row['test/hr@10']:.4f}±{row['test/hr@10_se']:.4f} "
+              f"ndcg@10={row['test/ndcg@10']:.4f}±{row['test/ndcg@10_se']:.4f} "
+              f"tokens/s={row['tokens_per_s']:.0f} wall={row['wall_time_s']:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,60 @@
+r"""Long sequences: HSTU with histories of 200, 1k, 4k (8k on GPU) events on 'synthetic-long'.
+
+The data (scaling_rec/data/long_range.py): 256 users × 8,200 events over 512 items in 32 clusters;
+each user's held-out targets come from a hidden profile cluster that is revealed only by sparse
+profile events (2% of events) between 50 and 4,000 events back. A model that sees W events has
+≈ 0.02 × (min(W, 4000) − 50) profile events against ≈ W / 32 noise events per cluster, so quality
+should rise with W up to 4,000 and not beyond (the 8k preset checks the flat end).
+
+Command (the runner also records throughput and provenance):
+  python -m benchmarks.long_sequences --preset=cpu
+or one length through the sweep launcher:
+  python -m launch.sweep --config=experiments/hstu/long_sequences.py:cpu --workdir=runs/ --executor=inline
+Presets:
+  cpu  max_len 200, 1000, 4000; tiny HSTU (embed 32, 2 blocks × 1 head), batch 16, a fixed number of
+       steps per length (the same for every length), one evaluation at the end on all 256 users.
+  gpu  max_len 200, 1000, 4000, 8000; hstu/S-like width 64, batch 64, more steps.
+Every length trains the same number of steps on the same users: a longer window sees more tokens
+per step (tokens_seen in the result), which is part of what "longer history" buys.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from scaling_rec.config import default_config
+
+LENGTHS = {"cpu": [200, 1000, 4000], "gpu": [200, 1000, 4000, 8000]}
+STEPS = {"cpu": 40, "gpu": 400}
+
+
+def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
+    if preset not in LENGTHS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {list(LENGTHS)}")
+    c = default_config()
+    c.study = "hstu_long_sequences"
+    c.data.name = "synthetic-long"
+    c.data.synthetic_users = 256
+    c.data.synthetic_items = 512
+    c.data.max_len = LENGTHS[preset][0]
+    width = 32 if preset == "cpu" else 64
+    c.model.family = "hstu"
+    c.model.embed_dim = c.model.qk_dim = c.model.v_dim = c.model.ffn_dim = width
+    c.model.num_blocks = 2
+    c.model.num_heads = 1
+    c.model.dropout = 0.0
+    c.model.attention_impl = "xla" if preset == "cpu" else "auto"
+    c.train.batch_size = 16 if preset == "cpu" else 64
+    c.train.num_steps = STEPS[preset]
+    c.train.learning_rate = 3e-3
+    c.train.num_negatives = 128
+    c.train.log_every = 10
+    c.train.eval_every = 10**9  # once, at the end
+    c.eval.batch_size = 16 if preset == "cpu" else 64
+    c.eval.patience = 0
+    c.logging.wandb = False
+    return c
+
+
+def get_sweep(preset: str = "cpu") -> list[dict]:
+    return [{"data.max_len": n} for n in LENGTHS[preset]]
