@@ -1,0 +1,90 @@
+r"""Wukong vs DLRM on Frappe: does quality keep improving with compute per example where DLRM saturates?
+
+Zhang et al. 2024 (Wukong, §5-6) scale Wukong by stacking more and wider layers (l, n_F, n_L, k, the
+FMB and top MLPs) and DLRM by widening/deepening its MLPs, and report that Wukong's quality keeps
+improving over two orders of magnitude of compute per example while DLRM's flattens. This study is
+that experiment on our rebuilt Frappe split: two size ladders (compute per example, ~2e4 -> ~5e7
+forward FLOPs) x examples seen (epochs), every run a fixed length at a constant learning rate,
+evaluated once at its end (so C, D and the metric refer to the same model), fitted with
+scaling_rec.analysis: test logloss (and 1 - AUC) vs training FLOPs C, per family.
+
+Ladders (embedding dim 10 as in the Frappe presets; forward FLOPs per example, N_dense on Frappe):
+
+| rung | Wukong l, n_F = n_L, k, FMB MLP, top MLP | FLOPs   | N_dense | DLRM ('dot') top MLP | FLOPs   | N_dense |
+|------|------------------------------------------|---------|---------|----------------------|---------|---------|
+| 0    | 1, 4, 4, 64x1, 64x1                      | 2.5e4   | 11k     | 64x1                 | 2.1e4   | 9k      |
+| 1    | 2, 8, 8, 128x1, 128x2                    | 1.8e5   | 86k     | 128x2                | 7.2e4   | 36k     |
+| 2    | 2, 16, 16, 256x1, 256x2                  | 8.5e5   | 407k    | 256x2                | 2.1e5   | 104k    |
+| 3    | 4, 16, 16, 256x2, 256x3                  | 2.3e6   | 1.1M    | 512x3                | 1.2e6   | 602k    |
+| 4    | 4, 32, 24, 512x2, 512x3                  | 1.0e7   | 5.1M    | 1024x3               | 4.5e6   | 2.3M    |
+| 5    | 8, 32, 32, 1024x2, 1024x3                | 5.8e7   | 29M     | 2048x4               | 2.6e7   | 13M     |
+
+Presets: quick = rungs 0-3 x {1, 4} epochs (16 runs; CPU-sized: about 0.5-4 min per epoch on 2
+cores), full = rungs 0-5 x {1, 3, 10} epochs (36 runs; GPU).
+
+Status: declared, not yet runnable through launch.sweep. The sweep machinery understands only the
+sequential config (scaling_rec.config); to run this file it needs, without a fork:
+  1. scaling_rec/sweep/spec.py expand(): validate with scaling_rec.ctr_config.validate when
+     model.family is in ctr_config.FAMILIES (today config.validate rejects the CTR keys);
+  2. scaling_rec/sweep/store.py config_from_dict(): start from ctr_config.default_config() for CTR
+     families, so stored specs (local/SLURM executors) round-trip;
+  3. scaling_rec/sweep/worker.py run_one(): call scaling_rec.train.ctr_loop.train_and_evaluate for CTR
+     families (launch/train.py already routes them: launch.train.run_ctr).
+The analysis side needs nothing: CTR result.json files carry the fields scaling_rec.analysis reads
+(status, flops_planned/spent, n_dense, n_emb, examples_seen, final_train_loss, eval/{valid,test}/...).
+Once those land:
+  SCALING_REC_DATA=/work/shared/data python -m launch.sweep \
+      --config=experiments/wukong/scaling.py:quick --workdir=runs/ --executor=local --workers=2
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.wukong.frappe import get_config as frappe_config
+
+# (num_layers, num_fmb = num_lcb, fm_rank, fmb_width, fmb_depth, mlp_width, mlp_depth)
+WUKONG_LADDER = ((1, 4, 4, 64, 1, 64, 1), (2, 8, 8, 128, 1, 128, 2), (2, 16, 16, 256, 1, 256, 2),
+                 (4, 16, 16, 256, 2, 256, 3), (4, 32, 24, 512, 2, 512, 3), (8, 32, 32, 1024, 2, 1024, 3))
+# (mlp_width, mlp_depth) of DLRM's top MLP
+DLRM_LADDER = ((64, 1), (128, 2), (256, 2), (512, 3), (1024, 3), (2048, 4))
+PRESETS = {"quick": (4, (1.0, 4.0)), "full": (6, (1.0, 3.0, 10.0))}
+FINAL_ONLY = 10**9  # eval_every larger than any run: one evaluation, at the last step
+
+
+def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
+    """The base config every point starts from: the Frappe Wukong preset, fixed length, no early stop."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {list(PRESETS)}")
+    c = frappe_config("wukong")
+    c.study = "wukong_scaling"
+    c.train.embedding_l2 = 0.1
+    c.train.lr_decay_factor = 1.0  # constant learning rate: the run's length is the only schedule
+    c.train.eval_every = FINAL_ONLY
+    c.eval.patience = 0
+    return c
+
+
+def wukong_point(rung: int) -> dict:
+    layers, n, k, fmb_width, fmb_depth, mlp_width, mlp_depth = WUKONG_LADDER[rung]
+    return {"model.family": "wukong", "model.num_layers": layers, "model.num_fmb": n, "model.num_lcb": n,
+            "model.fm_rank": k, "model.fmb_width": fmb_width, "model.fmb_depth": fmb_depth,
+            "model.mlp_width": mlp_width, "model.mlp_depth": mlp_depth}
+
+
+def dlrm_point(rung: int) -> dict:
+    mlp_width, mlp_depth = DLRM_LADDER[rung]
+    return {"model.family": "dlrm", "model.interaction": "dot", "model.dropout": 0.4,
+            "model.mlp_width": mlp_width, "model.mlp_depth": mlp_depth}
+
+
+def get_sweep(preset: str = "quick") -> list[dict]:
+    """Points (dotted config keys, scaling_rec/sweep/spec.py): both ladders x epochs."""
+    rungs, epochs = PRESETS[preset]
+    return [{**point(r), "train.num_epochs": e} for e in epochs for point in (wukong_point, dlrm_point)
+            for r in range(rungs)]
+
+
+def get_analysis(preset: str = "quick") -> dict[str, str]:
+    """launch.analyze flags: fit test logloss (nats) against training FLOPs, per family."""
+    return {"metric": "eval/test/logloss", "transform": "none", "n_boot": "50" if preset == "quick" else "200"}

@@ -1,0 +1,41 @@
+"""experiments/wukong/scaling.py: every sweep point is a valid CTR config, and each ladder climbs in compute."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from flax import nnx
+
+from experiments.wukong import scaling
+from scaling_rec import ctr_config
+from scaling_rec.models.ctr_common import build_ctr_model
+
+FRAPPE_VOCAB = (955, 4083, 8, 8, 3, 4, 3, 10, 80, 234)  # our split's vocabulary sizes (with OOV rows)
+
+
+def _apply(base, point):
+    c = copy.deepcopy(base)
+    for key, value in point.items():
+        section, field = key.split(".")
+        c[section][field] = value
+    return c
+
+
+@pytest.mark.parametrize("preset", ["quick", "full"])
+def test_points_validate_and_ladders_climb(preset):
+    base = scaling.get_config(preset)
+    points = scaling.get_sweep(preset)
+    rungs, epochs = scaling.PRESETS[preset]
+    assert len(points) == 2 * rungs * len(epochs)
+    flops = {"wukong": [], "dlrm": []}
+    for point in points:
+        c = _apply(base, point)
+        ctr_config.validate(c)
+        assert c.eval.patience == 0 and c.train.lr_decay_factor == 1.0
+        if c.train.num_epochs == epochs[0]:
+            model = nnx.eval_shape(lambda c=c: build_ctr_model(c.model, FRAPPE_VOCAB, 0, nnx.Rngs(0)))
+            flops[c.model.family].append(model.forward_flops())
+    for family, f in flops.items():
+        assert len(f) == rungs and all(b > 2 * a for a, b in zip(f, f[1:], strict=False)), (family, f)
+    assert flops["wukong"][-1] / flops["wukong"][0] > 80 and flops["dlrm"][-1] / flops["dlrm"][0] > 50
