@@ -2,6 +2,7 @@
 
     python -m benchmarks.frappe --workdir=/tmp/runs/wukong_frappe [--presets=wukong,dcnv2,dlrm] [--seeds=0,1,2]
         [--mlp_width=200 --mlp_depth=2]   (a cheaper top MLP for small CPUs; recorded in the output's config)
+        [--jobs=2]   (runs trained in that many worker processes at once; the same numbers as --jobs=1)
 
 Writes benchmarks/results/frappe_cpu.json after every finished run: per preset the mean and standard
 deviation (ddof=1) of test AUC and logloss over seeds, each seed's numbers, the config, the git commit,
@@ -12,10 +13,12 @@ The data split is fixed (data.split_seed); the seed changes initialisation, batc
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import pathlib
 import platform
 import subprocess
+from concurrent.futures import ProcessPoolExecutor
 
 import jax
 import numpy as np
@@ -41,6 +44,21 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def run_config(preset: str, seed: int, mlp_width: int, mlp_depth: int):
+    """The config of one benchmark run: the preset with this seed and the optional top-MLP override."""
+    c = get_config(preset)
+    c.seed = seed
+    c.model.mlp_width = mlp_width or c.model.mlp_width
+    c.model.mlp_depth = mlp_depth or c.model.mlp_depth
+    return c
+
+
+def train_one(preset: str, seed: int, mlp_width: int, mlp_depth: int, workdir: str) -> dict:
+    """One run (or its finished result); the entry point of a worker process with --jobs > 1."""
+    c = run_config(preset, seed, mlp_width, mlp_depth)
+    return train_and_evaluate(c, workdir, data=load_ctr(c.data))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", default="/tmp/runs/wukong_frappe")
@@ -48,24 +66,31 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--mlp_width", type=int, default=0, help="override the presets' top MLP width (0: keep)")
     p.add_argument("--mlp_depth", type=int, default=0, help="override the presets' top MLP depth (0: keep)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes training runs at once")
     p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "frappe_cpu.json"))
     args = p.parse_args()
     presets, seeds = args.presets.split(","), [int(s) for s in args.seeds.split(",")]
     data = load_ctr(get_config(presets[0]).data)
     nfm_dir = pathlib.Path(os.environ.get("SCALING_REC_DATA", "../shared/data")) / "frappe-nfm"
     out = {"git_commit": _git_commit(), "command": "python -m benchmarks.frappe " + " ".join(
-               f"--{k}={v}" for k, v in vars(args).items() if k != "out"),
+               f"--{k}={v}" for k, v in vars(args).items() if k not in ("out", "jobs")),
            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                        "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count()},
-           "split": compare_with_nfm(data, nfm_dir), "oov_counts": data.oov_counts, "models": {}}
+           "split": compare_with_nfm(data, nfm_dir) if data.name == "frappe" else None,
+           "oov_counts": data.oov_counts, "models": {}}
+    pool = None
+    if args.jobs > 1:  # spawn: JAX does not survive fork
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        futures = {(preset, seed): pool.submit(train_one, preset, seed, args.mlp_width, args.mlp_depth, args.workdir)
+                   for preset in presets for seed in seeds}
     for preset in presets:
         runs = []
         for seed in seeds:
-            c = get_config(preset)
-            c.seed = seed
-            c.model.mlp_width = args.mlp_width or c.model.mlp_width
-            c.model.mlp_depth = args.mlp_depth or c.model.mlp_depth
-            r = train_and_evaluate(c, args.workdir, data=data)
+            c = run_config(preset, seed, args.mlp_width, args.mlp_depth)
+            if pool is None:
+                r = train_and_evaluate(c, args.workdir, data=data)
+            else:
+                r = futures[(preset, seed)].result()
             runs.append({"seed": seed, "run_id": r["run_id"], "status": r["status"], **r["eval"],
                          "epochs": r["epochs"], "wall_time_s": r["wall_time_s"], "n_dense": r["n_dense"],
                          "n_emb": r["n_emb"], "flops_per_example": r["flops_per_example"]})
@@ -77,6 +102,8 @@ def main() -> None:
                                      "config": c.to_dict()}
             atomic_write_json(args.out, out)
             print(preset, seed, r["eval"].get("test/auc"), r["eval"].get("test/logloss"), flush=True)
+    if pool is not None:
+        pool.shutdown()
 
 
 if __name__ == "__main__":
