@@ -13,8 +13,13 @@ validation-AUC gain, as BARS/FuxiCTR; tuned values from the BARS model zoo logs)
 - dlrm: DLRM_frappe_x1_006 - no dense features, interaction 'cat' (what BARS tuned), top MLP 400x3
   (BN, dropout 0.4), embedding L2 0.1. BARS test AUC 0.9840.
 - dlrm_dot: the same with the paper's dot interaction.
-- wukong: no public tuned Frappe config; 2 layers, n_F = n_L = 10, k = 10, FMB MLP 1x200, top MLP
-  400x3 (BN, dropout 0.2), embedding L2 0.05. Paper (Zhang et al. 2024, Table 2) test AUC 0.9868.
+- wukong: no public tuned Frappe config (neither the paper nor FuxiCTR's WuKong publishes one); 2 layers,
+  n_F = n_L = 10, k = 10, FMB MLP 1x200, top MLP 400x3 (BN, dropout 0.2), embedding L2 0.2. Paper
+  (Zhang et al. 2024, Table 2) test AUC 0.9868. The L2 was chosen on validation AUC (seed 0, one run
+  each, 2026-11-25): Wukong overfits through its embeddings (train BCE 0.05 vs valid 0.17 at L2 0.05);
+  valid AUC at L2 0.05 / 0.1 / 0.2 / 0.5 = .9802 / .9813 / .9817 / .9805 (test .9797 / .9806 / .9823 /
+  .9804); at L2 0.2, dropout 0.4 .9817, 1 layer .9814, 4 layers .9819: the depth and dropout move it
+  less than seed noise, the embedding regulariser is what matters.
 - tiny: a seconds-long smoke run on synthetic data.
 Expected runtime on 2 shared CPU cores: 3-10 minutes per run.
 """
@@ -53,7 +58,7 @@ def get_config(preset: str = "wukong") -> ml_collections.ConfigDict:
         c.model.family = "wukong"
         c.model.num_layers, c.model.num_fmb, c.model.num_lcb, c.model.fm_rank = 2, 10, 10, 10
         c.model.fmb_width, c.model.fmb_depth, c.model.dropout = 200, 1, 0.2
-        c.train.embedding_l2 = 0.05
+        c.train.embedding_l2 = 0.2
     if preset == "tiny":
         c.data.name = "synthetic"
         c.model.mlp_width, c.model.fmb_width = 32, 32
