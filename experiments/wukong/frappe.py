@@ -1,10 +1,9 @@
 """Frappe_x1 reproduction: Wukong, DLRM and DCNv2 on Frappe rebuilt from the raw log (NFM/BARS protocol).
 
 Run all three (3 seeds each) and write benchmarks/results/frappe_cpu.json:
-    python -m benchmarks.frappe --workdir=/tmp/runs/wukong_frappe
+    SCALING_REC_DATA=/work/shared/data python -m benchmarks.frappe --workdir=/tmp/runs/frappe_final --jobs=2
 One run:
-    python -c "from experiments.wukong.frappe import get_config; from scaling_rec.train.ctr_loop import \
-train_and_evaluate; print(train_and_evaluate(get_config('dcnv2'), '/tmp/runs/wukong_frappe'))"
+    python -m launch.train --config=experiments/wukong/frappe.py:dcnv2 --workdir=/tmp/runs
 
 Presets (embedding dim 10, batch 4096, Adam lr 1e-3, x0.1 on plateau, early stop after 2 epochs without
 validation-AUC gain, as BARS/FuxiCTR; tuned values from the BARS model zoo logs):
@@ -21,7 +20,10 @@ validation-AUC gain, as BARS/FuxiCTR; tuned values from the BARS model zoo logs)
   .9804); at L2 0.2, dropout 0.4 .9817, 1 layer .9814, 4 layers .9819: the depth and dropout move it
   less than seed noise, the embedding regulariser is what matters.
 - tiny: a seconds-long smoke run on synthetic data.
-Expected runtime on 2 shared CPU cores: 3-10 minutes per run.
+Measured (2026-11-25, commit 0a254a3, 2 shared CPU cores, --jobs=2: 29 min for the 9 runs, 3.5-7 min
+each), test AUC mean +- std over seeds 0-2: Wukong .9814 +- .0008, DCNv2 .9832 +- .0001, DLRM .9828 +-
+.0005. DCNv2 and DLRM are within .0013 of BARS on our rebuilt split (its sampled negatives differ from
+Frappe_x1's); Wukong clears .980 but stays .0054 below the paper and below both baselines here.
 """
 
 from __future__ import annotations
