@@ -232,13 +232,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 if config.logging.progress:
                     progress(f"[{rid}] step {step}/{sched.total_steps} loss {loss:.4f} {rate:.1f} steps/s "
                              f"ETA {eta:.0f}s")
-                stop = False
-                if step % sched.eval_every == 0 or step == sched.total_steps:
-                    stop = run_eval(step)
-                    meta["wall_time_s"] += time.time() - t_loop
-                    t_loop = time.time()
-                    ckpt.save(step, state, meta)
-                elif ckpt_due:
+                eval_due = step % sched.eval_every == 0 or step == sched.total_steps
+                stop = run_eval(step) if eval_due else False
+                if eval_due or ckpt_due:
                     meta["wall_time_s"] += time.time() - t_loop
                     t_loop = time.time()
                     ckpt.save(step, state, meta)
