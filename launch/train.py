@@ -51,19 +51,6 @@ def summary(result: dict[str, Any], run_dir: str) -> str:
     ] + ([f"  error: {result['error']}"] if result.get("error") else []))
 
 
-def run_ctr(config: Any, workdir: str, *, lock: bool = True) -> dict[str, Any]:
-    """A CTR run (scaling_rec.train.ctr_loop) under <workdir>/<study>/, holding its run lock like run_one."""
-    from scaling_rec import config as config_lib
-    from scaling_rec.sweep.store import Store, study_root
-    from scaling_rec.train.ctr_loop import train_and_evaluate
-
-    root = study_root(workdir, config)
-    if not lock:
-        return train_and_evaluate(config, root)
-    with Store(root).lock(config_lib.run_id(config)):
-        return train_and_evaluate(config, root)
-
-
 def main(argv: list[str]) -> int:
     del argv
     if not flags.FLAGS["verbosity"].present:
@@ -74,7 +61,6 @@ def main(argv: list[str]) -> int:
 
         process_id = maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value).process_id
     from scaling_rec import config as config_lib
-    from scaling_rec.ctr_config import FAMILIES as CTR_FAMILIES
     from scaling_rec.sweep.store import RunBusyError, study_root
     from scaling_rec.sweep.worker import EXIT_BUSY, cache_dir, enable_compilation_cache, run_one
 
@@ -82,8 +68,7 @@ def main(argv: list[str]) -> int:
     enable_compilation_cache(cache_dir(_WORKDIR.value, _CACHE.value))
     run_dir = study_root(_WORKDIR.value, config) / "runs" / config_lib.run_id(config)
     try:
-        run = run_ctr if config.model.family in CTR_FAMILIES else run_one
-        result = run(config, _WORKDIR.value, lock=process_id == 0)  # one lock per run, not per process
+        result = run_one(config, _WORKDIR.value, lock=process_id == 0)  # one lock per run, not per process
     except RunBusyError as e:
         print(f"busy: {e}", file=sys.stderr)
         return EXIT_BUSY

@@ -32,8 +32,10 @@ from experiments.hstu.common import quick_eval
 from scaling_rec.config import default_config
 
 QUICK_BUDGETS = (2.5e9, 5e9, 1e10, 2e10)
-FULL_BUDGETS = (1e10, 3.16e10, 1e11, 3.16e11, 1e12)
-FULL_SIZES = (("XS", "S", "M"), ("XS", "S", "M"), ("XS", "S", "M", "L"), ("S", "M", "L"), ("S", "M", "L", "XL"))
+FULL_BUDGETS = (2e9, 6.32e9, 2e10, 6.32e10, 2e11)
+FULL_SIZES = (("XS", "S", "M"), ("XS", "S", "M"), ("XS", "S", "M", "L"), ("XS", "S", "M", "L"), ("XS", "S", "M", "L"))
+LARGE_BUDGETS = (1e10, 3.16e10, 1e11, 3.16e11, 1e12)
+LARGE_SIZES = (("XS", "S", "M"), ("XS", "S", "M"), ("XS", "S", "M", "L"), ("S", "M", "L"), ("S", "M", "L", "XL"))
 
 
 def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
@@ -45,20 +47,21 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
     c.train.flops_budget = QUICK_BUDGETS[0]  # each sweep point sets its own budget
     if preset == "quick":
         return quick_eval(c)
-    if preset == "full":
+    if preset in ("full", "large"):
         c.train.eval_every = 350
         c.train.log_every = 175
         return c
-    raise ValueError(f"unknown preset {preset!r}; use quick or full")
+    raise ValueError(f"unknown preset {preset!r}; use quick, full or large")
 
 
 def get_sweep(preset: str = "quick") -> ml_collections.ConfigDict:
     if preset == "quick":
         return ml_collections.ConfigDict({"budgets": list(QUICK_BUDGETS), "sizes": ["hstu/XS", "hstu/S", "hstu/M"]})
-    if preset == "full":
-        return ml_collections.ConfigDict({"budgets": list(FULL_BUDGETS), "families": ["hstu", "sasrec"],
-                                          "sizes_per_budget": [list(s) for s in FULL_SIZES]})
-    raise ValueError(f"unknown preset {preset!r}; use quick or full")
+    if preset in ("full", "large"):
+        budgets, sizes = (FULL_BUDGETS, FULL_SIZES) if preset == "full" else (LARGE_BUDGETS, LARGE_SIZES)
+        return ml_collections.ConfigDict({"budgets": list(budgets), "families": ["hstu", "sasrec"],
+                                          "sizes_per_budget": [list(s) for s in sizes]})
+    raise ValueError(f"unknown preset {preset!r}; use quick, full or large")
 
 
 def get_analysis(preset: str = "quick") -> dict[str, str]:

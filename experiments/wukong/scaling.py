@@ -22,17 +22,9 @@ Ladders (embedding dim 10 as in the Frappe presets; forward FLOPs per example, N
 Presets: quick = rungs 0-3 x {1, 4} epochs (16 runs; CPU-sized: about 0.5-4 min per epoch on 2
 cores), full = rungs 0-5 x {1, 3, 10} epochs (36 runs; GPU).
 
-Status: declared, not yet runnable through launch.sweep. The sweep machinery understands only the
-sequential config (scaling_rec.config); to run this file it needs, without a fork:
-  1. scaling_rec/sweep/spec.py expand(): validate with scaling_rec.ctr_config.validate when
-     model.family is in ctr_config.FAMILIES (today config.validate rejects the CTR keys);
-  2. scaling_rec/sweep/store.py config_from_dict(): start from ctr_config.default_config() for CTR
-     families, so stored specs (local/SLURM executors) round-trip;
-  3. scaling_rec/sweep/worker.py run_one(): call scaling_rec.train.ctr_loop.train_and_evaluate for CTR
-     families (launch/train.py already routes them: launch.train.run_ctr).
-The analysis side needs nothing: CTR result.json files carry the fields scaling_rec.analysis reads
-(status, flops_planned/spent, n_dense, n_emb, examples_seen, final_train_loss, eval/{valid,test}/...).
-Once those land:
+Every point carries a size label ('wukong/r0' … 'dlrm/r5') for the sweep table and the analysis;
+launch.sweep routes the CTR families to scaling_rec.ctr_config (validation) and
+scaling_rec.train.ctr_loop (training) by model.family. Command:
   SCALING_REC_DATA=/work/shared/data python -m launch.sweep \
       --config=experiments/wukong/scaling.py:quick --workdir=runs/ --executor=local --workers=2
 """
@@ -67,14 +59,14 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
 
 def wukong_point(rung: int) -> dict:
     layers, n, k, fmb_width, fmb_depth, mlp_width, mlp_depth = WUKONG_LADDER[rung]
-    return {"model.family": "wukong", "model.num_layers": layers, "model.num_fmb": n, "model.num_lcb": n,
+    return {"size_label": f"wukong/r{rung}", "model.family": "wukong", "model.num_layers": layers, "model.num_fmb": n, "model.num_lcb": n,
             "model.fm_rank": k, "model.fmb_width": fmb_width, "model.fmb_depth": fmb_depth,
             "model.mlp_width": mlp_width, "model.mlp_depth": mlp_depth}
 
 
 def dlrm_point(rung: int) -> dict:
     mlp_width, mlp_depth = DLRM_LADDER[rung]
-    return {"model.family": "dlrm", "model.interaction": "dot", "model.dropout": 0.4,
+    return {"size_label": f"dlrm/r{rung}", "model.family": "dlrm", "model.interaction": "dot", "model.dropout": 0.4,
             "model.mlp_width": mlp_width, "model.mlp_depth": mlp_depth}
 
 

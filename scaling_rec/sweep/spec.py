@@ -3,7 +3,9 @@
 An experiment file may define `get_sweep(preset)` next to `get_config(preset)`. It returns either
 
 * a list of points, each a dict of dotted config keys → values, plus the optional key `size` (a name
-  from scaling_rec/sweep/sizes.py:SIZES), e.g. `[{"size": "hstu/S", "data.max_len": 200}, ...]`; or
+  from scaling_rec/sweep/sizes.py:SIZES), e.g. `[{"size": "hstu/S", "data.max_len": 200}, ...]`, or
+  the optional key `size_label` (a free label for the sweep table and the analysis, e.g. 'wukong/r2'
+  for a point that sets the model keys itself); or
 * a grid (ml_collections.ConfigDict or dict) with any of
     budgets:          training-FLOP budgets C (train.flops_budget; the loop plans the steps)
     sizes:            size names trained at every budget (an IsoFLOP grid), or with no budgets
@@ -15,8 +17,10 @@ An experiment file may define `get_sweep(preset)` next to `get_config(preset)`. 
     overrides:        dotted keys → values applied to every point first
 
 Expansion is deterministic (declaration order: budgets, sizes, families, then ladder, then points) and
-drops repeats (same resolved config = same run id). A point setting one of train.num_steps /
-num_epochs / flops_budget zeroes the other two, so a budget replaces the preset's epoch count.
+drops repeats (same resolved config = same run id). Points of the CTR families (Wukong, DLRM, DCNv2)
+are validated against scaling_rec.ctr_config, all others against scaling_rec.config (`schema`). A
+point setting one of train.num_steps / num_epochs / flops_budget zeroes the other two, so a budget
+replaces the preset's epoch count.
 """
 
 from __future__ import annotations
@@ -53,6 +57,14 @@ class RunSpec:
     @property
     def labels(self) -> dict[str, Any]:
         return {"size": self.size, "family": self.family, "budget": self.budget}
+
+
+def schema(family: str) -> types.ModuleType:
+    """The config module (default_config, validate) of a model family: scaling_rec.ctr_config for the
+    CTR families (Wukong, DLRM, DCNv2), scaling_rec.config for the sequential ones."""
+    from scaling_rec import ctr_config
+
+    return ctr_config if family in ctr_config.FAMILIES else config_lib
 
 
 def load_experiment(path: str | pathlib.Path) -> types.ModuleType:
@@ -110,6 +122,7 @@ def apply_point(base: ml_collections.ConfigDict, point: Mapping[str, Any],
     if point.get("size"):
         apply_size(config, size_name(str(point["size"])))
     point.pop("size", None)
+    point.pop("size_label", None)
     lengths = [k for k in LENGTH_KEYS if k in point]
     if len(lengths) > 1:
         raise ConfigError(f"{where}a point sets {lengths}; set only one of {list(LENGTH_KEYS)}.")
@@ -184,7 +197,7 @@ def expand(base: ml_collections.ConfigDict, sweep: Any = None) -> list[RunSpec]:
         where = f"sweep point {i} {point}: "
         config = apply_point(base, point, where)
         try:
-            config_lib.validate(config)
+            schema(config.model.family).validate(config)
         except ConfigError as e:
             raise ConfigError(f"{where}{e}") from None
         rid = config_lib.run_id(config)
@@ -200,7 +213,11 @@ def _size_label(config: ml_collections.ConfigDict, point: Mapping[str, Any]) -> 
     """The table name of the point's size, or of the table entry the model config matches, or ''."""
     if point.get("size"):
         return size_name(str(point["size"]))
+    if point.get("size_label"):
+        return str(point["size_label"])
     for name, size in SIZES.items():
+        if name.split("/")[0] != config.model.family:
+            continue
         if all(config[k.split(".")[0]][k.split(".")[1]] == v for k, v in size.overrides().items()):
             return name
     return ""

@@ -28,7 +28,7 @@ import ml_collections
 from scaling_rec import config as config_lib
 from scaling_rec.errors import ResultError, ScalingRecError
 from scaling_rec.io import atomic_write_json
-from scaling_rec.sweep.spec import RunSpec, set_key
+from scaling_rec.sweep.spec import RunSpec, schema, set_key
 
 FINISHED = ("ok", "diverged")
 
@@ -43,8 +43,9 @@ def study_root(workdir: str | os.PathLike, config: ml_collections.ConfigDict) ->
 
 
 def config_from_dict(d: dict[str, Any], where: str = "") -> ml_collections.ConfigDict:
-    """default_config() with the values of a stored config dict (unknown keys are a ConfigError)."""
-    config = config_lib.default_config()
+    """The family's default_config() (spec.schema) with the values of a stored config dict (unknown keys
+    are a ConfigError)."""
+    config = schema(str(d.get("model", {}).get("family", ""))).default_config()
 
     def walk(node: dict[str, Any], prefix: str) -> None:
         for k, v in node.items():

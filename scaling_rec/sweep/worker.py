@@ -44,10 +44,18 @@ def cache_dir(workdir: str | os.PathLike, value: str) -> str | None:
 def run_one(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, lock: bool = True) -> dict[str, Any]:
     """Runs (resumes, or returns the finished result of) `config` under `<workdir>/<study>/`.
 
+    The trainer follows the family: scaling_rec.train.ctr_loop for the CTR families (Wukong, DLRM,
+    DCNv2), scaling_rec.train.loop for the sequential ones.
+
     Holds the run's lock while training (RunBusyError when another live process holds it), so two
     launches of the same run never train it at once.
     """
-    from scaling_rec.train.loop import train_and_evaluate
+    from scaling_rec.ctr_config import FAMILIES as CTR_FAMILIES
+
+    if config.model.family in CTR_FAMILIES:
+        from scaling_rec.train.ctr_loop import train_and_evaluate
+    else:
+        from scaling_rec.train.loop import train_and_evaluate
 
     root = study_root(workdir, config)
     store = Store(root)
