@@ -27,7 +27,7 @@ from benchmarks.provenance import provenance
 from scaling_rec.config import default_config
 from scaling_rec.data.jagged import SequenceExample, plan_fixed, plan_packs
 from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch, make_batch
-from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops
+from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, scored_per_target
 from scaling_rec.io import atomic_write_json
 from scaling_rec.models.registry import build
 from scaling_rec.train.inputs import prepare
@@ -129,7 +129,7 @@ def bench(name: str, examples: list[SequenceExample], num_items: int, max_len: i
     for k, groups in (("jagged", packs), ("padded", fixed)):
         idx = np.concatenate(groups[1:n_batches])
         f = TRAIN_MULTIPLIER * forward_flops(c.model, lengths[idx], float(lengths[idx].sum()), "jagged", max_len,
-                                             c.train.num_negatives)
+                                             scored_per_target(c.train, num_items))
         useful[k] = f / float(np.median(times[k]))
     # identical loss on the same examples: the first padded batch's examples, in both layouts
     same = [examples[i] for i in fixed[0]]

@@ -22,7 +22,12 @@ LAYOUTS = ("jagged", "padded")
 IMPLS = ("auto", "xla", "pallas")
 DATASETS = ("amazon-beauty", "amazon-toys", "ml-100k", "ml-1m", "ml-20m", "ml-latest-small", "synthetic",
             "synthetic-long")
+LOSSES = ("sampled_softmax", "full_softmax")
 SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200")
+
+# Keys added after results were first stored, with the default that reproduces the older behaviour:
+# run_id() leaves them out at that value.
+ADDED_KEYS = {"train.loss": "sampled_softmax"}
 
 # Constraints beyond the type: key -> ("choices", values) | ("min", lower bound) | ("ks", None).
 _CHOICES = {
@@ -31,6 +36,7 @@ _CHOICES = {
     "model.family": FAMILIES,
     "model.attention_impl": IMPLS,
     "eval.select_metric": SELECT_METRICS,
+    "train.loss": LOSSES,
 }
 _POSITIVE = (
     "data.max_len", "model.embed_dim", "model.num_blocks", "model.num_heads", "model.qk_dim", "model.v_dim",
@@ -61,7 +67,8 @@ def default_config() -> ml_collections.ConfigDict:
     )
     c.train = dict(
         batch_size=128, num_epochs=0.0, num_steps=0, flops_budget=0.0, learning_rate=1e-3, b1=0.9, b2=0.98,
-        weight_decay=0.0, warmup_steps=0, num_negatives=128, temperature=0.05, log_every=50, eval_every=0,
+        weight_decay=0.0, warmup_steps=0, loss="sampled_softmax", num_negatives=128, temperature=0.05, log_every=50,
+        eval_every=0,
         checkpoint_every=0,
     )
     c.eval = dict(
@@ -181,10 +188,16 @@ def run_id(config: ml_collections.ConfigDict) -> str:
     """Stable short id of a resolved config: the first 12 hex digits of the SHA-256 of its sorted JSON.
 
     Keys that cannot change a run's numbers (logging, data_dir) are left out, so that the same run
-    launched with or without W&B, or from another data copy, is the same run.
+    launched with or without W&B, or from another data copy, is the same run. Keys added to the
+    schema later (ADDED_KEYS) count only when they differ from their default, so that adding a key
+    keeps every finished run's id (and result) valid.
     """
     d = config.to_dict()
     d.pop("logging", None)
     d.get("data", {}).pop("data_dir", None)
+    for key, default in ADDED_KEYS.items():
+        section, name = key.split(".")
+        if d.get(section, {}).get(name, default) == default:
+            d.get(section, {}).pop(name, None)
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -76,26 +76,21 @@ def block_flops(model_cfg: ml_collections.ConfigDict, tokens: float, pairs: floa
     return blocks * (per_token * tokens + per_pair * pairs)
 
 
-def loss_flops(model_cfg: ml_collections.ConfigDict, targets: float, num_negatives: int) -> float:
-    """Sampled-softmax scoring: each target token scores 1 + num_negatives items, 2·D FLOPs each."""
-    return 2.0 * model_cfg.embed_dim * (1 + num_negatives) * targets
+def scored_per_target(train_cfg: ml_collections.ConfigDict, num_items: int) -> int:
+    """Items each training target token is scored against: 1 + num_negatives for the sampled softmax,
+    every item (num_items) for the full softmax (train.loss)."""
+    return num_items if train_cfg.loss == "full_softmax" else 1 + train_cfg.num_negatives
+
+
+def loss_flops(model_cfg: ml_collections.ConfigDict, targets: float, scored: int) -> float:
+    """Softmax scoring: each target token scores `scored` items (scored_per_target), 2·D FLOPs each."""
+    return 2.0 * model_cfg.embed_dim * scored * targets
 
 
 def forward_flops(model_cfg: ml_collections.ConfigDict, lengths: np.ndarray, targets: float, layout: str,
-                  max_len: int, num_negatives: int) -> float:
+                  max_len: int, scored: int) -> float:
     """Forward FLOPs (blocks + training loss) of a set of sequences with `lengths` tokens."""
     lengths = np.asarray(lengths)
     tokens = float(lengths.sum()) if layout == "jagged" else float(len(lengths) * max_len)
     pairs = attention_pairs(lengths, layout, max_len)
-    return block_flops(model_cfg, tokens, pairs) + loss_flops(model_cfg, targets, num_negatives)
-
-
-def train_flops_per_example(config: ml_collections.ConfigDict, lengths: np.ndarray, targets: np.ndarray) -> float:
-    """Mean training FLOPs (3 × forward) per training example (one user sequence).
-
-    The budget is defined on the useful (jagged, causal) work, whatever layout runs it, so that the
-    same budget means the same model and data in both layouts.
-    """
-    fwd = forward_flops(config.model, lengths, float(np.sum(targets)), "jagged", config.data.max_len,
-                        config.train.num_negatives)
-    return TRAIN_MULTIPLIER * fwd / max(len(lengths), 1)
+    return block_flops(model_cfg, tokens, pairs) + loss_flops(model_cfg, targets, scored)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import ml_collections
 import pytest
 
-from scaling_rec.config import default_config, run_id, validate
+from scaling_rec.config import ADDED_KEYS, default_config, run_id, validate
 from scaling_rec.errors import ConfigError
 
 
@@ -79,3 +82,26 @@ def test_run_id_is_stable_and_ignores_logging():
     assert run_id(a) == run_id(b)
     b.model.num_blocks = 3
     assert run_id(a) != run_id(b)
+
+
+def test_a_key_added_later_keeps_old_run_ids_at_its_default():
+    """ADDED_KEYS at their default leave the id as it was before the key existed (finished runs stay
+    finished); any other value makes a new run."""
+    a = _cfg()
+    old = a.to_dict()
+    for key in ADDED_KEYS:
+        section, name = key.split(".")
+        del old[section][name]
+    before = hashlib.sha256(json.dumps({k: v for k, v in old.items() if k != "logging"} | {
+        "data": {k: v for k, v in old["data"].items() if k != "data_dir"}}, sort_keys=True,
+        default=str).encode()).hexdigest()[:12]
+    assert run_id(a) == before
+    a.train.loss = "full_softmax"
+    assert run_id(a) != before
+
+
+def test_unknown_loss_lists_the_losses():
+    c = _cfg()
+    c.train.loss = "bpr"
+    with pytest.raises(ConfigError, match="train.loss.*sampled_softmax.*full_softmax"):
+        validate(c)

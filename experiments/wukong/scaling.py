@@ -59,7 +59,8 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
 
 def wukong_point(rung: int) -> dict:
     layers, n, k, fmb_width, fmb_depth, mlp_width, mlp_depth = WUKONG_LADDER[rung]
-    return {"size_label": f"wukong/r{rung}", "model.family": "wukong", "model.num_layers": layers, "model.num_fmb": n, "model.num_lcb": n,
+    return {"size_label": f"wukong/r{rung}", "model.family": "wukong", "model.num_layers": layers,
+            "model.num_fmb": n, "model.num_lcb": n,
             "model.fm_rank": k, "model.fmb_width": fmb_width, "model.fmb_depth": fmb_depth,
             "model.mlp_width": mlp_width, "model.mlp_depth": mlp_depth}
 

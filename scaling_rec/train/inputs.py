@@ -15,7 +15,6 @@ from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.splits import leave_one_out
 from scaling_rec.data.synthetic import synthetic_sequences
-from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops
 from scaling_rec.train.examples import eval_examples, time_origin, train_examples
 
 
@@ -83,11 +82,3 @@ def _prepare(config: ml_collections.ConfigDict) -> RunInputs:
         has_time=data.timestamps is not None, time_origin=time_origin(data), spec=spec, eval_spec=eval_spec,
         num_dropped_users=split.num_dropped_users,
     )
-
-
-def batch_train_flops(config: ml_collections.ConfigDict, examples: list[SequenceExample], idx: np.ndarray) -> float:
-    """Training FLOPs (3 × forward, flops.py conventions) of the batch made of examples[idx]."""
-    lengths = np.array([len(examples[i]) for i in idx])
-    targets = float(sum(int(np.count_nonzero(examples[i].targets)) for i in idx))
-    return TRAIN_MULTIPLIER * forward_flops(config.model, lengths, targets, "jagged", config.data.max_len,
-                                            config.train.num_negatives)

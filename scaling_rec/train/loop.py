@@ -24,7 +24,7 @@ from flax import nnx
 from scaling_rec import config as config_lib
 from scaling_rec.data.pipeline import TrainStream, eval_batches
 from scaling_rec.errors import ResultError
-from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts
+from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts, scored_per_target
 from scaling_rec.io import atomic_write_json
 from scaling_rec.metrics import MetricAccumulator
 from scaling_rec.models.registry import build
@@ -57,9 +57,10 @@ class Schedule:
 
 def example_train_flops(config: ml_collections.ConfigDict, inputs: RunInputs) -> np.ndarray:
     """Training FLOPs of each training example (forward FLOPs are additive over examples)."""
+    scored = scored_per_target(config.train, inputs.num_items)
     return np.array([
         TRAIN_MULTIPLIER * forward_flops(config.model, np.array([len(e)]), float(np.count_nonzero(e.targets)),
-                                         "jagged", config.data.max_len, config.train.num_negatives)
+                                         "jagged", config.data.max_len, scored)
         for e in inputs.train
     ])
 

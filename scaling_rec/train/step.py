@@ -15,7 +15,7 @@ from flax import nnx
 from scaling_rec.data.jagged import Batch, JaggedBatch
 from scaling_rec.metrics import rank_of_target, ranking_metrics_from_ranks
 from scaling_rec.models.sequential import jagged_to_padded, token_view
-from scaling_rec.train.losses import sampled_softmax_loss
+from scaling_rec.train.losses import full_softmax_loss, sampled_softmax_loss
 
 
 @jax.tree_util.register_dataclass
@@ -50,10 +50,14 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
         k_drop, k_neg = jax.random.split(key)
         hidden = model(batch, dropout_key=k_drop)
         hidden_NxD = hidden.reshape(-1, hidden.shape[-1])
-        loss_sum, count = sampled_softmax_loss(
-            hidden_NxD, _flat_targets(batch), model.item_embeddings(), k_neg,
-            num_negatives=train.num_negatives, temperature=train.temperature,
-        )
+        if train.loss == "full_softmax":
+            loss_sum, count = full_softmax_loss(hidden_NxD, _flat_targets(batch), model.item_embeddings(),
+                                                temperature=train.temperature)
+        else:
+            loss_sum, count = sampled_softmax_loss(
+                hidden_NxD, _flat_targets(batch), model.item_embeddings(), k_neg,
+                num_negatives=train.num_negatives, temperature=train.temperature,
+            )
         return loss_sum / jnp.maximum(count, 1.0), (loss_sum, count)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:

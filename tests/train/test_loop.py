@@ -104,3 +104,16 @@ def test_bad_config_fails_before_writing_anything(tmp_path):
     with pytest.raises(ConfigError, match="4 devices, but 1 are available"):
         train_and_evaluate(c, tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_full_softmax_trains_and_counts_every_item(reference, tmp_path):
+    """train.loss='full_softmax' trains and its FLOPs score every item:
+    the same steps cost exactly 2·D·(V − 1 − K) more per target token than the sampled loss with K negatives."""
+    _, sampled = reference
+    c = tiny_config(loss="full_softmax")
+    full = train_and_evaluate(c, tmp_path)
+    assert full["status"] == "ok" and full["steps"] == sampled["steps"] and np.isfinite(full["final_train_loss"])
+    assert full["eval"]["valid/ndcg@10"] > 0.0
+    extra = full["flops_spent"] - sampled["flops_spent"]
+    per_target = 3 * 2 * c.model.embed_dim * (c.data.synthetic_items - 1 - c.train.num_negatives)
+    assert extra == pytest.approx(per_target * full["tokens_seen"])  # every training token has a target
