@@ -28,10 +28,12 @@ _DATASETS = {"beauty": "amazon-beauty", "toys": "amazon-toys"}
 
 
 def get_config(preset: str = "beauty_sasrec") -> ml_collections.ConfigDict:
-    """Presets '<dataset>_<model>' with dataset in {beauty, toys} and model in {sasrec, hstu, hstu_large}."""
-    dataset, _, model = preset.partition("_")
+    """Presets '<dataset>_<model>[_ce]' with dataset in {beauty, toys}, model in {sasrec, hstu, hstu_large};
+    '_ce' trains with the full-softmax cross-entropy over all items instead of 128 sampled negatives."""
+    full_softmax = preset.endswith("_ce")
+    dataset, _, model = preset.removesuffix("_ce").partition("_")
     if dataset not in _DATASETS or model not in ("sasrec", "hstu", "hstu_large"):
-        raise ValueError(f"unknown preset {preset!r}: use <beauty|toys>_<sasrec|hstu|hstu_large>")
+        raise ValueError(f"unknown preset {preset!r}: use <beauty|toys>_<sasrec|hstu|hstu_large>[_ce]")
     c = default_config()
     c.study = "reproduce"
     c.data.name = _DATASETS[dataset]
@@ -44,4 +46,6 @@ def get_config(preset: str = "beauty_sasrec") -> ml_collections.ConfigDict:
     c.train.eval_every = 350
     c.train.log_every = 175
     c.eval.select_metric = "ndcg@10"
+    if full_softmax:
+        c.train.loss = "full_softmax"
     return c
