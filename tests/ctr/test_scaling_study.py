@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 from flax import nnx
 
 from experiments.wukong import scaling
 from scaling_rec import ctr_config
 from scaling_rec.models.ctr_common import build_ctr_model
+from scaling_rec.sweep.spec import apply_point
 
 FRAPPE_VOCAB = (955, 4083, 8, 8, 3, 4, 3, 10, 80, 234)  # our split's vocabulary sizes (with OOV rows)
 
 
-def _apply(base, point):
-    c = copy.deepcopy(base)
-    for key, value in point.items():
-        section, field = key.split(".")
-        c[section][field] = value
-    return c
-
-
-@pytest.mark.parametrize("preset", ["quick", "full"])
+@pytest.mark.parametrize("preset", ["quick", "cpu", "full"])
 def test_points_validate_and_ladders_climb(preset):
     base = scaling.get_config(preset)
     points = scaling.get_sweep(preset)
@@ -30,7 +21,7 @@ def test_points_validate_and_ladders_climb(preset):
     assert len(points) == 2 * rungs * len(epochs)
     flops = {"wukong": [], "dlrm": []}
     for point in points:
-        c = _apply(base, point)
+        c = apply_point(base, point)
         ctr_config.validate(c)
         assert c.eval.patience == 0 and c.train.lr_decay_factor == 1.0
         if c.train.num_epochs == epochs[0]:
