@@ -19,9 +19,12 @@ Ladders (embedding dim 10 as in the Frappe presets; forward FLOPs per example, N
 | 4    | 4, 32, 24, 512x2, 512x3                  | 1.0e7   | 5.1M    | 1024x3               | 4.5e6   | 2.3M    |
 | 5    | 8, 32, 32, 1024x2, 1024x3                | 5.8e7   | 29M     | 2048x4               | 2.6e7   | 13M     |
 
-Presets: quick = rungs 0-3 x {1, 4} epochs (16 runs, 9 min on the 2-core CPU shared with another
-sweep: 6-52 s per epoch), cpu = rungs 0-4 x {1, 3, 10} epochs (30 runs, 400x in compute per example,
-10x in examples; under an hour here), full = rungs 0-5 x {1, 3, 10} epochs (36 runs; GPU).
+Presets:
+  quick  rungs 0-3 x {1, 4} epochs (16 runs, 9 min on the 2-core CPU shared with another sweep:
+         6-52 s per epoch);
+  cpu    rungs 0-4 x {1, 3} epochs and rungs 0-3 x 10 epochs (28 runs, 400x in compute per example,
+         10x in examples; about 40 min here);
+  full   rungs 0-5 x {1, 3, 10} epochs (36 runs; GPU).
 
 Every point carries a size label ('wukong/r0' … 'dlrm/r5') for the sweep table and the analysis;
 launch.sweep routes the CTR families to scaling_rec.ctr_config (validation) and
@@ -41,7 +44,12 @@ WUKONG_LADDER = ((1, 4, 4, 64, 1, 64, 1), (2, 8, 8, 128, 1, 128, 2), (2, 16, 16,
                  (4, 16, 16, 256, 2, 256, 3), (4, 32, 24, 512, 2, 512, 3), (8, 32, 32, 1024, 2, 1024, 3))
 # (mlp_width, mlp_depth) of DLRM's top MLP
 DLRM_LADDER = ((64, 1), (128, 2), (256, 2), (512, 3), (1024, 3), (2048, 4))
-PRESETS = {"quick": (4, (1.0, 4.0)), "cpu": (5, (1.0, 3.0, 10.0)), "full": (6, (1.0, 3.0, 10.0))}
+# preset -> blocks of (rungs 0..n-1, epochs): every rung of a block at every epoch count of it
+PRESETS = {
+    "quick": ((4, (1.0, 4.0)),),
+    "cpu": ((5, (1.0, 3.0)), (4, (10.0,))),
+    "full": ((6, (1.0, 3.0, 10.0)),),
+}
 FINAL_ONLY = 10**9  # eval_every larger than any run: one evaluation, at the last step
 
 
@@ -74,9 +82,8 @@ def dlrm_point(rung: int) -> dict:
 
 def get_sweep(preset: str = "quick") -> list[dict]:
     """Points (dotted config keys, scaling_rec/sweep/spec.py): both ladders x epochs."""
-    rungs, epochs = PRESETS[preset]
-    return [{**point(r), "train.num_epochs": e} for e in epochs for point in (wukong_point, dlrm_point)
-            for r in range(rungs)]
+    return [{**point(r), "train.num_epochs": e} for rungs, epochs in PRESETS[preset] for e in epochs
+            for point in (wukong_point, dlrm_point) for r in range(rungs)]
 
 
 def get_analysis(preset: str = "quick") -> dict[str, str]:
