@@ -24,6 +24,8 @@ _N_BOOT = flags.DEFINE_integer("n_boot", 200, "Bootstrap resamples per fit (0: n
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 _CI = flags.DEFINE_float("ci", 0.95, "Two-sided confidence level of the bootstrap intervals.")
 _D_RULE = flags.DEFINE_enum("d_rule", "data", ["data", "6nd"], "IsoFLOP D*: from the data's D–N line or C/6N*.")
+_FRONTIER = flags.DEFINE_enum("frontier", "budget", ["budget", "pareto"],
+                              "L(C) fitted on the best run per budget, or on the runs no cheaper run beats.")
 _WANDB = flags.DEFINE_bool("wandb", False, "Also log the fit table and plots to a W&B summary run.")
 _PROJECT = flags.DEFINE_string("wandb_project", "scaling_rec", "W&B project of the summary run.")
 
@@ -40,6 +42,7 @@ def main(argv: list[str]) -> None:
         seed=_SEED.value,
         ci=_CI.value,
         d_rule=_D_RULE.value,
+        frontier=_FRONTIER.value,
         use_wandb=_WANDB.value,
         wandb_project=_PROJECT.value,
     )

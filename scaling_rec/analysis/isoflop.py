@@ -47,6 +47,24 @@ def compute_frontier(C: np.ndarray, L: np.ndarray, rtol: float = 0.05) -> tuple[
     )
 
 
+def pareto_frontier(C: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs no cheaper run beats: ([G] C, [G] L) sorted by C, L strictly falling.
+
+    The frontier for studies where every run has its own compute (fixed-length size ladders, e.g.
+    the Wukong study): a run that costs more but does no better than a cheaper one is not on it.
+    (IsoFLOP grids use `compute_frontier`, the best run of each planned budget, which does not
+    select favourable noise across budgets.)
+    """
+    c = np.asarray(C, dtype=np.float64)
+    y = np.asarray(L, dtype=np.float64)
+    order = np.lexsort((y, c))
+    keep: list[int] = []
+    for i in order:
+        if not keep or y[i] < y[keep[-1]]:
+            keep.append(int(i))
+    return c[keep], y[keep]
+
+
 @dataclasses.dataclass(frozen=True)
 class BudgetOptimum:
     """One budget's parabola L ≈ p0 + p1·x + p2·x², x = log10 N, and its minimum."""

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from scaling_rec.analysis.bootstrap import BootstrapResult
 from scaling_rec.analysis.fits import PowerLawFit
 from scaling_rec.analysis.isoflop import IsoFlopFit
+from scaling_rec.analysis.ladder import Ladder
 
 # tab10 colours and the sequential maps of the same hue, in the same order.
 _FAMILY_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -156,6 +157,23 @@ def plot_optimal_size(isos: Mapping[str, IsoFlopFit], size_label: str, title: st
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
     fig.suptitle(title or "Compute-optimal allocation (IsoFLOP minima)")
+    return fig
+
+
+def plot_ladders(ladders: Mapping[str, list[Ladder]], ylabel: str, title: str = "") -> Figure:
+    """Fitted quantity vs training FLOPs per example, one line per (family, examples seen D):
+    shades of the family's colour, light = fewest examples."""
+    fig, (ax,) = _new_figure()
+    for i, (family, lads) in enumerate(ladders.items()):
+        for j, lad in enumerate(lads):
+            ax.plot(lad.per_example, lad.values, marker="o", ms=4, lw=1.4, color=_shade(i, j, len(lads)),
+                    label=f"{family}, D = {lad.D:.3g} examples")
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs per example (C / D)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"{ylabel} vs compute per example, at fixed examples seen")
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
     return fig
 
 

@@ -20,7 +20,8 @@ import pandas as pd
 from scaling_rec.analysis import plots
 from scaling_rec.analysis.bootstrap import BootstrapResult, bootstrap, holdout_extrapolation
 from scaling_rec.analysis.fits import fit_chinchilla, fit_power_law
-from scaling_rec.analysis.isoflop import compute_frontier, group_budgets, isoflop_optima
+from scaling_rec.analysis.isoflop import compute_frontier, group_budgets, isoflop_optima, pareto_frontier
+from scaling_rec.analysis.ladder import find_ladders
 from scaling_rec.analysis.results import ResultProblem, TargetChoice, load_results, select_target, split_usable
 from scaling_rec.errors import FitError
 
@@ -92,9 +93,19 @@ def _holdout_dicts(c_front: np.ndarray, l_front: np.ndarray, used: pd.DataFrame,
     return out
 
 
+FRONTIERS = ("budget", "pareto")
+
+
 def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200, seed: int = 0,
-                   ci: float = 0.95, budget_rtol: float = 0.05, d_rule: str = "data") -> dict[str, Any]:
-    """All fits of one family's rows; returns the JSON summary plus plotting objects under '_plot'."""
+                   ci: float = 0.95, budget_rtol: float = 0.05, d_rule: str = "data",
+                   frontier: str = "budget") -> dict[str, Any]:
+    """All fits of one family's rows; returns the JSON summary plus plotting objects under '_plot'.
+
+    frontier: the points L(C) is fitted on: 'budget' = the best run of each planned budget (IsoFLOP
+    grids), 'pareto' = the runs no cheaper run beats (studies where every run has its own C).
+    """
+    if frontier not in FRONTIERS:
+        raise FitError(f"frontier={frontier!r}; use one of {FRONTIERS}")
     used, excluded = split_usable(df, target)
     y = target.values(used)
     summary: dict[str, Any] = {
@@ -104,9 +115,15 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
         }
     }
     c = used["C"].to_numpy(float)
-    c_front, l_front = compute_frontier(c, y, budget_rtol) if len(used) else (np.array([]), np.array([]))
+    if not len(used):
+        c_front, l_front = np.array([]), np.array([])
+    elif frontier == "pareto":
+        c_front, l_front = pareto_frontier(c, y)
+    else:
+        c_front, l_front = compute_frontier(c, y, budget_rtol)
     summary["power_law"], pl_fit, pl_boot = _fit_with_ci(fit_power_law, (c_front, l_front), n_boot, seed, ci)
-    summary["power_law"]["on"] = f"best run of each of {c_front.size} budgets"
+    summary["power_law"]["on"] = (f"the {c_front.size} runs no cheaper run beats (Pareto frontier) of {len(used)}"
+                                  if frontier == "pareto" else f"best run of each of {c_front.size} budgets")
     nd = (used["N"].to_numpy(float), used["D"].to_numpy(float), y)
     summary["chinchilla"], ch_fit, _ = _fit_with_ci(fit_chinchilla, nd, n_boot, seed, ci)
     if ch_fit is not None:
@@ -123,7 +140,10 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
         ]
         summary["isoflop"]["skipped"] = [{"C": cb, "reason": why} for cb, why in iso.skipped]
     summary["holdout"] = _holdout_dicts(c_front, l_front, used, y, budget_rtol)
+    ladders = find_ladders(used, y, rtol=budget_rtol)
+    summary["ladders"] = [lad.to_dict() for lad in ladders]
     summary["_plot"] = {
+        "ladders": ladders,
         "loss": plots.LossCurve(c, y, c_front, l_front, pl_fit, pl_boot),
         "iso": plots.IsoFlopCurves(used["budget"].to_numpy(float), nd[0], y, iso),
     }
@@ -183,6 +203,22 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
     return out
 
 
+def _ladder_section(summary: dict[str, Any]) -> list[str]:
+    rows = [[fam, lad["D"], " → ".join(f"{v:.4g}" for v in lad["values"]),
+             f"{lad['flops_per_example'][0]:.2g} … {lad['flops_per_example'][-1]:.2g}", lad["best_size"],
+             lad["last_gain"], f"{lad['top_decade_slope']:.3g} ({lad['top_decade_rungs']} rungs)"]
+            for fam, s in summary["families"].items() for lad in s.get("ladders", [])]
+    if not rows:
+        return []
+    return ["## Fixed-length ladders: the fitted quantity vs compute per example\n",
+            "Runs of one family that saw the same examples D at >= 3 sizes (scaling_rec.analysis.ladder). "
+            "last gain = best smaller rung − largest rung (> 0: the largest still improves); top-decade "
+            "slope = change per 10× FLOPs per example over the rungs within 10× of the largest "
+            "(< 0: still falling).\n",
+            _md_table(["family", "D (examples)", "values, small → large", "FLOPs/example", "best size",
+                       "last gain", "top-decade slope"], rows)]
+
+
 def render_markdown(summary: dict[str, Any], pngs: list[str]) -> str:
     """report.md: fitted quantity, points used/excluded and why, fits with CIs, holdout errors."""
     t = summary["target"]
@@ -208,6 +244,7 @@ def render_markdown(summary: dict[str, Any], pngs: list[str]) -> str:
         md.append(f"### {fam}\n")
         for law in ("power_law", "chinchilla", "isoflop"):
             md += _law_section(law, s[law])
+    md += _ladder_section(summary)
     md.append("## Holdout extrapolation (fit without the largest budget, predict it)\n")
     rows = []
     for fam, s in summary["families"].items():
@@ -241,6 +278,7 @@ def write_report(
     ci: float = 0.95,
     budget_rtol: float = 0.05,
     d_rule: str = "data",
+    frontier: str = "budget",
     problems: list[ResultProblem] | None = None,
     use_wandb: bool = False,
     wandb_project: str = "scaling_rec",
@@ -253,6 +291,7 @@ def write_report(
       size: 'n_dense' or 'n_total' as N (ignored for a DataFrame, whose N column is used).
       n_boot, seed, ci: bootstrap settings (n_boot=0: no CIs).
       d_rule: IsoFLOP D* rule, 'data' or '6nd'.  use_wandb: also log to a W&B summary run.
+      frontier: 'budget' or 'pareto', the points L(C) is fitted on (see `analyze_family`).
     Returns:
       {'fits.json': path, 'report.md': path, '<plot>.png': path, …}.
     """
@@ -271,7 +310,7 @@ def write_report(
     target = select_target(df, metric, transform)
     families = {str(f): g for f, g in df.groupby("family", sort=True)}
     fams = {f: analyze_family(g, target, n_boot=n_boot, seed=seed, ci=ci, budget_rtol=budget_rtol,
-                              d_rule=d_rule) for f, g in families.items()}
+                              d_rule=d_rule, frontier=frontier) for f, g in families.items()}
     plot_objs = {f: s.pop("_plot") for f, s in fams.items()}
     size_label = "N_dense (non-embedding parameters)" if size == "n_dense" else "N (dense + embedding)"
     summary = {
@@ -293,6 +332,9 @@ def write_report(
             {f: p["loss"] for f, p in with_data.items()}, target.label)
         figs["isoflop.png"] = plots.plot_isoflop({f: p["iso"] for f, p in with_data.items()}, target.label,
                                                  size_label)
+    ladders = {f: p["ladders"] for f, p in plot_objs.items() if p["ladders"]}
+    if ladders:
+        figs["ladders.png"] = plots.plot_ladders(ladders, target.label)
     isos = {f: p["iso"].iso for f, p in plot_objs.items() if p["iso"].iso is not None}
     if isos:
         figs["optimal_size.png"] = plots.plot_optimal_size(isos, size_label)

@@ -148,13 +148,22 @@ def _identity(result: dict[str, Any], labels: dict[str, Any], config: dict[str, 
 
 
 def _sweep_labels(study_dir: pathlib.Path) -> dict[str, dict[str, Any]]:
-    """run_id → labels (size, family, budget) from `<study>/sweep/manifest.json`, if the sweep wrote one."""
-    path = study_dir / "sweep" / "manifest.json"
+    """run_id → labels (size, family, budget) from the sweep's spec files `<study>/sweep/specs/*.json`
+    (one per run ever launched, so runs of an earlier preset in the same study keep theirs) and its
+    latest `<study>/sweep/manifest.json`; {} when no sweep wrote them."""
+    labels: dict[str, dict[str, Any]] = {}
+    for path in sorted((study_dir / "sweep" / "specs").glob("*.json")):
+        try:
+            d = json.loads(path.read_text())
+            labels[str(d["run_id"])] = {"run_id": d["run_id"], **d.get("labels", {})}
+        except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError):
+            continue
     try:
-        runs = json.loads(path.read_text()).get("runs", [])
-        return {r["run_id"]: r for r in runs if isinstance(r, dict) and "run_id" in r}
+        runs = json.loads((study_dir / "sweep" / "manifest.json").read_text()).get("runs", [])
+        labels.update({r["run_id"]: r for r in runs if isinstance(r, dict) and "run_id" in r})
     except (OSError, json.JSONDecodeError, AttributeError):
-        return {}
+        pass
+    return labels
 
 
 def _run_dirs(workdir: pathlib.Path) -> list[tuple[pathlib.Path, str]]:
