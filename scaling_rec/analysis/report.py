@@ -168,6 +168,24 @@ _LAW_TITLES = {
 }
 
 
+EXPONENTS = ("alpha", "beta")
+SPAN_LIMIT = 100.0
+
+
+def identified(name: str, ci: dict[str, float]) -> str:
+    """Whether the data pin a parameter down, read off its bootstrap CI: an exponent whose interval
+    reaches 0 or below (the data cannot tell growth from decay), or a scale (E, A, B) whose interval
+    spans more than SPAN_LIMIT× (the fit trades it against the others), is 'no'; '–' without a CI."""
+    lo, hi = ci.get("low"), ci.get("high")
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return "–" if lo is None else "no: CI not finite"
+    if name in EXPONENTS:
+        return "no: CI reaches 0" if lo <= 0 else "yes"
+    if lo <= 0 or hi / lo > SPAN_LIMIT:
+        return f"no: CI spans > {SPAN_LIMIT:.0f}×"
+    return "yes"
+
+
 def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
     out = [f"#### {_LAW_TITLES[law]}\n"]
     if "error" in entry:
@@ -175,12 +193,13 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
     boot = entry.get("bootstrap", {})
     params = boot.get("params", {})
     rows = [
-        [k, v, params.get(k, {}).get("low", "–"), params.get(k, {}).get("high", "–")]
+        [k, v, params.get(k, {}).get("low", "–"), params.get(k, {}).get("high", "–"),
+         identified(k, params.get(k, {}))]
         for k, v in entry["fit"].items()
         if isinstance(v, float) and k != "loss"
     ]
     ci_label = f"{boot['ci']:.0%} CI" if "ci" in boot else "CI"
-    out.append(_md_table(["parameter", "estimate", f"{ci_label} low", f"{ci_label} high"], rows))
+    out.append(_md_table(["parameter", "estimate", f"{ci_label} low", f"{ci_label} high", "identified?"], rows))
     notes = [f"{entry['fit'].get('n_points', '?')} points"]
     if "on" in entry:
         notes.append(entry["on"])

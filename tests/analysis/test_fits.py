@@ -202,3 +202,14 @@ def test_power_law_in_a_narrow_band_near_one():
     fit = fit_power_law(C, L)
     np.testing.assert_allclose(fit.predict(C), L, rtol=1e-4)
     assert abs(fit.alpha - alpha) < 0.05
+
+
+def test_chinchilla_in_a_narrow_band_near_one():
+    """1 − NDCG-like losses (0.96–1.03) on a 4×4 (N, D) grid: unlike the one-term power law, the two
+    power-law terms keep the gradient alive and Hoffmann's grid alone recovers the planted law."""
+    n_mesh, d_mesh = np.meshgrid(np.logspace(3.7, 6, 4), np.logspace(4, 7, 4))
+    n, d = n_mesh.ravel(), d_mesh.ravel()
+    for e, a, alpha, b, beta in [(0.97, 0.3, 0.3, 1.0, 0.35), (0.985, 0.2, 0.3, 0.5, 0.3)]:
+        y = e + a * n**-alpha + b * d**-beta
+        fit = fit_chinchilla(n, d, y)
+        assert rel(fit.alpha, alpha) < 0.02 and rel(fit.beta, beta) < 0.02 and rel(fit.E, e) < 0.01, fit

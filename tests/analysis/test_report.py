@@ -133,3 +133,14 @@ def test_family_with_only_diverged_runs_is_reported_not_fitted(store, tmp_path):
     assert "error" in s["isoflop"] and "error" in s["holdout"]["chinchilla"]
     assert "Not fitted: too few points" in paths["report.md"].read_text()
     assert set(paths) == {"fits.json", "report.md"}  # nothing to plot
+
+
+def test_parameters_the_data_do_not_pin_down_are_flagged():
+    from scaling_rec.analysis.report import identified
+
+    assert identified("alpha", {"low": 0.1, "high": 0.4}) == "yes"
+    assert identified("alpha", {"low": -2.0, "high": 3.0}) == "no: CI reaches 0"
+    assert identified("E", {"low": 0.9, "high": 1.0}) == "yes"
+    assert identified("A", {"low": 1e-3, "high": 1e5}).startswith("no: CI spans")
+    assert identified("B", {"low": 1.0, "high": float("nan")}) == "no: CI not finite"
+    assert identified("E", {}) == "–"
