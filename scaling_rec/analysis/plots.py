@@ -65,6 +65,15 @@ def _new_figure(ncols: int = 1, width: float = 6.4) -> tuple[Figure, list]:
     return fig, axes
 
 
+def _label(ax, xlabel: str, ylabel: str, title: str, legend_size: int) -> None:
+    """Axis labels, title, a log-friendly grid and the legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=legend_size)
+
+
 def power_law_band(boot: BootstrapResult, C: np.ndarray, ci: float | None = None) -> tuple[np.ndarray, ...]:
     """Pointwise percentile band [len(C)] of E + A·C^(−α) over the bootstrap samples."""
     s = boot.samples_table()
@@ -98,11 +107,7 @@ def plot_loss_vs_compute(curves: Mapping[str, LossCurve], ylabel: str, title: st
     ax.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%.3g"))
     ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())  # labelled minor ticks overlap within a decade
-    ax.set_xlabel("training compute C (FLOPs)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title or f"{ylabel} vs compute")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=8)
+    _label(ax, "training compute C (FLOPs)", ylabel, title or f"{ylabel} vs compute", legend_size=8)
     return fig
 
 
@@ -169,11 +174,8 @@ def plot_ladders(ladders: Mapping[str, list[Ladder]], ylabel: str, title: str = 
             ax.plot(lad.per_example, lad.values, marker="o", ms=4, lw=1.4, color=_shade(i, j, len(lads)),
                     label=f"{family}, D = {lad.D:.3g} examples")
     ax.set_xscale("log")
-    ax.set_xlabel("training FLOPs per example (C / D)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title or f"{ylabel} vs compute per example, at fixed examples seen")
-    ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7)
+    _label(ax, "training FLOPs per example (C / D)", ylabel,
+           title or f"{ylabel} vs compute per example, at fixed examples seen", legend_size=7)
     return fig
 
 
