@@ -369,7 +369,11 @@ def encode_items(content: ItemContent, encoder: str = "tfidf-svd", dim: int = 25
     if encoder == "tfidf-svd" and not 1 <= dim < content.num_items:
         raise ConfigError(f"tiger.data.encoder_dim={dim}: needs 1 <= dim < num_items ({content.num_items}).")
     folder = pathlib.Path(cache) if cache is not None else cache_dir() / "item_embeddings"
-    path = folder / f"{content.name}_{encoder}_{dim}_s{seed}_{content.fingerprint()}.npy"
+    weights = ""
+    if encoder == "minilm":
+        model_dir = text_encoder.find_minilm_dir(model_dir)
+        weights = f"_w{text_encoder.weights_fingerprint(model_dir)}"
+    path = folder / f"{content.name}_{encoder}{weights}_{dim}_s{seed}_{content.fingerprint()}.npy"
     if path.exists():
         out = np.load(path)
         if out.shape == (content.num_items + 1, dim) and out.dtype == np.float32:

