@@ -64,3 +64,30 @@ def test_selected_by_config():
     c.data.synthetic_users, c.data.synthetic_items = 8, 64
     data = load_data(c)
     assert data.name == "synthetic-long" and data.num_users == 8 and data.num_items == 64
+
+
+def test_personal_favourites_are_long_range_and_private():
+    """personal=True with the study's settings (128 items, private sets of 4, 2% signal up to 4,000 events
+    back): the top-10 most frequent items of the window hold the test target for ~20% of users with 200
+    events of history, > 80% with 4,000 (chance 10/128). personal=False data are unchanged."""
+    seq_len = 4100
+    data = long_range_sequences(256, 128, seq_len=seq_len, seed=0, personal=True)
+    items = data.items.reshape(256, seq_len)
+
+    def top10_hit(window: int) -> float:
+        hist = items[:, seq_len - NUM_TARGETS - window:seq_len - NUM_TARGETS]
+        counts = np.stack([np.bincount(h, minlength=129) for h in hist])
+        top = np.argsort(-counts, axis=1, kind="stable")[:, :10]
+        return float(np.mean([items[u, -1] in top[u] for u in range(256)]))
+
+    assert top10_hit(200) < 0.35 and top10_hit(4000) > 0.8
+    shared = long_range_sequences(64, 128, seed=3, **KW)
+    np.testing.assert_array_equal(shared.items, long_range_sequences(64, 128, seed=3, personal=False, **KW).items)
+
+
+def test_personal_variant_selected_by_config():
+    c = default_config()
+    c.data.name = "synthetic-long-personal"
+    c.data.synthetic_users, c.data.synthetic_items = 8, 64
+    data = load_data(c)
+    assert data.name == "synthetic-long-personal" and "personal=True" in data.source

@@ -15,6 +15,12 @@ profile events against ≈ W / num_clusters noise events per cluster, and the be
 profile's items) gets easier to find as W grows up to `signal_range`, and no easier beyond it.
 A perfect profile identifier reaches HR@10 = min(1, 10 / cluster size); chance is 10 / num_items.
 Training targets are mostly noise (unpredictable); the profile events among them carry the signal.
+
+With `personal=True` ('synthetic-long-personal') the profile is instead a private random set of
+`num_items // num_clusters` items per user (long-term favourites that come back: repeat consumption),
+not a cluster shared with other users. The statistics of the window are the same, but the model no
+longer has to discover a latent item clustering from co-occurrence: it has to notice which items
+recur in this user's own long history, which attention over the raw history can do directly.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ def long_range_sequences(
     gap: int = 50,
     p_signal: float = 0.02,
     with_timestamps: bool = True,
+    personal: bool = False,
     seed: int = 0,
     name: str = "synthetic-long",
 ) -> SequenceData:
@@ -50,6 +57,8 @@ def long_range_sequences(
       gap: the most recent `gap` events before the targets are noise only.
       p_signal: probability that an event inside the signal range (beyond the gap) is a profile item.
       with_timestamps: int64 Unix seconds, strictly increasing per user (gaps of 1 s + Exp(1 h)).
+      personal: each user's profile is its own random set of num_items // num_clusters items
+        (module docstring) instead of one of the shared clusters.
       seed: the same seed gives the same data.
     """
     if num_clusters < 1 or num_items % num_clusters:
@@ -70,6 +79,9 @@ def long_range_sequences(
     in_range = (dist > gap) & (dist <= signal_range)
     signal_UxL = (rng.random((num_users, seq_len)) < p_signal) & in_range[None, :]
     signal_UxL[:, seq_len - NUM_TARGETS:] = True
+    if personal:  # extra draws only here: personal=False data stay as they were
+        members = np.stack([rng.choice(num_items, size, replace=False) + 1 for _ in range(num_users)])
+        profile = np.arange(num_users)
     profile_items = members[profile[:, None], rng.integers(size, size=(num_users, seq_len))]
     items_UxL = np.where(signal_UxL, profile_items, items_UxL)
 
@@ -81,7 +93,7 @@ def long_range_sequences(
         gaps_UxL[:, 0] = rng.integers(1_000_000_000, 1_100_000_000, size=num_users)
         timestamps = np.cumsum(gaps_UxL, axis=1).reshape(-1).astype(np.int64)
     source = (f"long_range(seed={seed}, seq_len={seq_len}, clusters={num_clusters}, signal_range={signal_range}, "
-              f"gap={gap}, p_signal={p_signal})")
+              f"gap={gap}, p_signal={p_signal}, personal={personal})")
     return SequenceData(
         name=name, num_items=num_items, num_users=num_users, items=items, timestamps=timestamps, ratings=None,
         user_offsets=offsets, source=source,
