@@ -29,6 +29,11 @@ Result (benchmarks/results/long_sequences_cpu.json, 2 loaded CPU cores, 60 steps
 Test NDCG rises with length (+.08 from 200 to 4k, ≈ 3 SE); the clean valid metrics are near chance
 (.078) at every length: 60 steps are too few for the tiny model to read the far-back profile, so
 this CPU run does not yet show long-range payoff — the gpu preset (400 steps, 8k) is the real test.
+Longer CPU probes (session 2, machine shared with 4 other jobs) did not change that: 240 steps at 1k
+ended at valid NDCG@10 .026 (best .044 at step 120; chance ≈ .035), and on 'synthetic-long-personal'
+(private favourites instead of shared clusters; a count predictor's top-10 hit is .21/.53/.93 at
+200/1k/4k) 120 steps at 1k gave .032 with the training loss still at ln(129) ≈ 4.86: with 2% of the
+targets predictable, a width-32 model does not move in a CPU budget. Run the gpu preset.
 """
 
 from __future__ import annotations
