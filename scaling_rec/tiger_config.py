@@ -18,6 +18,7 @@ from scaling_rec.errors import ConfigError
 from scaling_rec.models.tiger import ARCHS, TigerSpec
 
 run_id = seq_config.run_id
+FAMILIES = ("tiger",)
 ID_METHODS = ("rqvae", "rqkmeans", "random")
 _POSITIVE = (
     "data.max_items", "data.encoder_dim", "ids.levels", "ids.codebook_size", "ids.rqvae_batch", "ids.rqvae_lr",
@@ -40,7 +41,7 @@ def default_config() -> ml_collections.ConfigDict:
     # Semantic IDs (Sec. 3.1): 3 levels x 256 codes + the collision token; RQ-VAE latent 32, beta 0.25.
     c.ids = dict(method="rqvae", levels=3, codebook_size=256, rqvae_steps=3000, rqvae_batch=1024, rqvae_lr=1e-3,
                  latent=32, beta=0.25)
-    c.model = dataclasses.asdict(TigerSpec())
+    c.model = {"family": "tiger", **dataclasses.asdict(TigerSpec())}  # family routes sweeps (sweep.spec.schema)
     # Paper: batch 256, 200k steps, lr 0.01 for 10k steps then inverse-sqrt decay. AdamW needs a smaller lr.
     c.train = dict(batch_size=256, num_steps=200_000, learning_rate=1e-3, warmup_steps=1000, decay_start=10_000,
                    weight_decay=0.01, grad_clip=1.0, log_every=50, eval_every=1000, time_limit_s=0.0)
@@ -69,7 +70,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
             if unknown:
                 raise ConfigError(f"tiger config: unknown key(s) {sorted(f'{section}.{u}' for u in unknown)}; "
                                   f"known: {sorted(schema[section].keys())}.")
-    choices = {"data.encoder": ENCODERS, "ids.method": ID_METHODS, "model.arch": ARCHS}
+    choices = {"data.encoder": ENCODERS, "ids.method": ID_METHODS, "model.arch": ARCHS, "model.family": FAMILIES}
     for key, allowed in choices.items():
         if _get(config, key) not in allowed:
             raise ConfigError(f"{key}={_get(config, key)!r}: choose one of {allowed}.")
@@ -91,4 +92,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def model_spec(config: ml_collections.ConfigDict) -> TigerSpec:
     """The hashable model shape of `config.model`."""
-    return TigerSpec(**config.model.to_dict())
+    return TigerSpec(**{k: v for k, v in config.model.to_dict().items() if k != "family"})

@@ -113,6 +113,12 @@ def _eta(states: list[RunState], slots: int, now: float) -> float:
     return total / slots
 
 
+def shown_metric(spec: RunSpec) -> str:
+    """The test metric the console shows for a run: its config's eval.select_metric (TIGER configs,
+    which select by nothing, show ndcg@10)."""
+    return str(spec.config.eval.get("select_metric", "ndcg@10"))
+
+
 def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source: str = "",
               out: TextIO = sys.stderr, poll_s: float = 0.5,
               on_event: Callable[[RunState], None] | None = None) -> SweepReport:
@@ -168,7 +174,7 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
         if result and result.get("status") in FINISHED:
             st.state, st.result, st.error = str(result["status"]), result, ""
             executed += outcome_kind != "busy"
-            sel = st.spec.config.eval.select_metric
+            sel = shown_metric(st.spec)
             progress(st, f"{st.state} in {_fmt_s(time.time() - st.started)} "
                          f"(test {sel}={_metric(result, 'test', sel):.4f}):")
             return
@@ -231,7 +237,7 @@ def summary_table(states: list[RunState]) -> str:
 
     for s in sorted(states, key=key):
         r = s.result or {}
-        sel = s.spec.config.eval.select_metric
+        sel = shown_metric(s.spec)
         planned = float(r.get("flops_planned", s.spec.budget) or 0.0)
         ratio = float(r.get("flops_spent", math.nan)) / planned if planned else math.nan
         status = s.state if s.state != "skipped" else f"{r.get('status', '?')}*"
@@ -239,7 +245,7 @@ def summary_table(states: list[RunState]) -> str:
                     f"{planned:>10.3g} {ratio:>7.3f} {r.get('steps', 0):>6} {status:8s} "
                     f"{_metric(r, 'valid', sel):>8.4f} {_metric(r, 'test', sel):>8.4f} "
                     f"{float(r.get('wall_time_s', math.nan)):>7.1f}")
-    rows.append(f"(* finished before this sweep started; metric: {states[0].spec.config.eval.select_metric})"
+    rows.append(f"(* finished before this sweep started; metric: {shown_metric(states[0].spec)})"
                 if states else "(no runs)")
     return "\n".join(rows)
 

@@ -18,7 +18,8 @@ An experiment file may define `get_sweep(preset)` next to `get_config(preset)`. 
 
 Expansion is deterministic (declaration order: budgets, sizes, families, then ladder, then points) and
 drops repeats (same resolved config = same run id). Points of the CTR families (Wukong, DLRM, DCNv2)
-are validated against scaling_rec.ctr_config, all others against scaling_rec.config (`schema`). A
+are validated against scaling_rec.ctr_config, TIGER points against scaling_rec.tiger_config, all others
+against scaling_rec.config (`schema`). A
 point setting one of train.num_steps / num_epochs / flops_budget zeroes the other two, so a budget
 replaces the preset's epoch count.
 """
@@ -61,10 +62,13 @@ class RunSpec:
 
 def schema(family: str) -> types.ModuleType:
     """The config module (default_config, validate) of a model family: scaling_rec.ctr_config for the
-    CTR families (Wukong, DLRM, DCNv2), scaling_rec.config for the sequential ones."""
-    from scaling_rec import ctr_config
+    CTR families (Wukong, DLRM, DCNv2), scaling_rec.tiger_config for TIGER, scaling_rec.config for the
+    sequential retrievers (HSTU, SASRec)."""
+    from scaling_rec import ctr_config, tiger_config
 
-    return ctr_config if family in ctr_config.FAMILIES else config_lib
+    if family in ctr_config.FAMILIES:
+        return ctr_config
+    return tiger_config if family in tiger_config.FAMILIES else config_lib
 
 
 def load_experiment(path: str | pathlib.Path) -> types.ModuleType:
@@ -128,7 +132,8 @@ def apply_point(base: ml_collections.ConfigDict, point: Mapping[str, Any],
         raise ConfigError(f"{where}a point sets {lengths}; set only one of {list(LENGTH_KEYS)}.")
     if lengths:
         for k in LENGTH_KEYS:
-            set_key(config, k, 0 if k == "train.num_steps" else 0.0, where)
+            if k.split(".")[1] in config.train:  # TIGER runs are sized by train.num_steps alone
+                set_key(config, k, 0 if k == "train.num_steps" else 0.0, where)
     for key in sorted(point):
         if key == "study" and point[key] != base.study:
             raise ConfigError(f"{where}a point may not change 'study' (all runs of a sweep share one study).")
@@ -205,7 +210,7 @@ def expand(base: ml_collections.ConfigDict, sweep: Any = None) -> list[RunSpec]:
             continue
         seen.add(rid)
         specs.append(RunSpec(config=config, run_id=rid, size=_size_label(config, point),
-                             family=config.model.family, budget=float(config.train.flops_budget)))
+                             family=config.model.family, budget=float(config.train.get("flops_budget", 0.0))))
     return specs
 
 

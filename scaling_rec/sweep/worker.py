@@ -45,15 +45,18 @@ def run_one(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, lo
     """Runs (resumes, or returns the finished result of) `config` under `<workdir>/<study>/`.
 
     The trainer follows the family: scaling_rec.train.ctr_loop for the CTR families (Wukong, DLRM,
-    DCNv2), scaling_rec.train.loop for the sequential ones.
+    DCNv2), scaling_rec.train.tiger_loop for TIGER, scaling_rec.train.loop for HSTU and SASRec.
 
     Holds the run's lock while training (RunBusyError when another live process holds it), so two
     launches of the same run never train it at once.
     """
     from scaling_rec.ctr_config import FAMILIES as CTR_FAMILIES
+    from scaling_rec.tiger_config import FAMILIES as TIGER_FAMILIES
 
     if config.model.family in CTR_FAMILIES:
         from scaling_rec.train.ctr_loop import train_and_evaluate
+    elif config.model.family in TIGER_FAMILIES:
+        from scaling_rec.train.tiger_loop import train_and_evaluate
     else:
         from scaling_rec.train.loop import train_and_evaluate
 

@@ -1,0 +1,76 @@
+r"""TIGER scaling on Amazon Beauty: model size x training compute, and codebook size as a scaling axis.
+
+Two questions of the generative-retrieval literature, on the paper's setup (experiments/tiger/beauty.py):
+  1. size x compute: a ladder of encoder-decoder widths/depths around the paper's model (4+4 layers,
+     d_model 128, 6 x 64 heads, FFN 1024), each trained for several step counts (constant batch 256),
+     so that every run has its own training compute C = 3 x forward FLOPs x examples
+     (scaling_rec.train.tiger_loop.forward_flops_per_example); the report fits 1 − test Recall@10
+     against C on the Pareto frontier and tabulates each fixed-length ladder;
+  2. codebook size: the paper's model at one length with 3-level semantic IDs of 64 … 1024 codes per
+     level (a larger codebook = longer-tail IDs, fewer collisions, a larger output vocabulary).
+
+Ladder (d_model, layers per stack, heads x head dim, FFN); paper = rung 2:
+| rung | d_model | layers | heads x dim | FFN  |
+|------|---------|--------|-------------|------|
+| 0    | 64      | 2      | 4 x 32      | 256  |
+| 1    | 96      | 3      | 4 x 48      | 512  |
+| 2    | 128     | 4      | 6 x 64      | 1024 |
+| 3    | 256     | 6      | 8 x 64      | 2048 |
+
+Presets:
+  gpu    rungs 0-3 x {20k, 60k, 200k} steps (12 runs) + codebook 64/128/512/1024 at rung 2 x 60k steps (4 runs;
+         256 is the ladder's own run). Many GPU-hours (the paper's run alone is 200k steps of batch 256).
+  smoke  two tiny models x 2 lengths on whatever data the base config points at (tests).
+Command:
+  SCALING_REC_DATA=/work/shared/data python -m launch.sweep --config=experiments/tiger/scaling.py:gpu \
+      --workdir=runs/ --executor=local --workers=1
+Not run yet: no GPU was lent to the sessions so far, and one paper-size run is > 10 CPU-days here.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.tiger.beauty import get_config as beauty_config
+
+# (d_model, layers, heads, head_dim, d_ff)
+LADDER = ((64, 2, 4, 32, 256), (96, 3, 4, 48, 512), (128, 4, 6, 64, 1024), (256, 6, 8, 64, 2048))
+SMOKE_LADDER = ((16, 1, 2, 8, 32), (32, 1, 2, 16, 64))
+PRESETS = ("gpu", "smoke")
+
+
+def get_config(preset: str = "gpu") -> ml_collections.ConfigDict:
+    """The paper preset of experiments/tiger/beauty.py (constant learning rate after warm-up: every run's
+    length is its only schedule), evaluated once at the end on every test user."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {PRESETS}")
+    c = beauty_config("paper")
+    c.study = "tiger_scaling"
+    c.train.decay_start = 0
+    c.train.eval_every = 10**9
+    c.eval.update(valid_users=2000, test_users=0)
+    return c
+
+
+def _point(rung: tuple[int, ...], steps: int, label: str, codebook: int | None = None) -> dict:
+    d_model, layers, heads, head_dim, d_ff = rung
+    point = {"size_label": label, "model.d_model": d_model, "model.num_layers": layers, "model.num_heads": heads,
+             "model.head_dim": head_dim, "model.d_ff": d_ff, "train.num_steps": steps}
+    if codebook is not None:
+        point["ids.codebook_size"] = codebook
+    return point
+
+
+def get_sweep(preset: str = "gpu") -> list[dict]:
+    """Points (dotted config keys; 'size_label' names the rung in the report)."""
+    if preset == "smoke":
+        return [_point(r, s, f"tiger/s{i}") for s in (2, 4) for i, r in enumerate(SMOKE_LADDER)]
+    ladder = [_point(r, s, f"tiger/r{i}") for s in (20_000, 60_000, 200_000) for i, r in enumerate(LADDER)]
+    codebooks = [_point(LADDER[2], 60_000, f"tiger/r2-k{k}", codebook=k) for k in (64, 128, 512, 1024)]
+    return ladder + codebooks
+
+
+def get_analysis(preset: str = "gpu") -> dict[str, str]:
+    """launch.analyze flags: 1 − test Recall@10 against training FLOPs on the Pareto frontier."""
+    return {"metric": "eval/test/recall@10", "transform": "one_minus", "frontier": "pareto",
+            "n_boot": "200" if preset == "gpu" else "0"}
