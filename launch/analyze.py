@@ -17,8 +17,8 @@ from scaling_rec.analysis.report import write_report
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory containing runs/.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Directory for fits.json, report.md and PNGs.", required=True)
 _METRIC = flags.DEFINE_string("metric", None, "Column to fit (e.g. eval/ndcg@10); default: eval loss.")
-_TRANSFORM = flags.DEFINE_enum("transform", "auto", ["auto", "none", "one_minus"],
-                               "Fit the metric as is, as 1 − metric, or choose by metric name.")
+_TRANSFORM = flags.DEFINE_enum("transform", "auto", ["auto", "none", "one_minus", "reciprocal"],
+                               "Fit the metric as is, as 1 − metric, as 1 / metric, or choose by metric name.")
 _SIZE = flags.DEFINE_enum("size", "n_dense", ["n_dense", "n_total"], "Which parameter count is N.")
 _N_BOOT = flags.DEFINE_integer("n_boot", 200, "Bootstrap resamples per fit (0: no CIs).")
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")

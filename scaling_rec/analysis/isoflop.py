@@ -35,11 +35,17 @@ def group_budgets(C: np.ndarray, rtol: float = 0.05) -> np.ndarray:
     return groups
 
 
-def compute_frontier(C: np.ndarray, L: np.ndarray, rtol: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Lowest loss per budget: ([G] median C of the group, [G] min L), sorted by C."""
+def compute_frontier(C: np.ndarray, L: np.ndarray, rtol: float = 0.05,
+                     budgets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest loss per budget: ([G] median C of the group, [G] min L), sorted by budget.
+
+    budgets: the planned budget of each run, used for grouping when given. A big model at a small
+    budget overshoots it by up to one (expensive) step, so its spent C can sit more than `rtol` above
+    the budget's other runs; grouping by what was planned keeps one budget's runs together.
+    """
     c = np.asarray(C, dtype=np.float64)
     y = np.asarray(L, dtype=np.float64)
-    groups = group_budgets(c, rtol)
+    groups = group_budgets(c if budgets is None else np.asarray(budgets, dtype=np.float64), rtol)
     ids = np.unique(groups)
     return (
         np.array([np.median(c[groups == g]) for g in ids]),

@@ -120,7 +120,7 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
     elif frontier == "pareto":
         c_front, l_front = pareto_frontier(c, y)
     else:
-        c_front, l_front = compute_frontier(c, y, budget_rtol)
+        c_front, l_front = compute_frontier(c, y, budget_rtol, budgets=used["budget"].to_numpy(float))
     summary["power_law"], pl_fit, pl_boot = _fit_with_ci(fit_power_law, (c_front, l_front), n_boot, seed, ci)
     summary["power_law"]["on"] = (f"the {c_front.size} runs no cheaper run beats (Pareto frontier) of {len(used)}"
                                   if frontier == "pareto" else f"best run of each of {c_front.size} budgets")

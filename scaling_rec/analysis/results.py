@@ -270,7 +270,7 @@ _LOSS_PREFERENCE = (
 
 @dataclasses.dataclass(frozen=True)
 class TargetChoice:
-    """What is fitted: `column` of the DataFrame, transformed ('none' or 'one_minus'), and why."""
+    """What is fitted: `column` of the DataFrame, transformed ('none', 'one_minus' or 'reciprocal'), and why."""
 
     column: str
     transform: str
@@ -279,11 +279,14 @@ class TargetChoice:
     @property
     def label(self) -> str:
         """Axis label of the fitted quantity."""
-        return f"1 − {self.column}" if self.transform == "one_minus" else self.column
+        return {"one_minus": f"1 − {self.column}", "reciprocal": f"1 / {self.column}"}.get(self.transform, self.column)
 
     def values(self, df: pd.DataFrame) -> np.ndarray:
         """The fitted quantity for each row of df (float64)."""
         y = df[self.column].to_numpy(dtype=np.float64)
+        if self.transform == "reciprocal":
+            with np.errstate(divide="ignore"):
+                return np.where(y > 0, 1.0 / np.where(y > 0, y, 1.0), np.inf)
         return 1.0 - y if self.transform == "one_minus" else y
 
 
@@ -304,13 +307,15 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
       metric: a column (e.g. 'eval/test/ndcg@10', 'final_train_loss'); None picks the first loss-like
         column with a usable (finite, > 0) value: final_eval_loss, eval/loss, …, any 'eval/*loss*' or
         'eval/*xent*', else final_train_loss.
-      transform: 'none', 'one_minus' (fit 1 − metric), or 'auto' (one_minus for higher-is-better
-        metrics such as NDCG/HR/AUC, none for losses).
+      transform: 'none', 'one_minus' (fit 1 − metric), 'reciprocal' (fit 1 / metric: for a ranking metric
+        far below its ceiling, e.g. NDCG@10 of 0.005-0.05, where 1 − metric sits in a narrow band near 1
+        and its power law cannot be identified; the fitted E is then 1 / the metric's ceiling), or
+        'auto' (one_minus for higher-is-better metrics such as NDCG/HR/AUC, none for losses).
     Raises:
       ValueError: unknown transform, or the metric is not a column (the message lists the columns).
     """
-    if transform not in ("auto", "none", "one_minus"):
-        raise ValueError(f"transform must be 'auto', 'none' or 'one_minus', got {transform!r}")
+    if transform not in ("auto", "none", "one_minus", "reciprocal"):
+        raise ValueError(f"transform must be 'auto', 'none', 'one_minus' or 'reciprocal', got {transform!r}")
     if metric is None:
         loss_cols = [c for c in _LOSS_PREFERENCE if c in df.columns]
         loss_cols += sorted(c for c in df.columns if c.startswith("eval/") and ("loss" in c or "xent" in c))

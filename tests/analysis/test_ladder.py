@@ -75,3 +75,17 @@ def test_report_has_a_ladder_section_and_pareto_fit(tmp_path):
     assert fits["power_law"]["fit"]["alpha"] == pytest.approx(0.15, rel=0.1)
     md = paths["report.md"].read_text()
     assert "## Fixed-length ladders" in md and "ladders.png" in paths
+
+
+def test_budget_frontier_groups_by_planned_budget():
+    """A big model overshoots a small budget by up to one expensive step (here 30%): grouped by spent C
+    it would form a budget of its own; grouped by the planned budget it stays with its budget."""
+    from scaling_rec.analysis.isoflop import compute_frontier
+
+    planned = np.array([1e9, 1e9, 1e9, 1e10, 1e10])
+    spent = np.array([1.0e9, 1.01e9, 1.3e9, 1.0e10, 1.02e10])
+    y = np.array([0.5, 0.6, 0.4, 0.3, 0.35])
+    assert compute_frontier(spent, y)[0].size == 3
+    c, best = compute_frontier(spent, y, budgets=planned)
+    np.testing.assert_allclose(best, [0.4, 0.3])
+    np.testing.assert_allclose(c, [1.01e9, 1.01e10])

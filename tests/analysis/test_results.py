@@ -106,6 +106,11 @@ def test_target_choice(tmp_path):
     assert t.transform == "one_minus" and t.label == "1 − eval/ndcg@10"
     np.testing.assert_allclose(sorted(t.values(df)), [0.8, 0.88])
     assert select_target(df, "eval/ndcg@10", "none").transform == "none"
+    t = select_target(df, "eval/ndcg@10", "reciprocal")
+    assert t.label == "1 / eval/ndcg@10"
+    np.testing.assert_allclose(sorted(t.values(df)), [1 / 0.2, 1 / 0.12])
+    with pytest.raises(ValueError, match="reciprocal"):
+        select_target(df, "eval/ndcg@10", "log")
     with pytest.raises(ValueError, match="available"):
         select_target(df, "eval/nope")
 
