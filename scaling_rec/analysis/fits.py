@@ -324,8 +324,10 @@ def fit_power_law(
     grids = [HOFFMANN_LOGCOEF_GRID, tuple(exponent_grid)] + ([HOFFMANN_E_GRID] if saturating else [])
     grid = np.array(list(itertools.product(*grids)), dtype=np.float64)
     theta, loss = _minimise(problem, grid, n_starts, always=_power_law_data_starts(x, y, saturating))
-    e = float(np.exp(theta[2])) if saturating else 0.0
-    return PowerLawFit(E=e, A=float(np.exp(theta[0])), alpha=float(theta[1]), loss=loss, n_points=n)
+    with np.errstate(over="ignore"):
+        e = float(np.exp(theta[2])) if saturating else 0.0
+        fit = PowerLawFit(E=e, A=float(np.exp(theta[0])), alpha=float(theta[1]), loss=loss, n_points=n)
+    return _finite(fit)
 
 
 def fit_chinchilla(
@@ -382,12 +384,17 @@ def fit_chinchilla(
         dtype=np.float64,
     )
     theta, loss = _minimise(problem, grid, n_starts)
-    return ChinchillaFit(
-        E=float(np.exp(theta[4])),
-        A=float(np.exp(theta[0])),
-        B=float(np.exp(theta[1])),
-        alpha=float(theta[2]),
-        beta=float(theta[3]),
-        loss=loss,
-        n_points=n,
-    )
+    with np.errstate(over="ignore"):
+        fit = ChinchillaFit(E=float(np.exp(theta[4])), A=float(np.exp(theta[0])), B=float(np.exp(theta[1])),
+                            alpha=float(theta[2]), beta=float(theta[3]), loss=loss, n_points=n)
+    return _finite(fit)
+
+
+def _finite(fit: PowerLawFit | ChinchillaFit) -> PowerLawFit | ChinchillaFit:
+    """The fit, or FitError when a parameter overflowed: the optimum ran off to a coefficient beyond
+    float range (e.g. A = exp(800) with α = 60), which the data cannot determine and which predicts NaN."""
+    bad = [k for k, v in fit.params().items() if not np.isfinite(v)]
+    if bad:
+        raise FitError(f"the fit ran off to non-finite {', '.join(bad)} ({fit.params()}): the data do not "
+                       "determine this law")
+    return fit

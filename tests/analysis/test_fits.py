@@ -213,3 +213,14 @@ def test_chinchilla_in_a_narrow_band_near_one():
         y = e + a * n**-alpha + b * d**-beta
         fit = fit_chinchilla(n, d, y)
         assert rel(fit.alpha, alpha) < 0.02 and rel(fit.beta, beta) < 0.02 and rel(fit.E, e) < 0.01, fit
+
+
+def test_a_fit_whose_coefficient_overflows_is_refused():
+    """L-BFGS is unbounded: flat data can push log A past float range; the fit says so instead of
+    returning A = inf (whose predictions are NaN)."""
+    from scaling_rec.analysis.fits import PowerLawFit, _finite
+
+    with pytest.raises(FitError, match="non-finite A"):
+        _finite(PowerLawFit(E=0.2, A=float("inf"), alpha=60.0, loss=0.0, n_points=5))
+    ok = PowerLawFit(E=0.2, A=3.0, alpha=0.5, loss=0.0, n_points=5)
+    assert _finite(ok) is ok
