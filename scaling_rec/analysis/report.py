@@ -168,7 +168,7 @@ _LAW_TITLES = {
 }
 
 
-EXPONENTS = ("alpha", "beta")
+EXPONENTS = ("alpha", "beta", "a", "b")  # law exponents and the IsoFLOP allocation exponents
 SPAN_LIMIT = 100.0
 
 

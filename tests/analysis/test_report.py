@@ -140,6 +140,7 @@ def test_parameters_the_data_do_not_pin_down_are_flagged():
 
     assert identified("alpha", {"low": 0.1, "high": 0.4}) == "yes"
     assert identified("alpha", {"low": -2.0, "high": 3.0}) == "no: CI reaches 0"
+    assert identified("a", {"low": -0.2, "high": 0.7}) == "no: CI reaches 0"  # IsoFLOP N* exponent
     assert identified("E", {"low": 0.9, "high": 1.0}) == "yes"
     assert identified("A", {"low": 1e-3, "high": 1e5}).startswith("no: CI spans")
     assert identified("B", {"low": 1.0, "high": float("nan")}) == "no: CI not finite"
