@@ -17,7 +17,7 @@ turns C into steps with scaling_rec/flops.py, stopping at the first step with sp
   large  the same design at 1e10 … 1e12 with sizes shifting up to XL (34 runs): for a GPU.
 Fitted quantity: 1 / validation NDCG@10 (get_analysis explains why not 1 − NDCG).
 
-Measured (2-core CPU, 2026-11-26):
+Runtime and expected results (measured on the 2-core CPU, 2026-11-26):
   quick  2 min 10 s wall for `bash scripts/main.sh` (12 runs, fit, plots) on an otherwise idle machine,
          sweep overhead 1.5%; report in docs/example_quick_report/. Every run trains 5-470 steps
          (valid NDCG@10 .0002-.012): it demonstrates the pipeline, not a law.

@@ -83,7 +83,7 @@ def test_bad_sweeps_fail_before_anything_runs(sweep, message):
     ("beauty", ["tiny", "sasrec", "hstu", "hstu_large"]),
     ("toys", ["tiny", "sasrec", "hstu", "hstu_large"]),
     ("ml1m", ["tiny", "sasrec", "hstu", "hstu_large"]),
-    ("isoflop", ["quick", "full"]),
+    ("isoflop", ["quick", "full", "large"]),
     ("scales", ["quick", "full"]),
     ("data_quality", ["ml100k", "beauty_dedup"]),
     ("seq_len", ["quick", "full"]),
