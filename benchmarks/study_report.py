@@ -21,7 +21,7 @@ from absl import app, flags
 from benchmarks.provenance import provenance
 from scaling_rec.analysis import load_results, write_report
 from scaling_rec.io import atomic_write_json
-from scaling_rec.sweep.spec import load_experiment
+from scaling_rec.sweep.spec import load_analysis
 
 _CONFIG = flags.DEFINE_string("config", None, "Experiment file and preset the study was swept with.", required=True)
 _STUDY = flags.DEFINE_string("study", None, "The study directory (<workdir>/<study>).", required=True)
@@ -32,18 +32,10 @@ _RUN_COLUMNS = ("run_id", "family", "size", "status", "usable", "exclude_reason"
                 "wall_time_s", "steps", "epochs")
 
 
-def analysis_settings(config_arg: str, extra: list[str]) -> dict[str, str]:
-    path, _, preset = config_arg.partition(":")
-    get_analysis = getattr(load_experiment(path), "get_analysis", None)
-    settings = dict(get_analysis(*([preset] if preset else []))) if get_analysis else {}
-    settings.update(kv.split("=", 1) for kv in extra)
-    return settings
-
-
 def main(argv: list[str]) -> None:
     del argv
     study, out = pathlib.Path(_STUDY.value), pathlib.Path(_OUT.value)
-    s = analysis_settings(_CONFIG.value, _EXTRA.value)
+    s = {**load_analysis(_CONFIG.value), **dict(kv.split("=", 1) for kv in _EXTRA.value)}
     paths = write_report(study, out, metric=s.get("metric"), transform=s.get("transform", "auto"),
                          n_boot=int(s.get("n_boot", 200)), frontier=s.get("frontier", "budget"),
                          d_rule=s.get("d_rule", "data"))

@@ -43,13 +43,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def analysis_flags(config_arg: str) -> list[str]:
     """launch.analyze flags the experiment file asks for: optional `get_analysis(preset) -> dict`."""
-    from scaling_rec.sweep.spec import load_experiment
+    from scaling_rec.sweep.spec import load_analysis
 
-    path, _, preset = config_arg.partition(":")
-    get_analysis = getattr(load_experiment(path), "get_analysis", None)
-    if get_analysis is None:
-        return []
-    return [f"--{k}={v}" for k, v in get_analysis(*([preset] if preset else [])).items()]
+    return [f"--{k}={v}" for k, v in load_analysis(config_arg).items()]
 
 
 def analyze(study_dir: pathlib.Path, extra: list[str]) -> int:

@@ -228,6 +228,14 @@ def _size_label(config: ml_collections.ConfigDict, point: Mapping[str, Any]) -> 
     return ""
 
 
+def load_analysis(config_arg: str) -> dict[str, str]:
+    """launch.analyze settings the experiment file asks for, {flag: value} from its optional
+    `get_analysis(preset)` ({} without one), for `--config=<file.py>:<preset>`."""
+    path, _, preset = config_arg.partition(":")
+    get_analysis = getattr(load_experiment(path), "get_analysis", None)
+    return {str(k): str(v) for k, v in get_analysis(*([preset] if preset else [])).items()} if get_analysis else {}
+
+
 def load_sweep(config_arg: str, base: ml_collections.ConfigDict) -> list[RunSpec]:
     """Specs for `--config=<file.py>:<preset>` with `base` = that flag's parsed config (overrides applied)."""
     path, _, preset = config_arg.partition(":")
