@@ -19,12 +19,8 @@ speedup_vs_xla = XLA time / Pallas time (fwd+bwd). Writes benchmarks/results/hst
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import pathlib
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -32,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.provenance import provenance
 from scaling_rec.kernels import hstu_attention
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
@@ -52,26 +49,44 @@ def sample_lengths(rng: np.random.Generator, max_len: int, num_tokens: int, jagg
     return np.asarray(lengths, np.int64)
 
 
-def timeit(fn: Callable, args: tuple, reps: int) -> dict:
-    """Compile + one warm-up run, then `reps` timed runs; seconds (median and min)."""
+def timeit(fn: Callable, args: tuple, reps: int) -> tuple[dict, object]:
+    """Compile + one warm-up run, then `reps` timed runs: (seconds (median, min), last output)."""
     jitted = jax.jit(fn)
     t0 = time.perf_counter()
-    jax.block_until_ready(jitted(*args))
+    result = jax.block_until_ready(jitted(*args))
     compile_s = time.perf_counter() - t0
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        jax.block_until_ready(jitted(*args))
+        result = jax.block_until_ready(jitted(*args))
         times.append(time.perf_counter() - t0)
-    return dict(median_s=float(np.median(times)), min_s=float(np.min(times)), first_call_s=compile_s)
+    stats = dict(median_s=float(np.median(times)), min_s=float(np.min(times)), first_call_s=compile_s)
+    return stats, result
 
 
-def hstu_fns(impl: str, offsets: jax.Array, max_len: int, ts: jax.Array) -> tuple[Callable, Callable]:
+def measure(fwd: Callable, fwd_bwd: Callable, inputs: tuple, reps: int,
+            fwd_flops: int) -> tuple[dict, tuple | None]:
+    """Time fwd and fwd+bwd; (timings with useful TFLOP/s, (out, *grads)) or ({'error'}, None).
+
+    A failure (compile error, out of memory) is recorded as the result, not raised.
+    """
+    try:
+        t_fwd, out = timeit(fwd, inputs, reps)
+        t_bwd, grads = timeit(fwd_bwd, inputs, reps)
+    except Exception as e:  # noqa: BLE001 - any backend failure is a result to report
+        return {"error": f"{type(e).__name__}: {str(e)[:500]}"}, None
+    t_fwd["tflops_per_s"] = fwd_flops / t_fwd["median_s"] / 1e12
+    t_bwd["tflops_per_s"] = 3 * fwd_flops / t_bwd["median_s"] / 1e12
+    return {"fwd": t_fwd, "fwd_bwd": t_bwd}, (out, *grads)
+
+
+def hstu_fns(impl: str, offsets: jax.Array, max_len: int, ts: jax.Array,
+             interpret: bool = False) -> tuple[Callable, Callable]:
     """(forward, forward+backward) closures of hstu_attention with both bias tables."""
 
     def fwd(q, k, v, pb, tb):
         return hstu_attention(q, k, v, offsets, max_len=max_len, impl=impl, pos_bias=pb,
-                              timestamps=ts, time_bias=tb)
+                              timestamps=ts, time_bias=tb, interpret=interpret)
 
     def fwd_bwd(q, k, v, pb, tb):
         return jax.grad(lambda *a: jnp.sum(fwd(*a).astype(jnp.float32)), argnums=(0, 1, 2, 3, 4))(
@@ -80,12 +95,16 @@ def hstu_fns(impl: str, offsets: jax.Array, max_len: int, ts: jax.Array) -> tupl
     return fwd, fwd_bwd
 
 
-def softmax_fns(lengths: np.ndarray) -> tuple[Callable, Callable]:
-    """Causal softmax attention on the padded [B, L, H, D] layout with key lengths."""
+def softmax_fns(lengths: np.ndarray, implementation: str | None) -> tuple[Callable, Callable]:
+    """Causal softmax attention on the padded [B, L, H, D] layout with key lengths.
+
+    implementation: None (XLA's choice), 'xla' or 'cudnn' (jax.nn.dot_product_attention).
+    """
     kv_len = jnp.asarray(lengths, jnp.int32)
 
     def fwd(q, k, v):
-        return jax.nn.dot_product_attention(q, k, v, is_causal=True, key_value_seq_lengths=kv_len)
+        return jax.nn.dot_product_attention(q, k, v, is_causal=True, key_value_seq_lengths=kv_len,
+                                            implementation=implementation)
 
     def fwd_bwd(q, k, v):
         return jax.grad(lambda *a: jnp.sum(fwd(*a).astype(jnp.float32)), argnums=(0, 1, 2))(q, k, v)
@@ -111,22 +130,24 @@ def bench_case(args, max_len: int, jagged: bool, rng: np.random.Generator) -> di
                 mean_length=float(lengths.mean()), causal_pairs=pairs, fwd_flops=fwd_flops,
                 impls={})
     impls = ["xla"] + (["pallas"] if args.pallas else [])
+    outputs = {}
     for impl in impls:
-        fwd, fwd_bwd = hstu_fns(impl, offsets, max_len, ts)
-        res = {"fwd": timeit(fwd, (q, k, v, pb, tb), args.reps),
-               "fwd_bwd": timeit(fwd_bwd, (q, k, v, pb, tb), args.reps)}
-        case["impls"][impl] = _with_flops(res, fwd_flops)
+        fwd, fwd_bwd = hstu_fns(impl, offsets, max_len, ts, interpret=not args.on_gpu)
+        case["impls"][impl], outputs[impl] = measure(fwd, fwd_bwd, (q, k, v, pb, tb), args.reps,
+                                                     fwd_flops)
+    if outputs.get("pallas") is not None and outputs["xla"] is not None:
+        case["pallas_vs_xla_max_rel_err"] = _rel_errors(outputs["pallas"], outputs["xla"])
     if max_len <= args.softmax_max_len:
         bsz = len(lengths)
         qp, kp, vp = (mk(bsz, max_len, heads, dim) for _ in range(3))
-        fwd, fwd_bwd = softmax_fns(lengths)
-        res = {"fwd": timeit(fwd, (qp, kp, vp), args.reps),
-               "fwd_bwd": timeit(fwd_bwd, (qp, kp, vp), args.reps)}
-        case["impls"]["softmax_padded"] = _with_flops(res, fwd_flops)
+        fwd, fwd_bwd = softmax_fns(lengths, args.softmax_impl)
+        case["impls"]["softmax_padded"], _ = measure(fwd, fwd_bwd, (qp, kp, vp), args.reps,
+                                                     fwd_flops)
+        case["impls"]["softmax_padded"]["implementation"] = args.softmax_impl or "xla default"
     else:
         case["impls"]["softmax_padded"] = {"skipped": f"max_len > --softmax_max_len "
                                            f"({args.softmax_max_len}): L x L scores too large here"}
-    if "pallas" in case["impls"]:
+    if "fwd_bwd" in case["impls"].get("pallas", {}) and "fwd_bwd" in case["impls"]["xla"]:
         xla_t = case["impls"]["xla"]["fwd_bwd"]["median_s"]
         case["speedup_vs_xla"] = xla_t / case["impls"]["pallas"]["fwd_bwd"]["median_s"]
     else:
@@ -134,29 +155,12 @@ def bench_case(args, max_len: int, jagged: bool, rng: np.random.Generator) -> di
     return case
 
 
-def _with_flops(res: dict, fwd_flops: int) -> dict:
-    """Add achieved useful FLOP/s (fwd: fwd_flops; fwd+bwd: 3 * fwd_flops) to timings."""
-    res["fwd"]["tflops_per_s"] = fwd_flops / res["fwd"]["median_s"] / 1e12
-    res["fwd_bwd"]["tflops_per_s"] = 3 * fwd_flops / res["fwd_bwd"]["median_s"] / 1e12
-    return res
-
-
-def machine() -> dict:
-    """Where the numbers come from."""
-    dev = jax.devices()[0]
-    return dict(backend=jax.default_backend(), device_kind=dev.device_kind,
-                num_devices=jax.device_count(), host=platform.node(), cpu=platform.processor(),
-                cpu_count=os.cpu_count(), load_avg=os.getloadavg(), jax=jax.__version__,
-                python=platform.python_version())
-
-
-def git_commit() -> str | None:
-    """HEAD of the checkout, or None outside git."""
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=RESULTS_DIR.parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
+def _rel_errors(got: tuple, want: tuple) -> dict:
+    """max |got - want| / max |want| per output (out, dq, dk, dv, d_pos_bias, d_time_bias)."""
+    names = ("out", "dq", "dk", "dv", "d_pos_bias", "d_time_bias")
+    return {n: float(jnp.max(jnp.abs(g.astype(jnp.float32) - w.astype(jnp.float32)))
+                     / max(float(jnp.max(jnp.abs(w.astype(jnp.float32)))), 1e-30))
+            for n, g, w in zip(names, got, want, strict=True)}
 
 
 def main() -> None:
@@ -171,43 +175,56 @@ def main() -> None:
     p.add_argument("--dtype", default="bfloat16" if on_gpu else "float32")
     p.add_argument("--reps", type=int, default=5 if on_gpu else 2)
     p.add_argument("--softmax_max_len", type=int, default=16384 if on_gpu else 4096)
+    p.add_argument("--softmax_impl", default="cudnn" if on_gpu else None,
+                   help="jax.nn.dot_product_attention implementation (cudnn on GPU)")
     p.add_argument("--out", default=None)
+    p.add_argument("--pallas_interpret", action="store_true",
+                   help="off GPU: run the Pallas kernels in interpret mode (a smoke test of this "
+                        "script; the timings mean nothing)")
     args = p.parse_args()
-    args.pallas = on_gpu
+    args.on_gpu = on_gpu
+    args.pallas = on_gpu or args.pallas_interpret
     full = [256, 512, 1024, 2048, 4096, 8192, 16384]
     lengths = args.lengths or (full if (args.full or on_gpu) else [256, 1024, 4096, 16384])
     rng = np.random.default_rng(0)
+    out = pathlib.Path(args.out) if args.out else RESULTS_DIR / f"hstu_attention_{backend}.json"
     cases = []
     for max_len in lengths:
         for jagged in (False, True):
             case = bench_case(args, max_len, jagged, rng)
             cases.append(case)
-            summary = {name: r["fwd_bwd"]["median_s"] for name, r in case["impls"].items()
-                       if "fwd_bwd" in r}
-            print(f"L={max_len:6d} {case['layout']:6s} T={case['tokens']} fwd+bwd s: {summary}",
-                  flush=True)
+            summary = {name: r["fwd_bwd"]["median_s"] if "fwd_bwd" in r else
+                       r.get("error", r.get("skipped")) for name, r in case["impls"].items()}
+            print(f"L={max_len:6d} {case['layout']:6s} T={case['tokens']} fwd+bwd s: {summary} "
+                  f"speedup_vs_xla={case['speedup_vs_xla']}", flush=True)
+            write_result(out, args, lengths, cases, complete=False)
+    write_result(out, args, lengths, cases, complete=True)
+    print(f"wrote {out}")
+
+
+def write_result(out: pathlib.Path, args: argparse.Namespace, lengths: list[int], cases: list[dict],
+                 complete: bool) -> None:
+    """Write the JSON atomically (after every case, so a cut-off run keeps what it measured)."""
     result = dict(
         benchmark="hstu_attention",
-        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        git_commit=git_commit(),
-        machine=machine(),
+        provenance=provenance(),
         config=dict(heads=args.heads, dim=args.dim, dtype=args.dtype, tokens=args.tokens,
-                    reps=args.reps, lengths=lengths,
+                    reps=args.reps, lengths=lengths, softmax_impl=args.softmax_impl,
                     softmax_max_len=args.softmax_max_len, jagged_lengths="lognormal(median L/8, "
                     "sigma 1) clipped to [1, L]", bias="position + time tables",
                     flops="useful: 4*H*D*causal pairs per fwd, x3 for fwd+bwd"),
-        pallas=("timed (compiled Triton kernels)" if args.pallas else
+        pallas=("timed (compiled Triton kernels)" if args.on_gpu else
+                "interpret mode (smoke test, timings meaningless)" if args.pallas else
                 "not timed: no GPU; on CPU Pallas runs only in interpret mode, whose speed is "
                 "meaningless. Correctness is covered by tests/kernels (interpret mode)."),
         speedup_vs_xla={str(c["max_len"]) + "_" + c["layout"]: c["speedup_vs_xla"] for c in cases},
+        complete=complete,
         cases=cases,
     )
-    out = pathlib.Path(args.out) if args.out else RESULTS_DIR / f"hstu_attention_{backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     tmp.rename(out)
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

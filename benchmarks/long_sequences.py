@@ -28,6 +28,8 @@ STEPS = flags.DEFINE_integer("steps", 0, "training steps per length (0: the pres
 LENGTHS_FLAG = flags.DEFINE_string("lengths", "", "comma-separated max_len values (default: the preset's)")
 WORKDIR = flags.DEFINE_string("workdir", "/tmp/runs/long_sequences", "study directory (runs resume from here)")
 OUT = flags.DEFINE_string("out", "", "output JSON (default benchmarks/results/long_sequences_<preset>.json)")
+DATA = flags.DEFINE_string("data", "", "dataset name (default: the preset's, 'synthetic-long')")
+IMPL = flags.DEFINE_string("attention_impl", "", "model.attention_impl (default: the preset's)")
 
 
 def _row(n: int, r: dict) -> dict:
@@ -45,24 +47,33 @@ def _row(n: int, r: dict) -> dict:
     return row
 
 
+def _configured(preset: str):
+    """The preset's config with the --steps, --data and --attention_impl overrides."""
+    c = get_config(preset)
+    if STEPS.value:
+        c.train.num_steps = STEPS.value
+    if DATA.value:
+        c.data.name = DATA.value
+    if IMPL.value:
+        c.model.attention_impl = IMPL.value
+    return c
+
+
 def main(argv: list[str]) -> None:
     del argv
     preset = FLAGS.value
     lengths = [int(x) for x in LENGTHS_FLAG.value.split(",")] if LENGTHS_FLAG.value else LENGTHS[preset]
     out_path = pathlib.Path(OUT.value or pathlib.Path(__file__).parent / "results" / f"long_sequences_{preset}.json")
-    base = get_config(preset)
-    if STEPS.value:
-        base.train.num_steps = STEPS.value
+    base = _configured(preset)
     out = {"command": "python -m benchmarks.long_sequences " + " ".join(sys.argv[1:]),
            "provenance": provenance(), "preset": preset, "lengths": lengths, "config": base.to_dict(),
            "chance_hr@10": 10 / base.data.synthetic_items,
-           "ceiling_hr@10": "min(1, 10 / cluster size) = 1 for 128 items in 32 clusters of 4 (long_range.py)",
+           "ceiling_hr@10": "min(1, 10 / profile size) = 1: profiles of 4 of 128 items (long_range.py)",
            "note": "same steps and batch at every length; tokens/s and examples/s over the training loop's "
                    "wall time (compilation and the final evaluation included)",
            "results": [], "complete": False}
     for n in lengths:
-        c = get_config(preset)
-        c.train.num_steps = base.train.num_steps
+        c = _configured(preset)
         c.data.max_len = n
         t = time.time()
         r = train_and_evaluate(c, WORKDIR.value)

@@ -11,12 +11,13 @@ import jax
 
 
 def provenance() -> dict:
+    """git commit (or $SCALING_REC_COMMIT where there is no git), machine, versions and UTC time."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                                     capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", False
+    except (OSError, subprocess.CalledProcessError):  # no git here (a device copy): the caller's word
+        commit, dirty = os.environ.get("SCALING_REC_COMMIT", "unknown"), False
     dev = jax.devices()[0]
     return {
         "git_commit": commit, "git_dirty": dirty,
@@ -24,5 +25,6 @@ def provenance() -> dict:
                     "cpu_count": os.cpu_count(), "device_kind": dev.device_kind, "backend": jax.default_backend(),
                     "num_devices": jax.device_count()},
         "versions": {"jax": jax.__version__, "python": platform.python_version()},
+        "load_avg": os.getloadavg(),
         "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Issue 6 checks on a lent GPU (the `device` tool), run from the repo root in one call:
+#   1. the Pallas parity tests compiled for the GPU (tests/kernels, -k pallas; f32 at highest
+#      matmul precision, see the test module's docstring);
+#   2. benchmarks/hstu_attention.py --full (lengths 256..16k, padded and jagged, XLA vs Pallas vs
+#      cuDNN softmax attention);
+#   3. the long-sequence study's gpu preset (benchmarks/long_sequences.py) on LONG_DATA, with the
+#      Pallas kernels if step 1 passed, else the XLA path.
+# Each step has its own time limit (seconds: TEST_S, BENCH_S, LONG_S) and writes under $OUT:
+# env.txt, kernel_tests.txt, bench.log, hstu_attention_gpu.json, long.log, long_sequences_gpu.json.
+# Python packages missing from the device image travel as wheels in .whl/ (see the device README).
+set -u
+OUT=${OUT:-/tmp/gpu_checks}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 WANDB_MODE=offline XLA_PYTHON_CLIENT_PREALLOCATE=false
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__,
+'optax', optax.__version__, jax.devices())"; } 2>&1 | tee "$OUT/env.txt"
+
+JAX_DEFAULT_MATMUL_PRECISION=highest timeout "${TEST_S:-90}" python3 -m pytest -p no:cacheprovider \
+  -o addopts="" -q tests/kernels -k pallas 2>&1 | tee "$OUT/kernel_tests.txt"
+tests_rc=${PIPESTATUS[0]}
+
+timeout "${BENCH_S:-230}" python3 -m benchmarks.hstu_attention --full \
+  --out "$OUT/hstu_attention_gpu.json" 2>&1 | tee "$OUT/bench.log"
+
+impl=pallas
+[ "$tests_rc" -eq 0 ] || impl=xla
+echo "long-sequence study with attention_impl=$impl (kernel tests rc=$tests_rc)" | tee "$OUT/long.log"
+timeout "${LONG_S:-200}" python3 -m benchmarks.long_sequences --preset=gpu \
+  --data="${LONG_DATA:-synthetic-long-personal}" --attention_impl=$impl --workdir=/tmp/runs \
+  --out="$OUT/long_sequences_gpu.json" 2>&1 | grep -v '^[IW][0-9]\{4\} ' | tee -a "$OUT/long.log"
+exit 0
