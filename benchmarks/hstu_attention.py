@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmarks.provenance import provenance
 from scaling_rec.kernels import hstu_attention
+from scaling_rec.kernels.hstu_pallas import hstu_attention_pallas
 
 RESULTS_DIR = pathlib.Path(__file__).resolve().parent / "results"
 NUM_BUCKETS = 128
@@ -81,12 +82,19 @@ def measure(fwd: Callable, fwd_bwd: Callable, inputs: tuple, reps: int,
 
 
 def hstu_fns(impl: str, offsets: jax.Array, max_len: int, ts: jax.Array,
-             interpret: bool = False) -> tuple[Callable, Callable]:
-    """(forward, forward+backward) closures of hstu_attention with both bias tables."""
+             interpret: bool = False, block: int | None = None) -> tuple[Callable, Callable]:
+    """(forward, forward+backward) closures of hstu_attention with both bias tables.
+
+    block: the Pallas kernels' tile (None: their default for max_len).
+    """
 
     def fwd(q, k, v, pb, tb):
+        if impl == "pallas":
+            return hstu_attention_pallas(q, k, v, offsets, max_len=max_len, pos_bias=pb,
+                                         timestamps=ts, time_bias=tb, interpret=interpret,
+                                         block=block)
         return hstu_attention(q, k, v, offsets, max_len=max_len, impl=impl, pos_bias=pb,
-                              timestamps=ts, time_bias=tb, interpret=interpret)
+                              timestamps=ts, time_bias=tb)
 
     def fwd_bwd(q, k, v, pb, tb):
         return jax.grad(lambda *a: jnp.sum(fwd(*a).astype(jnp.float32)), argnums=(0, 1, 2, 3, 4))(
@@ -132,7 +140,8 @@ def bench_case(args, max_len: int, jagged: bool, rng: np.random.Generator) -> di
     impls = ["xla"] + (["pallas"] if args.pallas else [])
     outputs = {}
     for impl in impls:
-        fwd, fwd_bwd = hstu_fns(impl, offsets, max_len, ts, interpret=not args.on_gpu)
+        fwd, fwd_bwd = hstu_fns(impl, offsets, max_len, ts, interpret=not args.on_gpu,
+                                block=args.pallas_block)
         case["impls"][impl], outputs[impl] = measure(fwd, fwd_bwd, (q, k, v, pb, tb), args.reps,
                                                      fwd_flops)
     if outputs.get("pallas") is not None and outputs["xla"] is not None:
@@ -181,6 +190,8 @@ def main() -> None:
     p.add_argument("--pallas_interpret", action="store_true",
                    help="off GPU: run the Pallas kernels in interpret mode (a smoke test of this "
                         "script; the timings mean nothing)")
+    p.add_argument("--pallas_block", type=int, default=None,
+                   help="tile of the Pallas kernels (default: hstu_pallas.default_block)")
     args = p.parse_args()
     args.on_gpu = on_gpu
     args.pallas = on_gpu or args.pallas_interpret
@@ -210,6 +221,7 @@ def write_result(out: pathlib.Path, args: argparse.Namespace, lengths: list[int]
         provenance=provenance(),
         config=dict(heads=args.heads, dim=args.dim, dtype=args.dtype, tokens=args.tokens,
                     reps=args.reps, lengths=lengths, softmax_impl=args.softmax_impl,
+                    pallas_block=args.pallas_block,
                     softmax_max_len=args.softmax_max_len, jagged_lengths="lognormal(median L/8, "
                     "sigma 1) clipped to [1, L]", bias="position + time tables",
                     flops="useful: 4*H*D*causal pairs per fwd, x3 for fwd+bwd"),

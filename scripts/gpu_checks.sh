@@ -3,11 +3,12 @@
 #   1. the Pallas parity tests compiled for the GPU (tests/kernels, -k pallas; f32 at highest
 #      matmul precision, see the test module's docstring);
 #   2. benchmarks/hstu_attention.py --full (lengths 256..16k, padded and jagged, XLA vs Pallas vs
-#      cuDNN softmax attention);
+#      cuDNN softmax attention), then length 4096 with 128-token Pallas tiles;
 #   3. the long-sequence study's gpu preset (benchmarks/long_sequences.py) on LONG_DATA, with the
 #      Pallas kernels if step 1 passed, else the XLA path.
-# Each step has its own time limit (seconds: TEST_S, BENCH_S, LONG_S) and writes under $OUT:
-# env.txt, kernel_tests.txt, bench.log, hstu_attention_gpu.json, long.log, long_sequences_gpu.json.
+# Each step has its own time limit (seconds: TEST_S, BENCH_S, PROBE_S, LONG_S) and writes under $OUT:
+# env.txt, kernel_tests.txt, bench.log, hstu_attention_gpu{,_b128}.json, long.log,
+# long_sequences_gpu.json.
 # Python packages missing from the device image travel as wheels in .whl/ (see the device README).
 set -u
 OUT=${OUT:-/tmp/gpu_checks}
@@ -29,6 +30,9 @@ tests_rc=${PIPESTATUS[0]}
 
 timeout "${BENCH_S:-230}" python3 -m benchmarks.hstu_attention --full \
   --out "$OUT/hstu_attention_gpu.json" 2>&1 | tee "$OUT/bench.log"
+
+timeout "${PROBE_S:-40}" python3 -m benchmarks.hstu_attention --lengths 4096 --pallas_block 128 \
+  --out "$OUT/hstu_attention_gpu_b128.json" 2>&1 | tee -a "$OUT/bench.log"
 
 impl=pallas
 [ "$tests_rc" -eq 0 ] || impl=xla

@@ -125,18 +125,30 @@ def block_scores(
     Returns:
       s float32 [b, b] (q . k + rab), mask bool [b, b] (same sequence, causal, within max_len).
     """
-    tok_q, seg_q, pos_q, qts_q = q_idx
-    tok_k, seg_k, pos_k, ts_k = k_idx
+    tok_q, seg_q, _, _ = q_idx
+    tok_k, seg_k, _, _ = k_idx
     s = jax.lax.dot_general(q, k, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
-    if cfg.use_pos:
-        rel = jnp.clip(cfg.max_len - 1 + pos_k - pos_q, 0, 2 * cfg.max_len - 2)
+    rel, bucket = bias_indices(q_idx, k_idx, time_tab_ref.shape[0] - 1, cfg)
+    if rel is not None:
         s = s + pos_tab_ref[rel]
-    if cfg.use_time:
-        bucket = time_bucket(qts_q, ts_k, time_tab_ref.shape[0] - 1, cfg.divisor)
+    if bucket is not None:
         s = s + time_tab_ref[bucket]
     diff = tok_q - tok_k
     mask = (seg_q == seg_k) & (seg_q < cfg.num_seq) & (diff >= 0) & (diff < cfg.max_len)
     return s, mask
+
+
+def bias_indices(
+    q_idx: tuple[jax.Array, ...], k_idx: tuple[jax.Array, ...], num_buckets: int, cfg: KernelConfig,
+) -> tuple[jax.Array | None, jax.Array | None]:
+    """Rows of the position table and of the time table for one tile: int32 [b, b] each (or None
+    when that bias is off). Shapes and arguments as in `block_scores`."""
+    _, _, pos_q, qts_q = q_idx
+    _, _, pos_k, ts_k = k_idx
+    rel = (jnp.clip(cfg.max_len - 1 + pos_k - pos_q, 0, 2 * cfg.max_len - 2)
+           if cfg.use_pos else None)
+    bucket = time_bucket(qts_q, ts_k, num_buckets, cfg.divisor) if cfg.use_time else None
+    return rel, bucket
 
 
 def load_key_side(side_refs, start: jax.Array, b: int) -> tuple[jax.Array, ...]:

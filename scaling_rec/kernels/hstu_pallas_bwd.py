@@ -1,13 +1,16 @@
-"""Backward Pallas kernels of HSTU attention: dq (+ dS for the bias tables) and dk, dv.
+"""Backward Pallas kernels of HSTU attention: dq (+ the bias tables' gradients) and dk, dv.
 
 With P = mask * SiLU(S) / max_len and out = P V (no softmax, so no saved statistics):
   dV = P^T dO,  dP = dO V^T,  dS = mask * dP * SiLU'(S) / max_len,  dQ = dS K,  dK = dS^T Q,
   SiLU'(s) = sigmoid(s) * (1 + s * (1 - sigmoid(s))).
 Table gradients: d pos_bias[r] = sum over (i, j, h) with rel(i, j) = r of dS_h[i, j], and the
-same with the time bucket. The dq kernel adds dS (summed over heads by `atomic_add` on float32
-tiles) into a windowed buffer G [Tp, W], W = (ceil((max_len-1)/block) + 1) * block: query token
-t, column c is key token (t // block - nw + 1) * block + c. XLA then scatter-adds G into the two
-tables. G is O(T * (max_len + block)) float32 memory, linear in T, never T x T.
+same with the time bucket. The dq kernel reduces them inside each tile: for every table row r
+between the tile's smallest and largest index (at most 2 * block - 1 rows of the position table
+for contiguous positions, a few time buckets), it sums dS where the index is r and adds that one
+number to the float32 table gradient with a scalar `atomic_add`. No T x W buffer and no
+scatter of T x max_len elements: an earlier version wrote dS into a [T, ~max_len] buffer and
+scatter-added it in XLA, which made fwd+bwd 100x slower than the forward on an H200
+(benchmarks/results/hstu_attention_gpu_h200_v1.json).
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from jax.experimental.pallas import triton as plgpu
 from scaling_rec.kernels.hstu_pallas import (
     KernelConfig,
     Side,
+    bias_indices,
     block_scores,
     load_key_side,
     query_side,
     specs,
 )
-from scaling_rec.kernels.hstu_reference import time_bucket
 
 
 def _silu_grad(s: jax.Array) -> jax.Array:
@@ -36,16 +39,30 @@ def _silu_grad(s: jax.Array) -> jax.Array:
     return sig * (1.0 + s * (1.0 - sig))
 
 
+def _add_to_table(dtab_ref, idx: jax.Array, ds: jax.Array, mask: jax.Array) -> None:
+    """dtab[r] += sum(ds[idx == r]) for every r the tile's masked entries index (float32 atomics).
+
+    idx int32 [b, b]; ds float32 [b, b], zero outside mask; mask bool [b, b].
+    """
+    lo = jnp.min(jnp.where(mask, idx, jnp.int32(2**30)))
+    hi = jnp.max(jnp.where(mask, idx, jnp.int32(-1)))
+
+    def body(r, carry):
+        plgpu.atomic_add(dtab_ref, (r,), jnp.sum(jnp.where(idx == r, ds, 0.0)))
+        return carry
+
+    jax.lax.fori_loop(lo, hi + 1, body, jnp.int32(0))
+
+
 def _dq_kernel(kv_lo_ref, kv_hi_ref, segq_ref, posq_ref, qtsq_ref, segk_ref, posk_ref, tsk_ref,
-               pos_tab_ref, time_tab_ref, q_ref, k_ref, v_ref, do_ref, g_in_ref, dq_ref, g_ref,
-               *, cfg: KernelConfig):
-    """One (query block, head): dq over the visited key blocks; dS added into G's rows."""
-    del g_in_ref  # aliased with g_ref (zero-initialised accumulator)
+               pos_tab_ref, time_tab_ref, q_ref, k_ref, v_ref, do_ref, dpos_in_ref, dtime_in_ref,
+               dq_ref, dpos_ref, dtime_ref, *, cfg: KernelConfig):
+    """One (query block, head): dq over the visited key blocks; dS added into the table grads."""
+    del dpos_in_ref, dtime_in_ref  # aliased with dpos_ref, dtime_ref (zero-initialised)
     b = cfg.block
     n = pl.program_id(0)
     q, do = q_ref[...], do_ref[...]
     q_idx = query_side(n * b, segq_ref, posq_ref, qtsq_ref, b)
-    need_g = cfg.use_pos or cfg.use_time
 
     def body(m, acc):
         start = pl.multiple_of(m * b, b)
@@ -56,9 +73,11 @@ def _dq_kernel(kv_lo_ref, kv_hi_ref, segq_ref, posq_ref, qtsq_ref, segk_ref, pos
         dp = jax.lax.dot_general(do, v, (((1,), (1,)), ((), ())),
                                  preferred_element_type=jnp.float32)
         ds = jnp.where(mask, dp * _silu_grad(s) * (1.0 / cfg.max_len), 0.0)
-        if need_g:
-            col = pl.multiple_of((m - n + cfg.num_window_blocks - 1) * b, b)
-            plgpu.atomic_add(g_ref, (slice(None), pl.ds(col, b)), ds)
+        rel, bucket = bias_indices(q_idx, k_idx, time_tab_ref.shape[0] - 1, cfg)
+        if rel is not None:
+            _add_to_table(dpos_ref, rel, ds, mask)
+        if bucket is not None:
+            _add_to_table(dtime_ref, bucket, ds, mask)
         return acc + jnp.dot(ds.astype(k.dtype), k, preferred_element_type=jnp.float32)
 
     acc = jax.lax.fori_loop(kv_lo_ref[n], kv_hi_ref[n], body, jnp.zeros(q.shape, jnp.float32))
@@ -102,27 +121,6 @@ def _dkdv_kernel(q_lo_ref, q_hi_ref, segq_ref, posq_ref, qtsq_ref, segk_ref, pos
     dv_ref[...] = dv.astype(dv_ref.dtype)
 
 
-def _table_grads(
-    cfg: KernelConfig, g: jax.Array, side: Side, pos_tab: jax.Array, time_tab: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Scatter-add the windowed dS buffer G [Tp, W] into the two bias tables (float32)."""
-    tp, width = g.shape
-    b, nw = cfg.block, cfg.num_window_blocks
-    tok_q = jnp.arange(tp, dtype=jnp.int32)
-    tok_k = (tok_q // b - nw + 1)[:, None] * b + jnp.arange(width, dtype=jnp.int32)[None, :]
-    tok_k = jnp.clip(tok_k, 0, tp - 1)  # out-of-range columns hold zeros
-    d_pos = jnp.zeros_like(pos_tab)
-    d_time = jnp.zeros_like(time_tab)
-    if cfg.use_pos:
-        rel = jnp.clip(cfg.max_len - 1 + side.pos[tok_k] - side.pos[:, None], 0,
-                       2 * cfg.max_len - 2)
-        d_pos = d_pos.at[rel].add(g)
-    if cfg.use_time:
-        bucket = time_bucket(side.qts[:, None], side.ts[tok_k], time_tab.shape[0] - 1, cfg.divisor)
-        d_time = d_time.at[bucket].add(g)
-    return d_pos, d_time
-
-
 def backward(
     cfg: KernelConfig, q: jax.Array, k: jax.Array, v: jax.Array, pos_tab: jax.Array,
     time_tab: jax.Array, side: Side, d_out: jax.Array,
@@ -133,27 +131,25 @@ def backward(
     grid = (tp // b, heads)
     sp = specs(cfg, tp, dp)
     tab = lambda x: pl.BlockSpec(x.shape, lambda n, h: (0,))
-    need_g = cfg.use_pos or cfg.use_time
-    width = cfg.num_window_blocks * b if need_g else b
-    g0 = jnp.zeros((tp if need_g else b, width), jnp.float32)
-    g_spec = (pl.BlockSpec((b, width), lambda n, h: (n, 0)) if need_g
-              else pl.BlockSpec((b, width), lambda n, h: (0, 0)))
     common = dict(interpret=cfg.interpret, compiler_params=cfg.compiler_params())
     d_out = d_out.astype(q.dtype)
+    dpos0, dtime0 = jnp.zeros_like(pos_tab), jnp.zeros_like(time_tab)
 
-    dq, g = pl.pallas_call(
+    dq, d_pos, d_time = pl.pallas_call(
         functools.partial(_dq_kernel, cfg=cfg),
         grid=grid,
         in_specs=[sp["ranges"], sp["ranges"], sp["tok"], sp["tok"], sp["tok"], sp["side"],
                   sp["side"], sp["side"], tab(pos_tab), tab(time_tab), sp["tile"], sp["whole"],
-                  sp["whole"], sp["tile"], g_spec],
-        out_specs=[sp["tile"], g_spec],
-        out_shape=[jax.ShapeDtypeStruct(q.shape, q.dtype), jax.ShapeDtypeStruct(g0.shape, g0.dtype)],
-        input_output_aliases={14: 1},
+                  sp["whole"], sp["tile"], tab(dpos0), tab(dtime0)],
+        out_specs=[sp["tile"], tab(dpos0), tab(dtime0)],
+        out_shape=[jax.ShapeDtypeStruct(q.shape, q.dtype),
+                   jax.ShapeDtypeStruct(dpos0.shape, jnp.float32),
+                   jax.ShapeDtypeStruct(dtime0.shape, jnp.float32)],
+        input_output_aliases={14: 1, 15: 2},
         name="hstu_attention_bwd_dq",
         **common,
     )(side.kv_lo, side.kv_hi, side.seg, side.pos, side.qts, side.seg, side.pos, side.ts,
-      pos_tab, time_tab, q, k, v, d_out, g0)
+      pos_tab, time_tab, q, k, v, d_out, dpos0, dtime0)
 
     dk, dv = pl.pallas_call(
         functools.partial(_dkdv_kernel, cfg=cfg),
@@ -168,8 +164,4 @@ def backward(
     )(side.q_lo, side.q_hi, side.seg, side.pos, side.qts, side.seg, side.pos, side.ts,
       pos_tab, time_tab, q, k, v, d_out)
 
-    if need_g:
-        d_pos, d_time = _table_grads(cfg, g, side, pos_tab, time_tab)
-    else:
-        d_pos, d_time = jnp.zeros_like(pos_tab), jnp.zeros_like(time_tab)
     return dq, dk, dv, d_pos, d_time
