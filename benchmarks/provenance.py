@@ -11,13 +11,16 @@ import jax
 
 
 def provenance() -> dict:
-    """git commit (or $SCALING_REC_COMMIT where there is no git), machine, versions and UTC time."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, check=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):  # no git here (a device copy): the caller's word
-        commit, dirty = os.environ.get("SCALING_REC_COMMIT", "unknown"), False
+    """git commit ($SCALING_REC_COMMIT when set, else git HEAD), machine, versions and UTC time."""
+    commit, dirty = os.environ.get("SCALING_REC_COMMIT"), False
+    if commit is None:  # the caller's word wins: a device copy's .git can be stale
+        try:
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                    check=True).stdout.strip()
+            dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                        capture_output=True, text=True, check=True).stdout.strip())
+        except (OSError, subprocess.CalledProcessError):
+            commit = "unknown"
     dev = jax.devices()[0]
     return {
         "git_commit": commit, "git_dirty": dirty,

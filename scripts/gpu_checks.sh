@@ -10,6 +10,7 @@
 # env.txt, kernel_tests.txt, bench.log, hstu_attention_gpu{,_b128}.json, long.log,
 # long_sequences_gpu.json.
 # Python packages missing from the device image travel as wheels in .whl/ (see the device README).
+# Set SCALING_REC_COMMIT=$(git rev-parse HEAD) here: the device copy's .git can be stale.
 set -u
 OUT=${OUT:-/tmp/gpu_checks}
 mkdir -p "$OUT"
