@@ -16,13 +16,11 @@ import argparse
 import multiprocessing
 import os
 import pathlib
-import platform
-import subprocess
 from concurrent.futures import ProcessPoolExecutor
 
-import jax
 import numpy as np
 
+from benchmarks.provenance import provenance
 from experiments.wukong.frappe import get_config
 from scaling_rec.data.ctr import compare_with_nfm, load_ctr
 from scaling_rec.io import atomic_write_json
@@ -35,13 +33,6 @@ REFERENCE = {
     "dlrm": {"test/auc": 0.9840, "test/logloss": 0.1444, "source": "BARS DLRM_frappe_x1 (interaction 'cat')"},
     "dlrm_dot": {"test/auc": 0.9840, "source": "BARS DLRM_frappe_x1 ('cat'; no 'dot' reference)"},
 }
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_config(preset: str, seed: int, mlp_width: int, mlp_depth: int):
@@ -72,10 +63,10 @@ def main() -> None:
     presets, seeds = args.presets.split(","), [int(s) for s in args.seeds.split(",")]
     data = load_ctr(get_config(presets[0]).data)
     nfm_dir = pathlib.Path(os.environ.get("SCALING_REC_DATA", "../shared/data")) / "frappe-nfm"
-    out = {"git_commit": _git_commit(), "command": "python -m benchmarks.frappe " + " ".join(
+    prov = provenance()
+    out = {"git_commit": prov["git_commit"], "command": "python -m benchmarks.frappe " + " ".join(
                f"--{k}={v}" for k, v in vars(args).items() if k not in ("out", "jobs")),
-           "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                       "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count()},
+           "machine": prov["machine"],
            "split": compare_with_nfm(data, nfm_dir) if data.name == "frappe" else None,
            "oov_counts": data.oov_counts, "models": {}}
     pool = None

@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import platform
-import subprocess
 import time
 
-import jax
 import numpy as np
 
+from benchmarks.provenance import provenance
 from experiments.tiger.beauty import get_config
 from scaling_rec.io import atomic_write_json
 from scaling_rec.train.tiger_loop import load_or_make_ids, prepare_data, train_and_evaluate
@@ -32,13 +29,6 @@ PAPER = {"TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "n
          "TIGER random IDs (Table 4 ablation)": {"recall@10": 0.0434},
          "source": "Rajput et al. 2023, Recommender Systems with Generative Retrieval, Table 1 / Sec. 4.3",
          "paper_training": "200k steps x batch 256 = 51.2M examples"}
-
-
-def _git_commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def popularity_baseline(config, test_users: int) -> dict:
@@ -87,10 +77,9 @@ def main() -> None:
     command = "python -m benchmarks.tiger_beauty " + " ".join(f"--{k}={v}" for k, v in vars(args).items() if k != "out")
     out["commands"] = list(dict.fromkeys([*out.get("commands", [out["command"]] if "command" in out else []), command]))
     out.pop("command", None)
-    out.update({"git_commit": _git_commit(), "paper": PAPER,
-                "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                            "load_avg_1m_at_start": os.getloadavg()[0],
-                            "device_kind": jax.devices()[0].device_kind}})
+    prov = provenance()
+    out.update({"git_commit": prov["git_commit"], "paper": PAPER,
+                "machine": {**prov["machine"], "load_avg_1m_at_start": prov["load_avg"][0]}})
     out["popularity_baseline"] = popularity_baseline(get_config("cpu"), get_config("cpu").eval.test_users)
     out.setdefault("runs", {})
     out.setdefault("id_stats", {})
