@@ -5,25 +5,17 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import subprocess
 
 import jax
+
+from scaling_rec.provenance import code_version
 
 
 def provenance() -> dict:
     """git commit ($SCALING_REC_COMMIT when set, else git HEAD), machine, versions and UTC time."""
-    commit, dirty = os.environ.get("SCALING_REC_COMMIT"), False
-    if commit is None:  # the caller's word wins: a device copy's .git can be stale
-        try:
-            commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                    check=True).stdout.strip()
-            dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                        capture_output=True, text=True, check=True).stdout.strip())
-        except (OSError, subprocess.CalledProcessError):
-            commit = "unknown"
     dev = jax.devices()[0]
     return {
-        "git_commit": commit, "git_dirty": dirty,
+        **code_version(),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "device_kind": dev.device_kind, "backend": jax.default_backend(),
                     "num_devices": jax.device_count()},

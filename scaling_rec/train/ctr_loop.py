@@ -35,6 +35,7 @@ from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
+from scaling_rec.provenance import code_version
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.loop import FINISHED, read_result
@@ -254,7 +255,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "final_eval_loss": float((meta.get("last_valid") or {}).get("logloss", float("nan"))),
         "eval": evals, "oov_counts": data.oov_counts, "wall_time_s": float(meta["wall_time_s"]),
         "elapsed_s": time.time() - t_start, "device_kind": jax.devices()[0].device_kind,
-        "num_devices": jax.device_count(),
+        "num_devices": jax.device_count(), **code_version(),
     }
     logger.summary({k: v for k, v in result.items() if isinstance(v, int | float)})
     logger.close()

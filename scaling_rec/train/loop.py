@@ -31,6 +31,7 @@ from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
+from scaling_rec.provenance import code_version
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.inputs import RunInputs, prepare
 from scaling_rec.train.logging import RunLogger, progress
@@ -286,7 +287,7 @@ def _result(config: ml_collections.ConfigDict, rid: str, status: str, inputs: Ru
         "final_train_loss": final_loss, "final_eval_loss": float(last_valid.get("xent", float("nan"))),
         "eval": evals, "wall_time_s": float(meta["wall_time_s"]), "elapsed_s": time.time() - t_start,
         "device_kind": device.device_kind, "num_devices": jax.device_count(), "num_items": inputs.num_items,
-        "dropped_users": inputs.num_dropped_users,
+        "dropped_users": inputs.num_dropped_users, **code_version(),
     }
     if error is not None:
         result["error"] = error
