@@ -32,3 +32,11 @@ class FitError(ScalingRecError, ValueError):
 
 class ResultError(ScalingRecError, ValueError):
     """A stored run result is corrupted or incomplete."""
+
+
+class KernelArgumentError(ScalingRecError, ValueError):
+    """An attention kernel was called with arrays whose shapes or dtypes break its contract."""
+
+
+class RunBusyError(ScalingRecError):
+    """Another live process holds the run's lock (it is being trained right now)."""

@@ -11,6 +11,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
+from scaling_rec.errors import KernelArgumentError
 from scaling_rec.kernels.hstu_reference import DEFAULT_TIME_BUCKET_DIVISOR
 from scaling_rec.kernels.hstu_xla import hstu_attention_xla
 
@@ -20,7 +21,7 @@ Impl = Literal["xla", "pallas", "auto"]
 def resolve_impl(impl: str) -> str:
     """'auto' -> 'pallas' when the default backend is a GPU, else 'xla'; others pass through."""
     if impl not in ("xla", "pallas", "auto"):
-        raise ValueError(
+        raise KernelArgumentError(
             f"hstu_attention: impl={impl!r} is not one of 'xla', 'pallas', 'auto'; "
             "pass impl='auto' to choose by backend"
         )
@@ -44,29 +45,29 @@ def _check_args(
     """Raise ValueError naming the argument whose shape or dtype breaks the contract."""
     where = "scaling_rec.kernels.hstu_attention"
     if q.ndim != 3 or k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(
+        raise KernelArgumentError(
             f"{where}: q, k, v must all be [T, H, D]; got {q.shape}, {k.shape}, {v.shape}"
         )
     if not jnp.issubdtype(q.dtype, jnp.floating):
-        raise ValueError(f"{where}: q must be floating point, got {q.dtype}")
+        raise KernelArgumentError(f"{where}: q must be floating point, got {q.dtype}")
     if offsets.ndim != 1 or offsets.shape[0] < 2 or not jnp.issubdtype(offsets.dtype, jnp.integer):
-        raise ValueError(f"{where}: offsets must be int [B+1] with B >= 1, got {offsets.shape}")
+        raise KernelArgumentError(f"{where}: offsets must be int [B+1] with B >= 1, got {offsets.shape}")
     if int(max_len) < 1:
-        raise ValueError(f"{where}: max_len must be >= 1, got {max_len}")
+        raise KernelArgumentError(f"{where}: max_len must be >= 1, got {max_len}")
     num_tokens = q.shape[0]
     for name, arr in (("positions", positions), ("timestamps", timestamps),
                       ("query_timestamps", query_timestamps)):
         if arr is not None and arr.shape != (num_tokens,):
-            raise ValueError(f"{where}: {name} must be [T]=({num_tokens},), got {arr.shape}")
+            raise KernelArgumentError(f"{where}: {name} must be [T]=({num_tokens},), got {arr.shape}")
     if pos_bias is not None and pos_bias.shape != (2 * max_len - 1,):
-        raise ValueError(
+        raise KernelArgumentError(
             f"{where}: pos_bias must be [2*max_len-1]=({2 * max_len - 1},), got {pos_bias.shape}"
         )
     if time_bias is not None:
         if time_bias.ndim != 1 or time_bias.shape[0] < 1:
-            raise ValueError(f"{where}: time_bias must be [num_buckets+1], got {time_bias.shape}")
+            raise KernelArgumentError(f"{where}: time_bias must be [num_buckets+1], got {time_bias.shape}")
         if timestamps is None:
-            raise ValueError(f"{where}: time_bias needs timestamps (and optionally query_timestamps)")
+            raise KernelArgumentError(f"{where}: time_bias needs timestamps (and optionally query_timestamps)")
 
 
 def hstu_attention(
@@ -119,7 +120,7 @@ def hstu_attention(
     if resolve_impl(impl) == "xla":
         return hstu_attention_xla(q, k, v, offsets, **kwargs)
     if not interpret and jax.default_backend() != "gpu":
-        raise ValueError(
+        raise KernelArgumentError(
             f"hstu_attention: impl='pallas' compiles Triton kernels for a GPU but the backend is "
             f"{jax.default_backend()!r}; pass interpret=True (slow, for tests) or impl='xla'"
         )

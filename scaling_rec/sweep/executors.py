@@ -26,8 +26,9 @@ import sys
 import traceback
 from typing import Any, Protocol
 
+from scaling_rec.errors import RunBusyError
 from scaling_rec.sweep.spec import RunSpec
-from scaling_rec.sweep.store import RunBusyError, Store
+from scaling_rec.sweep.store import Store
 from scaling_rec.sweep.worker import EXIT_BUSY, run_one, run_spec_file
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -26,15 +26,11 @@ from typing import Any
 import ml_collections
 
 from scaling_rec import config as config_lib
-from scaling_rec.errors import ResultError, ScalingRecError
+from scaling_rec.errors import ResultError, RunBusyError
 from scaling_rec.io import atomic_write_json
 from scaling_rec.sweep.spec import RunSpec, schema, set_key
 
 FINISHED = ("ok", "diverged")
-
-
-class RunBusyError(ScalingRecError):
-    """Another live process holds the run's lock (it is running that run now)."""
 
 
 def study_root(workdir: str | os.PathLike, config: ml_collections.ConfigDict) -> pathlib.Path:

@@ -14,7 +14,8 @@ import jax
 import ml_collections
 
 from scaling_rec import config as config_lib
-from scaling_rec.sweep.store import FINISHED, RunBusyError, Store, read_spec, study_root
+from scaling_rec.errors import RunBusyError
+from scaling_rec.sweep.store import FINISHED, Store, read_spec, study_root
 
 EXIT_BUSY = 75  # EX_TEMPFAIL: another process is running this run; try again later.
 

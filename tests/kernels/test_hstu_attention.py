@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from scaling_rec.errors import KernelArgumentError
 from scaling_rec.kernels import hstu_attention, hstu_attention_reference, resolve_impl
 from scaling_rec.kernels.hstu_pallas import KernelConfig, hstu_attention_pallas, prepare_side
 from scaling_rec.kernels.hstu_reference import segment_ids_from_offsets
@@ -186,14 +187,14 @@ def test_xla_long_sequence_max_len_2048() -> None:
 def test_dispatch_picks_xla_on_cpu_and_rejects_bad_args() -> None:
     assert resolve_impl("auto") == ("pallas" if jax.default_backend() == "gpu" else "xla")
     c = make_case([5], 8, 8)
-    with pytest.raises(ValueError, match="impl"):
+    with pytest.raises(KernelArgumentError, match="impl"):
         hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, impl="cuda")
-    with pytest.raises(ValueError, match="pos_bias"):
+    with pytest.raises(KernelArgumentError, match="pos_bias"):
         hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, pos_bias=jnp.zeros(3))
-    with pytest.raises(ValueError, match="timestamps"):
+    with pytest.raises(KernelArgumentError, match="timestamps"):
         hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, time_bias=jnp.zeros(3))
     if jax.default_backend() != "gpu":
-        with pytest.raises(ValueError, match="interpret=True"):
+        with pytest.raises(KernelArgumentError, match="interpret=True"):
             hstu_attention(c.q, c.k, c.v, c.offsets, max_len=8, impl="pallas")
 
 

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from scaling_rec.errors import RunBusyError
 from scaling_rec.io import atomic_write_json
 from scaling_rec.sweep.spec import expand, load_experiment
-from scaling_rec.sweep.store import RunBusyError, Store, read_spec
+from scaling_rec.sweep.store import Store, read_spec
 from tests.sweep.helpers import REPO, TINY
 
 
