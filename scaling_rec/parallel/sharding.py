@@ -193,6 +193,10 @@ def shard_batch(batch: T, mesh: jax.sharding.Mesh) -> T:
     each passes its own rows and the global leading axis is their concatenation. Arrays whose
     leading axis does not split evenly (e.g. offsets [B+1]) and 0-d arrays are replicated (every
     process must then pass the same values); Python scalars are left as they are.
+    A jagged batch built separately on each process cannot meet that: its offsets index its own
+    tokens only, so the concatenated token axis would be read with the wrong offsets. Use
+    `place_batch` (one global batch, each process sending its rows) for jagged batches; the
+    training loops do.
     """
     return jax.tree.map(lambda x: _place(x, mesh), batch)
 
