@@ -28,22 +28,26 @@ _DATASETS = {"beauty": "amazon-beauty", "toys": "amazon-toys"}
 
 
 def get_config(preset: str = "beauty_sasrec") -> ml_collections.ConfigDict:
-    """Presets '<dataset>_<model>[_ce][_d02]' with dataset in {beauty, toys}, model in {sasrec, hstu, hstu_large};
-    '_ce' trains with the full-softmax cross-entropy over all items instead of 128 sampled negatives,
-    '_d02' uses dropout 0.2 (the HSTU reference's ML-1M value) instead of SASRec's 0.5 for sparse Amazon data."""
-    base, full_softmax, dropout = preset, False, 0.5
-    for suffix in ("_d02", "_ce"):
+    """Presets '<dataset>_<model>[_ce][_d02][_h20]' with dataset in {beauty, toys}, model in {sasrec, hstu,
+    hstu_large}; '_ce' trains with the full-softmax cross-entropy over all items instead of 128 sampled negatives,
+    '_d02' uses dropout 0.2 (the HSTU reference's ML-1M value) instead of SASRec's 0.5 for sparse Amazon data,
+    '_h20' caps histories at the last 20 items and reports @5 too: the TIGER protocol (issue 8's SASRec row)."""
+    base, full_softmax, dropout, history = preset, False, 0.5, 50
+    for suffix in ("_h20", "_d02", "_ce"):
         if base.endswith(suffix):
             base = base.removesuffix(suffix)
             full_softmax |= suffix == "_ce"
             dropout = 0.2 if suffix == "_d02" else dropout
+            history = 20 if suffix == "_h20" else history
     dataset, _, model = base.partition("_")
     if dataset not in _DATASETS or model not in ("sasrec", "hstu", "hstu_large"):
-        raise ValueError(f"unknown preset {preset!r}: use <beauty|toys>_<sasrec|hstu|hstu_large>[_ce][_d02]")
+        raise ValueError(f"unknown preset {preset!r}: use <beauty|toys>_<sasrec|hstu|hstu_large>[_ce][_d02][_h20]")
     c = default_config()
     c.study = "reproduce"
     c.data.name = _DATASETS[dataset]
-    c.data.max_len = 50
+    c.data.max_len = history
+    if history == 20:
+        c.eval.ks = (5, 10, 50, 200)
     c.model.family = "sasrec" if model == "sasrec" else "hstu"
     c.model.dropout = dropout
     if model == "hstu_large":
