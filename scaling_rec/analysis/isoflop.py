@@ -1,9 +1,15 @@
 """IsoFLOP analysis (Hoffmann et al. 2022, Approach 2, Section 3.2).
 
-Per compute budget C, the loss is fitted by a parabola in log N; its minimum gives the
-compute-optimal size N*(C).  D*(C) is read from the budget's own D–N relation (its log D vs log N
-line evaluated at log N*), or taken as C/(6 N*).  Power laws N* ∝ C^a and D* ∝ C^b are then fitted
-by least squares in log–log space.  Units: C in FLOPs, N in parameters, D in examples.
+Per compute budget C, log L is fitted by a parabola in log N,
+
+    log L ≈ p2·x² + p1·x + p0,   x = log N,
+
+whose vertex gives the compute-optimal size N*(C) = exp(−p1 / 2 p2) and loss L*(C) = exp(vertex value)
+(logarithms are base 10 in the code; the vertex is the same in any base).  In log space every run's
+relative error weighs the same, however large its L, and L* is always > 0; L itself must therefore
+be > 0.  D*(C) is read from the budget's own D–N relation (its log D vs log N line evaluated at
+log N*), or taken as C/(6 N*).  Power laws N* ∝ C^a and D* ∝ C^b are then fitted by least squares in
+log–log space.  Units: C in FLOPs, N in parameters, D in examples, L in the fitted quantity's units.
 """
 
 from __future__ import annotations
@@ -73,19 +79,19 @@ def pareto_frontier(C: np.ndarray, L: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 @dataclasses.dataclass(frozen=True)
 class BudgetOptimum:
-    """One budget's parabola L ≈ p0 + p1·x + p2·x², x = log10 N, and its minimum."""
+    """One budget's parabola log10 L ≈ p2·x² + p1·x + p0, x = log10 N, and its vertex."""
 
     C: float
     n_sizes: int
-    coeffs: tuple[float, float, float]  # (p2, p1, p0), numpy.polyfit order
-    N_opt: float
-    D_opt: float
-    L_opt: float
+    coeffs: tuple[float, float, float]  # (p2, p1, p0) of log10 L in x = log10 N, numpy.polyfit order
+    N_opt: float  # 10^(−p1 / 2 p2), parameters
+    D_opt: float  # examples
+    L_opt: float  # 10^(vertex value), the fitted quantity's units, > 0
     extrapolated: bool  # N_opt lies outside the budget's sampled sizes
 
     def curve(self, N: np.ndarray) -> np.ndarray:
-        """The fitted parabola's loss at sizes N."""
-        return np.polyval(self.coeffs, np.log10(np.asarray(N, dtype=np.float64)))
+        """The fitted L at sizes N ([k] parameters → [k] L)."""
+        return 10.0 ** np.polyval(self.coeffs, np.log10(np.asarray(N, dtype=np.float64)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,13 +121,14 @@ class IsoFlopFit:
 
 
 def _fit_budget(c: float, n: np.ndarray, d: np.ndarray, y: np.ndarray, d_rule: str) -> BudgetOptimum:
+    """One budget's optimum from its runs: n, d, y are [k] parameters, examples and L (> 0)."""
     sizes = np.unique(n)
     if sizes.size < 3:
         raise FitError(f"{sizes.size} distinct sizes; a parabola in log N needs at least 3")
     x = np.log10(n)
-    p2, p1, p0 = np.polyfit(x, y, 2)
+    p2, p1, p0 = np.polyfit(x, np.log10(y), 2)
     if not p2 > 0:
-        raise FitError(f"parabola opens downward (curvature {p2:.3g}): no interior optimum")
+        raise FitError(f"parabola of log L opens downward (curvature {p2:.3g}): no interior optimum")
     x_opt = -p1 / (2.0 * p2)
     if d_rule == "data":
         if np.unique(d).size < 2:
@@ -136,9 +143,24 @@ def _fit_budget(c: float, n: np.ndarray, d: np.ndarray, y: np.ndarray, d_rule: s
         coeffs=(float(p2), float(p1), float(p0)),
         N_opt=float(10.0**x_opt),
         D_opt=float(d_opt),
-        L_opt=float(np.polyval([p2, p1, p0], x_opt)),
+        L_opt=float(10.0 ** np.polyval([p2, p1, p0], x_opt)),
         extrapolated=bool(x_opt < x.min() or x_opt > x.max()),
     )
+
+
+def _check_loss_positive(L: np.ndarray, metric: str, transform: str) -> np.ndarray:
+    """L as a [n] float64 array; FitError naming `metric` and `transform` if some L is ≤ 0 or non-finite."""
+    arr = np.asarray(L, dtype=np.float64).reshape(-1)
+    bad = ~np.isfinite(arr) | (arr <= 0)
+    if bad.any():
+        idx = np.flatnonzero(bad)[:5].tolist()
+        raise FitError(
+            f"IsoFLOP parabolas are fitted to log L, so L must be finite and > 0; L = metric {metric!r} "
+            f"with transform {transform!r} has {int(bad.sum())} of {arr.size} values that are not "
+            f"(first indices {idx}, values {arr[idx].tolist()}). Drop those runs, or fit a transform that "
+            "is > 0 on them ('reciprocal' is, for any metric > 0; 'one_minus' only below 1)."
+        )
+    return arr
 
 
 def isoflop_optima(
@@ -150,19 +172,30 @@ def isoflop_optima(
     columns: tuple[str, str, str, str] = ("budget", "N", "D", "y"),
     d_rule: str = "data",
     budget_rtol: float = 0.05,
+    metric: str = "L",
+    transform: str = "none",
 ) -> IsoFlopFit:
     """IsoFLOP optima per budget and the exponents a, b of N* ∝ C^a, D* ∝ C^b.
 
+    Each budget's log L is fitted by a parabola in log N (module docstring), so every L must be > 0.
+    Of the transforms of `scaling_rec.analysis.results.select_target`, 'reciprocal' guarantees it
+    (1 / metric > 0 for any metric > 0; a metric ≤ 0 maps to +inf and is refused); 'one_minus' gives
+    L > 0 only for a metric < 1 (a metric at its ceiling 1 gives L = 0); 'none' only for a positive
+    metric (a cross-entropy loss is; a log-likelihood or a centred score need not be).
+
     Args:
       data: a DataFrame (C, N, D, L read from `columns`) or the array of budgets C [n] (FLOPs),
-        with N, D, L the matching [n] arrays.
+        with N, D, L the matching [n] arrays (parameters, examples, the fitted quantity's units).
       d_rule: 'data' (D* from the budget's log D vs log N line at N*) or '6nd' (D* = C / (6 N*)).
       budget_rtol: relative tolerance grouping points into budgets (see `group_budgets`).
+      metric, transform: what L is (the metric column and the transform that made L of it); named
+        by the error for an L ≤ 0.
     Returns:
-      IsoFlopFit; budgets with < 3 distinct sizes or a concave parabola are listed in `skipped`.
+      IsoFlopFit; budgets with < 3 distinct sizes or a concave parabola are listed in `skipped`; an
+      optimum outside its budget's sampled sizes is kept and flagged `extrapolated`.
     Raises:
       FitError: fewer than 2 budgets yield an optimum (the message gives each budget's reason),
-        or a value is non-positive/non-finite.
+        a C, N or D is non-positive/non-finite, or an L is (the message names metric and transform).
     """
     if d_rule not in ("data", "6nd"):
         raise ValueError(f"d_rule must be 'data' or '6nd', got {d_rule!r}")
@@ -173,7 +206,8 @@ def isoflop_optima(
         if N is None or D is None or L is None:
             raise TypeError("isoflop_optima(C, N, D, L): N, D and L are required with an array C")
         c, n, d, y = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (data, N, D, L))
-    c, n, d, y = (check_positive(k, v) for k, v in zip("CNDL", (c, n, d, y), strict=True))
+    c, n, d = (check_positive(k, v) for k, v in zip("CND", (c, n, d), strict=True))
+    y = _check_loss_positive(y, metric, transform)
     if not c.size == n.size == d.size == y.size:
         raise FitError(f"arrays differ in length: C {c.size}, N {n.size}, D {d.size}, L {y.size}")
     groups = group_budgets(c, budget_rtol)

@@ -112,7 +112,12 @@ def plot_loss_vs_compute(curves: Mapping[str, LossCurve], ylabel: str, title: st
 
 
 def plot_isoflop(curves: Mapping[str, IsoFlopCurves], ylabel: str, size_label: str, title: str = "") -> Figure:
-    """Loss vs N per budget (shades of each family's colour), fitted parabolas and optima (stars)."""
+    """Loss vs N per budget (shades of each family's colour), fitted parabolas and optima (stars).
+
+    Both axes are logarithmic, the space the parabolas are fitted in (log L vs log N).  An optimum
+    outside its budget's sampled sizes is a hollow star, drawn only within the plotted curve (0.1
+    decade beyond the sampled sizes): a vertex decades away would squash every curve into a corner.
+    """
     fig, (ax,) = _new_figure(width=7.6)
     for i, (family, cv) in enumerate(curves.items()):
         budgets = np.unique(cv.budget)
@@ -128,12 +133,15 @@ def plot_isoflop(curves: Mapping[str, IsoFlopCurves], ylabel: str, size_label: s
                 continue
             grid = np.logspace(np.log10(cv.N[m].min()) - 0.1, np.log10(cv.N[m].max()) + 0.1, 100)
             ax.plot(grid, opt.curve(grid), color=col, lw=1.4, label=f"{family} C={c:.1e}")
-            ax.scatter([opt.N_opt], [opt.L_opt], marker="*", s=140, color=col, edgecolors="black",
-                       linewidths=0.6, zorder=4)
+            if grid[0] <= opt.N_opt <= grid[-1]:
+                ax.scatter([opt.N_opt], [opt.L_opt], marker="*", s=140, color="none" if opt.extrapolated else col,
+                           edgecolors=col if opt.extrapolated else "black", linewidths=0.6 + opt.extrapolated,
+                           zorder=4)
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ax.set_xlabel(size_label)
     ax.set_ylabel(ylabel)
-    ax.set_title(title or "IsoFLOP curves (★ = parabola minimum)")
+    ax.set_title(title or "IsoFLOP curves (★ = parabola minimum; hollow: outside the sampled sizes)")
     ax.grid(True, which="both", alpha=0.25)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))

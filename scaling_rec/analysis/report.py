@@ -133,7 +133,8 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
     # Budgets are resampled whole: a parabola needs all of a budget's sizes.
     summary["isoflop"], iso, _ = _fit_with_ci(isoflop_optima, iso_arrays, n_boot, seed, ci,
                                               groups=group_budgets(iso_arrays[0], budget_rtol),
-                                              budget_rtol=budget_rtol, d_rule=d_rule)
+                                              budget_rtol=budget_rtol, d_rule=d_rule,
+                                              metric=target.column, transform=target.transform)
     if iso is not None:
         summary["isoflop"]["optima"] = [
             {k: v for k, v in dataclasses.asdict(o).items() if k != "coeffs"} for o in iso.optima

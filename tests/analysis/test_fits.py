@@ -138,6 +138,79 @@ def test_isoflop_skips_budget_with_two_sizes_and_refuses_one_budget():
         isoflop_optima(c[one], n[one], d[one], y[one])
 
 
+def planted_optimum(c: np.ndarray, law: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """([G] N*, [G] L*) of `law` at budgets c [G] FLOPs under C = 6ND (Hoffmann et al. 2022, eq. 4)."""
+    s = law["alpha"] + law["beta"]
+    n = (law["alpha"] * law["A"] / (law["beta"] * law["B"])) ** (1 / s) * (c / 6) ** (law["beta"] / s)
+    return n, law["E"] + law["A"] * n ** -law["alpha"] + law["B"] * (c / (6 * n)) ** -law["beta"]
+
+
+# Chinchilla's exponents with a small E: over budgets 1e10-1e22 FLOPs, L spans two decades.
+WIDE = {**CHIN, "E": 0.05}
+WIDE_BUDGETS = np.logspace(10, 22, 5)
+
+
+def centred_isoflop_grid(seed: int, noise: float = 0.01) -> tuple[np.ndarray, ...]:
+    """(C, N, D, L), each [35]: 7 sizes per budget, N*/10^1.5 … N*·10^1.5 around WIDE's optimum."""
+    rng = np.random.default_rng(seed)
+    n_opt, _ = planted_optimum(WIDE_BUDGETS, WIDE)
+    c = np.repeat(WIDE_BUDGETS, 7)
+    n = (n_opt[:, None] * np.logspace(-1.5, 1.5, 7)).ravel()
+    d = c / (6 * n)
+    clean = WIDE["E"] + WIDE["A"] * n ** -WIDE["alpha"] + WIDE["B"] * d ** -WIDE["beta"]
+    return c, n, d, clean * np.exp(rng.normal(0, noise, c.size))
+
+
+def linear_vertices(c: np.ndarray, n: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([G] N*, [G] L*) from a parabola of L (not log L) in log10 N per budget: the previous method."""
+    n_opt, l_opt = [], []
+    for cb in np.unique(c):
+        m = c == cb
+        coeffs = np.polyfit(np.log10(n[m]), y[m], 2)
+        x = -coeffs[1] / (2 * coeffs[0])
+        n_opt.append(10.0**x)
+        l_opt.append(np.polyval(coeffs, x))
+    return np.array(n_opt), np.array(l_opt)
+
+
+def test_log_space_isoflop_recovers_planted_optimum_at_least_as_well_as_linear():
+    """On a grid centred on the planted optimum whose L spans two decades, the parabola of log L finds
+    N* at least as accurately as the parabola of L in each of 10 noise draws, and L* and the exponent a
+    at least as accurately on average.  (On grids shifted 0.3 decades or more off the optimum the two
+    go either way: neither is uniformly better at N*.)"""
+    n_true, l_true = planted_optimum(WIDE_BUDGETS, WIDE)
+    a_true = WIDE["beta"] / (WIDE["alpha"] + WIDE["beta"])
+    errs = []
+    for seed in range(10):
+        c, n, d, y = centred_isoflop_grid(seed)
+        assert np.log10(y.max() / y.min()) >= 2.0
+        iso = isoflop_optima(c, n, d, y)
+        assert len(iso.optima) == 5 and not iso.skipped
+        assert not any(o.extrapolated for o in iso.optima)
+        n_log = np.array([o.N_opt for o in iso.optima])
+        l_log = np.array([o.L_opt for o in iso.optima])
+        n_lin, l_lin = linear_vertices(c, n, y)
+        a_lin = np.polyfit(np.log10(WIDE_BUDGETS), np.log10(n_lin), 1)[0]
+        errs.append([
+            np.abs(np.log10(n_log / n_true)).max(), np.abs(np.log10(n_lin / n_true)).max(),
+            np.abs(l_log / l_true - 1).max(), np.abs(l_lin / l_true - 1).max(),
+            abs(iso.a - a_true), abs(a_lin - a_true),
+        ])
+    e = np.array(errs)
+    assert np.all(e[:, 0] <= e[:, 1]), e[:, :2]  # N*, in decades, every draw
+    mean = e.mean(axis=0)
+    assert mean[2] <= mean[3] and mean[4] <= mean[5], mean
+    assert e[:, 0].max() < 0.1 and e[:, 2].max() < 0.05 and e[:, 4].max() < 0.01, e
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.2, np.nan])
+def test_isoflop_refuses_non_positive_L_naming_metric_and_transform(bad):
+    c, n, d, y = isoflop_grid()
+    y = np.where(np.arange(y.size) == 3, bad, y)
+    with pytest.raises(FitError, match=r"log L.*'eval/valid/ndcg@10' with transform 'one_minus'.*indices \[3\]"):
+        isoflop_optima(c, n, d, y, metric="eval/valid/ndcg@10", transform="one_minus")
+
+
 def test_bootstrap_returns_estimate_ci_and_samples():
     c, y = planted_c(3)
     res = bootstrap(fit_power_law, c, y, n_boot=40, seed=0, n_starts=4)
