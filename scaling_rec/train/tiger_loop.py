@@ -8,6 +8,9 @@ constrained beam search (a target not among the W beams has rank W). Training is
 `train.time_limit_s` (or `max_steps` of a call) stops at a step boundary with a checkpoint, the learning
 curve so far and a test evaluation of where the run stands (status 'partial'); the next call resumes.
 Batches and dropout are keyed by the global step, so a resumed run equals an uninterrupted one.
+Parallelism as in the sequence loop: parameters sharded on the mesh of `config.mesh` by the logical-axis
+rules (the token table row-split), each training batch split over ('data', 'fsdp'); `train.batch_size` must
+divide over data x fsdp (ConfigError before anything is written or compiled).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import math
 import pathlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -27,6 +31,7 @@ import optax
 from flax import nnx
 
 from scaling_rec import tiger_config
+from scaling_rec.config import check_mesh
 from scaling_rec.data.amazon_content import encode_items, load_item_content
 from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
@@ -39,7 +44,7 @@ from scaling_rec.models.rqvae import SemanticIds, semantic_ids
 from scaling_rec.models.tiger import Tiger, history_tokens, repeat_context
 from scaling_rec.parallel.mesh import make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
-from scaling_rec.parallel.sharding import create_sharded
+from scaling_rec.parallel.sharding import create_sharded, init_opt_state, place_batch, replicated
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.loop import FINISHED, read_result
@@ -138,10 +143,69 @@ def forward_flops_per_example(config: ml_collections.ConfigDict, length: int) ->
     return float(layers * ((S + T) * per_tok + attn(S + T, S + T) / 2) + 2 * T * m.d_model * 256)
 
 
+def make_lr_schedule(train: ml_collections.ConfigDict) -> Callable[[jax.Array], jax.Array]:
+    """Learning rate of a 0-based int step: linear warm-up over `warmup_steps`, then constant or, with
+    `decay_start` > 0, inverse-square-root decay from step `decay_start` on (float32 scalar)."""
+
+    def lr_schedule(step: jax.Array) -> jax.Array:
+        s = step.astype(jnp.float32) + 1.0
+        warm = jnp.minimum(1.0, s / max(train.warmup_steps, 1))
+        if not train.decay_start:
+            return train.learning_rate * warm
+        return train.learning_rate * warm * jnp.sqrt(train.decay_start / jnp.maximum(s, train.decay_start))
+
+    return lr_schedule
+
+
+def make_optimizer(train: ml_collections.ConfigDict,
+                   lr_schedule: Callable[[jax.Array], jax.Array]) -> optax.GradientTransformation:
+    """Global-norm clipping (when `grad_clip` > 0), then AdamW with decoupled `weight_decay`."""
+    return optax.chain(optax.clip_by_global_norm(train.grad_clip) if train.grad_clip > 0 else optax.identity(),
+                       optax.adamw(lr_schedule, weight_decay=train.weight_decay))
+
+
+def train_batch(ex: Examples, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """The host batch of examples `idx` [B]: history_BxS int32 encoder tokens, targets_B int32 items."""
+    return {"history_BxS": ex.history_BxS[idx], "targets_B": ex.targets_B[idx]}
+
+
+def make_train_step(config: ml_collections.ConfigDict, graphdef: nnx.GraphDef, rest: nnx.State,
+                    tx: optax.GradientTransformation, codes_table: jax.Array,
+                    lr_schedule: Callable[[jax.Array], jax.Array], state_sharding: Any) -> Callable:
+    """The jitted teacher-forcing step: step(state, batch) -> (state, metrics).
+
+    state: {'params', 'opt', 'step'}, kept on `state_sharding` (a matching tree of shardings) in and out;
+    batch: `train_batch` placed on the mesh (its [B] axis split over the data-parallel axes);
+    codes_table: int32 [num_items + 1, L], each item's codes (padding row 0). Dropout is keyed by
+    (config.seed, state['step']). Metrics: loss (mean cross-entropy in nats per code), grad_norm, lr
+    (of this step) and xent_by_position float32 [L].
+    """
+    base_key = jax.random.key(config.seed)
+
+    def loss_fn(params: nnx.State, hist_BxS: jax.Array, codes_BxL: jax.Array,
+                key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        logits_BxLxV = nnx.merge(graphdef, params, rest)(hist_BxS, codes_BxL, key)
+        xent_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, codes_BxL)
+        return xent_BxL.mean(), xent_BxL
+
+    def train_step(state: dict[str, Any], batch: dict[str, jax.Array]) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+        key = jax.random.fold_in(base_key, state["step"])
+        codes_BxL = jnp.take(codes_table, batch["targets_B"], axis=0)
+        (loss, xent_BxL), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"], batch["history_BxS"], codes_BxL, key)
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        new = {"params": optax.apply_updates(state["params"], updates), "opt": opt, "step": state["step"] + 1}
+        return new, {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": lr_schedule(state["step"]),
+                     "xent_by_position": xent_BxL.mean(0)}
+
+    return jax.jit(train_step, in_shardings=(state_sharding, None), out_shardings=(state_sharding, None))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
                        max_steps: int | None = None) -> dict[str, Any]:
     """Runs, resumes or returns the finished TIGER run of `config` (module docstring)."""
     tiger_config.validate(config)
+    check_mesh(config, jax.device_count())
     rid = tiger_config.run_id(config)
     run_dir = pathlib.Path(workdir) / "runs" / rid
     done = read_result(run_dir)
@@ -168,32 +232,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
     n_emb = int(np.prod(model.embed.table.shape))
     t = config.train
-
-    def lr_schedule(step: jax.Array) -> jax.Array:
-        s = step.astype(jnp.float32) + 1.0
-        warm = jnp.minimum(1.0, s / max(t.warmup_steps, 1))
-        return t.learning_rate * warm * jnp.sqrt(t.decay_start / jnp.maximum(s, t.decay_start)) if t.decay_start \
-            else t.learning_rate * warm
-
-    tx = optax.chain(optax.clip_by_global_norm(t.grad_clip) if t.grad_clip > 0 else optax.identity(),
-                     optax.adamw(lr_schedule, weight_decay=t.weight_decay))
-    state = {"params": params, "opt": tx.init(params), "step": jnp.asarray(0, jnp.int32)}
-
-    def loss_fn(p, hist, codes, key):
-        m = nnx.merge(graphdef, p, rest)
-        logits = m(hist, codes, key)
-        xent = optax.softmax_cross_entropy_with_integer_labels(logits, codes)
-        return xent.mean(), xent
-
-    @jax.jit
-    def train_step(state, hist, targets):
-        key = jax.random.fold_in(jax.random.key(config.seed), state["step"])
-        codes = jnp.take(codes_table, targets, axis=0)
-        (loss, xent), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], hist, codes, key)
-        updates, opt = tx.update(grads, state["opt"], state["params"])
-        new = {"params": optax.apply_updates(state["params"], updates), "opt": opt, "step": state["step"] + 1}
-        return new, {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": lr_schedule(state["step"]),
-                     "xent_by_position": xent.mean(0)}
+    lr_schedule = make_lr_schedule(t)
+    tx = make_optimizer(t, lr_schedule)
+    state = {"params": params, "opt": init_opt_state(tx, params, mesh),
+             "step": jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh))}
+    train_step = make_train_step(config, graphdef, rest, tx, jax.device_put(codes_table, replicated(mesh)),
+                                 lr_schedule, jax.tree.map(lambda x: x.sharding, state))
 
     W, EB = config.eval.beam_width, config.eval.batch_size
     table = build_prefix_table(ids.codes[1:], vocab=max(ids.vocab_sizes))
@@ -249,7 +293,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     stop_reason = None
     while step < t.num_steps:
         idx = batch_indices(step)
-        state, m = train_step(state, jnp.asarray(train_ex.history_BxS[idx]), jnp.asarray(train_ex.targets_B[idx]))
+        with jax.set_mesh(mesh):
+            state, m = train_step(state, place_batch(train_batch(train_ex, idx), mesh))
         step += 1
         meta["examples_seen"] = float(meta["examples_seen"]) + B
         losses.append(m["loss"])

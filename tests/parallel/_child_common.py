@@ -20,6 +20,7 @@ from tests.parallel._subprocess import REPO, child_env
 
 HERE = pathlib.Path(__file__).resolve().parent
 NUM_STEPS = 4
+TIGER_ITEMS = 48
 CHILD_TIMEOUT_S = 240
 
 
@@ -62,6 +63,24 @@ def tiny_ctr_config(family: str) -> ml_collections.ConfigDict:
     c.train.batch_size, c.train.num_epochs, c.train.num_steps = 16, 0.0, 2
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
     c.logging.wandb, c.logging.progress = False, False
+    return c
+
+
+def tiny_tiger_config(arch: str = "encdec") -> ml_collections.ConfigDict:
+    """A tiny TIGER config (scaling_rec.tiger_config) whose widths and token table split over 8 devices.
+
+    With TIGER_ITEMS synthetic items and random 2 x 8 codes (seed 0: a collision token of 4 values) and 26
+    user buckets, the shared token table has 1 + 8 + 8 + 4 + 26 + 1 = 48 rows (padding, codes, users, BOS).
+    """
+    from scaling_rec import tiger_config
+
+    c = tiger_config.default_config()
+    c.study = "parallel_tests"
+    c.data.max_items = 3
+    c.ids.method, c.ids.levels, c.ids.codebook_size = "random", 2, 8
+    c.model.update(arch=arch, d_model=32, num_layers=1, num_heads=2, head_dim=16, d_ff=64, user_buckets=26)
+    c.train.batch_size = 16
+    c.logging.progress = False
     return c
 
 
