@@ -45,6 +45,7 @@ from scaling_rec.models.tiger import Tiger, history_tokens, repeat_context
 from scaling_rec.parallel.mesh import make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import create_sharded, init_opt_state, place_batch, replicated
+from scaling_rec.provenance import code_version
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.loop import FINISHED, read_result
@@ -229,8 +230,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     model = create_sharded(lambda: Tiger(spec, ids.vocab_sizes, nnx.Rngs(params=config.seed)), mesh,
                            rules_for(config))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
-    n_emb = int(np.prod(model.embed.table.shape))
+    n_dense = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) - int(np.prod(model.embed.table.shape))
+    n_emb = model.num_token_rows * spec.d_model  # the table's padding rows are never used: not counted
+    n_params = n_dense + n_emb
     t = config.train
     lr_schedule = make_lr_schedule(t)
     tx = make_optimizer(t, lr_schedule)
@@ -339,14 +341,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "ids_method": ids.method, "ids_stats": {k: v for k, v in ids.stats.items() if k != "rqvae_history"},
         "id_vocab_sizes": list(ids.vocab_sizes), "steps": step, "total_steps": t.num_steps,
         "flops_planned": 3 * fwd * B * t.num_steps, "flops_spent": 3 * fwd * meta["examples_seen"],
-        "n_dense": n_params - n_emb, "n_emb": n_emb, "examples_seen": meta["examples_seen"],
+        "n_dense": n_dense, "n_emb": n_emb, "examples_seen": meta["examples_seen"],
         "unique_examples": n_train, "epochs": meta["examples_seen"] / n_train,
         "final_train_loss": next((r["loss"] for r in reversed(_read_jsonl(logger.path)) if "loss" in r), None),
         "eval": {f"test/{k}": v for k, v in test.items()}, "curve": meta["curve"],
         "num_valid_users_in_curve": len(valid_ex.targets_B), "num_test_users": len(test_ex.targets_B),
         "dropped_users": split.num_dropped_users, "beam_width": W,
         "wall_time_s": float(meta["wall_time_s"]), "elapsed_s": time.time() - t_start,
-        "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
+        "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count(), **code_version(),
     }
     logger.close()
     atomic_write_json(run_dir / "result.json", result)

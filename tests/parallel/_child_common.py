@@ -70,7 +70,8 @@ def tiny_tiger_config(arch: str = "encdec") -> ml_collections.ConfigDict:
     """A tiny TIGER config (scaling_rec.tiger_config) whose widths and token table split over 8 devices.
 
     With TIGER_ITEMS synthetic items and random 2 x 8 codes (seed 0: a collision token of 4 values) and 26
-    user buckets, the shared token table has 1 + 8 + 8 + 4 + 26 + 1 = 48 rows (padding, codes, users, BOS).
+    user buckets, the shared token table uses 1 + 8 + 8 + 4 + 26 + 1 = 48 rows (padding, codes, users, BOS),
+    padded to 64.
     """
     from scaling_rec import tiger_config
 

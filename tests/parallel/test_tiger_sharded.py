@@ -24,8 +24,8 @@ ARCHS = ("encdec", "deconly")
 MESHES = ("data8", "fsdp8", "d2f2t2")
 TABLE = "['embed']['table'].value"
 FFN_IN = "['decoder'][0]['ffn']['wi']['kernel'].value"  # ('embed', 'mlp') [32, 64]
-SHARDS = {  # per-device shard of the token table [48, 32] and of a decoder FFN input weight [32, 64]
-    TABLE: {"ref": [48, 32], "data8": [48, 32], "fsdp8": [6, 32], "d2f2t2": [12, 32]},
+SHARDS = {  # per-device shard of the token table (48 used rows padded to [64, 32]) and of a decoder FFN weight
+    TABLE: {"ref": [64, 32], "data8": [64, 32], "fsdp8": [8, 32], "d2f2t2": [16, 32]},
     FFN_IN: {"ref": [32, 64], "data8": [32, 64], "fsdp8": [4, 64], "d2f2t2": [16, 32]},
 }
 SPECS = {TABLE: "P(('fsdp', 'tensor'), None)", FFN_IN: "P('fsdp', 'tensor')"}
