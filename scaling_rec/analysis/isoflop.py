@@ -96,7 +96,12 @@ class BudgetOptimum:
 
 @dataclasses.dataclass(frozen=True)
 class IsoFlopFit:
-    """Per-budget optima and the fitted N* = kN·C^a, D* = kD·C^b."""
+    """Per-budget optima and N* = kN·C^a, D* = kD·C^b fitted on the interior optima only.
+
+    An optimum flagged `extrapolated` (vertex outside its budget's sampled sizes) is listed but does
+    not enter a, b: its N* is a parabola's extrapolation, unbounded in principle (a vertex at
+    N* ≈ 1e-36 once gave a = -7). With fewer than 2 interior optima, a, b, kN, kD are NaN.
+    """
 
     optima: tuple[BudgetOptimum, ...]
     skipped: tuple[tuple[float, str], ...]  # (budget C, reason)
@@ -106,6 +111,7 @@ class IsoFlopFit:
     log10_kD: float
     d_rule: str
     n_points: int
+    n_interior: int  # optima inside their sampled sizes: the ones a and b are fitted on
 
     def predict_N(self, C: np.ndarray | float) -> np.ndarray:
         """Compute-optimal parameters N*(C)."""
@@ -174,6 +180,7 @@ def isoflop_optima(
     budget_rtol: float = 0.05,
     metric: str = "L",
     transform: str = "none",
+    require_interior: bool = False,
 ) -> IsoFlopFit:
     """IsoFLOP optima per budget and the exponents a, b of N* ∝ C^a, D* ∝ C^b.
 
@@ -190,9 +197,12 @@ def isoflop_optima(
       budget_rtol: relative tolerance grouping points into budgets (see `group_budgets`).
       metric, transform: what L is (the metric column and the transform that made L of it); named
         by the error for an L ≤ 0.
+      require_interior: raise FitError when fewer than 2 optima are interior (for bootstrap
+        resamples, whose a and b must exist); otherwise a, b are NaN then.
     Returns:
       IsoFlopFit; budgets with < 3 distinct sizes or a concave parabola are listed in `skipped`; an
-      optimum outside its budget's sampled sizes is kept and flagged `extrapolated`.
+      optimum outside its budget's sampled sizes is kept, flagged `extrapolated`, and left out of
+      the fit of a and b.
     Raises:
       FitError: fewer than 2 budgets yield an optimum (the message gives each budget's reason),
         a C, N or D is non-positive/non-finite, or an L is (the message names metric and transform).
@@ -223,9 +233,16 @@ def isoflop_optima(
     if len(optima) < 2:
         detail = "; ".join(f"C={cb:.3g}: {why}" for cb, why in skipped) or "only one budget in the data"
         raise FitError(f"{len(optima)} budget(s) with an optimum, need at least 2 for N* ∝ C^a ({detail})")
-    log_c = np.log10([o.C for o in optima])
-    a, kn = np.polyfit(log_c, np.log10([o.N_opt for o in optima]), 1)
-    b, kd = np.polyfit(log_c, np.log10([o.D_opt for o in optima]), 1)
+    interior = [o for o in optima if not o.extrapolated]
+    if len(interior) >= 2:
+        log_c = np.log10([o.C for o in interior])
+        a, kn = np.polyfit(log_c, np.log10([o.N_opt for o in interior]), 1)
+        b, kd = np.polyfit(log_c, np.log10([o.D_opt for o in interior]), 1)
+    elif require_interior:
+        raise FitError(f"{len(interior)} of {len(optima)} budget optima lie inside their sampled sizes; "
+                       "N* ∝ C^a needs 2 (sample sizes around each budget's optimum)")
+    else:
+        a = b = kn = kd = float("nan")
     return IsoFlopFit(
         optima=tuple(optima),
         skipped=tuple(skipped),
@@ -235,4 +252,5 @@ def isoflop_optima(
         log10_kD=float(kd),
         d_rule=d_rule,
         n_points=int(c.size),
+        n_interior=len(interior),
     )

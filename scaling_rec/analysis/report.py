@@ -56,6 +56,8 @@ def _fit_with_ci(fit_fn: Any, arrays: tuple[np.ndarray, ...], n_boot: int, seed:
     boot = None
     if n_boot > 0:
         boot_kw = {**kw, "n_starts": 4} if fit_fn in (fit_power_law, fit_chinchilla) else kw
+        if fit_fn is isoflop_optima:  # a resample without 2 interior optima has no a, b: it fails
+            boot_kw = {**kw, "require_interior": True}
         try:
             boot = bootstrap(fit_fn, *arrays, n_boot=n_boot, seed=seed, ci=ci, groups=groups, **boot_kw)
             out["bootstrap"] = {**_boot_dict(boot), "resampled": "points" if groups is None else "budgets"}
@@ -195,7 +197,7 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
     params = boot.get("params", {})
     rows = [
         [k, v, params.get(k, {}).get("low", "–"), params.get(k, {}).get("high", "–"),
-         identified(k, params.get(k, {}))]
+         identified(k, params.get(k, {})) if np.isfinite(v) else "no: undefined"]
         for k, v in entry["fit"].items()
         if isinstance(v, float) and k != "loss"
     ]
@@ -209,6 +211,9 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
     elif boot:
         notes.append(f"{boot['n_boot']} bootstrap resamples of {boot.get('resampled', 'points')}, "
                      f"{boot['n_failed']} unfittable")
+    if "n_interior" in entry["fit"]:
+        notes.append(f"a, b fitted on the {entry['fit']['n_interior']} optima inside their budgets' sampled "
+                     "sizes (extrapolated ones excluded; fewer than 2 leave a, b undefined)")
     if "allocation_exponents" in entry:
         ae = entry["allocation_exponents"]
         notes.append(f"implied N* ∝ C^{ae['a']:.3f}, D* ∝ C^{ae['b']:.3f} (eq. 4)")

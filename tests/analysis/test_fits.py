@@ -221,6 +221,35 @@ def test_bootstrap_returns_estimate_ci_and_samples():
     assert res.params["alpha"].covers(POW["alpha"])
 
 
+def _off_centre(c, n, d, y, budgets: int) -> tuple[np.ndarray, ...]:
+    """isoflop_grid with the `budgets` largest budgets' sizes moved to 10-100x their optimum guess."""
+    moved = np.isin(c, np.unique(c)[-budgets:])
+    n = np.where(moved, n * 100.0, n)
+    d = c / (6 * n)
+    clean = CHIN["E"] + CHIN["A"] * n ** -CHIN["alpha"] + CHIN["B"] * d ** -CHIN["beta"]
+    return c, n, d, np.where(moved, clean, y)
+
+
+def test_isoflop_exponents_leave_out_extrapolated_optima():
+    c, n, d, y = _off_centre(*isoflop_grid(), budgets=1)
+    iso = isoflop_optima(c, n, d, y)
+    outside = [o for o in iso.optima if o.extrapolated]
+    assert len(outside) == 1 and outside[0].C == c.max() and iso.n_interior == 3
+    inside = [o for o in iso.optima if not o.extrapolated]
+    a_inside = np.polyfit(np.log10([o.C for o in inside]), np.log10([o.N_opt for o in inside]), 1)[0]
+    assert iso.a == pytest.approx(a_inside, rel=1e-12)
+    assert abs(iso.a - CHIN["beta"] / (CHIN["alpha"] + CHIN["beta"])) < 0.03
+
+
+def test_isoflop_exponents_undefined_with_one_interior_optimum():
+    c, n, d, y = _off_centre(*isoflop_grid(), budgets=3)
+    iso = isoflop_optima(c, n, d, y)
+    assert iso.n_interior == 1 and len(iso.optima) == 4
+    assert np.isnan(iso.a) and np.isnan(iso.b)
+    with pytest.raises(FitError, match="1 of 4 budget optima lie inside"):
+        isoflop_optima(c, n, d, y, require_interior=True)
+
+
 def test_cluster_bootstrap_of_isoflop_exponents():
     """Resampling whole budgets keeps every parabola's sizes, so (almost) every resample fits."""
     c, n, d, y = isoflop_grid()
