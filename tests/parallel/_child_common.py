@@ -12,10 +12,15 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
+import jax
 import ml_collections
+import numpy as np
 
 from scaling_rec.config import default_config
+from scaling_rec.errors import ConfigError
 from tests.parallel._subprocess import REPO, child_env
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -148,3 +153,45 @@ def finish(procs: list[subprocess.Popen], timeout_s: float = CHILD_TIMEOUT_S) ->
             result["stderr"] = err[-3000:]
         results.append(result)
     return results
+
+
+COMPILE_EVENTS: list[str] = []
+
+
+def record_compiles() -> None:
+    """From now on append every compilation event of this process to COMPILE_EVENTS."""
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, _secs, **_: COMPILE_EVENTS.append(event) if "compile" in event else None
+    )
+
+
+def config_error(train: Callable, config: ml_collections.ConfigDict, workdir: pathlib.Path, **changes) -> dict:
+    """The ConfigError `train(config, workdir)` raises once `changes` ('section__key': value) are set,
+    with the compilations it caused (record_compiles must be on) and whether it created workdir."""
+    for key, value in changes.items():
+        section, name = key.split("__")
+        config[section][name] = value
+    COMPILE_EVENTS.clear()
+    t0 = time.time()
+    try:
+        train(config, workdir)
+    except ConfigError as e:
+        error = {"type": type(e).__name__, "message": str(e)}
+    else:
+        error = None
+    return {"error": error, "seconds": time.time() - t0, "compiles": list(COMPILE_EVENTS),
+            "workdir_created": workdir.exists()}
+
+
+def assert_step_matches_one_device(ref: dict, got: dict, table: str, label: str) -> None:
+    """One train step on 8 devices (`got`) equals the 1-device step (`ref`): loss rtol 1e-6, every
+    gradient |g - g_1dev| <= 1e-5 * max|g_1dev| + 1e-6 * G (G: the largest gradient entry), and the
+    embedding table's gradient is not all zero."""
+    assert ref["num_devices"] == 1 and got["num_devices"] == 8
+    np.testing.assert_allclose(got["loss"], ref["loss"], rtol=1e-6)
+    assert sorted(got["grads"]) == sorted(ref["grads"]) and np.abs(ref["grads"][table]).max() > 0
+    scale = max(np.abs(g).max() for g in ref["grads"].values())
+    for name, want in ref["grads"].items():
+        atol = 1e-5 * np.abs(want).max() + 1e-6 * scale
+        np.testing.assert_allclose(got["grads"][name], want, rtol=0, atol=atol, err_msg=f"{label} {name}")
+    assert got["params_unchanged"]  # the step's 'optimiser' only recorded the gradients

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +21,6 @@ import optax
 from flax import nnx
 
 from scaling_rec.data.pipeline import TrainStream
-from scaling_rec.errors import ConfigError
 from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import make_mesh
 from scaling_rec.parallel.rules import rules_for
@@ -30,7 +28,7 @@ from scaling_rec.parallel.sharding import replicated, shard_batch, sharded_init
 from scaling_rec.train.inputs import prepare
 from scaling_rec.train.loop import place_batch, train_and_evaluate
 from scaling_rec.train.step import TrainState, make_train_step
-from tests.parallel._child_common import load_ctr_data, tiny_config, tiny_ctr_config
+from tests.parallel._child_common import config_error, load_ctr_data, record_compiles, tiny_config, tiny_ctr_config
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -157,35 +155,14 @@ def one_step(family: str, mesh_name: str, out_dir: pathlib.Path) -> dict:
     }
 
 
-COMPILE_EVENTS: list[str] = []
-
-
-def config_error(workdir: pathlib.Path, **changes) -> dict:
-    """The error `train_and_evaluate` raises for a bad mesh/batch, and the compilations it caused."""
-    config = tiny_config("hstu")
-    for key, value in changes.items():
-        section, name = key.split("__")
-        config[section][name] = value
-    COMPILE_EVENTS.clear()
-    t0 = time.time()
-    try:
-        train_and_evaluate(config, workdir)
-    except ConfigError as e:
-        error = {"type": type(e).__name__, "message": str(e)}
-    else:
-        error = None
-    return {"error": error, "seconds": time.time() - t0, "compiles": list(COMPILE_EVENTS),
-            "workdir_created": workdir.exists()}
-
-
 def errors(out_dir: pathlib.Path) -> dict:
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, _secs, **_: COMPILE_EVENTS.append(event) if "compile" in event else None
-    )
+    record_compiles()
     return {
         "device_count": jax.device_count(),
-        "mesh_mismatch": config_error(out_dir / "w_mesh", mesh__data=3, mesh__fsdp=1),
-        "batch_not_divisible": config_error(out_dir / "w_batch", mesh__data=8, mesh__fsdp=1, train__batch_size=12),
+        "mesh_mismatch": config_error(train_and_evaluate, tiny_config("hstu"), out_dir / "w_mesh",
+                                      mesh__data=3, mesh__fsdp=1),
+        "batch_not_divisible": config_error(train_and_evaluate, tiny_config("hstu"), out_dir / "w_batch",
+                                            mesh__data=8, mesh__fsdp=1, train__batch_size=12),
     }
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,14 +25,13 @@ from flax import nnx
 from scaling_rec import tiger_config
 from scaling_rec.data.splits import leave_one_out
 from scaling_rec.data.synthetic import synthetic_sequences
-from scaling_rec.errors import ConfigError
 from scaling_rec.models.rqvae import semantic_ids
 from scaling_rec.models.tiger import Tiger
 from scaling_rec.parallel.mesh import make_mesh
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import create_sharded, place_batch, replicated, shard_batch
 from scaling_rec.train import tiger_loop
-from tests.parallel._child_common import TIGER_ITEMS, tiny_tiger_config
+from tests.parallel._child_common import TIGER_ITEMS, config_error, record_compiles, tiny_tiger_config
 from tests.parallel._child_models import _flat, _init_capture, _shards, capture_gradients
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -94,36 +92,15 @@ def one_step(arch: str, mesh_name: str, out_dir: pathlib.Path) -> dict:
     }
 
 
-COMPILE_EVENTS: list[str] = []
-
-
-def config_error(workdir: pathlib.Path, **changes) -> dict:
-    """The error `tiger_loop.train_and_evaluate` raises for a bad mesh/batch, and the compilations it caused."""
-    config = tiny_tiger_config()
-    for key, value in changes.items():
-        section, name = key.split("__")
-        config[section][name] = value
-    COMPILE_EVENTS.clear()
-    t0 = time.time()
-    try:
-        tiger_loop.train_and_evaluate(config, workdir)
-    except ConfigError as e:
-        error = {"type": type(e).__name__, "message": str(e)}
-    else:
-        error = None
-    return {"error": error, "seconds": time.time() - t0, "compiles": list(COMPILE_EVENTS),
-            "workdir_created": workdir.exists()}
-
-
 def errors(out_dir: pathlib.Path) -> dict:
     """Mesh larger than the devices, and a batch of 12 on a data-parallel size of 8."""
-    jax.monitoring.register_event_duration_secs_listener(
-        lambda event, _secs, **_: COMPILE_EVENTS.append(event) if "compile" in event else None
-    )
+    record_compiles()
     return {
         "device_count": jax.device_count(),
-        "mesh_mismatch": config_error(out_dir / "w_mesh", mesh__data=3),
-        "batch_not_divisible": config_error(out_dir / "w_batch", mesh__data=8, train__batch_size=12),
+        "mesh_mismatch": config_error(tiger_loop.train_and_evaluate, tiny_tiger_config(), out_dir / "w_mesh",
+                                      mesh__data=3),
+        "batch_not_divisible": config_error(tiger_loop.train_and_evaluate, tiny_tiger_config(),
+                                            out_dir / "w_batch", mesh__data=8, train__batch_size=12),
     }
 
 
