@@ -82,9 +82,11 @@ def prepare_data(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return {"data": data, "split": split}
 
 
-def load_or_make_ids(config: ml_collections.ConfigDict, run_dir: pathlib.Path, num_items: int) -> SemanticIds:
+def load_or_make_ids(config: ml_collections.ConfigDict, run_dir: pathlib.Path, num_items: int, *,
+                     write: bool = True) -> SemanticIds:
     """The run's semantic IDs: run_dir/semantic_ids.npz if present, else a shared cache keyed by the content
-    and ids config, else computed (content -> encoder -> tokenizer) and saved in both places."""
+    and ids config, else computed (content -> encoder -> tokenizer, seeded: the same on every process) and,
+    when `write`, saved in both places."""
     run_file = run_dir / "semantic_ids.npz"
     stats_file = run_dir / "semantic_ids_stats.json"
     if run_file.exists() and stats_file.exists():
@@ -106,10 +108,12 @@ def load_or_make_ids(config: ml_collections.ConfigDict, run_dir: pathlib.Path, n
                            beta=i.beta)
         ids.stats.update({"content": content.summary(), "encoder": config.data.encoder,
                           "encoder_dim": config.data.encoder_dim, "seconds": time.time() - t0})
-        ids.save(cached)
-        atomic_write_json(cached_stats, ids.stats)
-    ids.save(run_file)
-    atomic_write_json(stats_file, ids.stats)
+        if write:
+            ids.save(cached)
+            atomic_write_json(cached_stats, ids.stats)
+    if write:
+        ids.save(run_file)
+        atomic_write_json(stats_file, ids.stats)
     return ids
 
 
@@ -212,12 +216,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     done = read_result(run_dir)
     if done is not None and done.get("status") in FINISHED:
         return done
+    main = jax.process_index() == 0  # with several processes only the first writes files
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", config.to_dict())
+    if main:
+        atomic_write_json(run_dir / "config.json", config.to_dict())
     t_start = time.time()
     d = prepare_data(config)
     split, num_items = d["split"], d["data"].num_items
-    ids = load_or_make_ids(config, run_dir, num_items)
+    ids = load_or_make_ids(config, run_dir, num_items, write=main)
     progress(f"[{rid}] ids {ids.method}: vocab {ids.vocab_sizes}, collision rate {ids.stats['collision_rate']:.4f}, "
              f"usage {ids.stats['codebook_usage']}")
     L = ids.length
@@ -274,7 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     if start:
         state, meta = ckpt.restore(start, state)
         progress(f"[{rid}] resumed from step {start}")
-    logger = RunLogger(run_dir, config, rid, resume_step=start)
+    logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
     fwd = forward_flops_per_example(config, L)
     progress(f"[{rid}] TIGER {spec.arch} params={n_params:,} (emb {n_emb:,}) train pairs={len(train_ex.targets_B):,} "
              f"steps {start}->{t.num_steps}")
@@ -351,7 +357,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count(), **code_version(),
     }
     logger.close()
-    atomic_write_json(run_dir / "result.json", result)
+    if main:
+        atomic_write_json(run_dir / "result.json", result)
     return result
 
 
