@@ -1,4 +1,5 @@
-"""The notebooks run (nbclient, the venv's python3 kernel) against a study's results store.
+"""The notebooks run (nbclient, the venv's python3 kernel): scaling curves against a study's results
+store, attention kernels against the committed benchmark results.
 
 `notebooks/scaling_curves.ipynb` reads its store from $SCALING_REC_RESULTS.  The fast test builds a
 store the way a sweep lays it out (scaling_rec.sweep: `expand` → run ids and labels, `Store` →
@@ -27,6 +28,7 @@ from scaling_rec.sweep.store import Store, study_root
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "scaling_curves.ipynb"
+ATTENTION_NOTEBOOK = REPO / "notebooks" / "attention_kernels.ipynb"
 FIGURE_TAGS = ("figure-loss-vs-compute", "figure-isoflop", "figure-optimal-size")
 
 # Planted L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, eq. 2) with N = N_dense, D = examples;
@@ -115,20 +117,25 @@ def write_planted_store(workdir: pathlib.Path) -> pathlib.Path:
     return store.root
 
 
-def execute_notebook(study_dir: pathlib.Path, n_boot: int, monkeypatch: pytest.MonkeyPatch):
-    """Runs the notebook on `study_dir` in a fresh python3 kernel (the interpreter running pytest,
-    whose ipykernel ships the 'python3' kernel spec); returns the executed notebook.  A cell that
-    raises fails the test with the cell's traceback (nbclient.exceptions.CellExecutionError)."""
+def run_notebook(path: pathlib.Path):
+    """Runs the notebook at `path` in a fresh python3 kernel (the interpreter running pytest, whose
+    ipykernel ships the 'python3' kernel spec) from its folder; returns the executed notebook.  A cell
+    that raises fails the test with the cell's traceback (nbclient.exceptions.CellExecutionError)."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=240, startup_timeout=120,
+                                     resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    return nb
+
+
+def execute_notebook(study_dir: pathlib.Path, n_boot: int, monkeypatch: pytest.MonkeyPatch):
+    """The scaling-curves notebook run on the study at `study_dir` with `n_boot` resamples."""
     monkeypatch.setenv("SCALING_REC_RESULTS", str(study_dir))
     monkeypatch.setenv("SCALING_REC_N_BOOT", str(n_boot))
     monkeypatch.delenv("SCALING_REC_METRIC", raising=False)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=240, startup_timeout=120,
-                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
-    client.execute()
-    return nb
+    return run_notebook(NOTEBOOK)
 
 
 def _outputs(nb, tag: str | None = None) -> list[dict]:
@@ -150,13 +157,32 @@ def _has_png(nb, tag: str) -> bool:
     return any("image/png" in o.get("data", {}) for o in _outputs(nb, tag))
 
 
-def test_the_notebook_is_stored_without_outputs():
+@pytest.mark.parametrize("path", [NOTEBOOK, ATTENTION_NOTEBOOK], ids=lambda p: p.stem)
+def test_the_notebook_is_stored_without_outputs(path: pathlib.Path):
     nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(not c.outputs and c.execution_count is None for c in code)
     assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_attention_notebook_on_the_committed_gpu_benchmark(monkeypatch):
+    """The H200 result: the figure is drawn and the targets section reads the 4096 numbers."""
+    monkeypatch.delenv("SCALING_REC_BENCH", raising=False)
+    nb = run_notebook(ATTENTION_NOTEBOOK)
+    assert _has_png(nb, "figure-attention")
+    targets = "".join(o.get("text", "") for o in _outputs(nb, "targets"))
+    assert "speedup over XLA at 4096, jagged: 5.94x (target >= 3x: met)" in targets
+    assert "Pallas / cuDNN softmax time at 4096, padded:" in targets
+
+
+def test_attention_notebook_on_a_cpu_benchmark(monkeypatch):
+    """A CPU result has no Pallas timings: the notebook says the targets need a GPU run."""
+    monkeypatch.setenv("SCALING_REC_BENCH", str(REPO / "benchmarks" / "results" / "hstu_attention_cpu.json"))
+    nb = run_notebook(ATTENTION_NOTEBOOK)
+    assert _has_png(nb, "figure-attention")
+    assert "the targets need a GPU run" in "".join(o.get("text", "") for o in _outputs(nb, "targets"))
 
 
 def test_scaling_curves_notebook_on_a_sweep_store(tmp_path, monkeypatch):
