@@ -11,8 +11,9 @@ Presets:
 Runtime (estimated from measured step rates on the shared 2-core CPU): ml100k ≈ 10 min,
 beauty_dedup ≈ 20 min.
 Expected result: the filtered ML-100K predicts a different (liked-items-only) target, so compare
-loss/NDCG trends across sizes rather than the absolute values; dedup changes Beauty very little
-(the 5-core S3-Rec file has few consecutive repeats), a check that the knob is neutral there.
+loss/NDCG trends across sizes rather than the absolute values (each arm is its own group in the
+report); dedup changes Beauty very little (the 5-core S3-Rec file has few consecutive repeats), a
+check that the knob is neutral there.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ import ml_collections
 from experiments.hstu.common import reference
 
 SIZES = ["hstu/XS", "hstu/S", "hstu/M"]
+# Per preset: the config key that differs between the arms, and each arm's value → group label.
+ARMS = {
+    "ml100k": ("data.min_rating", {0.0: "hstu (all ratings)", 4.0: "hstu (ratings ≥ 4)"}),
+    "beauty_dedup": ("data.dedup", {False: "hstu (raw)", True: "hstu (dedup)"}),
+}
 
 
 def get_config(preset: str = "ml100k") -> ml_collections.ConfigDict:
@@ -39,6 +45,6 @@ def get_config(preset: str = "ml100k") -> ml_collections.ConfigDict:
 
 
 def get_sweep(preset: str = "ml100k") -> list[dict]:
-    if preset == "ml100k":
-        return [{"size": s, "data.min_rating": r} for r in (0.0, 4.0) for s in SIZES]
-    return [{"size": s, "data.dedup": d} for d in (False, True) for s in SIZES]
+    """Each arm's size ladder; `group_label` names the arm, so the analysis fits the arms apart."""
+    key, arms = ARMS[preset]
+    return [{"size": s, key: value, "group_label": label} for value, label in arms.items() for s in SIZES]

@@ -5,6 +5,8 @@ One row per run.  Columns: the result.json fields of docs/CONTRACTS.md ("Run dir
 from the result or config.json (`family`, `model_name`, `size`, `study`), and the analysis columns
 `C` (training FLOPs spent, falling back to planned), `budget` (FLOPs planned: the IsoFLOP group),
 `N` (n_dense, or n_dense + n_emb), `D` (examples seen), `usable` and `exclude_reason`.
+`family` is the group the report fits per: the sweep point's `group_label` (one arm of an ablation,
+e.g. 'hstu (ratings >= 4)') when it set one, taking precedence over the result's family.
 
 A corrupted or partial result.json never stops the load: it is warned about and listed in the
 returned `problems`; a partial one keeps its row, flagged unusable.  Runs whose status is
@@ -122,7 +124,8 @@ def _read_config(path: pathlib.Path) -> tuple[dict[str, Any], str | None]:
 
 def _identity(result: dict[str, Any], labels: dict[str, Any], config: dict[str, Any],
               default_study: str) -> dict[str, Any]:
-    """family/model_name/size/study from result.json, then the sweep's labels, then config.json."""
+    """family/model_name/size/study from result.json, then the sweep's labels, then config.json; a
+    sweep group label (`labels['group']`) replaces the family, so arms of one family are grouped apart."""
     out: dict[str, Any] = {}
     for col, keys in _IDENTITY_KEYS.items():
         val = result.get(keys[0]) or labels.get(col) or None  # '' (an unlabelled size) counts as absent
@@ -142,15 +145,15 @@ def _identity(result: dict[str, Any], labels: dict[str, Any], config: dict[str, 
         out["size"] = out["size"] if out["size"] is not None else size
     if out["family"] is None and isinstance(name, str):
         out["family"] = re.split(r"[-_/]", name)[0]
-    out["family"] = str(out["family"]) if out["family"] is not None else "all"
+    out["family"] = str(labels.get("group") or (out["family"] if out["family"] is not None else "all"))
     out["study"] = str(out["study"]) if out["study"] is not None else default_study
     return out
 
 
 def _sweep_labels(study_dir: pathlib.Path) -> dict[str, dict[str, Any]]:
-    """run_id → labels (size, family, budget) from the sweep's spec files `<study>/sweep/specs/*.json`
-    (one per run ever launched, so runs of an earlier preset in the same study keep theirs) and its
-    latest `<study>/sweep/manifest.json`; {} when no sweep wrote them."""
+    """run_id → labels (size, family, budget, and group when set) from the sweep's spec files
+    `<study>/sweep/specs/*.json` (one per run ever launched, so runs of an earlier preset in the same
+    study keep theirs) and its latest `<study>/sweep/manifest.json`; {} when no sweep wrote them."""
     labels: dict[str, dict[str, Any]] = {}
     for path in sorted((study_dir / "sweep" / "specs").glob("*.json")):
         try:

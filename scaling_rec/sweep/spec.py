@@ -5,7 +5,10 @@ An experiment file may define `get_sweep(preset)` next to `get_config(preset)`. 
 * a list of points, each a dict of dotted config keys → values, plus the optional key `size` (a name
   from scaling_rec/sweep/sizes.py:SIZES), e.g. `[{"size": "hstu/S", "data.max_len": 200}, ...]`, or
   the optional key `size_label` (a free label for the sweep table and the analysis, e.g. 'wukong/r2'
-  for a point that sets the model keys itself); or
+  for a point that sets the model keys itself), and the optional key `group_label` (a free label for
+  the point's arm or curve, e.g. 'hstu (ratings >= 4)': the analysis groups and fits runs by it
+  instead of by model family, so two arms of one family are fitted apart; recorded in the spec's
+  labels as `group`); neither label changes the run id; or
 * a grid (ml_collections.ConfigDict or dict) with any of
     budgets:          training-FLOP budgets C (train.flops_budget; the loop plans the steps)
     sizes:            size names trained at every budget (an IsoFLOP grid), or with no budgets
@@ -17,11 +20,11 @@ An experiment file may define `get_sweep(preset)` next to `get_config(preset)`. 
     overrides:        dotted keys → values applied to every point first
 
 Expansion is deterministic (declaration order: budgets, sizes, families, then ladder, then points) and
-drops repeats (same resolved config = same run id). Points of the CTR families (Wukong, DLRM, DCNv2)
-are validated against scaling_rec.ctr_config, TIGER points against scaling_rec.tiger_config, all others
-against scaling_rec.config (`schema`). A
-point setting one of train.num_steps / num_epochs / flops_budget zeroes the other two, so a budget
-replaces the preset's epoch count.
+drops repeats (same resolved config = same run id; a repeat's labels are dropped with it, so two arms
+must differ in a config key, not only in group_label). Points of the CTR families (Wukong, DLRM,
+DCNv2) are validated against scaling_rec.ctr_config, TIGER points against scaling_rec.tiger_config,
+all others against scaling_rec.config (`schema`). A point setting one of train.num_steps / num_epochs /
+flops_budget zeroes the other two, so a budget replaces the preset's epoch count.
 """
 
 from __future__ import annotations
@@ -47,17 +50,21 @@ GRID_KEYS = ("budgets", "sizes", "sizes_per_budget", "families", "ladder", "poin
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One run of a sweep: its resolved config, run id and labels (size name, family, budget C)."""
+    """One run of a sweep: its resolved config, run id and labels (size name, family, budget C, and the
+    point's group label, '' when it set none)."""
 
     config: ml_collections.ConfigDict
     run_id: str
     size: str
     family: str
     budget: float
+    group: str = ""
 
     @property
     def labels(self) -> dict[str, Any]:
-        return {"size": self.size, "family": self.family, "budget": self.budget}
+        """The labels the spec file and manifest record; `group` only when the point set one."""
+        labels: dict[str, Any] = {"size": self.size, "family": self.family, "budget": self.budget}
+        return {**labels, "group": self.group} if self.group else labels
 
 
 def schema(family: str) -> types.ModuleType:
@@ -127,6 +134,7 @@ def apply_point(base: ml_collections.ConfigDict, point: Mapping[str, Any],
         apply_size(config, size_name(str(point["size"])))
     point.pop("size", None)
     point.pop("size_label", None)
+    point.pop("group_label", None)
     lengths = [k for k in LENGTH_KEYS if k in point]
     if len(lengths) > 1:
         raise ConfigError(f"{where}a point sets {lengths}; set only one of {list(LENGTH_KEYS)}.")
@@ -210,7 +218,8 @@ def expand(base: ml_collections.ConfigDict, sweep: Any = None) -> list[RunSpec]:
             continue
         seen.add(rid)
         specs.append(RunSpec(config=config, run_id=rid, size=_size_label(config, point),
-                             family=config.model.family, budget=float(config.train.get("flops_budget", 0.0))))
+                             family=config.model.family, budget=float(config.train.get("flops_budget", 0.0)),
+                             group=str(point.get("group_label") or "")))
     return specs
 
 

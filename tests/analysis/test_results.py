@@ -53,6 +53,23 @@ def test_load_flattens_eval_and_reads_identity(tmp_path):
     assert total.set_index("run_id").loc["a1", "N"] == 7e6
 
 
+def test_sweep_group_labels_split_one_family_into_groups(tmp_path):
+    """A spec file's `group` label (a sweep point's group_label) is the run's family; runs without
+    one keep the result's family."""
+    arms = {"a1": "hstu (all ratings)", "a2": "hstu (all ratings)", "b1": "hstu (ratings ≥ 4)", "c1": ""}
+    (tmp_path / "sweep" / "specs").mkdir(parents=True)
+    for rid, group in arms.items():
+        write_run(tmp_path, rid, result(rid, family="hstu"))
+        labels = {"size": "hstu/S", "family": "hstu", "budget": 0.0, **({"group": group} if group else {})}
+        (tmp_path / "sweep" / "specs" / f"{rid}.json").write_text(json.dumps({"run_id": rid, "labels": labels}))
+    df, problems = load_results(tmp_path)
+    assert problems == []
+    family = df.set_index("run_id")["family"].to_dict()
+    assert family == {"a1": "hstu (all ratings)", "a2": "hstu (all ratings)", "b1": "hstu (ratings ≥ 4)",
+                      "c1": "hstu"}
+    assert set(df["size"]) == {"S"}
+
+
 def test_corrupted_partial_and_missing_results_are_reported_not_raised(tmp_path):
     write_run(tmp_path, "good", result("good"))
     write_run(tmp_path, "cut", '{"status": "ok", "run_id": "cut", "flops_pl')

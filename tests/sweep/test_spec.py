@@ -9,6 +9,7 @@ import pytest
 from scaling_rec import config as config_lib
 from scaling_rec.errors import ConfigError
 from scaling_rec.sweep.spec import expand, load_experiment, load_sweep
+from scaling_rec.sweep.store import Store, read_spec
 from tests.sweep.helpers import REPO, TINY
 
 
@@ -63,6 +64,25 @@ def test_a_point_length_key_replaces_the_preset_length_and_repeats_are_dropped()
     assert len(specs) == 2
     assert specs[0].config.train.num_steps == 0 and specs[0].budget == 5e6
     assert specs[1].config.train.num_steps == 4 and specs[1].budget == 0
+
+
+def test_a_group_label_reaches_the_spec_file_but_not_the_run_id(tmp_path):
+    plain = expand(_base(), [{"size": "hstu/S"}])[0]
+    grouped = expand(_base(), {"sizes": ["hstu/S"], "overrides": {"group_label": "hstu (ratings ≥ 4)"}})[0]
+    assert grouped.run_id == plain.run_id == config_lib.run_id(grouped.config)
+    assert "group" not in plain.labels and grouped.labels["group"] == "hstu (ratings ≥ 4)"
+    _, labels = read_spec(Store(tmp_path).write_spec(grouped))
+    assert labels == {"size": "hstu/S", "family": "hstu", "budget": 0.0, "group": "hstu (ratings ≥ 4)"}
+
+
+def test_data_quality_arms_are_separate_groups_of_one_family():
+    path = REPO / "experiments" / "hstu" / "data_quality.py"
+    module = load_experiment(path)
+    for preset in ("ml100k", "beauty_dedup"):
+        specs = load_sweep(f"{path}:{preset}", module.get_config(preset))
+        groups = {g: {s.size for s in specs if s.group == g} for g in {s.group for s in specs}}
+        assert len(groups) == 2 and all(sizes == {"hstu/XS", "hstu/S", "hstu/M"} for sizes in groups.values())
+        assert {s.family for s in specs} == {"hstu"}
 
 
 @pytest.mark.parametrize("sweep, message", [
