@@ -183,7 +183,7 @@ def plot_ladders(ladders: Mapping[str, list[Ladder]], ylabel: str, title: str = 
                     label=f"{family}, D = {lad.D:.3g} examples")
     ax.set_xscale("log")
     _label(ax, "training FLOPs per example (C / D)", ylabel,
-           title or f"{ylabel} vs compute per example, at fixed examples seen", legend_size=7)
+           title or f"{ylabel} vs compute per example,\nat fixed examples seen", legend_size=7)
     return fig
 
 
