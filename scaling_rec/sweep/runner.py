@@ -86,7 +86,7 @@ class _Console:
 def _estimate_s(st: RunState, done: list[RunState]) -> float:
     """Expected seconds of a run: from finished runs of the same size (setup + training scaled by the
     budget ratio), else the mean time of all finished runs."""
-    same = [d for d in done if d.spec.size == st.spec.size and d.spec.family == st.spec.family
+    same = [d for d in done if d.spec.size == st.spec.size and d.spec.curve == st.spec.curve
             and d.spec.budget > 0 and st.spec.budget > 0]
     if same:
         ests = []
@@ -154,7 +154,8 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
         n = {k: sum(s.state == k for s in states) for k in ("ok", "diverged", "failed", "skipped", "running")}
         finished = n["ok"] + n["diverged"] + n["skipped"]
         eta = _eta(states, executor.slots, time.time())
-        label = f"{st.spec.size or st.spec.family}" + (f" C={st.spec.budget:.2g}" if st.spec.budget else "")
+        label = " ".join(x for x in (st.spec.group, st.spec.size or st.spec.family) if x) + (
+            f" C={st.spec.budget:.2g}" if st.spec.budget else "")
         console.line(f"{finished}/{len(states)} done · {n['running']} running · {n['failed']} failed · "
                      f"ETA {_fmt_s(eta)} | {what} {st.spec.run_id} {label}")
         save()
@@ -228,12 +229,12 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
 
 def summary_table(states: list[RunState]) -> str:
     """One row per run: id, size, N_dense, budget and FLOPs spent/planned, steps, status, metrics, time."""
-    head = (f"{'run_id':12s} {'family':6s} {'size':10s} {'N_dense':>10s} {'C planned':>10s} {'spent/C':>7s} "
+    head = (f"{'run_id':12s} {'group':6s} {'size':10s} {'N_dense':>10s} {'C planned':>10s} {'spent/C':>7s} "
             f"{'steps':>6s} {'status':8s} {'valid':>8s} {'test':>8s} {'wall_s':>7s}")
     rows = [head, "-" * len(head)]
 
     def key(s: RunState) -> tuple:
-        return (s.spec.family, s.spec.budget, (s.result or {}).get("n_dense", 0), s.spec.run_id)
+        return (s.spec.curve, s.spec.budget, (s.result or {}).get("n_dense", 0), s.spec.run_id)
 
     for s in sorted(states, key=key):
         r = s.result or {}
@@ -241,7 +242,7 @@ def summary_table(states: list[RunState]) -> str:
         planned = float(r.get("flops_planned", s.spec.budget) or 0.0)
         ratio = float(r.get("flops_spent", math.nan)) / planned if planned else math.nan
         status = s.state if s.state != "skipped" else f"{r.get('status', '?')}*"
-        rows.append(f"{s.spec.run_id:12s} {s.spec.family:6s} {s.spec.size or '-':10s} {r.get('n_dense', 0):>10,} "
+        rows.append(f"{s.spec.run_id:12s} {s.spec.curve:6s} {s.spec.size or '-':10s} {r.get('n_dense', 0):>10,} "
                     f"{planned:>10.3g} {ratio:>7.3f} {r.get('steps', 0):>6} {status:8s} "
                     f"{_metric(r, 'valid', sel):>8.4f} {_metric(r, 'test', sel):>8.4f} "
                     f"{float(r.get('wall_time_s', math.nan)):>7.1f}")

@@ -66,6 +66,11 @@ class RunSpec:
         labels: dict[str, Any] = {"size": self.size, "family": self.family, "budget": self.budget}
         return {**labels, "group": self.group} if self.group else labels
 
+    @property
+    def curve(self) -> str:
+        """What the run is grouped and fitted by: its group label, else its model family."""
+        return self.group or self.family
+
 
 def schema(family: str) -> types.ModuleType:
     """The config module (default_config, validate) of a model family: scaling_rec.ctr_config for the
