@@ -10,7 +10,8 @@
 # Each step has its own time limit (seconds: TEST_S, BENCH_S, PROBE_S, LONG_S) and writes under $OUT:
 # env.txt, kernel_tests.txt, bench.log, hstu_attention_gpu{,_b<PROBE_BLOCK>}.json, long.log,
 # long_sequences_gpu.json.
-# Python packages missing from the device image travel as wheels in .whl/ (see the device README).
+# Python packages missing from the device image travel as wheels in .whl/ (see the device README):
+# ml-collections 1.1.0, grain 0.2.18, array-record, portpicker, for cp312 manylinux x86_64.
 # Set SCALING_REC_COMMIT=$(git rev-parse HEAD) here: the device copy's .git can be stale.
 set -u
 OUT=${OUT:-/tmp/gpu_checks}
