@@ -14,7 +14,6 @@ seeded plan and places its own rows (`place_batch`); only process 0 writes run f
 
 from __future__ import annotations
 
-import math
 import pathlib
 import time
 from typing import Any
@@ -29,13 +28,12 @@ from flax import nnx
 from scaling_rec import ctr_config
 from scaling_rec.data.ctr import CTRDataset, CTRSplit, load_ctr
 from scaling_rec.errors import ConfigError
-from scaling_rec.io import atomic_write_json
 from scaling_rec.metrics import auc, logloss_from_logits
 from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
-from scaling_rec.provenance import code_version
+from scaling_rec.train import bookkeeping
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.loop import FINISHED, read_result
@@ -134,10 +132,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         return done
     t_start = time.time()
     data = data if data is not None else load_ctr(config.data)  # data errors surface before anything is written
-    main = jax.process_index() == 0  # with several processes only the first writes files
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        atomic_write_json(run_dir / "config.json", config.to_dict())
+    main = bookkeeping.open_run_dir(run_dir, config)
     t = config.train
     n_train = len(data.train)
     if n_train < t.batch_size:
@@ -174,39 +169,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     ckpt = Checkpointer(run_dir / "ckpt")
     meta: dict[str, Any] = {"best": None, "evals_since_best": 0, "wall_time_s": 0.0, "recent": [],
                             "lr": t.learning_rate, "last_valid": None}
-    start = ckpt.latest_step() or 0
-    if start:
-        state, meta = ckpt.restore(start, state)
-        progress(f"[{rid}] resumed from step {start}")
+    start, state, meta = bookkeeping.resume(ckpt, state, meta, rid)
     logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
     logger.summary({"n_dense": counts.n_dense, "n_emb": counts.n_emb})
     progress(f"[{rid}] {config.model.family} N_dense={counts.n_dense:,} N_emb={counts.n_emb:,} "
              f"train FLOPs/example={flops_per_example:.3g} steps={total_steps} ({steps_per_epoch}/epoch)")
     sel = config.eval.select_metric
 
-    def run_eval(step: int) -> bool:
+    def run_eval(step: int) -> None:
+        """Validation, and test when validation improves (the best point in meta); the learning rate
+        decays when it does not."""
         valid = evaluate(predict, state, data.valid, config.eval.batch_size, mesh)
-        meta["last_valid"] = valid
-        record = {"step": step, "lr": meta["lr"], **{f"valid/{k}": v for k, v in valid.items()}}
-        best = meta["best"]
-        if _improved(sel, valid[sel], None if best is None else best["valid"][sel]):
-            test = evaluate(predict, state, data.test, config.eval.batch_size, mesh)
-            meta["best"] = {"step": step, "valid": valid, "test": test}
-            meta["evals_since_best"] = 0
-            record.update({f"test/{k}": v for k, v in test.items()})
-        else:
-            meta["evals_since_best"] += 1
-            if t.lr_decay_factor < 1.0:
-                meta["lr"] = max(meta["lr"] * t.lr_decay_factor, t.min_learning_rate)
-                state["opt_state"].hyperparams["learning_rate"] = jax.device_put(
-                    jnp.asarray(meta["lr"], jnp.float32), replicated(mesh))
+        improved = _improved(sel, valid[sel], bookkeeping.best_valid(meta, sel))
+        test = lambda: evaluate(predict, state, data.test, config.eval.batch_size, mesh)
+        fields = bookkeeping.record_eval(meta, step, valid, improved, test)
+        record = {"step": step, "lr": meta["lr"], **fields}
+        if not improved and t.lr_decay_factor < 1.0:
+            meta["lr"] = max(meta["lr"] * t.lr_decay_factor, t.min_learning_rate)
+            state["opt_state"].hyperparams["learning_rate"] = jax.device_put(
+                jnp.asarray(meta["lr"], jnp.float32), replicated(mesh))
         logger.log(record)
         progress(f"[{rid}] step {step} valid auc={valid['auc']:.5f} logloss={valid['logloss']:.5f} "
                  f"(best {sel}={meta['best']['valid'][sel]:.5f} @ {meta['best']['step']}) lr={meta['lr']:.2g}")
-        return config.eval.patience > 0 and meta["evals_since_best"] >= config.eval.patience
 
     status, step = "ok", start
-    t_loop = time.time()
+    book = bookkeeping.Bookkeeper(rid, ckpt, logger, meta, config.eval.patience, start, stop_after_steps)
     pending: list = []
     with jax.set_mesh(mesh):
         while step < total_steps:
@@ -222,27 +209,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             losses = [float(m["loss"]) for m in jax.device_get(pending)]
             pending = []
             meta["recent"] = (meta["recent"] + losses)[-max(1, t.log_every):]
-            if not all(math.isfinite(x) for x in losses):
+            if book.diverged(step, losses):
                 status = "diverged"
-                progress(f"[{rid}] diverged at step {step} (non-finite loss)")
                 break
             logger.log({"step": step, "loss": losses[-1], "examples_seen": float(step * t.batch_size),
                         "flops_spent": float(step * t.batch_size * flops_per_example)})
             if at_eval:
-                stop = run_eval(step)
-                meta["wall_time_s"] += time.time() - t_loop
-                t_loop = time.time()
-                ckpt.save(step, state, meta)
-                if stop:
-                    progress(f"[{rid}] early stop: no improvement in {config.eval.patience} evaluations")
-                    break
-            if stop_after_steps is not None and step - start >= stop_after_steps:
-                ckpt.save(step, state, meta)
-                logger.close()
-                return {"status": "interrupted", "run_id": rid, "step": step}
-    meta["wall_time_s"] += time.time() - t_loop
+                run_eval(step)
+            action = book.after_step(step, state, save=at_eval, evaluated=at_eval)
+            if action == "early_stop":
+                break
+            if action == "interrupt":
+                return book.interrupted(step)
+    book.stop_clock()
     best = meta.get("best") or {}
-    evals = {f"{s}/{k}": float(v) for s in ("valid", "test") for k, v in (best.get(s) or {}).items()}
     result = {
         "status": status, "run_id": rid, "study": config.study, "family": config.model.family,
         "dataset": data.name, "flops_planned": float(config.train.flops_budget
@@ -253,13 +233,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "best_step": best.get("step"),
         "final_train_loss": float(np.mean(meta["recent"])) if meta["recent"] else float("nan"),
         "final_eval_loss": float((meta.get("last_valid") or {}).get("logloss", float("nan"))),
-        "eval": evals, "oov_counts": data.oov_counts, "wall_time_s": float(meta["wall_time_s"]),
-        "elapsed_s": time.time() - t_start, "device_kind": jax.devices()[0].device_kind,
-        "num_devices": jax.device_count(), **code_version(),
+        "eval": bookkeeping.flatten_best(best), "oov_counts": data.oov_counts,
+        **bookkeeping.run_times(meta["wall_time_s"], t_start), **bookkeeping.run_provenance(),
     }
-    logger.summary({k: v for k, v in result.items() if isinstance(v, int | float)})
-    logger.close()
-    ckpt.close()
-    if main:
-        atomic_write_json(run_dir / "result.json", result)
+    book.finish(result, run_dir, main)
     return result

@@ -25,13 +25,12 @@ from scaling_rec import config as config_lib
 from scaling_rec.data.pipeline import TrainStream, eval_batches
 from scaling_rec.errors import ResultError
 from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts, scored_per_target
-from scaling_rec.io import atomic_write_json
 from scaling_rec.metrics import MetricAccumulator
 from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
-from scaling_rec.provenance import code_version
+from scaling_rec.train import bookkeeping
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.inputs import RunInputs, prepare
 from scaling_rec.train.logging import RunLogger, progress
@@ -140,10 +139,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         return done
     t_start = time.time()
     inputs = prepare(config)  # data errors surface here, before anything is written
-    main = jax.process_index() == 0  # with several processes only the first writes files
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        atomic_write_json(run_dir / "config.json", config.to_dict())
+    main = bookkeeping.open_run_dir(run_dir, config)
     mesh = make_mesh_from_config(config)
     check_batch_divisible(config.train.batch_size, mesh)
     rules = rules_for(config)
@@ -169,38 +165,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     ckpt = Checkpointer(run_dir / "ckpt")
     meta: dict[str, Any] = {"best": None, "evals_since_best": 0, "wall_time_s": 0.0, "recent": [],
                             "last_valid": None}
-    start = ckpt.latest_step() or 0
-    if start:
-        state, meta = ckpt.restore(start, state)
-        progress(f"[{rid}] resumed from step {start}")
+    start, state, meta = bookkeeping.resume(ckpt, state, meta, rid)
     logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
     logger.summary({"n_dense": counts.n_dense, "n_emb": counts.n_emb})
     progress(f"[{rid}] {config.model.family} N_dense={counts.n_dense:,} N_emb={counts.n_emb:,} "
              f"steps={sched.total_steps} ({sched.steps_per_epoch}/epoch) layout={inputs.spec.layout} "
              f"T={inputs.spec.tokens_per_batch} train examples={len(inputs.train):,}")
 
-    def run_eval(step: int) -> bool:
-        """Validation (and test when validation improves); returns True when training should stop."""
+    def run_eval(step: int) -> None:
+        """Validation, and test when validation improves (the best point in meta)."""
         valid = evaluate(eval_step, state.params, inputs.valid, inputs.eval_spec, inputs.time_origin, mesh)
-        meta["last_valid"] = valid
         sel = config.eval.select_metric
-        record = {"step": step, **{f"valid/{k}": v for k, v in valid.items()}}
-        best = meta["best"]
-        if best is None or valid[sel] > best["valid"][sel]:
-            test = evaluate(eval_step, state.params, inputs.test, inputs.eval_spec, inputs.time_origin, mesh)
-            meta["best"] = {"step": step, "valid": valid, "test": test}
-            meta["evals_since_best"] = 0
-            record.update({f"test/{k}": v for k, v in test.items()})
-        else:
-            meta["evals_since_best"] += 1
-        logger.log(record)
+        best = bookkeeping.best_valid(meta, sel)
+        test = lambda: evaluate(eval_step, state.params, inputs.test, inputs.eval_spec, inputs.time_origin, mesh)
+        fields = bookkeeping.record_eval(meta, step, valid, best is None or valid[sel] > best, test)
+        logger.log({"step": step, **fields})
         progress(f"[{rid}] step {step} valid {sel}={valid[sel]:.4f} xent={valid['xent']:.3f} "
                  f"(best {meta['best']['valid'][sel]:.4f} @ {meta['best']['step']})")
-        return config.eval.patience > 0 and meta["evals_since_best"] >= config.eval.patience
 
     status, step = "ok", start
     window = max(1, min(config.train.log_every, sched.total_steps))
-    t_loop, t_last, last_logged = time.time(), time.time(), start
+    book = bookkeeping.Bookkeeper(rid, ckpt, logger, meta, config.eval.patience, start, stop_after_steps)
+    t_last, last_logged = time.time(), start
     batches = stream.iterate(start)
     pending: list[dict] = []
     try:
@@ -214,13 +200,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 if step % config.train.log_every and step != sched.total_steps and step % sched.eval_every \
                         and not ckpt_due:
                     continue
-                for m in jax.device_get(pending):
+                fetched, pending = jax.device_get(pending), []
+                for m in fetched:
                     meta["recent"] = (meta["recent"] + [[float(m["loss_sum"]), float(m["targets"])]])[-window:]
-                    if not math.isfinite(float(m["loss"])):
-                        status = "diverged"
-                pending = []
-                if status == "diverged":
-                    progress(f"[{rid}] diverged at step {step} (non-finite loss)")
+                if book.diverged(step, [float(f["loss"]) for f in fetched]):
+                    status = "diverged"
                     break
                 now = time.time()
                 rate = (step - last_logged) / max(now - t_last, 1e-9)
@@ -235,31 +219,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                     progress(f"[{rid}] step {step}/{sched.total_steps} loss {loss:.4f} {rate:.1f} steps/s "
                              f"ETA {eta:.0f}s")
                 eval_due = step % sched.eval_every == 0 or step == sched.total_steps
-                stop = run_eval(step) if eval_due else False
-                if eval_due or ckpt_due:
-                    meta["wall_time_s"] += time.time() - t_loop
-                    t_loop = time.time()
-                    ckpt.save(step, state, meta)
-                if stop:
-                    progress(f"[{rid}] early stop: no improvement in {config.eval.patience} evaluations")
+                if eval_due:
+                    run_eval(step)
+                action = book.after_step(step, state, save=eval_due or ckpt_due, evaluated=eval_due)
+                if action == "early_stop":
                     break
-                if stop_after_steps is not None and step - start >= stop_after_steps:
-                    ckpt.save(step, state, meta)
-                    logger.close()
-                    return {"status": "interrupted", "run_id": rid, "step": step}
+                if action == "interrupt":
+                    return book.interrupted(step)
     except Exception as e:
         logger.close()
         result = _result(config, rid, "failed", inputs, sched, counts, step, meta, t_start, error=repr(e))
-        if main:
-            atomic_write_json(run_dir / "result.json", result)
+        bookkeeping.write_result(run_dir, result, main)
         raise
-    meta["wall_time_s"] += time.time() - t_loop
+    book.stop_clock()
     result = _result(config, rid, status, inputs, sched, counts, step, meta, t_start)
-    logger.summary({k: v for k, v in result.items() if isinstance(v, int | float)})
-    logger.close()
-    ckpt.close()
-    if main:
-        atomic_write_json(run_dir / "result.json", result)
+    book.finish(result, run_dir, main)
     return result
 
 
@@ -268,11 +242,7 @@ def _result(config: ml_collections.ConfigDict, rid: str, status: str, inputs: Ru
     recent = np.array(meta["recent"], np.float64).reshape(-1, 2)
     final_loss = float(recent[:, 0].sum() / max(recent[:, 1].sum(), 1.0)) if len(recent) else float("nan")
     best = meta.get("best") or {}
-    evals: dict[str, float] = {}
-    for split in ("valid", "test"):
-        evals.update({f"{split}/{k}": float(v) for k, v in (best.get(split) or {}).items()})
     last_valid = meta.get("last_valid") or {}
-    device = jax.devices()[0]
     result = {
         "status": status, "run_id": rid, "study": config.study, "family": config.model.family,
         "dataset": config.data.name, "layout": config.data.layout,
@@ -285,9 +255,8 @@ def _result(config: ml_collections.ConfigDict, rid: str, status: str, inputs: Ru
         "unique_examples": len(inputs.train), "epochs": step / max(sched.steps_per_epoch, 1),
         "steps": step, "total_steps": sched.total_steps, "best_step": best.get("step"),
         "final_train_loss": final_loss, "final_eval_loss": float(last_valid.get("xent", float("nan"))),
-        "eval": evals, "wall_time_s": float(meta["wall_time_s"]), "elapsed_s": time.time() - t_start,
-        "device_kind": device.device_kind, "num_devices": jax.device_count(), "num_items": inputs.num_items,
-        "dropped_users": inputs.num_dropped_users, **code_version(),
+        "eval": bookkeeping.flatten_best(best), **bookkeeping.run_times(meta["wall_time_s"], t_start),
+        "num_items": inputs.num_items, "dropped_users": inputs.num_dropped_users, **bookkeeping.run_provenance(),
     }
     if error is not None:
         result["error"] = error

@@ -45,7 +45,7 @@ from scaling_rec.models.tiger import Tiger, history_tokens, repeat_context
 from scaling_rec.parallel.mesh import make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import create_sharded, init_opt_state, place_batch, replicated
-from scaling_rec.provenance import code_version
+from scaling_rec.train.bookkeeping import open_run_dir, resume, run_provenance, run_times, write_result
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.loop import FINISHED, read_result
@@ -216,10 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     done = read_result(run_dir)
     if done is not None and done.get("status") in FINISHED:
         return done
-    main = jax.process_index() == 0  # with several processes only the first writes files
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        atomic_write_json(run_dir / "config.json", config.to_dict())
+    main = open_run_dir(run_dir, config)
     t_start = time.time()
     d = prepare_data(config)
     split, num_items = d["split"], d["data"].num_items
@@ -276,10 +273,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     ckpt = Checkpointer(run_dir / "ckpt")
     meta: dict[str, Any] = {"curve": [], "wall_time_s": 0.0, "examples_seen": 0.0}
-    start = ckpt.latest_step() or 0
-    if start:
-        state, meta = ckpt.restore(start, state)
-        progress(f"[{rid}] resumed from step {start}")
+    start, state, meta = resume(ckpt, state, meta, rid)
     logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
     fwd = forward_flops_per_example(config, L)
     progress(f"[{rid}] TIGER {spec.arch} params={n_params:,} (emb {n_emb:,}) train pairs={len(train_ex.targets_B):,} "
@@ -353,12 +347,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "eval": {f"test/{k}": v for k, v in test.items()}, "curve": meta["curve"],
         "num_valid_users_in_curve": len(valid_ex.targets_B), "num_test_users": len(test_ex.targets_B),
         "dropped_users": split.num_dropped_users, "beam_width": W,
-        "wall_time_s": float(meta["wall_time_s"]), "elapsed_s": time.time() - t_start,
-        "device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count(), **code_version(),
+        **run_times(meta["wall_time_s"], t_start), **run_provenance(),
     }
     logger.close()
-    if main:
-        atomic_write_json(run_dir / "result.json", result)
+    write_result(run_dir, result, main)
     return result
 
 

@@ -1,0 +1,163 @@
+"""Host-side bookkeeping that the step loops of scaling_rec.train.loop (sequence models) and
+scaling_rec.train.ctr_loop (CTR models) have in common; the loops themselves stay in their modules.
+
+`meta` is a loop's host state, checkpointed with its train state (JSON): 'best' ({'step', 'valid',
+'test'} of the best validation point, or None), 'evals_since_best', 'last_valid' and 'wall_time_s'
+(seconds spent in the step loop, summed over resumed calls), plus whatever else a loop keeps there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import jax
+import ml_collections
+
+from scaling_rec.io import atomic_write_json
+from scaling_rec.provenance import code_version
+from scaling_rec.train.checkpoint import Checkpointer
+from scaling_rec.train.logging import RunLogger, progress
+
+Action = Literal["continue", "early_stop", "interrupt"]
+
+
+def open_run_dir(run_dir: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
+    """Creates `run_dir` and writes its config.json; True on the process that writes run files (process 0)."""
+    main = jax.process_index() == 0  # with several processes only the first writes files
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        atomic_write_json(run_dir / "config.json", config.to_dict())
+    return main
+
+
+def resume(ckpt: Checkpointer, state: Any, meta: dict[str, Any], rid: str) -> tuple[int, Any, dict[str, Any]]:
+    """(start step, state, meta) of the latest checkpoint, restored onto `state`'s shardings; (0, state, meta)
+    when there is none."""
+    start = ckpt.latest_step() or 0
+    if start:
+        state, meta = ckpt.restore(start, state)
+        progress(f"[{rid}] resumed from step {start}")
+    return start, state, meta
+
+
+def best_valid(meta: dict[str, Any], metric: str) -> float | None:
+    """The validation `metric` of the best point so far; None before the first evaluation."""
+    best = meta["best"]
+    return None if best is None else best["valid"][metric]
+
+
+def record_eval(meta: dict[str, Any], step: int, valid: dict[str, float], improved: bool,
+                evaluate_test: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Records the validation metrics `valid` of step `step` in `meta`.
+
+    When `improved`, the test split is evaluated (`evaluate_test`) and this point becomes the best one;
+    otherwise it counts as one more evaluation since the best. Returns the evaluation's metrics.jsonl
+    fields: 'valid/<metric>' and, when improved, 'test/<metric>'.
+    """
+    meta["last_valid"] = valid
+    fields = {f"valid/{k}": v for k, v in valid.items()}
+    if improved:
+        test = evaluate_test()
+        meta["best"] = {"step": step, "valid": valid, "test": test}
+        meta["evals_since_best"] = 0
+        fields.update({f"test/{k}": v for k, v in test.items()})
+    else:
+        meta["evals_since_best"] += 1
+    return fields
+
+
+def patience_exhausted(meta: dict[str, Any], patience: int) -> bool:
+    """True when early stopping is on (`patience` > 0) and the last `patience` evaluations did not improve."""
+    return patience > 0 and meta["evals_since_best"] >= patience
+
+
+def flatten_best(best: dict[str, Any] | None) -> dict[str, float]:
+    """The best point's metrics as {'valid/<metric>': v, 'test/<metric>': v}; {} before any evaluation."""
+    best = best or {}
+    return {f"{split}/{k}": float(v) for split in ("valid", "test") for k, v in (best.get(split) or {}).items()}
+
+
+def run_times(wall_time_s: float, t_start: float) -> dict[str, float]:
+    """Result fields wall_time_s (the step loop's seconds over all calls) and elapsed_s (since `t_start`)."""
+    return {"wall_time_s": float(wall_time_s), "elapsed_s": time.time() - t_start}
+
+
+def run_provenance() -> dict[str, Any]:
+    """Result fields naming where and with which code the run ran: device_kind, num_devices, git_commit,
+    git_dirty."""
+    return {"device_kind": jax.devices()[0].device_kind, "num_devices": jax.device_count(), **code_version()}
+
+
+def write_result(run_dir: pathlib.Path, result: dict[str, Any], main: bool) -> None:
+    """Writes `result` to run_dir/result.json on the process that writes run files."""
+    if main:
+        atomic_write_json(run_dir / "result.json", result)
+
+
+@dataclasses.dataclass
+class Bookkeeper:
+    """Wall time, checkpoints and stopping of one call of a resumable step loop.
+
+    meta: the loop's host state (module docstring), the same dict its evaluation updates; patience:
+    evaluations without improvement before an early stop (0: never); start: the step this call resumed
+    from; stop_after_steps: steps after which this call stops without a result (None: never);
+    t_loop: when the wall time not yet added to meta['wall_time_s'] began.
+    """
+
+    rid: str
+    ckpt: Checkpointer
+    logger: RunLogger
+    meta: dict[str, Any]
+    patience: int
+    start: int
+    stop_after_steps: int | None
+    t_loop: float = dataclasses.field(default_factory=time.time)
+
+    def diverged(self, step: int, losses: Iterable[float]) -> bool:
+        """True, with a progress message, when one of the training `losses` logged at `step` is not finite."""
+        if all(math.isfinite(x) for x in losses):
+            return False
+        progress(f"[{self.rid}] diverged at step {step} (non-finite loss)")
+        return True
+
+    def stop_clock(self) -> None:
+        """Adds the wall time since `t_loop` to meta['wall_time_s'] and restarts the clock."""
+        self.meta["wall_time_s"] += time.time() - self.t_loop
+        self.t_loop = time.time()
+
+    def after_step(self, step: int, state: Any, *, save: bool, evaluated: bool) -> Action:
+        """What the loop does after `step`, once its logging and evaluation are done.
+
+        save: checkpoint (state, meta) first, with the wall time so far; evaluated: the step was evaluated,
+        so patience may be exhausted. Returns 'early_stop' (announced) when it is; 'interrupt' when this call
+        has run `stop_after_steps` steps (checkpoint saved, logger closed; return `interrupted(step)`);
+        else 'continue'.
+        """
+        if save:
+            self.stop_clock()
+            self.ckpt.save(step, state, self.meta)
+        if evaluated and patience_exhausted(self.meta, self.patience):
+            progress(f"[{self.rid}] early stop: no improvement in {self.patience} evaluations")
+            return "early_stop"
+        if self.stop_after_steps is not None and step - self.start >= self.stop_after_steps:
+            self.ckpt.save(step, state, self.meta)
+            self.logger.close()
+            return "interrupt"
+        return "continue"
+
+    def interrupted(self, step: int) -> dict[str, Any]:
+        """The return value of a call stopped by `stop_after_steps` at `step` (no result.json)."""
+        return {"status": "interrupted", "run_id": self.rid, "step": step}
+
+    def finish(self, result: dict[str, Any], run_dir: pathlib.Path, main: bool) -> None:
+        """Ends the run: its numeric result fields to the logger's summary, logger and checkpointer closed,
+        result.json written."""
+        self.logger.summary({k: v for k, v in result.items() if isinstance(v, int | float)})
+        self.logger.close()
+        self.ckpt.close()
+        write_result(run_dir, result, main)
