@@ -135,7 +135,8 @@ class Bookkeeper:
 
         save: checkpoint (state, meta) first, with the wall time so far; evaluated: the step was evaluated,
         so patience may be exhausted. Returns 'early_stop' (announced) when it is; 'interrupt' when this call
-        has run `stop_after_steps` steps (checkpoint saved, logger closed; return `interrupted(step)`);
+        has run `stop_after_steps` steps (checkpoint saved once, with the wall time; logger closed; return
+        `interrupted(step)`);
         else 'continue'.
         """
         if save:
@@ -145,7 +146,9 @@ class Bookkeeper:
             progress(f"[{self.rid}] early stop: no improvement in {self.patience} evaluations")
             return "early_stop"
         if self.stop_after_steps is not None and step - self.start >= self.stop_after_steps:
-            self.ckpt.save(step, state, self.meta)
+            if not save:  # a step is saved once: orbax refuses a second save of the same step
+                self.stop_clock()
+                self.ckpt.save(step, state, self.meta)
             self.logger.close()
             return "interrupt"
         return "continue"

@@ -97,6 +97,13 @@ def test_after_step_interrupts_after_stop_after_steps_of_this_call():
     assert book.interrupted(13) == {"status": "interrupted", "run_id": "rid", "step": 13}
 
 
+def test_interrupt_on_a_saved_step_saves_it_once():
+    """orbax raises StepAlreadyExistsError on a second save of one step (eval and interrupt at once)."""
+    book = _book(start=0, stop_after_steps=4)
+    assert book.after_step(4, None, save=True, evaluated=True) == "interrupt"
+    assert [s for s, _ in book.ckpt.saved] == [4] and book.logger.closed
+
+
 def test_diverged_on_any_non_finite_loss():
     book = _book()
     assert not book.diverged(4, [1.0, 0.5])

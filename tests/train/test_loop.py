@@ -91,6 +91,17 @@ def test_resume_after_sigkill_is_exact(reference, tmp_path):
     assert resumed["examples_seen"] == ref["examples_seen"]
 
 
+def test_interrupt_on_an_evaluated_step_then_resume_is_exact(reference, tmp_path):
+    """stop_after_steps ending on a step that was just evaluated and saved (8): saved once, and the
+    resumed run ends with the uninterrupted numbers."""
+    _, ref = reference
+    stopped = train_and_evaluate(tiny_config(), tmp_path, stop_after_steps=8)
+    assert stopped == {"status": "interrupted", "run_id": ref["run_id"], "step": 8}
+    resumed = train_and_evaluate(tiny_config(), tmp_path)
+    assert resumed["status"] == "ok"
+    assert resumed["final_train_loss"] == ref["final_train_loss"] and resumed["eval"] == ref["eval"]
+
+
 def test_diverged_run_is_recorded(tmp_path):
     r = train_and_evaluate(tiny_config(learning_rate=1e38, num_steps=8), tmp_path)
     assert r["status"] == "diverged"
