@@ -71,6 +71,8 @@ def main() -> None:
     p.add_argument("--presets", default="cpu")
     p.add_argument("--id_stats", default="", help="tokenizers whose ID statistics to record (no training)")
     p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "tiger_beauty_cpu.json"))
+    p.add_argument("--time_limit_s", type=float, default=0.0,
+                   help="overrides every preset's train.time_limit_s when > 0 (seconds of training per call)")
     args = p.parse_args()
     out_path = pathlib.Path(args.out)
     out = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -94,6 +96,8 @@ def main() -> None:
         atomic_write_json(out_path, out)
     for preset in [s for s in args.presets.split(",") if s]:
         config = get_config(preset)
+        if args.time_limit_s > 0:
+            config.train.time_limit_s = args.time_limit_s
         r = train_and_evaluate(config, args.workdir)
         out["runs"][preset] = {"config": config.to_dict(), **r}
         atomic_write_json(out_path, out)

@@ -10,22 +10,9 @@
 # Each step has its own time limit (seconds: TEST_S, BENCH_S, PROBE_S, LONG_S) and writes under $OUT:
 # env.txt, kernel_tests.txt, bench.log, hstu_attention_gpu{,_b<PROBE_BLOCK>}.json, long.log,
 # long_sequences_gpu.json.
-# Python packages missing from the device image travel as wheels in .whl/ (see the device README):
-# ml-collections 1.1.0, grain 0.2.18, array-record, portpicker, for cp312 manylinux x86_64.
-# Set SCALING_REC_COMMIT=$(git rev-parse HEAD) here: the device copy's .git can be stale.
+# Environment, wheels and $OUT/env.txt: scripts/device_env.sh.
 set -u
-OUT=${OUT:-/tmp/gpu_checks}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 WANDB_MODE=offline XLA_PYTHON_CLIENT_PREALLOCATE=false
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-  python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__,
-'optax', optax.__version__, jax.devices())"; } 2>&1 | tee "$OUT/env.txt"
+source scripts/device_env.sh
 
 JAX_DEFAULT_MATMUL_PRECISION=highest timeout "${TEST_S:-90}" python3 -m pytest -p no:cacheprovider \
   -o addopts="" -q tests/kernels -k pallas 2>&1 | tee "$OUT/kernel_tests.txt"
