@@ -195,3 +195,16 @@ def assert_step_matches_one_device(ref: dict, got: dict, table: str, label: str)
         atol = 1e-5 * np.abs(want).max() + 1e-6 * scale
         np.testing.assert_allclose(got["grads"][name], want, rtol=0, atol=atol, err_msg=f"{label} {name}")
     assert got["params_unchanged"]  # the step's 'optimiser' only recorded the gradients
+
+
+def assert_clear_config_errors(errors: dict) -> None:
+    """The child's `errors` run: a mesh larger than the 8 devices and a batch of 12 on a data-parallel
+    size of 8 raise ConfigError with a message that says so, before any compilation and before the
+    run directory exists."""
+    assert errors["device_count"] == 8
+    mismatch, batch = errors["mesh_mismatch"], errors["batch_not_divisible"]
+    assert mismatch["error"]["type"] == batch["error"]["type"] == "ConfigError"
+    assert "3 devices, but 8 are available" in mismatch["error"]["message"]
+    assert "'train.batch_size' = 12 is not divisible by the data-parallel size" in batch["error"]["message"]
+    for e in (mismatch, batch):
+        assert e["compiles"] == [] and not e["workdir_created"], e

@@ -109,14 +109,7 @@ def test_batch_placement(child, family):
 
 
 def test_clear_errors_before_any_compute(child):
-    errors = child("errors")
-    assert errors["device_count"] == 8
-    mismatch, batch = errors["mesh_mismatch"], errors["batch_not_divisible"]
-    assert mismatch["error"]["type"] == batch["error"]["type"] == "ConfigError"
-    assert "3 devices, but 8 are available" in mismatch["error"]["message"]
-    assert "'train.batch_size' = 12 is not divisible by the data-parallel size" in batch["error"]["message"]
-    for e in (mismatch, batch):
-        assert e["compiles"] == [] and not e["workdir_created"], e
+    common.assert_clear_config_errors(child("errors"))
 
 
 def test_mesh_mismatch_on_one_device(tmp_path):
