@@ -8,6 +8,8 @@ import pathlib
 import tempfile
 from typing import Any
 
+from scaling_rec.errors import ResultError
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Writes `text` to `path` so that readers see the old file or the whole new one, never a part."""
@@ -35,3 +37,14 @@ def _default(x: Any) -> Any:
     if isinstance(x, pathlib.Path):
         return str(x)
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def read_run_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """run_dir/result.json, or None when absent; ResultError when it is not valid JSON."""
+    path = pathlib.Path(run_dir) / "result.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ResultError(f"{path} is corrupted ({e}); delete it to rerun the run.") from e

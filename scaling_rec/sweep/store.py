@@ -27,7 +27,7 @@ import ml_collections
 
 from scaling_rec import config as config_lib
 from scaling_rec.errors import ResultError, RunBusyError
-from scaling_rec.io import atomic_write_json
+from scaling_rec.io import atomic_write_json, read_run_result
 from scaling_rec.sweep.spec import RunSpec, schema, set_key
 
 FINISHED = ("ok", "diverged")
@@ -77,13 +77,7 @@ class Store:
 
     def read_result(self, run_id: str) -> dict[str, Any] | None:
         """result.json of the run, None when absent; ResultError when it is not valid JSON."""
-        path = self.run_dir(run_id) / "result.json"
-        if not path.exists():
-            return None
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ResultError(f"{path} is corrupted ({e}); delete it to rerun the run.") from e
+        return read_run_result(self.run_dir(run_id))
 
     def status(self, run_id: str) -> str:
         """'ok' | 'diverged' | 'failed' (result.json says so), 'partial' (started, no result), 'pending'."""

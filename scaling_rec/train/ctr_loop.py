@@ -28,6 +28,7 @@ from flax import nnx
 from scaling_rec import ctr_config
 from scaling_rec.data.ctr import CTRDataset, CTRSplit, load_ctr
 from scaling_rec.errors import ConfigError
+from scaling_rec.io import read_run_result
 from scaling_rec.metrics import auc, logloss_from_logits
 from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
@@ -36,7 +37,7 @@ from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicate
 from scaling_rec.train import bookkeeping
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
-from scaling_rec.train.loop import FINISHED, read_result
+from scaling_rec.train.loop import FINISHED
 
 TRAIN_MULTIPLIER = 3.0
 
@@ -127,7 +128,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     ctr_config.validate(config, num_devices=jax.device_count())
     rid = ctr_config.run_id(config)
     run_dir = pathlib.Path(workdir) / "runs" / rid
-    done = read_result(run_dir)
+    done = read_run_result(run_dir)
     if done is not None and done.get("status") in FINISHED:
         return done
     t_start = time.time()

@@ -9,7 +9,6 @@ ends with the same numbers as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 import time
@@ -23,8 +22,8 @@ from flax import nnx
 
 from scaling_rec import config as config_lib
 from scaling_rec.data.pipeline import TrainStream, eval_batches
-from scaling_rec.errors import ResultError
 from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts, scored_per_target
+from scaling_rec.io import read_run_result
 from scaling_rec.metrics import MetricAccumulator
 from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
@@ -109,17 +108,6 @@ def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_
     return acc.result()
 
 
-def read_result(run_dir: pathlib.Path) -> dict[str, Any] | None:
-    """The run's result.json, or None when absent; ResultError when it is not valid JSON."""
-    path = run_dir / "result.json"
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ResultError(f"{path} is corrupted ({e}); delete it to rerun the run.") from e
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        *, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Runs (or resumes, or returns the finished result of) the run described by `config`.
@@ -134,7 +122,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     config_lib.validate(config, num_devices=jax.device_count())
     rid = config_lib.run_id(config)
     run_dir = pathlib.Path(workdir) / "runs" / rid
-    done = read_result(run_dir)
+    done = read_run_result(run_dir)
     if done is not None and done.get("status") in FINISHED:
         return done
     t_start = time.time()

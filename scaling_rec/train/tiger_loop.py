@@ -37,7 +37,7 @@ from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.sources import cache_dir
 from scaling_rec.data.splits import leave_one_out
-from scaling_rec.io import atomic_write_json
+from scaling_rec.io import atomic_write_json, read_run_result
 from scaling_rec.metrics import MetricAccumulator, ranking_metrics_from_ranks
 from scaling_rec.models.beam_search import build_prefix_table, make_search, ranks_in_beams
 from scaling_rec.models.rqvae import SemanticIds, semantic_ids
@@ -48,7 +48,7 @@ from scaling_rec.parallel.sharding import create_sharded, init_opt_state, place_
 from scaling_rec.train.bookkeeping import open_run_dir, resume, run_provenance, run_times, write_result
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
-from scaling_rec.train.loop import FINISHED, read_result
+from scaling_rec.train.loop import FINISHED
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -213,7 +213,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     check_mesh(config, jax.device_count())
     rid = tiger_config.run_id(config)
     run_dir = pathlib.Path(workdir) / "runs" / rid
-    done = read_result(run_dir)
+    done = read_run_result(run_dir)
     if done is not None and done.get("status") in FINISHED:
         return done
     main = open_run_dir(run_dir, config)
