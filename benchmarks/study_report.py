@@ -28,8 +28,8 @@ _STUDY = flags.DEFINE_string("study", None, "The study directory (<workdir>/<stu
 _OUT = flags.DEFINE_string("out", None, "Output directory under benchmarks/results/.", required=True)
 _EXTRA = flags.DEFINE_list("analysis_flags", [], "Overrides of the analysis settings, key=value.")
 
-_RUN_COLUMNS = ("run_id", "family", "size", "status", "usable", "exclude_reason", "budget", "C", "N", "D",
-                "wall_time_s", "steps", "epochs")
+_RUN_COLUMNS = ("run_id", "family", "model_family", "size", "status", "usable", "exclude_reason", "budget", "C",
+                "N", "D", "wall_time_s", "steps", "epochs")
 
 
 def main(argv: list[str]) -> None:

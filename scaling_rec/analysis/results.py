@@ -125,7 +125,8 @@ def _read_config(path: pathlib.Path) -> tuple[dict[str, Any], str | None]:
 def _identity(result: dict[str, Any], labels: dict[str, Any], config: dict[str, Any],
               default_study: str) -> dict[str, Any]:
     """family/model_name/size/study from result.json, then the sweep's labels, then config.json; a
-    sweep group label (`labels['group']`) replaces the family, so arms of one family are grouped apart."""
+    sweep group label (`labels['group']`) replaces the family, so arms of one family are grouped apart
+    (`model_family` keeps the model's own)."""
     out: dict[str, Any] = {}
     for col, keys in _IDENTITY_KEYS.items():
         val = result.get(keys[0]) or labels.get(col) or None  # '' (an unlabelled size) counts as absent
@@ -145,7 +146,8 @@ def _identity(result: dict[str, Any], labels: dict[str, Any], config: dict[str, 
         out["size"] = out["size"] if out["size"] is not None else size
     if out["family"] is None and isinstance(name, str):
         out["family"] = re.split(r"[-_/]", name)[0]
-    out["family"] = str(labels.get("group") or (out["family"] if out["family"] is not None else "all"))
+    out["model_family"] = str(out["family"]) if out["family"] is not None else "all"
+    out["family"] = str(labels.get("group") or out["model_family"])
     out["study"] = str(out["study"]) if out["study"] is not None else default_study
     return out
 

@@ -67,7 +67,7 @@ def test_sweep_group_labels_split_one_family_into_groups(tmp_path):
     family = df.set_index("run_id")["family"].to_dict()
     assert family == {"a1": "hstu (all ratings)", "a2": "hstu (all ratings)", "b1": "hstu (ratings ≥ 4)",
                       "c1": "hstu"}
-    assert set(df["size"]) == {"S"}
+    assert set(df["model_family"]) == {"hstu"} and set(df["size"]) == {"S"}
 
 
 def test_corrupted_partial_and_missing_results_are_reported_not_raised(tmp_path):
