@@ -27,7 +27,7 @@ SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200")
 
 # Keys added after results were first stored, with the default that reproduces the older behaviour:
 # run_id() leaves them out at that value.
-ADDED_KEYS = {"train.loss": "sampled_softmax"}
+ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p_signal": 0.02}
 
 # Constraints beyond the type: key -> ("choices", values) | ("min", lower bound) | ("ks", None).
 _CHOICES = {
@@ -45,11 +45,11 @@ _POSITIVE = (
     "mesh.data", "mesh.fsdp", "mesh.tensor", "data.synthetic_users", "data.synthetic_items",
 )
 _NON_NEGATIVE = (
-    "data.min_rating", "data.tokens_per_batch", "train.num_epochs", "train.num_steps", "train.flops_budget",
-    "train.weight_decay", "train.warmup_steps", "train.eval_every", "train.checkpoint_every",
+    "data.min_rating", "data.tokens_per_batch", "data.long_gap", "train.num_epochs", "train.num_steps",
+    "train.flops_budget", "train.weight_decay", "train.warmup_steps", "train.eval_every", "train.checkpoint_every",
     "eval.patience", "eval.max_users", "seed",
 )
-_FRACTIONS = ("model.dropout", "train.b1", "train.b2")
+_FRACTIONS = ("model.dropout", "train.b1", "train.b2", "data.long_p_signal")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -60,6 +60,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.data = dict(
         name="amazon-beauty", data_dir="", max_len=50, min_rating=0.0, dedup=False, layout="jagged",
         tokens_per_batch=0, synthetic_users=2000, synthetic_items=500,
+        # 'synthetic-long*' only (scaling_rec/data/long_range.py): profile events lie beyond the last
+        # long_gap events, each event there being a profile item with probability long_p_signal.
+        long_gap=50, long_p_signal=0.02,
     )
     c.model = dict(
         family="hstu", embed_dim=50, num_blocks=2, num_heads=1, qk_dim=50, v_dim=50, ffn_dim=50, dropout=0.2,

@@ -91,3 +91,18 @@ def test_personal_variant_selected_by_config():
     c.data.synthetic_users, c.data.synthetic_items = 8, 64
     data = load_data(c)
     assert data.name == "synthetic-long-personal" and "personal=True" in data.source
+
+
+def test_gap_and_signal_strength_selected_by_config():
+    """data.long_gap / data.long_p_signal reach the generator (recorded in its source string); the
+    defaults reproduce the data of configs that predate the keys."""
+    c = default_config()
+    c.data.name = "synthetic-long-personal"
+    c.data.synthetic_users, c.data.synthetic_items = 8, 64
+    before = load_data(c)
+    assert "gap=50, p_signal=0.02" in before.source
+    c.data.long_gap, c.data.long_p_signal = 300, 0.1
+    after = load_data(c)
+    assert "gap=300, p_signal=0.1" in after.source
+    np.testing.assert_array_equal(before.items, long_range_sequences(8, 64, seed=0, personal=True,
+                                                                     name="synthetic-long-personal").items)

@@ -53,8 +53,8 @@ import ml_collections
 
 from scaling_rec.config import default_config
 
-LENGTHS = {"cpu": [200, 1000, 4000], "gpu": [200, 1000, 4000, 8000]}
-STEPS = {"cpu": 60, "gpu": 400}
+LENGTHS = {"cpu": [200, 1000, 4000], "gpu": [200, 1000, 4000, 8000], "cpu_gap": [200, 1000]}
+STEPS = {"cpu": 60, "gpu": 400, "cpu_gap": 300}
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
@@ -66,20 +66,24 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.data.synthetic_users = 256
     c.data.synthetic_items = 128
     c.data.max_len = LENGTHS[preset][0]
-    width = 32 if preset == "cpu" else 64
+    width = 64 if preset == "gpu" else 32
     c.model.family = "hstu"
     c.model.embed_dim = c.model.qk_dim = c.model.v_dim = c.model.ffn_dim = width
     c.model.num_blocks = 2
     c.model.num_heads = 1
     c.model.dropout = 0.0
-    c.model.attention_impl = "xla" if preset == "cpu" else "auto"
-    c.train.batch_size = 16 if preset == "cpu" else 64
+    c.model.attention_impl = "auto" if preset == "gpu" else "xla"
+    c.train.batch_size = 64 if preset == "gpu" else 16
     c.train.num_steps = STEPS[preset]
     c.train.learning_rate = 3e-3
     c.train.num_negatives = 128
     c.train.log_every = 10
     c.train.eval_every = 10**9  # once, at the end
-    c.eval.batch_size = 16 if preset == "cpu" else 64
+    c.eval.batch_size = 64 if preset == "gpu" else 16
+    if preset == "cpu_gap":  # the signal starts 300 events back: a 200-event window cannot see it
+        c.data.name = "synthetic-long-personal"
+        c.data.long_gap = 300
+        c.data.long_p_signal = 0.1
     c.eval.patience = 0
     c.logging.wandb = False
     return c

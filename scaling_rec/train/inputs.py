@@ -43,8 +43,8 @@ def load_data(config: ml_collections.ConfigDict) -> SequenceData:
     if d.name == "synthetic":
         return synthetic_sequences(d.synthetic_users, d.synthetic_items, with_timestamps=True, seed=config.seed)
     if d.name in ("synthetic-long", "synthetic-long-personal"):
-        return long_range_sequences(d.synthetic_users, d.synthetic_items, seed=config.seed,
-                                    personal=d.name.endswith("personal"), name=d.name)
+        return long_range_sequences(d.synthetic_users, d.synthetic_items, seed=config.seed, gap=d.long_gap,
+                                    p_signal=d.long_p_signal, personal=d.name.endswith("personal"), name=d.name)
     return load_sequences(d.name, d.data_dir or None, min_rating=d.min_rating or None, dedup=d.dedup)
 
 
