@@ -53,8 +53,10 @@ import ml_collections
 
 from scaling_rec.config import default_config
 
-LENGTHS = {"cpu": [200, 1000, 4000], "gpu": [200, 1000, 4000, 8000], "cpu_gap": [200, 1000]}
-STEPS = {"cpu": 60, "gpu": 400, "cpu_gap": 300}
+LENGTHS = {"cpu": [200, 1000, 4000], "gpu": [200, 1000, 4000, 8000], "cpu_gap": [200, 1000],
+           "cpu_gap_short": [60, 400]}
+STEPS = {"cpu": 60, "gpu": 400, "cpu_gap": 300, "cpu_gap_short": 1200}
+GAPS = {"cpu_gap": 300, "cpu_gap_short": 100}  # presets whose signal starts this many events back
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
@@ -80,9 +82,9 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.train.log_every = 10
     c.train.eval_every = 10**9  # once, at the end
     c.eval.batch_size = 64 if preset == "gpu" else 16
-    if preset == "cpu_gap":  # the signal starts 300 events back: a 200-event window cannot see it
+    if preset in GAPS:  # the signal starts GAPS[preset] events back: the shortest window cannot see it
         c.data.name = "synthetic-long-personal"
-        c.data.long_gap = 300
+        c.data.long_gap = GAPS[preset]
         c.data.long_p_signal = 0.1
     c.eval.patience = 0
     c.logging.wandb = False
