@@ -30,6 +30,7 @@ WORKDIR = flags.DEFINE_string("workdir", "/tmp/runs/long_sequences", "study dire
 OUT = flags.DEFINE_string("out", "", "output JSON (default benchmarks/results/long_sequences_<preset>.json)")
 DATA = flags.DEFINE_string("data", "", "dataset name (default: the preset's, 'synthetic-long')")
 IMPL = flags.DEFINE_string("attention_impl", "", "model.attention_impl (default: the preset's)")
+FAMILY = flags.DEFINE_string("family", "", "model.family, e.g. sasrec as a control (default: the preset's hstu)")
 
 
 def _row(n: int, r: dict) -> dict:
@@ -48,7 +49,7 @@ def _row(n: int, r: dict) -> dict:
 
 
 def _configured(preset: str):
-    """The preset's config with the --steps, --data and --attention_impl overrides."""
+    """The preset's config with the --steps, --data, --attention_impl and --family overrides."""
     c = get_config(preset)
     if STEPS.value:
         c.train.num_steps = STEPS.value
@@ -56,6 +57,8 @@ def _configured(preset: str):
         c.data.name = DATA.value
     if IMPL.value:
         c.model.attention_impl = IMPL.value
+    if FAMILY.value:
+        c.model.family = FAMILY.value
     return c
 
 
