@@ -94,16 +94,16 @@ def single_blas_thread() -> Iterator[None]:
             set_(n)
 
 
-def check_positive(name: str, x: np.ndarray) -> np.ndarray:
-    """Return x as a 1-D float64 array; FitError if it holds a non-finite or non-positive value."""
+def check_positive(name: str, x: np.ndarray, hint: str = "Drop failed/diverged runs before fitting.") -> np.ndarray:
+    """Return x as a 1-D float64 array; FitError (naming `name`, ending with `hint`) if it holds a
+    non-finite or non-positive value."""
     arr = np.asarray(x, dtype=np.float64).reshape(-1)
     bad = ~np.isfinite(arr) | (arr <= 0)
     if bad.any():
         idx = np.flatnonzero(bad)[:5].tolist()
         raise FitError(
             f"{name} must be finite and > 0 for a log-space fit; {int(bad.sum())} of {arr.size} "
-            f"values are not (first indices {idx}, values {arr[idx].tolist()}). "
-            "Drop failed/diverged runs before fitting."
+            f"values are not (first indices {idx}, values {arr[idx].tolist()}). {hint}"
         )
     return arr
 

@@ -154,21 +154,6 @@ def _fit_budget(c: float, n: np.ndarray, d: np.ndarray, y: np.ndarray, d_rule: s
     )
 
 
-def _check_loss_positive(L: np.ndarray, metric: str, transform: str) -> np.ndarray:
-    """L as a [n] float64 array; FitError naming `metric` and `transform` if some L is ≤ 0 or non-finite."""
-    arr = np.asarray(L, dtype=np.float64).reshape(-1)
-    bad = ~np.isfinite(arr) | (arr <= 0)
-    if bad.any():
-        idx = np.flatnonzero(bad)[:5].tolist()
-        raise FitError(
-            f"IsoFLOP parabolas are fitted to log L, so L must be finite and > 0; L = metric {metric!r} "
-            f"with transform {transform!r} has {int(bad.sum())} of {arr.size} values that are not "
-            f"(first indices {idx}, values {arr[idx].tolist()}). Drop those runs, or fit a transform that "
-            "is > 0 on them ('reciprocal' is, for any metric > 0; 'one_minus' only below 1)."
-        )
-    return arr
-
-
 def isoflop_optima(
     data: pd.DataFrame | np.ndarray | Sequence[float],
     N: np.ndarray | None = None,
@@ -217,7 +202,10 @@ def isoflop_optima(
             raise TypeError("isoflop_optima(C, N, D, L): N, D and L are required with an array C")
         c, n, d, y = (np.asarray(v, dtype=np.float64).reshape(-1) for v in (data, N, D, L))
     c, n, d = (check_positive(k, v) for k, v in zip("CND", (c, n, d), strict=True))
-    y = _check_loss_positive(y, metric, transform)
+    y = check_positive(
+        f"L (IsoFLOP parabolas are fitted to log L; here metric {metric!r} with transform {transform!r})", y,
+        hint="Drop those runs, or fit a transform that is > 0 on them ('reciprocal' is, for any metric > 0; "
+             "'one_minus' only below 1).")
     if not c.size == n.size == d.size == y.size:
         raise FitError(f"arrays differ in length: C {c.size}, N {n.size}, D {d.size}, L {y.size}")
     groups = group_budgets(c, budget_rtol)
