@@ -3,7 +3,8 @@
     SCALING_REC_DATA=/work/shared/data python -m benchmarks.tiger_beauty --workdir=/tmp/runs/tiger \
         [--presets=cpu,cpu_rqkmeans,cpu_random] [--id_stats=rqvae,rqkmeans,random]
 
-For every preset: test Recall@5/10 and NDCG@5/10 (beam search over valid IDs), the learning curve
+For every preset: test Recall@5/10 and NDCG@5/10 (beam search over valid IDs) at the last step and at the
+step of the best validation NDCG@10, the popularity floor on the same test users, the learning curve
 (validation metrics and train loss by step), status ('ok' = planned length reached, 'partial' = stopped by
 the time limit: where the run stands), the semantic-ID statistics. `--id_stats` also records codebook
 usage / collision rate / reconstruction of each tokenizer without training a retriever. The output is
@@ -17,12 +18,10 @@ import json
 import pathlib
 import time
 
-import numpy as np
-
 from benchmarks.provenance import provenance
 from experiments.tiger.beauty import get_config
 from scaling_rec.io import atomic_write_json
-from scaling_rec.train.tiger_loop import load_or_make_ids, prepare_data, train_and_evaluate
+from scaling_rec.train.tiger_loop import load_or_make_ids, popularity_metrics, prepare_data, train_and_evaluate
 
 PAPER = {"TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "ndcg@10": 0.0384},
          "SASRec": {"recall@5": 0.0387, "ndcg@5": 0.0249, "recall@10": 0.0605, "ndcg@10": 0.0318},
@@ -31,36 +30,28 @@ PAPER = {"TIGER": {"recall@5": 0.0454, "ndcg@5": 0.0321, "recall@10": 0.0648, "n
          "paper_training": "200k steps x batch 256 = 51.2M examples"}
 
 
-def popularity_baseline(config, test_users: int) -> dict:
-    """Recall@K / NDCG@K of recommending the K most frequent training items to everyone (a floor)."""
+def popularity_baseline(config) -> dict:
+    """Recall@K / NDCG@K of recommending the K most frequent training items to every test user (a floor)."""
     split = prepare_data(config)["split"]
-    counts = np.bincount(split.train.items, minlength=split.train.num_items + 1)
-    counts[0] = -1
-    order = np.argsort(-counts, kind="stable")
-    rank_of = np.empty_like(order)
-    rank_of[order] = np.arange(order.size)
-    out = {}
-    for name, n in (("all_users", 0), (f"first_{test_users}_users", test_users)):
-        r = rank_of[split.test.targets[: n or None]]
-        out[name] = {f"recall@{k}": float(np.mean(r < k)) for k in (5, 10)}
-        out[name].update({f"ndcg@{k}": float(np.mean(np.where(r < k, 1 / np.log2(r + 2), 0))) for k in (5, 10)})
-    return out
+    return {"all_users": popularity_metrics(split.train, split.test.targets, (5, 10))}
 
 
 def standing(out: dict) -> dict:
-    """Where each run stands: share of the paper's training examples, test metrics vs the paper and the
-    popularity floor on the same test users."""
-    paper, pop = out["paper"]["TIGER"], out.get("popularity_baseline", {})
+    """Where each run stands: share of the paper's training examples, test metrics (last step; and of the
+    best validation step) vs the paper and the popularity floor on the same test users."""
+    paper = out["paper"]["TIGER"]
     rows = {}
     for preset, r in out.get("runs", {}).items():
-        users = f"first_{r['num_test_users']}_users"
+        best = r.get("best") or {}
         rows[preset] = {
             "status": r["status"], "steps": r["steps"], "ids_method": r["ids_method"], "arch": r["arch"],
             "examples_seen": r["examples_seen"], "share_of_paper_examples": r["examples_seen"] / (200_000 * 256),
             "wall_time_s": r["wall_time_s"], "final_train_loss": r["final_train_loss"],
             **{k: r["eval"].get(f"test/{k}") for k in paper},
             **{f"{k}_se": r["eval"].get(f"test/{k}_se") for k in paper},
-            "paper": paper, "popularity_same_users": pop.get(users),
+            "best_valid_step": best.get("step"),
+            **{f"best_valid_step_{k}": (best.get("test") or {}).get(k) for k in paper},
+            "paper": paper, "popularity_same_users": r.get("popularity_test"),
         }
     return rows
 
@@ -82,7 +73,7 @@ def main() -> None:
     prov = provenance()
     out.update({"git_commit": prov["git_commit"], "paper": PAPER,
                 "machine": {**prov["machine"], "load_avg_1m_at_start": prov["load_avg"][0]}})
-    out["popularity_baseline"] = popularity_baseline(get_config("cpu"), get_config("cpu").eval.test_users)
+    out["popularity_baseline"] = popularity_baseline(get_config("cpu"))
     out.setdefault("runs", {})
     out.setdefault("id_stats", {})
     for method in [m for m in args.id_stats.split(",") if m]:

@@ -26,8 +26,10 @@ LOSSES = ("sampled_softmax", "full_softmax")
 SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200")
 
 # Keys added after results were first stored, with the default that reproduces the older behaviour:
-# run_id() leaves them out at that value.
-ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p_signal": 0.02}
+# run_id() leaves them out at that value. One list for both schemas run_id serves (this one and
+# scaling_rec.tiger_config's: train.steps_per_call).
+ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p_signal": 0.02,
+              "train.steps_per_call": 1}
 
 # Constraints beyond the type: key -> ("choices", values) | ("min", lower bound) | ("ks", None).
 _CHOICES = {

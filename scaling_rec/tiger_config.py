@@ -24,7 +24,8 @@ _POSITIVE = (
     "data.max_items", "data.encoder_dim", "ids.levels", "ids.codebook_size", "ids.rqvae_batch", "ids.rqvae_lr",
     "ids.latent", "model.d_model", "model.num_layers", "model.num_heads", "model.head_dim", "model.d_ff",
     "model.user_buckets", "model.rel_buckets", "model.rel_max_distance", "train.batch_size", "train.num_steps",
-    "train.learning_rate", "train.log_every", "train.eval_every", "eval.beam_width", "eval.batch_size",
+    "train.learning_rate", "train.log_every", "train.eval_every", "train.steps_per_call", "eval.beam_width",
+    "eval.batch_size",
 )
 _NON_NEGATIVE = ("ids.rqvae_steps", "train.warmup_steps", "train.decay_start", "train.weight_decay",
                  "train.grad_clip", "train.time_limit_s", "eval.valid_users", "eval.test_users", "seed")
@@ -44,7 +45,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.model = {"family": "tiger", **dataclasses.asdict(TigerSpec())}  # family routes sweeps (sweep.spec.schema)
     # Paper: batch 256, 200k steps, lr 0.01 for 10k steps then inverse-sqrt decay. AdamW needs a smaller lr.
     c.train = dict(batch_size=256, num_steps=200_000, learning_rate=1e-3, warmup_steps=1000, decay_start=10_000,
-                   weight_decay=0.01, grad_clip=1.0, log_every=50, eval_every=1000, time_limit_s=0.0)
+                   weight_decay=0.01, grad_clip=1.0, log_every=50, eval_every=1000, time_limit_s=0.0,
+                   steps_per_call=1)  # steps per jitted call (lax.scan); log_every, eval_every, num_steps: multiples
     # Evaluation: beam search over valid IDs; valid_users / test_users = 0 means every user.
     c.eval = dict(beam_width=20, batch_size=128, ks=(5, 10), valid_users=2000, test_users=0)
     c.mesh = dict(data=1, fsdp=1, tensor=1)
@@ -80,6 +82,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in _NON_NEGATIVE:
         if not _get(config, key) >= 0:
             raise ConfigError(f"{key}={_get(config, key)!r} must be >= 0.")
+    k = config.train.steps_per_call
+    for key in ("train.num_steps", "train.log_every", "train.eval_every"):
+        if _get(config, key) % k:
+            raise ConfigError(f"{key}={_get(config, key)} must be a multiple of train.steps_per_call={k}: "
+                              f"logging, evaluation and the end fall between multi-step calls otherwise.")
     if config.data.encoder == "minilm" and config.data.encoder_dim != MINILM_WIDTH:
         raise ConfigError(f"data.encoder_dim={config.data.encoder_dim}: data.encoder='minilm' gives vectors of "
                           f"width {MINILM_WIDTH}; set data.encoder_dim={MINILM_WIDTH}.")

@@ -1,4 +1,5 @@
-"""TIGER end to end on a tiny Beauty-like data dir: short users dropped with a message, valid IDs, exact resume."""
+"""TIGER end to end on a tiny Beauty-like data dir: short users dropped with a message, valid IDs, exact resume,
+multi-step calls equal to single steps, the best-validation checkpoint tested, sampled evaluation users."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import pathlib
 import numpy as np
 import pytest
 
+from scaling_rec.config import ADDED_KEYS
+from scaling_rec.data.sequences import SequenceData
 from scaling_rec.errors import ConfigError
-from scaling_rec.tiger_config import default_config, validate
-from scaling_rec.train.tiger_loop import train_and_evaluate
+from scaling_rec.tiger_config import default_config, run_id, validate
+from scaling_rec.train.tiger_loop import eval_subset, popularity_metrics, train_and_evaluate
 
 NUM_ITEMS = 24
 
@@ -79,4 +82,68 @@ def test_config_errors() -> None:
     c = default_config()
     c.ids.method = "kmeans"
     with pytest.raises(ConfigError, match="ids.method='kmeans'"):
+        validate(c)
+
+
+def test_multi_step_calls_equal_single_steps(data_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    c = _config(data_dir)
+    c.train.update(log_every=2, num_steps=6)
+    one = train_and_evaluate(c, tmp_path / "one")
+    c.train.steps_per_call = 2
+    two = train_and_evaluate(c, tmp_path / "two")
+    assert two["steps"] == 6 and [p["step"] for p in two["curve"]] == [2, 4, 6]
+    for a, b in zip(one["curve"], two["curve"], strict=True):
+        for k in a:
+            if k != "elapsed_s":
+                np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-7, err_msg=k)
+    np.testing.assert_allclose(two["final_train_loss"], one["final_train_loss"], rtol=1e-5)
+    part = train_and_evaluate(c, tmp_path / "two_resumed", max_steps=1)  # rounded up to one whole call
+    assert part["status"] == "partial" and part["steps"] == 2
+    resumed = train_and_evaluate(c, tmp_path / "two_resumed")
+    for k, v in two["eval"].items():
+        np.testing.assert_allclose(resumed["eval"][k], v, rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_best_validation_checkpoint_is_the_one_tested(data_dir: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """result['best'] is the curve's best validation NDCG@10 (the first of ties), and its test metrics are
+    those of a run stopped at that step (the learning rate does not depend on num_steps)."""
+    c = _config(data_dir)
+    c.train.update(num_steps=8, eval_every=2, learning_rate=0.05, warmup_steps=1)
+    full = train_and_evaluate(c, tmp_path / "full")
+    ndcg = [p["valid/ndcg@10"] for p in full["curve"]]
+    best = full["best"]
+    assert best["step"] == full["curve"][int(np.argmax(ndcg))]["step"] and best["valid"]["ndcg@10"] == max(ndcg)
+    assert best["step"] < full["steps"], "the restore path is not exercised: pick another learning rate"
+    c.train.num_steps = best["step"]
+    short = train_and_evaluate(c, tmp_path / "short")
+    for k, v in short["eval"].items():
+        np.testing.assert_allclose(best["test"][k.removeprefix("test/")], v, rtol=1e-5, atol=1e-7, err_msg=k)
+    assert set(full["popularity_test"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
+
+
+def test_eval_subset_is_a_seeded_uniform_sample() -> None:
+    assert np.array_equal(eval_subset(10, 0, seed=0), np.arange(10))
+    assert np.array_equal(eval_subset(10, 12, seed=0), np.arange(10))
+    a = eval_subset(1000, 100, seed=0)
+    assert len(np.unique(a)) == 100 and np.all(np.diff(a) > 0) and np.array_equal(a, eval_subset(1000, 100, 0))
+    assert not np.array_equal(a, eval_subset(1000, 100, seed=1))
+    assert a.max() > 500, "a sample, not the first users"
+
+
+def test_popularity_metrics_by_hand() -> None:
+    # item counts: 3 x item 2, 2 x item 1, 1 x item 3 -> ranks 2:0, 1:1, 3:2 (ties by id)
+    train = SequenceData(name="t", num_items=4, num_users=2, items=np.array([2, 2, 1, 2, 1, 3], np.int32),
+                         timestamps=None, ratings=None, user_offsets=np.array([0, 3, 6]), source="test")
+    m = popularity_metrics(train, np.array([2, 1, 3, 4]), ks=(1, 2))
+    assert m["recall@1"] == 0.25 and m["recall@2"] == 0.5
+    np.testing.assert_allclose(m["ndcg@2"], (1 + 1 / np.log2(3)) / 4)
+
+
+def test_steps_per_call_must_divide_and_keeps_old_ids() -> None:
+    c = default_config()
+    old = run_id(c)
+    assert ADDED_KEYS["train.steps_per_call"] == 1
+    c.train.steps_per_call = 3
+    assert run_id(c) != old
+    with pytest.raises(ConfigError, match="train.num_steps=200000 must be a multiple of train.steps_per_call=3"):
         validate(c)
