@@ -1,18 +1,21 @@
 """Child of test_tiger_sharded: TIGER's real train step on 8 forced host CPU devices.
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=8 python _child_tiger.py OUT_DIR WHAT [WHAT ...]
-with WHAT in encdec, deconly, errors.
+with WHAT in encdec, deconly, errors, loop.
 For the architecture and each mesh ((1,1,1) on one device, data=8, fsdp=8, data=2 x fsdp=2 x tensor=2) one
 call of `tiger_loop.make_train_step` (teacher forcing, dropout keyed by the step) on the same batch of 16
 (history, next item) pairs of synthetic sequences with random semantic IDs, placed by `place_batch` as the
 loop does, with an optimiser that stores the gradients in its state. Writes OUT_DIR/grads_<arch>_<mesh>.npz
 and prints `RESULT {json}` ({what: losses, shardings}). With `errors`: the config errors of
-`tiger_loop.train_and_evaluate` on these 8 devices and the compilations they triggered.
+`tiger_loop.train_and_evaluate` on these 8 devices and the compilations they triggered. With `loop`: a whole
+run of `train_and_evaluate` (`loop_config`: tiny Beauty-like files, 2 steps per call, the best validation
+checkpoint restored onto the mesh and tested) on data=2 x fsdp=2 x tensor=2.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 
@@ -104,10 +107,31 @@ def errors(out_dir: pathlib.Path) -> dict:
     }
 
 
+def loop_config(data_root: pathlib.Path) -> ml_collections.ConfigDict:
+    """The tiny end-to-end TIGER config of tests/tiger/test_loop.py on files written under `data_root`, 4 steps
+    in calls of 2, validated every 2 (on one device: the reference of test_whole_run_equals_one_device)."""
+    from tests.tiger.test_loop import _config, _data_dir
+
+    config = _config(_data_dir(data_root))
+    config.train.update(num_steps=4, log_every=2, eval_every=2, steps_per_call=2, learning_rate=0.05)
+    return config
+
+
+def whole_run(out_dir: pathlib.Path) -> dict:
+    """train_and_evaluate of `loop_config` on data=2 x fsdp=2 x tensor=2."""
+    os.environ["SCALING_REC_CACHE"] = str(out_dir / "cache")
+    config = loop_config(out_dir / "loop_data")
+    config.mesh.update(data=2, fsdp=2, tensor=2)
+    r = tiger_loop.train_and_evaluate(config, out_dir / "loop_run")
+    return {k: r[k] for k in ("status", "steps", "num_devices", "final_train_loss", "eval", "best", "curve")}
+
+
 def run(what: str, out_dir: pathlib.Path) -> dict:
-    """The results of one architecture on every mesh, or of the config errors."""
+    """The results of one architecture on every mesh, of the config errors, or of a whole run."""
     if what == "errors":
         return errors(out_dir)
+    if what == "loop":
+        return whole_run(out_dir)
     return {"device_count": jax.device_count(), "meshes": {name: one_step(what, name, out_dir) for name in MESHES}}
 
 

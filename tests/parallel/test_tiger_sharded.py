@@ -9,7 +9,9 @@ pairs of synthetic sequences with random semantic IDs; no real data is read. The
 Tolerances of test_models_sharded: loss rtol 1e-6; every gradient tensor
 |g - g_1dev| <= 1e-5 * max|g_1dev| + 1e-6 * G, G = the largest gradient entry of the model.
 Config errors (mesh vs devices, batch vs data-parallel size) are raised by `train_and_evaluate` before any
-compilation and before the run directory exists.
+compilation and before the run directory exists. A whole run (4 steps in calls of 2, validation, the best
+checkpoint restored and tested, beam-search test) on data=2 x fsdp=2 x tensor=2 equals the same run on one
+device to rtol 1e-5: learning curve, final loss, the best step's and the last step's test metrics (33 users).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from scaling_rec.errors import ConfigError
 from scaling_rec.train.tiger_loop import train_and_evaluate
 from tests.parallel import _child_common as common
+from tests.parallel._child_tiger import loop_config
 
 ARCHS = ("encdec", "deconly")
 MESHES = ("data8", "fsdp8", "d2f2t2")
@@ -38,7 +41,8 @@ def child(tmp_path_factory: pytest.TempPathFactory) -> dict:
     children run side by side."""
     out = tmp_path_factory.mktemp("tiger_sharded")
     env = common.env(8, tmp_path_factory.getbasetemp() / "parallel_jax_cache")
-    procs = [common.start("_child_tiger.py", [str(out), *whats], env) for whats in (["encdec"], ["deconly", "errors"])]
+    procs = [common.start("_child_tiger.py", [str(out), *whats], env)
+             for whats in (["encdec", "loop"], ["deconly", "errors"])]
     results: dict = {}
     for result in common.finish(procs):
         assert "error" not in result, f"8-device child failed: {result['error']}\n{result.get('stderr', '')}"
@@ -87,3 +91,21 @@ def test_mesh_mismatch_on_one_device(tmp_path):
     with pytest.raises(ConfigError, match="= 2 devices, but 1 are available"):
         train_and_evaluate(config, tmp_path)
     assert not (tmp_path / "runs").exists()
+
+
+def test_whole_run_equals_one_device(child, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCALING_REC_CACHE", str(tmp_path / "cache"))
+    ref = train_and_evaluate(loop_config(tmp_path / "data"), tmp_path / "run")
+    sharded = child["loop"]
+    assert sharded["num_devices"] == 8 and sharded["status"] == ref["status"] == "ok" and sharded["steps"] == 4
+    np.testing.assert_allclose(sharded["final_train_loss"], ref["final_train_loss"], rtol=1e-5)
+    assert [p["step"] for p in sharded["curve"]] == [p["step"] for p in ref["curve"]] == [2, 4]
+    for a, b in zip(ref["curve"], sharded["curve"], strict=True):
+        for k in a:
+            if k.startswith("valid/"):
+                np.testing.assert_allclose(b[k], a[k], rtol=1e-5, err_msg=k)
+    assert sharded["best"]["step"] == ref["best"]["step"] == 2  # so best/ is restored onto the mesh and tested
+    for k, v in ref["best"]["test"].items():
+        np.testing.assert_allclose(sharded["best"]["test"][k], v, rtol=1e-5, err_msg=k)
+    for k, v in ref["eval"].items():
+        np.testing.assert_allclose(sharded["eval"][k], v, rtol=1e-5, err_msg=k)
