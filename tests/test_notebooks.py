@@ -29,6 +29,7 @@ from scaling_rec.sweep.store import Store, study_root
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "scaling_curves.ipynb"
 ATTENTION_NOTEBOOK = REPO / "notebooks" / "attention_kernels.ipynb"
+TIGER_NOTEBOOK = REPO / "notebooks" / "tiger_beauty.ipynb"
 FIGURE_TAGS = ("figure-loss-vs-compute", "figure-isoflop", "figure-optimal-size")
 
 # Planted L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, eq. 2) with N = N_dense, D = examples;
@@ -157,7 +158,7 @@ def _has_png(nb, tag: str) -> bool:
     return any("image/png" in o.get("data", {}) for o in _outputs(nb, tag))
 
 
-@pytest.mark.parametrize("path", [NOTEBOOK, ATTENTION_NOTEBOOK], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [NOTEBOOK, ATTENTION_NOTEBOOK, TIGER_NOTEBOOK], ids=lambda p: p.stem)
 def test_the_notebook_is_stored_without_outputs(path: pathlib.Path):
     nbformat = pytest.importorskip("nbformat")
     nb = nbformat.read(path, as_version=4)
@@ -175,6 +176,18 @@ def test_attention_notebook_on_the_committed_gpu_benchmark(monkeypatch):
     targets = "".join(o.get("text", "") for o in _outputs(nb, "targets"))
     assert "speedup over XLA at 4096, jagged: 5.94x (target >= 3x: met)" in targets
     assert "Pallas / cuDNN softmax time at 4096, padded:" in targets
+
+
+def test_tiger_notebook_on_the_committed_results(monkeypatch):
+    """The committed TIGER outputs: the table holds the H200 runs, the figure is drawn, and the gap line
+    reads the best test Recall@10 (the second H200 run, at its best validation step)."""
+    monkeypatch.delenv("SCALING_REC_TIGER_RESULTS", raising=False)
+    nb = run_notebook(TIGER_NOTEBOOK)
+    assert _has_png(nb, "figure-tiger")
+    table = "".join(str(o.get("data", {}).get("text/plain", "")) for o in _outputs(nb, "standing"))
+    assert "tiger_beauty_gpu_h200" in table and "paper" in table
+    gap = "".join(o.get("text", "") for o in _outputs(nb, "gap"))
+    assert "best test Recall@10: 0.0577 (tiger_beauty_gpu_h200:gpu, best step 10000) = 89% of the paper's 0.0648" in gap
 
 
 def test_attention_notebook_on_a_cpu_benchmark(monkeypatch):
