@@ -1,6 +1,6 @@
 r"""Data quality: does cleaner data beat more data at the same model size?
 
-Command:
+Command (study directories: <workdir>/hstu_data_quality for ml100k, <workdir>/hstu_data_quality_beauty):
   SCALING_REC_DATA=/work/shared/data python -m launch.sweep \
       --config=experiments/hstu/data_quality.py:ml100k --workdir=runs/ --executor=inline
 Presets:
@@ -35,7 +35,8 @@ def get_config(preset: str = "ml100k") -> ml_collections.ConfigDict:
         c = reference("ml-100k", "hstu_data_quality", "hstu", max_len=200, num_epochs=30.0, eval_every_epochs=5,
                       steps_per_epoch=8)
     elif preset == "beauty_dedup":
-        c = reference("amazon-beauty", "hstu_data_quality", "hstu", num_epochs=10.0, steps_per_epoch=175)
+        # its own study directory: a report of runs/.../hstu_data_quality must not mix two datasets
+        c = reference("amazon-beauty", "hstu_data_quality_beauty", "hstu", num_epochs=10.0, steps_per_epoch=175)
         c.eval.max_users = 5000
     else:
         raise ValueError(f"unknown preset {preset!r}; use ml100k or beauty_dedup")
