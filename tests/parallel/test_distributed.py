@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import socket
 import subprocess
 import sys
@@ -109,17 +110,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _result(stdout: str) -> dict | None:
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    return json.loads(lines[-1][len("RESULT ") :]) if lines else None
+def _result(path: pathlib.Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
-def test_two_processes_on_localhost_with_gloo():
+def test_two_processes_on_localhost_with_gloo(tmp_path):
     """2 processes x 4 host devices: a psum and an all-gather that cross processes."""
     port = _free_port()
+    paths = [tmp_path / f"result_{i}.json" for i in range(2)]
     procs = [
         subprocess.Popen(
-            [sys.executable, str(REPO / "tests" / "parallel" / "_distributed_child.py")],
+            [sys.executable, str(REPO / "tests" / "parallel" / "_distributed_child.py"), str(paths[i])],
             env=child_env(4, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
             cwd=REPO,
             stdout=subprocess.PIPE,
@@ -136,7 +137,7 @@ def test_two_processes_on_localhost_with_gloo():
         for proc in procs:
             proc.kill()
         pytest.fail(f"2-process run did not finish in {PROCESS_TIMEOUT_S} s (coordinator 127.0.0.1:{port})")
-    results = [_result(out) for out, _ in outputs]
+    results = [_result(path) for path in paths]
     errors = [r["error"] for r in results if r and "error" in r]
     if any("gloo" in e.lower() for e in errors):
         pytest.skip(f"gloo CPU collectives unavailable in this jaxlib: {errors[0]}")
