@@ -6,7 +6,7 @@ collectives, or the error. Not stdout: gloo's C++ logging writes to the same des
 threads and was seen to land inside the result line. After a barrier the child leaves with os._exit:
 a child was seen to hang for over 120 s after printing its result, in the exit-time teardown (jaxlib
 0.10.2, localhost gloo), which is not what this test is about. Before these two changes the test failed
-in 2 of 11 runs here; after them, 0 of 15.
+in 3 of 11 runs here; after them, 0 of 15.
 """
 
 from __future__ import annotations
