@@ -20,6 +20,7 @@ import time
 
 from benchmarks.provenance import provenance
 from experiments.tiger.beauty import get_config
+from scaling_rec.analysis.tiger_report import PAPER_EXAMPLES
 from scaling_rec.io import atomic_write_json
 from scaling_rec.train.tiger_loop import load_or_make_ids, popularity_metrics, prepare_data, train_and_evaluate
 
@@ -45,7 +46,7 @@ def standing(out: dict) -> dict:
         best = r.get("best") or {}
         rows[preset] = {
             "status": r["status"], "steps": r["steps"], "ids_method": r["ids_method"], "arch": r["arch"],
-            "examples_seen": r["examples_seen"], "share_of_paper_examples": r["examples_seen"] / (200_000 * 256),
+            "examples_seen": r["examples_seen"], "share_of_paper_examples": r["examples_seen"] / PAPER_EXAMPLES,
             "wall_time_s": r["wall_time_s"], "final_train_loss": r["final_train_loss"],
             **{k: r["eval"].get(f"test/{k}") for k in paper},
             **{f"{k}_se": r["eval"].get(f"test/{k}_se") for k in paper},

@@ -50,7 +50,7 @@ from scaling_rec.models.tiger import Tiger, history_tokens, repeat_context
 from scaling_rec.parallel.mesh import make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import create_sharded, init_opt_state, place_batch, replicated
-from scaling_rec.train.bookkeeping import open_run_dir, resume, run_provenance, run_times, write_result
+from scaling_rec.train.bookkeeping import best_valid, open_run_dir, resume, run_provenance, run_times, write_result
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.loop import FINISHED
@@ -368,7 +368,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             meta["curve"] = list(meta["curve"]) + [point]
             logger.log(point)
             progress(f"[{rid}] step {step} valid recall@10={v['recall@10']:.4f} ndcg@10={v['ndcg@10']:.4f}")
-            if math.isfinite(v[select]) and (meta["best"] is None or v[select] > meta["best"]["valid"][select]):
+            best_so_far = best_valid(meta, select)
+            if math.isfinite(v[select]) and (best_so_far is None or v[select] > best_so_far):
                 meta["best"] = {"step": step, "valid": v}
                 best_ckpt.save(step, state["params"], {"valid": v})
             meta["wall_time_s"] = float(meta["wall_time_s"]) + time.time() - t_loop

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -141,9 +142,10 @@ def test_popularity_metrics_by_hand() -> None:
 
 def test_steps_per_call_must_divide_and_keeps_old_ids() -> None:
     c = default_config()
-    old = run_id(c)
-    assert ADDED_KEYS["train.steps_per_call"] == 1
+    before = ml_collections.ConfigDict(c.to_dict())  # the schema before the key existed
+    del before.train["steps_per_call"]
+    assert ADDED_KEYS["train.steps_per_call"] == 1 and run_id(c) == run_id(before)
     c.train.steps_per_call = 3
-    assert run_id(c) != old
+    assert run_id(c) != run_id(before)
     with pytest.raises(ConfigError, match="train.num_steps=200000 must be a multiple of train.steps_per_call=3"):
         validate(c)
