@@ -6,12 +6,19 @@
 --workdir holds runs/<run_id>/result.json (or several studies, each with runs/).  The fitted
 quantity defaults to the first loss-like eval column; ranking metrics (higher is better) are fitted
 as 1 − metric under --transform=auto.  W&B logging is offline unless WANDB_MODE says otherwise.
+Exit status: 0 report written, 2 rejected input (one line says the cause and the fix; launch/_cli.py);
+a failed analysis removes the --out directory it created.
 """
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+import os
+import pathlib
+import shutil
 
+from absl import flags, logging
+
+from launch import _cli
 from scaling_rec.analysis.report import write_report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory containing runs/.", required=True)
@@ -30,26 +37,28 @@ _WANDB = flags.DEFINE_bool("wandb", False, "Also log the fit table and plots to 
 _PROJECT = flags.DEFINE_string("wandb_project", "scaling_rec", "W&B project of the summary run.")
 
 
+flags.register_validator("workdir", lambda d: d is None or os.path.isdir(d),
+                         "the study directory does not exist (expected <workdir>/runs/<run_id>/result.json).")
+
+
 def main(argv: list[str]) -> None:
     del argv
-    paths = write_report(
-        _WORKDIR.value,
-        _OUT.value,
-        metric=_METRIC.value,
-        transform=_TRANSFORM.value,
-        size=_SIZE.value,
-        n_boot=_N_BOOT.value,
-        seed=_SEED.value,
-        ci=_CI.value,
-        d_rule=_D_RULE.value,
-        frontier=_FRONTIER.value,
-        use_wandb=_WANDB.value,
-        wandb_project=_PROJECT.value,
-    )
+    out = pathlib.Path(_OUT.value)
+    created = not out.exists()
+    try:
+        paths = write_report(
+            _WORKDIR.value, out, metric=_METRIC.value, transform=_TRANSFORM.value, size=_SIZE.value,
+            n_boot=_N_BOOT.value, seed=_SEED.value, ci=_CI.value, d_rule=_D_RULE.value, frontier=_FRONTIER.value,
+            use_wandb=_WANDB.value, wandb_project=_PROJECT.value,
+        )
+    except BaseException:
+        if created:  # a failed analysis leaves no half-written --out behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     for path in paths.values():
         logging.info("wrote %s", path)
     print(f"report: {paths['report.md']}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

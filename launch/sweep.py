@@ -8,7 +8,9 @@ its get_sweep(preset) declares the runs (scaling_rec/sweep/spec.py); an optional
 get_analysis(preset) -> {flag: value} passes flags to launch.analyze (e.g. the metric to fit). Runs go to
 <workdir>/<study>/runs/<run_id>/; finished ones are skipped, unfinished ones resume. After the runs,
 launch.analyze writes the report to <workdir>/<study>/report (unless --noanalyze).
-Exit status: 0 all runs finished (ok or diverged) and the analysis succeeded, 1 otherwise.
+Exit status: 0 all runs finished (ok or diverged) and the analysis succeeded, 1 otherwise, 2 rejected input
+(flags, config, data: one line says the cause and the fix; --verbose or SCALING_REC_TRACEBACK=1 adds the
+traceback; launch/_cli.py).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import pathlib
 import subprocess
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from launch import _cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file and preset: path.py:preset.",
                                           lock_config=True)
@@ -94,4 +98,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

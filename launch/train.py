@@ -6,7 +6,9 @@ r"""Train (or resume, or report the finished result of) one run.
 CTR configs (model.family wukong, dlrm or dcnv2: scaling_rec.ctr_config) go to the CTR trainer
 (scaling_rec.train.ctr_loop), e.g. --config=experiments/wukong/frappe.py:wukong; the rest to the
 sequential one. The run lives in <workdir>/<config.study>/runs/<run_id>/ (the same place a sweep puts it). Exit
-status: 0 finished (ok or diverged), 1 failed, 75 another process is running this run now.
+status: 0 finished (ok or diverged), 1 failed, 2 rejected input (flags, config, data, checkpoint: one line
+says the cause and the fix; --verbose or SCALING_REC_TRACEBACK=1 adds the traceback; launch/_cli.py),
+75 another process is running this run now. A rejected config leaves nothing on disk.
 Multi-process: jax.distributed starts from --coordinator_address/--num_processes/--process_id, or
 from JAX_* / SLURM environment variables (scaling_rec.parallel.distributed.maybe_initialize).
 """
@@ -16,8 +18,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from launch import _cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment file and preset: path.py:preset.",
                                           lock_config=True)
@@ -61,10 +65,12 @@ def main(argv: list[str]) -> int:
 
         process_id = maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value).process_id
     from scaling_rec import config as config_lib
+    from scaling_rec.sweep.spec import schema
     from scaling_rec.sweep.store import RunBusyError, study_root
     from scaling_rec.sweep.worker import EXIT_BUSY, cache_dir, enable_compilation_cache, run_one
 
     config = _CONFIG.value
+    schema(config.model.family).validate(config)  # before the cache directory and the lock exist
     enable_compilation_cache(cache_dir(_WORKDIR.value, _CACHE.value))
     run_dir = study_root(_WORKDIR.value, config) / "runs" / config_lib.run_id(config)
     try:
@@ -77,4 +83,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -15,6 +15,7 @@ import ml_collections
 
 from scaling_rec import config as config_lib
 from scaling_rec.errors import RunBusyError
+from scaling_rec.sweep.spec import schema
 from scaling_rec.sweep.store import FINISHED, Store, read_spec, study_root
 
 EXIT_BUSY = 75  # EX_TEMPFAIL: another process is running this run; try again later.
@@ -61,6 +62,7 @@ def run_one(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, lo
     else:
         from scaling_rec.train.loop import train_and_evaluate
 
+    schema(config.model.family).validate(config)  # a rejected config takes no lock (and writes nothing)
     root = study_root(workdir, config)
     store = Store(root)
     rid = config_lib.run_id(config)
