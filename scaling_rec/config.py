@@ -20,7 +20,7 @@ from scaling_rec.errors import ConfigError
 FAMILIES = ("hstu", "sasrec")
 LAYOUTS = ("jagged", "padded")
 IMPLS = ("auto", "xla", "pallas")
-DATASETS = ("amazon-beauty", "amazon-toys", "ml-100k", "ml-1m", "ml-20m", "ml-latest-small", "synthetic",
+DATASETS = ("amazon-beauty", "amazon-toys", "events", "ml-100k", "ml-1m", "ml-20m", "ml-latest-small", "synthetic",
             "synthetic-long", "synthetic-long-personal")
 LOSSES = ("sampled_softmax", "full_softmax")
 SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200")
@@ -29,7 +29,9 @@ SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200")
 # run_id() leaves them out at that value. One list for both schemas run_id serves (this one and
 # scaling_rec.tiger_config's: train.steps_per_call).
 ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p_signal": 0.02,
-              "train.steps_per_call": 1}
+              "train.steps_per_call": 1, "data.path": "", "data.kcore": 0,
+              "data.columns": {"user": "user", "item": "item", "timestamp": "timestamp", "rating": "", "action": "",
+                               "weight": ""}}
 
 # Constraints beyond the type: key -> ("choices", values) | ("min", lower bound) | ("ks", None).
 _CHOICES = {
@@ -47,7 +49,7 @@ _POSITIVE = (
     "mesh.data", "mesh.fsdp", "mesh.tensor", "data.synthetic_users", "data.synthetic_items",
 )
 _NON_NEGATIVE = (
-    "data.min_rating", "data.tokens_per_batch", "data.long_gap", "train.num_epochs", "train.num_steps",
+    "data.min_rating", "data.kcore", "data.tokens_per_batch", "data.long_gap", "train.num_epochs", "train.num_steps",
     "train.flops_budget", "train.weight_decay", "train.warmup_steps", "train.eval_every", "train.checkpoint_every",
     "eval.patience", "eval.max_users", "seed",
 )
@@ -65,6 +67,10 @@ def default_config() -> ml_collections.ConfigDict:
         # 'synthetic-long*' only (scaling_rec/data/long_range.py): profile events lie beyond the last
         # long_gap events, each event there being a profile item with probability long_p_signal.
         long_gap=50, long_p_signal=0.02,
+        # 'events' only (scaling_rec/data/events.py): a log (.csv/.tsv/.parquet) or a prepared directory
+        # (launch/prepare.py), its {role: column} mapping ('' = absent), and the k-core (0 = off).
+        path="", columns=dict(user="user", item="item", timestamp="timestamp", rating="", action="", weight=""),
+        kcore=0,
     )
     c.model = dict(
         family="hstu", embed_dim=50, num_blocks=2, num_heads=1, qk_dim=50, v_dim=50, ffn_dim=50, dropout=0.2,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from scaling_rec.data import amazon, movielens
+from scaling_rec.data import amazon, events, movielens
 from scaling_rec.data.sequences import SequenceData, drop_consecutive_repeats
 from scaling_rec.data.sources import DEFAULT_TIMEOUT_S, get_spec, locate
 from scaling_rec.errors import ConfigError
@@ -25,9 +25,12 @@ def load_sequences(
     dedup: bool = False,
     download: bool = True,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    log_path: str = "",
+    columns: Mapping[str, str] | None = None,
+    kcore: int = 0,
 ) -> SequenceData:
     """Loads a registered dataset ('amazon-beauty', 'amazon-toys', 'ml-100k', 'ml-1m', 'ml-20m',
-    'ml-latest-small') as chronological SequenceData.
+    'ml-latest-small') or the user's own log ('events') as chronological SequenceData.
 
     Args:
       data_dir: searched first; then $SCALING_REC_DATA, the cache, and a download
@@ -36,12 +39,17 @@ def load_sequences(
       dedup: drop an event that repeats the user's previous item.
       download: allow fetching from the canonical URL into the cache.
       timeout_s: network timeout in seconds.
+      log_path, columns: 'events' only: the log or prepared directory and its {role: column} mapping
+        (scaling_rec/data/events.py).
+      kcore: keep the k-core (every user and item with >= kcore events); 0 keeps all.
 
     Raises:
       ConfigError: unknown name, or min_rating on a dataset without ratings.
       DataNotFoundError: the files are nowhere (the message lists where it looked).
       DataFormatError: a file is malformed (the message names file and line).
     """
+    if name == "events":
+        return events.load_events(log_path, columns, min_rating=min_rating, dedup=dedup, kcore_k=kcore)
     spec = get_spec(name)
     if spec.format == "s3rec" and min_rating is not None:
         raise ConfigError(
@@ -52,7 +60,7 @@ def load_sequences(
     path = paths[spec.files[0].filename]
     if spec.format == "s3rec":
         data = amazon.read_s3rec(path, name=name)
-        return drop_consecutive_repeats(data).validate() if dedup else data
+        return events.kcore(drop_consecutive_repeats(data).validate() if dedup else data, kcore)
     if spec.format not in _ML_READERS:
         raise ConfigError(f"dataset {name!r} has format {spec.format!r}, which no reader handles.")
-    return _ML_READERS[spec.format](path, min_rating=min_rating, dedup=dedup, name=name)
+    return events.kcore(_ML_READERS[spec.format](path, min_rating=min_rating, dedup=dedup, name=name), kcore)

@@ -45,7 +45,8 @@ def load_data(config: ml_collections.ConfigDict) -> SequenceData:
     if d.name in ("synthetic-long", "synthetic-long-personal"):
         return long_range_sequences(d.synthetic_users, d.synthetic_items, seed=config.seed, gap=d.long_gap,
                                     p_signal=d.long_p_signal, personal=d.name.endswith("personal"), name=d.name)
-    return load_sequences(d.name, d.data_dir or None, min_rating=d.min_rating or None, dedup=d.dedup)
+    return load_sequences(d.name, d.data_dir or None, min_rating=d.min_rating or None, dedup=d.dedup, log_path=d.path,
+                          columns=d.columns.to_dict(), kcore=d.kcore)
 
 
 def prepare(config: ml_collections.ConfigDict) -> RunInputs:
