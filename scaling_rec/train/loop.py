@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from scaling_rec import config as config_lib
+from scaling_rec.calibration import XentGridAccumulator
 from scaling_rec.data.pipeline import TrainStream, eval_batches
 from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts, scored_per_target
 from scaling_rec.io import read_run_result
@@ -100,12 +101,18 @@ def plan_schedule(config: ml_collections.ConfigDict, inputs: RunInputs, stream: 
     )
 
 
-def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_origin: int, mesh: Any) -> dict:
-    """Metric means and standard errors over `examples` (every example exactly once)."""
-    acc = MetricAccumulator()
+def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_origin: int, mesh: Any,
+             temperature: float | None = None) -> dict:
+    """Metric means and standard errors over `examples` (every example exactly once), with the raw and
+    calibrated cross-entropy (scaling_rec.calibration): temperature None fits T on these examples
+    (validation), a value applies that T (test)."""
+    acc, xent = MetricAccumulator(), XentGridAccumulator()
     for batch in eval_batches(examples, spec, time_origin):
-        acc.update(eval_step(params, place_batch(batch, mesh)))
-    return acc.result()
+        sums = dict(eval_step(params, place_batch(batch, mesh)))
+        xent.pop_update(sums)
+        acc.update(sums)
+    result = acc.result()
+    return {**result, **xent.result(result["num_examples"], temperature)}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
@@ -165,10 +172,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         valid = evaluate(eval_step, state.params, inputs.valid, inputs.eval_spec, inputs.time_origin, mesh)
         sel = config.eval.select_metric
         best = bookkeeping.best_valid(meta, sel)
-        test = lambda: evaluate(eval_step, state.params, inputs.test, inputs.eval_spec, inputs.time_origin, mesh)
+        test = lambda: evaluate(eval_step, state.params, inputs.test, inputs.eval_spec, inputs.time_origin, mesh,
+                                temperature=valid["temperature"])
         fields = bookkeeping.record_eval(meta, step, valid, best is None or valid[sel] > best, test)
         logger.log({"step": step, **fields})
         progress(f"[{rid}] step {step} valid {sel}={valid[sel]:.4f} xent={valid['xent']:.3f} "
+                 f"(raw {valid['xent_raw']:.3f}, T={valid['temperature']:.3g}) "
                  f"(best {meta['best']['valid'][sel]:.4f} @ {meta['best']['step']})")
 
     status, step = "ok", start

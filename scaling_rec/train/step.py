@@ -12,6 +12,7 @@ import ml_collections
 import optax
 from flax import nnx
 
+from scaling_rec.calibration import candidate_mask, xent_grid_sums
 from scaling_rec.data.jagged import Batch, JaggedBatch
 from scaling_rec.metrics import rank_of_target, ranking_metrics_from_ranks
 from scaling_rec.models.sequential import jagged_to_padded, token_view
@@ -89,12 +90,14 @@ def history_ids(batch: Batch, max_len: int) -> jax.Array:
 
 
 def make_eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict) -> Callable[[nnx.State, Batch], dict]:
-    """eval_step(params, batch) -> metric sums (HR/NDCG@K, MRR, full-softmax cross-entropy 'xent').
+    """eval_step(params, batch) -> metric sums (HR/NDCG@K, MRR, the cross-entropy grid 'xent_grid').
 
     Ranks the target of each sequence's last token among all items (row 0 excluded); with
     eval.exclude_history the user's history items are removed from the ranking (never the target).
-    'xent' is the cross-entropy of the full softmax over all items at temperature train.temperature,
-    a smooth quality measure for scaling fits.
+    'xent_grid' / 'xent_grid_sumsq' [G]: sums of the cross-entropy of the softmax over the same candidate
+    items as the ranking, of the logits as trained (scores / train.temperature) times each inverse
+    temperature of scaling_rec.calibration's grid; scaling_rec.calibration.XentGridAccumulator turns
+    them into the raw and calibrated cross-entropy (the loop's `evaluate`).
     """
     ks = tuple(config.eval.ks)
 
@@ -108,11 +111,8 @@ def make_eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict) ->
         exclude = history_ids(batch, config.data.max_len) if config.eval.exclude_history else None
         ranks_B = rank_of_target(scores_BxV, target_B, exclude)
         sums = ranking_metrics_from_ranks(ranks_B, valid_B, ks)
-        logits = scores_BxV[:, 1:] / config.train.temperature
-        target_logit = jnp.take_along_axis(scores_BxV, target_B[:, None], axis=1)[:, 0] / config.train.temperature
-        xent_B = jnp.where(valid_B, jax.nn.logsumexp(logits, axis=1) - target_logit, 0.0)
-        sums["xent"] = jnp.sum(xent_B)
-        sums["xent_sumsq"] = jnp.sum(jnp.square(xent_B))
+        candidates_BxV = candidate_mask(scores_BxV.shape[1], target_B, exclude)
+        sums.update(xent_grid_sums(scores_BxV / config.train.temperature, target_B, valid_B, candidates_BxV))
         return sums
 
     return eval_step
