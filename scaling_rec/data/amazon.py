@@ -14,6 +14,7 @@ import pathlib
 import numpy as np
 
 from scaling_rec.data.sequences import SequenceData
+from scaling_rec.data.textio import int64_problem, read_lines, shown
 from scaling_rec.errors import DataFormatError
 
 
@@ -24,42 +25,42 @@ def read_s3rec(path: str | os.PathLike, name: str = "amazon") -> SequenceData:
     skipped. num_items is the largest item id in the file.
 
     Raises:
-      DataFormatError: a line with a non-integer field, an id < 1, no items, or a repeated user id,
-        naming the file and the 1-based line number.
+      DataFormatError: a byte that is not UTF-8, a field that is not an int64 integer, an id < 1, no items,
+        or a repeated user id, naming the file, the 1-based line number and the field.
     """
     path = pathlib.Path(path)
     lengths: list[int] = []
     chunks: list[np.ndarray] = []
     first_line_of_user: dict[int, int] = {}
-    with path.open("r", encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                ids = np.array([int(x) for x in fields], dtype=np.int64)
-            except (ValueError, OverflowError):
-                bad = next((x for x in fields if not _is_int(x)), line.strip())
-                raise DataFormatError(
-                    f"{where}: field {bad!r} is not an integer; expected 'user_id item_id item_id ...' "
-                    "(S3-Rec form, space separated)."
-                ) from None
-            if len(ids) < 2:
-                raise DataFormatError(
-                    f"{where}: user {fields[0]} has no items; expected 'user_id item_id item_id ...'."
-                )
-            if ids.min() < 1:
-                raise DataFormatError(f"{where}: ids must be >= 1 (1-based; 0 is padding), got {ids.min()}.")
-            user = int(ids[0])
-            if user in first_line_of_user:
-                raise DataFormatError(
-                    f"{where}: user {user} appears again (first at line {first_line_of_user[user]}); "
-                    "the S3-Rec form has one line per user."
-                )
-            first_line_of_user[user] = line_no
-            lengths.append(len(ids) - 1)
-            chunks.append(ids[1:])
+    for line_no, line in read_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{line_no}"
+        try:
+            ids = np.array([int(x) for x in fields], dtype=np.int64)
+        except (ValueError, OverflowError):
+            k, bad, problem = next((k, x, p) for k, x in enumerate(fields) if (p := int64_problem(x)))
+            field = "user id (field 1)" if k == 0 else f"item {k} (field {k + 1})"
+            raise DataFormatError(
+                f"{where}: {field} {shown(bad)} {problem}; expected 'user_id item_id item_id ...' "
+                "(S3-Rec form, space separated)."
+            ) from None
+        if len(ids) < 2:
+            raise DataFormatError(
+                f"{where}: user {fields[0]} has no items; expected 'user_id item_id item_id ...'."
+            )
+        if ids.min() < 1:
+            raise DataFormatError(f"{where}: ids must be >= 1 (1-based; 0 is padding), got {ids.min()}.")
+        user = int(ids[0])
+        if user in first_line_of_user:
+            raise DataFormatError(
+                f"{where}: user {user} appears again (first at line {first_line_of_user[user]}); "
+                "the S3-Rec form has one line per user."
+            )
+        first_line_of_user[user] = line_no
+        lengths.append(len(ids) - 1)
+        chunks.append(ids[1:])
     if not chunks:
         raise DataFormatError(f"{path}: no sequences; expected lines 'user_id item_id item_id ...'.")
     items = np.concatenate(chunks)
@@ -78,11 +79,3 @@ def read_s3rec(path: str | os.PathLike, name: str = "amazon") -> SequenceData:
         source=str(path),
     ).validate()
 
-
-def _is_int(text: str) -> bool:
-    """Whether `text` parses as a Python int."""
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True

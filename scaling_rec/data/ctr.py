@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from scaling_rec.data.textio import decode_utf8, int64_problem, read_lines, shown
 from scaling_rec.errors import ConfigError, DataFormatError, DataNotFoundError
 
 FRAPPE_FIELDS = ("user", "item", "daytime", "weekday", "isweekend", "homework", "cost", "weather", "country",
@@ -157,7 +158,7 @@ def read_frappe_logs(zip_path: str | os.PathLike) -> list[list[str]]:
                                 "../shared/data/frappe-raw/README.md).")
     member = "Mobile_Frappe/frappe/frappe.csv"
     with zipfile.ZipFile(path) as z:
-        text = z.read(member).decode("utf-8")
+        text = decode_utf8(z.read(member), f"{path}:{member}")
     lines = text.splitlines()
     header = lines[0].split("\t")
     want = [header.index(f) if f in header else -1 for f in FRAPPE_FIELDS]
@@ -220,20 +221,22 @@ def read_libfm(path: str | os.PathLike, num_fields: int) -> tuple[np.ndarray, np
     pairs, or an unparsable pair raises DataFormatError naming file and line.
     """
     feats, labels = [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if parts[0] not in ("1", "-1", "0", "1.0", "-1.0", "0.0"):
-                raise DataFormatError(f"{path}:{lineno}: label {parts[0]!r} is not one of 1, -1, 0.")
-            if len(parts) != num_fields + 1:
-                raise DataFormatError(f"{path}:{lineno}: {len(parts) - 1} features, expected {num_fields}.")
-            try:
-                feats.append([int(p.split(":")[0]) for p in parts[1:]])
-            except ValueError as e:
-                raise DataFormatError(f"{path}:{lineno}: malformed idx:value pair ({e}).") from e
-            labels.append(1.0 if float(parts[0]) > 0 else 0.0)
+    for lineno, line in read_lines(path):
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] not in ("1", "-1", "0", "1.0", "-1.0", "0.0"):
+            raise DataFormatError(f"{path}:{lineno}: label {shown(parts[0])} is not one of 1, -1, 0.")
+        if len(parts) != num_fields + 1:
+            raise DataFormatError(f"{path}:{lineno}: {len(parts) - 1} features, expected {num_fields}.")
+        idx = [p.split(":")[0] for p in parts[1:]]
+        for k, text in enumerate(idx):
+            problem = int64_problem(text)
+            if problem:
+                raise DataFormatError(f"{path}:{lineno}: feature {k + 1}'s index {shown(text)} {problem} "
+                                      "(expected idx:value pairs).")
+        feats.append([int(t) for t in idx])
+        labels.append(1.0 if float(parts[0]) > 0 else 0.0)
     return np.asarray(feats, np.int64).reshape(-1, num_fields), np.asarray(labels, np.float32)
 
 
@@ -294,32 +297,33 @@ def read_criteo(path: str | os.PathLike, *, numeric: str = "log", min_count: int
     labels: list[float] = []
     dense: list[list[float]] = []
     cat_cols: list[list[str]] = [[] for _ in range(CRITEO_NUM_CAT + (CRITEO_NUM_DENSE if numeric == "bucket" else 0))]
-    with open(path, encoding="utf-8") as f:
-        first = f.readline()
-        sep = "\t" if "\t" in first else ","
-        has_header = first.split(sep)[0].strip().lower() == "label"
-        lines = f if has_header else _chain([first], f)
-        for lineno, line in enumerate(lines, start=2 if has_header else 1):
-            parts = line.rstrip("\r\n").split(sep)
-            if len(parts) != n_cols:
-                raise DataFormatError(f"{path}:{lineno}: {len(parts)} columns, expected {n_cols} "
-                                      "(label, I1..I13, C1..C26).")
-            if parts[0] not in ("0", "1"):
-                raise DataFormatError(f"{path}:{lineno}: label {parts[0]!r} is not 0 or 1.")
-            labels.append(float(parts[0]))
-            ints = parts[1:1 + CRITEO_NUM_DENSE]
-            try:
-                if numeric == "log":
-                    dense.append([math.log1p(max(float(v), 0.0)) if v else 0.0 for v in ints])
-                else:
-                    for j, v in enumerate(ints):
-                        cat_cols[CRITEO_NUM_CAT + j].append(criteo_numeric_token(v))
-            except ValueError as e:
-                raise DataFormatError(f"{path}:{lineno}: integer column is not a number ({e}).") from e
-            for j, v in enumerate(parts[1 + CRITEO_NUM_DENSE:]):
-                cat_cols[j].append(v)
-            if max_rows and len(labels) >= max_rows:
-                break
+    lines = read_lines(path)
+    first = next(lines, (1, ""))[1]
+    sep = "\t" if "\t" in first else ","
+    has_header = first.split(sep)[0].strip().lower() == "label"
+    for lineno, line in (lines if has_header else _chain([(1, first)], lines)):
+        parts = line.rstrip("\r\n").split(sep)
+        if len(parts) != n_cols:
+            raise DataFormatError(f"{path}:{lineno}: {len(parts)} columns, expected {n_cols} "
+                                  "(label, I1..I13, C1..C26).")
+        if parts[0] not in ("0", "1"):
+            raise DataFormatError(f"{path}:{lineno}: label {shown(parts[0])} is not 0 or 1.")
+        labels.append(float(parts[0]))
+        ints = parts[1:1 + CRITEO_NUM_DENSE]
+        try:
+            if numeric == "log":
+                dense.append([math.log1p(max(float(v), 0.0)) if v else 0.0 for v in ints])
+            else:
+                for j, v in enumerate(ints):
+                    cat_cols[CRITEO_NUM_CAT + j].append(criteo_numeric_token(v))
+        except ValueError:
+            k = next((k for k, v in enumerate(ints) if v and not _is_finite(v)), 0)
+            raise DataFormatError(f"{path}:{lineno}: integer column I{k + 1} {shown(ints[k])} is not a finite "
+                                  "number.") from None
+        for j, v in enumerate(parts[1 + CRITEO_NUM_DENSE:]):
+            cat_cols[j].append(v)
+        if max_rows and len(labels) >= max_rows:
+            break
     label = np.asarray(labels, np.float32)
     split = random_split(len(label), fractions, seed)
     ids, sizes, oov = encode_columns(cat_cols, split, min_count=min_count, hash_buckets=hash_buckets)
@@ -329,9 +333,16 @@ def read_criteo(path: str | os.PathLike, *, numeric: str = "log", min_count: int
     return _make_dataset(path.stem, names, ids, num, label, split, sizes, oov, str(path))
 
 
-def _chain(head: list[str], rest: Iterable[str]) -> Iterable[str]:
+def _chain(head: list, rest: Iterable) -> Iterable:
     yield from head
     yield from rest
+
+
+def _is_finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 # ----------------------------------------------------------------------------- synthetic

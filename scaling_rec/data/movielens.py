@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from scaling_rec.data.sequences import SequenceData, drop_consecutive_repeats
+from scaling_rec.data.textio import int64_problem, read_lines, shown
 from scaling_rec.errors import ConfigError, DataFormatError
 
 _COLUMNS = ("user", "item", "rating", "timestamp")
@@ -144,7 +145,7 @@ def _read_events(
             dtype=_DTYPES,
             engine="c",
         )
-    except (ValueError, pd.errors.ParserError) as e:
+    except (ValueError, OverflowError, pd.errors.ParserError) as e:  # UnicodeDecodeError is a ValueError
         _raise_first_bad_line(path, sep=sep, has_header=header is not None, reason=str(e))
     ratings = df["rating"].to_numpy()
     if not np.all(np.isfinite(ratings)):
@@ -166,33 +167,32 @@ def _first_data_line(path: pathlib.Path, *, has_header: bool) -> str | None:
 def _raise_first_bad_line(path: pathlib.Path, *, sep: str, has_header: bool, reason: str | None) -> None:
     """Scans the file (error path only) and raises DataFormatError naming the first bad line."""
     expected = sep.join(_COLUMNS) if sep != "\t" else "\\t".join(_COLUMNS)
-    with path.open("r", encoding="utf-8", errors="replace") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if (has_header and line_no == 1) or not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split(sep)
-            problem = None
-            if len(fields) != len(_COLUMNS):
-                problem = f"{len(fields)} fields, expected {len(_COLUMNS)}"
-            else:
-                for col, text in zip(_COLUMNS, fields, strict=True):
-                    if not _field_ok(col, text):
-                        problem = f"{col} {text!r} is not {'a number' if col == 'rating' else 'an integer'}"
-                        break
-            if problem:
-                raise DataFormatError(f"{path}:{line_no}: {problem}; expected '{expected}'. Line: {line!r}")
+    for line_no, line in read_lines(path):
+        if (has_header and line_no == 1) or not line.strip():
+            continue
+        fields = line.rstrip("\r\n").split(sep)
+        problem = None
+        if len(fields) != len(_COLUMNS):
+            problem = f"{len(fields)} fields, expected {len(_COLUMNS)}. Line: {shown(line, 80)}"
+        else:
+            for k, (col, text) in enumerate(zip(_COLUMNS, fields, strict=True)):
+                why = _field_problem(col, text)
+                if why:
+                    problem = f"{col} {shown(text)} (field {k + 1}) {why}"
+                    break
+        if problem:
+            raise DataFormatError(f"{path}:{line_no}: {problem}; expected '{expected}'.")
     raise DataFormatError(f"{path}: could not be parsed as '{expected}' ({reason}).")
 
 
-def _field_ok(column: str, text: str) -> bool:
-    """Whether `text` is a finite number (the rating) or an integer (ids, timestamp)."""
+def _field_problem(column: str, text: str) -> str | None:
+    """Why `text` is not a finite number (the rating) or an int64 (ids, timestamp); None when it is."""
+    if column != "rating":
+        return int64_problem(text)
     try:
-        if column == "rating":
-            return math.isfinite(float(text))
-        int(text)
+        return None if math.isfinite(float(text)) else "is not a finite number"
     except ValueError:
-        return False
-    return True
+        return "is not a number"
 
 
 def write_ml1m_ratings_dat(

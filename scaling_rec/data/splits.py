@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 from scaling_rec.data.sequences import SequenceData
-from scaling_rec.errors import ConfigError
+from scaling_rec.errors import ConfigError, DataFormatError
 
 MIN_EVENTS = 3
 
@@ -86,9 +86,20 @@ def _take_spans(data: SequenceData, starts: np.ndarray, lengths: np.ndarray, tag
 
 
 def leave_one_out(data: SequenceData) -> LeaveOneOutSplit:
-    """Splits every user with >= 3 events into train / validation / test (module docstring)."""
+    """Splits every user with >= 3 events into train / validation / test (module docstring).
+
+    Raises:
+      DataFormatError: no user has 3 events (nothing to train and evaluate on), with the counts read.
+    """
     lengths = data.lengths()
     keep = lengths >= MIN_EVENTS
+    if not keep.any():
+        raise DataFormatError(
+            f"{data.source}: no user has the {MIN_EVENTS} events leave-one-out needs (train, validation target, "
+            f"test target): read {data.num_users:,} users with {data.num_events:,} events, at most "
+            f"{int(lengths.max()) if lengths.size else 0} per user. Use data with longer histories (check "
+            "data.min_rating and data.dedup, which drop events)."
+        )
     user_index = np.flatnonzero(keep).astype(np.int64)
     starts, n = data.user_offsets[:-1][keep], lengths[keep]
     ends = starts + n
