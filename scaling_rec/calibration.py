@@ -141,17 +141,3 @@ class XentGridAccumulator:
         out["temperature"] = float(1.0 / INV_TEMPERATURE_GRID[idx])
         return out
 
-
-def reference_xent(logits_BxV: ArrayLike, targets_B: ArrayLike, candidates_BxV: ArrayLike,
-                   temperature: float = 1.0) -> np.ndarray:
-    """Per-example cross-entropy in float64 numpy, the plain definition (for tests and checks).
-
-    -log softmax(logits / temperature)[target] over the candidates of each row.
-    """
-    z = np.asarray(logits_BxV, np.float64) / temperature
-    keep = np.asarray(candidates_BxV, bool)
-    z_masked = np.where(keep, z, -np.inf)
-    zmax = z_masked.max(axis=1, keepdims=True)
-    lse = zmax[:, 0] + np.log(np.sum(np.where(keep, np.exp(z_masked - zmax), 0.0), axis=1))
-    return lse - z[np.arange(z.shape[0]), np.asarray(targets_B)]
-
