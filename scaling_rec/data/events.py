@@ -71,12 +71,13 @@ class EventChunk:
     """A block of consecutive rows: one array per mapped role, and where it came from.
 
     columns: role -> array [n] (ids int64 or str objects, timestamp/action int64, rating/weight float32).
-    first_line: the 1-based file line (Parquet: row) of the block's first row.
+    first_line: the 1-based file line (Parquet: row) of the block's first row; next_line: the one after it.
     skipped: rows dropped as malformed (only with skip_bad_rows), with the first few as 'file:line: why'.
     """
 
     columns: dict[str, np.ndarray]
     first_line: int
+    next_line: int = 0
     skipped: int = 0
     skipped_examples: list[str] = dataclasses.field(default_factory=list)
 
@@ -140,6 +141,7 @@ def _text_chunks(path: pathlib.Path, columns: EventColumns, sep: str, skip_bad_r
             offset += len(block)
             chunk = parser.parse(block, line)
             line += block.count(b"\n")
+            chunk.next_line = line
             yield chunk, offset
 
 
@@ -180,7 +182,7 @@ class _BlockParser:
             if role in ("user", "item"):
                 arr = arr.astype(np.int64) if self.id_types[role] == "int" else arr.astype(object)
             cols[role] = arr
-        return EventChunk(cols, first_line, skipped, examples or [])
+        return EventChunk(cols, first_line, 0, skipped, examples or [])
 
     def _row_problem(self, fields: list[str]) -> str | None:
         if len(fields) != len(self.header):
@@ -270,7 +272,7 @@ def _parquet_chunks(path: pathlib.Path, columns: EventColumns, skip_bad_rows: bo
             for role in _INT_ROLES:
                 if role in cols:
                     cols[role] = cols[role].astype(np.int64)
-        yield EventChunk(cols, first + 1, skipped, examples), row
+        yield EventChunk(cols, first + 1, row + 1, skipped, examples), row
 
 
 def _is_int(text: str) -> bool:

@@ -1,0 +1,395 @@
+"""Prepare once, stream forever: an event log → sharded numpy arrays on disk, with a manifest.
+
+Layout of a prepared directory:
+  manifest.json          counts, columns, shards (user range, events, SHA-256 of every file), statistics,
+                         the source (path, size, mtime) and the command that made it
+  users.npy, items.npy   id maps: user index u is original id users[u]; item id k is items[k - 1]
+  shard_00000/ ...       offsets.npy int64 [U_s + 1] (user u_start + j: events offsets[j]:offsets[j+1]),
+                         items.npy int32 [E_s], and when mapped timestamps.npy int64, ratings.npy float32,
+                         actions.npy int64, weights.npy float32; each user's events sorted by (timestamp, row)
+
+Users and items are numbered as in the in-memory path (scaling_rec/data/events.py): by ascending
+original id, so a prepared log and `load_events` of the same file give the same SequenceData. Shard s
+holds a contiguous range of user indices, so a user's events live in one shard.
+
+Why numpy memmaps and not ArrayRecord through grain: a training example is one user's most recent
+events, a contiguous slice of flat arrays, so the random access the stream needs is two offset reads
+and one slice of a memory map (no per-record decode, no protobuf/serialisation layer, zero copies);
+the OS page cache bounds the resident memory; the files are readable by any tool with numpy; and no
+dependency is added. ArrayRecord would pay a record decode per example and tie the format to one
+reader, for a benefit (compressed, self-delimiting records) that fixed-width int arrays do not need.
+grain still drives the stream (scaling_rec/data/stream.py) through a random-access source.
+
+Preparing runs in three resumable stages with memory bounded by the chunk size and the id maps
+(O(users + items), not O(events)): (1) scan: read the log in chunks, collect the sorted unique user and
+item ids; (2) partition: read it again, map ids to indices, append each event to the partition file
+of its user's range; (3) shards: sort each partition by (user, timestamp, row) and write its shard.
+The state after each chunk / shard is saved, so a killed prepare continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from scaling_rec.data.events import CHUNK_BYTES, EventColumns, iter_chunks
+from scaling_rec.data.sequences import SequenceData
+from scaling_rec.errors import ConfigError, DataFormatError
+
+FORMAT_VERSION = 1
+EVENTS_PER_SHARD = 4_000_000
+_OPTIONAL = {"timestamp": ("timestamps", np.int64), "rating": ("ratings", np.float32),
+             "action": ("actions", np.int64), "weight": ("weights", np.float32)}
+
+
+def _record_dtype(roles: list[str]) -> np.dtype:
+    fields = [("user", np.int64), ("item", np.int32), ("row", np.int64)]
+    fields += [(_OPTIONAL[r][0], _OPTIONAL[r][1]) for r in _OPTIONAL if r in roles]
+    return np.dtype(fields)
+
+
+def _atomic_json(path: pathlib.Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _save_npy(path: pathlib.Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.npy")
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def _sha256(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(8 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Progress:
+    """One progress line per update: stage, fraction done, rate and ETA (to stderr by default)."""
+
+    def __init__(self, stage: str, total: float, unit: str, write: Callable[[str], None] | None = None) -> None:
+        self.stage, self.total, self.unit = stage, max(total, 1e-9), unit
+        self.t0 = time.time()
+        self.write = write or (lambda line: print(line, file=sys.stderr, flush=True))
+
+    def update(self, done: float, extra: str = "") -> None:
+        dt = max(time.time() - self.t0, 1e-9)
+        rate = done / dt
+        eta = (self.total - done) / max(rate, 1e-9)
+        self.write(f"prepare {self.stage}: {100 * done / self.total:5.1f}% ({done:,.0f}/{self.total:,.0f} {self.unit}) "
+                   f"{rate:,.0f} {self.unit}/s ETA {eta:.0f}s {extra}".rstrip())
+
+
+def _source_info(path: pathlib.Path) -> dict:
+    st = path.stat()
+    return {"path": str(path), "size_bytes": st.st_size, "mtime": st.st_mtime}
+
+
+def _as_saveable(ids: np.ndarray) -> np.ndarray:
+    """Id maps stored without pickles: int64, or fixed-width unicode for string ids."""
+    return ids.astype(np.int64) if ids.dtype != object else ids.astype(str)
+
+
+def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: EventColumns, *,
+            num_shards: int = 0, skip_bad_rows: bool = False, chunk_bytes: int = CHUNK_BYTES,
+            command: str = "", write: Callable[[str], None] | None = None,
+            stop_after_chunks: int | None = None) -> dict:
+    """Prepares `input_path` into `out_dir` (module docstring) and returns the manifest.
+
+    Args:
+      columns: the {role: column} mapping of the log.
+      num_shards: shards (contiguous user ranges); 0 picks about EVENTS_PER_SHARD events per shard.
+      skip_bad_rows: count and skip malformed rows instead of raising DataFormatError.
+      chunk_bytes: text read per chunk (memory is a small multiple of it).
+      command: the command line, recorded in the manifest.
+      stop_after_chunks: stop (as if killed) after this many chunks of reading — for tests of resume.
+    Returns:
+      the manifest dict (a directory whose manifest.json exists is returned as it is), or
+      {'status': 'interrupted', 'stage': ...} when stop_after_chunks ran out.
+    """
+    src = pathlib.Path(input_path)
+    out = pathlib.Path(out_dir)
+    if (out / "manifest.json").exists():
+        return json.loads((out / "manifest.json").read_text())
+    if not src.is_file():
+        raise DataFormatError(f"{src}: not a file; --input must name an event log (.csv, .tsv, .parquet).")
+    work = out / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    args = {"input": str(src), "columns": columns.mapped(), "num_shards": num_shards, "skip_bad_rows": skip_bad_rows,
+            "chunk_bytes": chunk_bytes, "source": _source_info(src), "format_version": FORMAT_VERSION}
+    state_path = work / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"args": args, "stage": "scan"}
+    if state["args"] != args:
+        raise ConfigError(f"{out} holds an unfinished prepare with other arguments or an older source file "
+                          f"({state['args']} vs {args}); delete {out} or use another --out.")
+    budget = [stop_after_chunks]
+    if state["stage"] == "scan" and not _scan(src, columns, skip_bad_rows, chunk_bytes, work, state, state_path,
+                                              budget, write):
+        return {"status": "interrupted", "stage": "scan"}
+    if state["stage"] == "partition" and not _partition(src, columns, skip_bad_rows, chunk_bytes, work, state,
+                                                        state_path, budget, write):
+        return {"status": "interrupted", "stage": "partition"}
+    if state["stage"] == "shards":
+        _shards(out, work, state, state_path, write)
+    manifest = _manifest(out, work, state, command)
+    shutil.rmtree(work)
+    return manifest
+
+
+def _stopped(budget: list[int | None]) -> bool:
+    if budget[0] is None:
+        return False
+    budget[0] -= 1
+    return budget[0] < 0
+
+
+def _scan(src: pathlib.Path, columns: EventColumns, skip_bad_rows: bool, chunk_bytes: int, work: pathlib.Path,
+          state: dict, state_path: pathlib.Path, budget: list[int | None], write) -> bool:
+    """Stage 1: sorted unique user and item ids, the event count and the skipped rows; False if stopped."""
+    pos = state.get("scan", {"offset": 0, "line": 2, "events": 0, "skipped": 0, "skipped_examples": []})
+    users = np.load(work / "scan_users.npy", allow_pickle=False) if pos["offset"] else np.zeros(0, np.int64)
+    items = np.load(work / "scan_items.npy", allow_pickle=False) if pos["offset"] else np.zeros(0, np.int64)
+    bar = Progress("scan", src.stat().st_size, "bytes", write)
+    for chunk, offset in iter_chunks(src, columns, skip_bad_rows=skip_bad_rows, chunk_bytes=chunk_bytes,
+                                     start_offset=pos["offset"], start_line=pos["line"]):
+        if _stopped(budget):
+            return False
+        users = np.union1d(users, np.unique(chunk.columns["user"]))
+        items = np.union1d(items, np.unique(chunk.columns["item"]))
+        pos = {"offset": offset, "line": chunk.next_line, "events": pos["events"] + len(chunk),
+               "skipped": pos["skipped"] + chunk.skipped,
+               "skipped_examples": (pos["skipped_examples"] + chunk.skipped_examples)[:20]}
+        _save_npy(work / "scan_users.npy", _as_saveable(users))
+        _save_npy(work / "scan_items.npy", _as_saveable(items))
+        state["scan"] = pos
+        _atomic_json(state_path, state)
+        bar.update(offset, f"{pos['events']:,} events, {users.size:,} users, {items.size:,} items")
+    if pos["events"] == 0:
+        raise DataFormatError(f"{src}: no events (only a header, or every row skipped).")
+    num_shards = state["args"]["num_shards"] or max(1, -(-pos["events"] // EVENTS_PER_SHARD))
+    state.update(stage="partition", num_shards=int(min(num_shards, users.size)), num_users=int(users.size),
+                 num_items=int(items.size), num_events=pos["events"])
+    _atomic_json(state_path, state)
+    return True
+
+
+def shard_bounds(num_users: int, num_shards: int) -> np.ndarray:
+    """User index ranges of the shards: int64 [S + 1], shard s holds users bounds[s]:bounds[s+1]."""
+    return (np.arange(num_shards + 1, dtype=np.int64) * num_users) // num_shards
+
+
+def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    if sorted_ids.dtype.kind == "U":
+        ids = ids.astype(sorted_ids.dtype)
+    return np.searchsorted(sorted_ids, ids).astype(np.int64)
+
+
+def _partition(src: pathlib.Path, columns: EventColumns, skip_bad_rows: bool, chunk_bytes: int,
+               work: pathlib.Path, state: dict, state_path: pathlib.Path, budget: list[int | None], write) -> bool:
+    """Stage 2: every event, with ids as indices, appended to its user range's partition file; False if
+    stopped."""
+    users = np.load(work / "scan_users.npy", allow_pickle=False)
+    items = np.load(work / "scan_items.npy", allow_pickle=False)
+    roles = list(columns.mapped())
+    dtype = _record_dtype(roles)
+    bounds = shard_bounds(users.size, state["num_shards"])
+    pos = state.get("partition", {"offset": 0, "line": 2, "row": 0, "sizes": [0] * state["num_shards"]})
+    files = []
+    for s, size in enumerate(pos["sizes"]):
+        fh = open(work / f"part_{s:05d}.bin", "ab")  # noqa: SIM115 — closed below, many at once
+        fh.truncate(size)  # drops what a killed run appended after its last saved state
+        files.append(fh)
+    bar = Progress("partition", src.stat().st_size, "bytes", write)
+    try:
+        for chunk, offset in iter_chunks(src, columns, skip_bad_rows=skip_bad_rows, chunk_bytes=chunk_bytes,
+                                         start_offset=pos["offset"], start_line=pos["line"]):
+            if _stopped(budget):
+                return False
+            rec = np.empty(len(chunk), dtype)
+            rec["user"] = _lookup(users, chunk.columns["user"])
+            rec["item"] = _lookup(items, chunk.columns["item"]) + 1
+            rec["row"] = pos["row"] + np.arange(len(chunk))
+            for role in roles:
+                if role in _OPTIONAL:
+                    rec[_OPTIONAL[role][0]] = chunk.columns[role]
+            shard_E = np.searchsorted(bounds, rec["user"], side="right") - 1
+            order = np.argsort(shard_E, kind="stable")
+            cuts = np.searchsorted(shard_E[order], np.arange(len(files) + 1))
+            for s, fh in enumerate(files):
+                if cuts[s + 1] > cuts[s]:
+                    rec[order[cuts[s]:cuts[s + 1]]].tofile(fh)
+            for fh in files:
+                fh.flush()
+            pos = {"offset": offset, "line": chunk.next_line, "row": pos["row"] + len(chunk),
+                   "sizes": [fh.tell() for fh in files]}
+            state["partition"] = pos
+            _atomic_json(state_path, state)
+            bar.update(offset, f"{pos['row']:,} events")
+    finally:
+        for fh in files:
+            fh.close()
+    state["stage"] = "shards"
+    _atomic_json(state_path, state)
+    return True
+
+
+def _shards(out: pathlib.Path, work: pathlib.Path, state: dict, state_path: pathlib.Path, write) -> None:
+    """Stage 3: each partition sorted by (user, timestamp, row) and written as a shard."""
+    roles = list(state["args"]["columns"])
+    dtype = _record_dtype(roles)
+    bounds = shard_bounds(state["num_users"], state["num_shards"])
+    done = state.setdefault("shards_done", {})
+    bar = Progress("shards", state["num_shards"], "shards", write)
+    item_counts = np.zeros(state["num_items"] + 1, np.int64)
+    for s in range(state["num_shards"]):
+        part = work / f"part_{s:05d}.bin"
+        shard_dir = out / f"shard_{s:05d}"
+        if str(s) in done:
+            item_counts += np.bincount(np.load(shard_dir / "items.npy", mmap_mode="r"), minlength=item_counts.size)
+            continue
+        rec = np.fromfile(part, dtype)
+        keys = [rec["row"]] + ([rec["timestamps"]] if "timestamps" in dtype.names else []) + [rec["user"]]
+        rec = rec[np.lexsort(keys)]
+        lo, hi = int(bounds[s]), int(bounds[s + 1])
+        counts = np.bincount(rec["user"] - lo, minlength=hi - lo)
+        offsets = np.zeros(hi - lo + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        tmp = out / f".shard_{s:05d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        arrays = {"offsets": offsets, "items": rec["item"]}
+        arrays |= {name: rec[name] for name in dtype.names if name not in ("user", "item", "row")}
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(arr))
+        item_counts += np.bincount(rec["item"], minlength=item_counts.size)
+        shutil.rmtree(shard_dir, ignore_errors=True)
+        os.replace(tmp, shard_dir)
+        done[str(s)] = {"user_start": lo, "user_end": hi, "events": int(rec.size),
+                        "sha256": {f"{n}.npy": _sha256(shard_dir / f"{n}.npy") for n in arrays}}
+        _atomic_json(state_path, state)
+        part.unlink()
+        bar.update(len(done), f"{int(rec.size):,} events in shard {s}")
+    _save_npy(work / "item_counts.npy", item_counts)
+    state["stage"] = "manifest"
+    _atomic_json(state_path, state)
+
+
+def _manifest(out: pathlib.Path, work: pathlib.Path, state: dict, command: str) -> dict:
+    for name in ("users", "items"):
+        os.replace(work / f"scan_{name}.npy", out / f"{name}.npy")
+    shards = [{"dir": f"shard_{s:05d}", **state["shards_done"][str(s)]} for s in range(state["num_shards"])]
+    lengths = np.concatenate([np.diff(np.load(out / sh["dir"] / "offsets.npy")) for sh in shards])
+    item_counts = np.load(work / "item_counts.npy")[1:]
+    pct = (0, 1, 10, 50, 90, 99, 100)
+
+    def percentiles(x: np.ndarray) -> dict[str, float]:
+        return {str(p): float(v) for p, v in zip(pct, np.percentile(x, pct), strict=True)}
+
+    manifest = {
+        "format_version": FORMAT_VERSION, "columns": state["args"]["columns"], "source": state["args"]["source"],
+        "command": command, "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "counts": {"events": state["num_events"], "users": state["num_users"], "items": state["num_items"],
+                   "shards": state["num_shards"], "skipped_rows": state["scan"]["skipped"]},
+        "skipped_examples": state["scan"]["skipped_examples"],
+        "stats": {"events_per_user_percentiles": percentiles(lengths),
+                  "events_per_user_mean": float(lengths.mean()),
+                  "users_with_3_or_more_events": int((lengths >= 3).sum()),
+                  "events_per_item_percentiles": percentiles(item_counts),
+                  "top_item_share": float(item_counts.max() / max(item_counts.sum(), 1))},
+        "id_maps": {"users.npy": _sha256(out / "users.npy"), "items.npy": _sha256(out / "items.npy")},
+        "shards": shards,
+    }
+    _atomic_json(out / "manifest.json", manifest)
+    return manifest
+
+
+@dataclasses.dataclass
+class PreparedData:
+    """A prepared directory opened read-only: memory-mapped shards, O(users) index in memory.
+
+    lengths: int64 [U] events per user; user_start: int64 [S + 1] first user of each shard.
+    """
+
+    path: pathlib.Path
+    manifest: dict
+    lengths: np.ndarray
+    user_start: np.ndarray
+    _shards: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> PreparedData:
+        path = pathlib.Path(path)
+        if not (path / "manifest.json").is_file():
+            raise DataFormatError(f"{path}: no manifest.json; make the directory with python -m launch.prepare.")
+        manifest = json.loads((path / "manifest.json").read_text())
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise DataFormatError(f"{path}/manifest.json: format_version {manifest.get('format_version')}, this "
+                                  f"library reads {FORMAT_VERSION}; prepare the log again.")
+        shards = manifest["shards"]
+        lengths = np.concatenate([np.diff(np.load(path / sh["dir"] / "offsets.npy")) for sh in shards])
+        user_start = np.array([sh["user_start"] for sh in shards] + [shards[-1]["user_end"]], np.int64)
+        return cls(path, manifest, lengths, user_start)
+
+    @property
+    def num_users(self) -> int:
+        return int(self.manifest["counts"]["users"])
+
+    @property
+    def num_items(self) -> int:
+        return int(self.manifest["counts"]["items"])
+
+    @property
+    def has_time(self) -> bool:
+        return "timestamp" in self.manifest["columns"]
+
+    def shard(self, s: int) -> dict[str, np.ndarray]:
+        """Shard s's arrays as read-only memory maps (opened once)."""
+        if s not in self._shards:
+            d = self.path / self.manifest["shards"][s]["dir"]
+            self._shards[s] = {p.stem: np.load(p, mmap_mode="r") for p in sorted(d.glob("*.npy"))}
+        return self._shards[s]
+
+    def user_events(self, u: int, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
+        """Events lo:hi of user u (oldest first) as {'items', 'timestamps', ...} array views."""
+        s = int(np.searchsorted(self.user_start, u, side="right") - 1)
+        arrays = self.shard(s)
+        start = int(arrays["offsets"][u - self.user_start[s]])
+        end = start + int(self.lengths[u])
+        hi = end - start if hi is None else hi
+        return {k: v[start + lo:start + hi] for k, v in arrays.items() if k != "offsets"}
+
+    def verify(self) -> None:
+        """Checks every file against the manifest's SHA-256; raises DataFormatError on a mismatch."""
+        for sh in self.manifest["shards"]:
+            for name, digest in sh["sha256"].items():
+                if _sha256(self.path / sh["dir"] / name) != digest:
+                    raise DataFormatError(f"{self.path / sh['dir'] / name}: checksum differs from the manifest; "
+                                          "the file changed or is truncated; prepare the log again.")
+
+    def to_sequences(self, name: str = "events") -> SequenceData:
+        """The whole log in memory (for logs that fit; training at scale streams: scaling_rec/data/stream.py)."""
+        parts = [self.shard(s) for s in range(len(self.manifest["shards"]))]
+        offsets = np.zeros(self.num_users + 1, np.int64)
+        np.cumsum(self.lengths, out=offsets[1:])
+
+        def cat(key: str, dtype: type) -> np.ndarray | None:
+            return np.concatenate([p[key] for p in parts]).astype(dtype) if key in parts[0] else None
+
+        return SequenceData(name=name, num_items=self.num_items, num_users=self.num_users,
+                            items=cat("items", np.int32), timestamps=cat("timestamps", np.int64),
+                            ratings=cat("ratings", np.float32), user_offsets=offsets,
+                            source=str(self.path)).validate()
