@@ -21,7 +21,7 @@ FAMILIES = ("hstu", "sasrec")
 LAYOUTS = ("jagged", "padded")
 IMPLS = ("auto", "xla", "pallas")
 DATASETS = ("amazon-beauty", "amazon-toys", "events", "ml-100k", "ml-1m", "ml-20m", "ml-latest-small", "synthetic",
-            "synthetic-long", "synthetic-long-personal")
+            "synthetic-long", "synthetic-long-personal", "known-answer")
 LOSSES = ("sampled_softmax", "full_softmax")
 SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200")
 

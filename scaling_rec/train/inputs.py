@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 
 from scaling_rec.data.jagged import SequenceExample
+from scaling_rec.data.known_answer import known_answer_sequences
 from scaling_rec.data.long_range import long_range_sequences
 from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch
 from scaling_rec.data.registry import load_sequences
@@ -42,6 +43,8 @@ def load_data(config: ml_collections.ConfigDict) -> SequenceData:
     d = config.data
     if d.name == "synthetic":
         return synthetic_sequences(d.synthetic_users, d.synthetic_items, with_timestamps=True, seed=config.seed)
+    if d.name == "known-answer":
+        return known_answer_sequences(d.synthetic_users, d.synthetic_items, seed=config.seed)
     if d.name in ("synthetic-long", "synthetic-long-personal"):
         return long_range_sequences(d.synthetic_users, d.synthetic_items, seed=config.seed, gap=d.long_gap,
                                     p_signal=d.long_p_signal, personal=d.name.endswith("personal"), name=d.name)
