@@ -278,7 +278,9 @@ def _shards(out: pathlib.Path, work: pathlib.Path, state: dict, state_path: path
         item_counts += np.bincount(rec["item"], minlength=item_counts.size)
         shutil.rmtree(shard_dir, ignore_errors=True)
         os.replace(tmp, shard_dir)
+        ts = rec["timestamps"] if "timestamps" in dtype.names and rec.size else None
         done[str(s)] = {"user_start": lo, "user_end": hi, "events": int(rec.size),
+                        "timestamp_range": None if ts is None else [int(ts.min()), int(ts.max())],
                         "sha256": {f"{n}.npy": _sha256(shard_dir / f"{n}.npy") for n in arrays}}
         _atomic_json(state_path, state)
         part.unlink()
@@ -355,6 +357,12 @@ class PreparedData:
     @property
     def has_time(self) -> bool:
         return "timestamp" in self.manifest["columns"]
+
+    @property
+    def time_origin(self) -> int:
+        """The earliest timestamp (0 without timestamps), as scaling_rec.train.examples.time_origin."""
+        starts = [sh["timestamp_range"][0] for sh in self.manifest["shards"] if sh["timestamp_range"]]
+        return min(starts) if starts else 0
 
     def shard(self, s: int) -> dict[str, np.ndarray]:
         """Shard s's arrays as read-only memory maps (opened once)."""

@@ -1,0 +1,111 @@
+"""Training batches streamed from a prepared directory (scaling_rec/data/prepared.py) through grain.
+
+Examples are the ones scaling_rec/train/examples.py builds in memory: a user with n >= 4 events
+trains on events[:n-2] (leave-one-out keeps the last two for validation and test), inputs = those
+events' most recent max_len + 1 minus the last, targets = shifted by one. Only O(users) is held in
+memory (each example's length); the events are read from the memory maps when a batch is built,
+so resident memory does not grow with the number of events.
+
+Order: epoch e visits the examples in the seeded permutation `default_rng([seed, e])` packed by
+`scaling_rec.data.pipeline.epoch_plan`, so a global step names one batch, and `iterate(step)` after a
+restart (kill -9 included) continues with exactly the batches an uninterrupted run would see.
+
+Several processes: with the padded layout, process i of n builds rows [i B/n, (i+1) B/n) of every
+global batch (and reads only those users' events); the processes' rows, stacked, are the global batch.
+The jagged layout is one process only here (a pack's token budget is global).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grain
+import numpy as np
+
+from scaling_rec.data.jagged import Batch, SequenceExample
+from scaling_rec.data.pipeline import BatchSpec, epoch_plan, make_batch
+from scaling_rec.data.prepared import PreparedData
+from scaling_rec.errors import ConfigError
+
+
+class PreparedExamples:
+    """The training examples of a prepared log, built on demand.
+
+    users: int64 [N] the user of example i; lengths: int64 [N] its number of input positions.
+    """
+
+    def __init__(self, data: PreparedData, max_len: int) -> None:
+        self.data, self.max_len = data, max_len
+        self.users = np.flatnonzero(data.lengths >= 4).astype(np.int64)
+        self.lengths = np.minimum(data.lengths[self.users] - 3, max_len)
+
+    def __len__(self) -> int:
+        return int(self.users.size)
+
+    def __getitem__(self, i: int) -> SequenceExample:
+        u = int(self.users[i])
+        train_end = int(self.data.lengths[u]) - 2
+        ev = self.data.user_events(u, max(0, train_end - self.max_len - 1), train_end)
+        items = np.asarray(ev["items"], np.int32)
+        ts = ev.get("timestamps")
+        return SequenceExample(items=items[:-1], targets=items[1:], timestamps=None if ts is None else ts[:-1],
+                               query_timestamps=None if ts is None else ts[1:])
+
+
+class PreparedStream:
+    """An endless, resumable stream of (this process's part of the) training batches.
+
+    Args:
+      examples: PreparedExamples. spec: the global batch geometry. seed: the order's seed.
+      time_origin: seconds subtracted from timestamps (they travel as int32).
+      process_index, process_count: this process's part of every global batch (padded layout).
+      prefetch: batches built ahead in a background thread (0 = none).
+    """
+
+    def __init__(self, examples: PreparedExamples, spec: BatchSpec, seed: int, time_origin: int = 0,
+                 process_index: int = 0, process_count: int = 1, prefetch: int = 4) -> None:
+        if process_count > 1 and spec.layout != "padded":
+            raise ConfigError(f"streaming to {process_count} processes needs data.layout='padded' (the jagged "
+                              "layout packs a global token budget); set --config.data.layout=padded.")
+        if spec.batch_size % process_count or not 0 <= process_index < process_count:
+            raise ConfigError(f"train.batch_size={spec.batch_size} must divide over {process_count} processes "
+                              f"(process {process_index}).")
+        self.examples, self.spec, self.seed, self.time_origin = examples, spec, seed, time_origin
+        self.process_index, self.process_count, self.prefetch = process_index, process_count, prefetch
+        self.local_spec = BatchSpec(spec.layout, spec.batch_size // process_count, spec.max_len,
+                                    spec.tokens_per_batch)
+        self._plans: dict[int, list[np.ndarray]] = {}
+
+    def plan(self, epoch: int) -> list[np.ndarray]:
+        """The global batches (example index arrays) of one epoch; the latest epoch's plan is kept."""
+        if epoch not in self._plans:
+            self._plans = {epoch: epoch_plan(self.examples.lengths, self.spec, self.seed, epoch)}
+        return self._plans[epoch]
+
+    def locate(self, step: int) -> tuple[int, int]:
+        """(epoch, index within the epoch) of global step `step`."""
+        epoch = 0
+        while step >= len(self.plan(epoch)):
+            step -= len(self.plan(epoch))
+            epoch += 1
+        return epoch, step
+
+    def local_indices(self, global_idx: np.ndarray) -> np.ndarray:
+        """This process's examples of a global batch: its block of B / process_count rows."""
+        per = self.local_spec.batch_size
+        return global_idx[self.process_index * per:(self.process_index + 1) * per]
+
+    def build(self, global_idx: np.ndarray) -> Batch:
+        """This process's part of the global batch `global_idx`."""
+        local = self.local_indices(global_idx)
+        return make_batch([self.examples[int(i)] for i in local], self.local_spec, self.time_origin)
+
+    def iterate(self, start_step: int = 0) -> Iterator[Batch]:
+        """Batches from global step `start_step` on, forever."""
+        epoch, index = self.locate(start_step)
+        while True:
+            ds = grain.MapDataset.source(self.plan(epoch)[index:]).map(self.build).to_iter_dataset()
+            if self.prefetch:
+                ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=self.prefetch)
+            yield from ds
+            epoch, index = epoch + 1, 0
