@@ -33,6 +33,9 @@ Candidate set: the same items the rank metrics rank over (scaling_rec.metrics.ra
 items 1..V-1 (the padding row 0 never), minus the user's history when eval.exclude_history is on,
 the target always included. Cross-entropy and NDCG then score the same recommendation task. With
 eval.exclude_history off (the default) this is the whole catalogue.
+
+CTR runs get their loss beside AUC from `ctr_loss_metrics`: logloss's standard error and the
+normalised entropy.
 """
 
 from __future__ import annotations
@@ -141,3 +144,25 @@ class XentGridAccumulator:
         out["temperature"] = float(1.0 / INV_TEMPERATURE_GRID[idx])
         return out
 
+
+
+def binary_entropy(p: float) -> float:
+    """Entropy in nats of a Bernoulli(p): -(p ln p + (1 - p) ln(1 - p)); 0 at p in {0, 1}."""
+    return float(-sum(q * np.log(q) for q in (p, 1.0 - p) if q > 0.0))
+
+
+def ctr_loss_metrics(labels_N: ArrayLike, logits_N: ArrayLike, base_rate: float) -> dict[str, float]:
+    """CTR held-out loss beside AUC: {'logloss_se', 'ne'}.
+
+    logloss_se: standard error over examples of the mean binary cross-entropy (nats), softplus(z) - y z.
+    ne: normalised entropy, the mean cross-entropy divided by the entropy of the training base rate
+    (He et al. 2014, "Practical Lessons from Predicting Clicks on Ads at Facebook", Sec. 2.1): 1 = no
+    better than predicting the background click rate, lower is better. Within one dataset NE is logloss
+    times a constant, so a law fitted to either has the same exponent; NE compares across datasets.
+    """
+    z = np.asarray(logits_N, np.float64)
+    y = np.asarray(labels_N, np.float64)
+    loss_N = np.logaddexp(0.0, z) - y * z
+    _, se = mean_and_standard_error(float(loss_N.sum()), float(np.square(loss_N).sum()), float(len(loss_N)))
+    h = binary_entropy(base_rate)
+    return {"logloss_se": se, "ne": float(loss_N.mean() / h) if h > 0 else float("nan")}

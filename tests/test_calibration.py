@@ -147,3 +147,17 @@ def test_trained_model_calibrated_below_raw_and_deterministic(trained):
     test = trained("test", valid["temperature"])
     assert test["temperature"] == valid["temperature"]
     assert np.isfinite(test["xent"]) and np.isfinite(test["xent_raw"]) and test["xent_se"] > 0
+
+
+def test_normalised_entropy_is_one_for_the_base_rate_and_below_for_signal():
+    rng = np.random.default_rng(5)
+    y = (rng.random(2000) < 0.2).astype(np.float64)
+    p = y.mean()
+    flat = cal.ctr_loss_metrics(y, np.full(2000, np.log(p / (1 - p))), base_rate=p)
+    assert flat["ne"] == pytest.approx(1.0, abs=1e-12)
+    assert cal.binary_entropy(0.2) == pytest.approx(-(0.2 * np.log(0.2) + 0.8 * np.log(0.8)))
+    z = np.where(y > 0, 1.0, -2.5) + 0.3 * rng.standard_normal(2000)
+    informed = cal.ctr_loss_metrics(y, z, base_rate=p)
+    loss = np.logaddexp(0.0, z) - y * z
+    assert informed["ne"] == pytest.approx(loss.mean() / cal.binary_entropy(p)) and informed["ne"] < 1.0
+    assert informed["logloss_se"] == pytest.approx(loss.std(ddof=1) / np.sqrt(2000))

@@ -26,6 +26,7 @@ import optax
 from flax import nnx
 
 from scaling_rec import ctr_config
+from scaling_rec.calibration import ctr_loss_metrics
 from scaling_rec.data.ctr import CTRDataset, CTRSplit, load_ctr
 from scaling_rec.errors import ConfigError
 from scaling_rec.io import read_run_result
@@ -97,8 +98,9 @@ def _batch(split: CTRSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
     return b
 
 
-def evaluate(predict, state: dict, split: CTRSplit, batch_size: int, mesh) -> dict[str, float]:
-    """AUC and logloss (nats) over every example of `split` (last batch padded, padding dropped)."""
+def evaluate(predict, state: dict, split: CTRSplit, batch_size: int, mesh, base_rate: float) -> dict[str, float]:
+    """AUC and logloss (nats) over every example of `split` (last batch padded, padding dropped), with
+    logloss's standard error and the normalised entropy against the training `base_rate` (ctr_loss_metrics)."""
     n = len(split)
     logits = []
     for start in range(0, n, batch_size):
@@ -106,7 +108,8 @@ def evaluate(predict, state: dict, split: CTRSplit, batch_size: int, mesh) -> di
         logits.append(np.asarray(predict(state["params"], state["stats"], place_batch(_batch(split, rows), mesh))))
     z = np.concatenate(logits)[:n].astype(np.float64)
     y = split.label_N.astype(np.float64)
-    return {"auc": auc(y, z), "logloss": logloss_from_logits(y, z), "n": float(n)}
+    return {"auc": auc(y, z), "logloss": logloss_from_logits(y, z), "n": float(n),
+            **ctr_loss_metrics(y, z, base_rate)}
 
 
 def _improved(metric: str, value: float, best: float | None) -> bool:
@@ -176,13 +179,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     progress(f"[{rid}] {config.model.family} N_dense={counts.n_dense:,} N_emb={counts.n_emb:,} "
              f"train FLOPs/example={flops_per_example:.3g} steps={total_steps} ({steps_per_epoch}/epoch)")
     sel = config.eval.select_metric
+    base_rate = float(np.mean(data.train.label_N))  # NE's background click rate (He et al. 2014)
 
     def run_eval(step: int) -> None:
         """Validation, and test when validation improves (the best point in meta); the learning rate
         decays when it does not."""
-        valid = evaluate(predict, state, data.valid, config.eval.batch_size, mesh)
+        valid = evaluate(predict, state, data.valid, config.eval.batch_size, mesh, base_rate)
         improved = _improved(sel, valid[sel], bookkeeping.best_valid(meta, sel))
-        test = lambda: evaluate(predict, state, data.test, config.eval.batch_size, mesh)
+        test = lambda: evaluate(predict, state, data.test, config.eval.batch_size, mesh, base_rate)
         fields = bookkeeping.record_eval(meta, step, valid, improved, test)
         record = {"step": step, "lr": meta["lr"], **fields}
         if not improved and t.lr_decay_factor < 1.0:
