@@ -4,8 +4,11 @@
       [--metric=eval/ndcg@10] [--transform=auto|none|one_minus] [--size=n_dense|n_total] [--wandb]
 
 --workdir holds runs/<run_id>/result.json (or several studies, each with runs/).  The fitted
-quantity defaults to the first loss-like eval column; ranking metrics (higher is better) are fitted
-as 1 − metric under --transform=auto.  W&B logging is offline unless WANDB_MODE says otherwise.
+quantity defaults to the held-out loss of the test split: eval/test/xent (sequential runs: next-item
+cross-entropy, nats per event, temperature-calibrated on validation) or eval/test/logloss (CTR runs),
+else the first loss-like column; ranking metrics (higher is better) are fitted as 1 − metric under
+--transform=auto.  The report's first lines say what was fitted.  W&B logging is offline unless
+WANDB_MODE says otherwise.
 Exit status: 0 report written, 2 rejected input (one line says the cause and the fix; launch/_cli.py);
 a failed analysis removes the --out directory it created.
 """
@@ -23,7 +26,7 @@ from scaling_rec.analysis.report import write_report
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory containing runs/.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Directory for fits.json, report.md and PNGs.", required=True)
-_METRIC = flags.DEFINE_string("metric", None, "Column to fit (e.g. eval/ndcg@10); default: eval loss.")
+_METRIC = flags.DEFINE_string("metric", None, "Column to fit (e.g. eval/valid/ndcg@10); default: test loss.")
 _TRANSFORM = flags.DEFINE_enum("transform", "auto", ["auto", "none", "one_minus", "reciprocal"],
                                "Fit the metric as is, as 1 − metric, as 1 / metric, or choose by metric name.")
 _SIZE = flags.DEFINE_enum("size", "n_dense", ["n_dense", "n_total"], "Which parameter count is N.")

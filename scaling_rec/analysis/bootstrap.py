@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from scaling_rec.analysis.fits import fit_chinchilla, fit_power_law
+from scaling_rec.analysis.flags import extrapolation_ratio
 from scaling_rec.analysis.isoflop import group_budgets
 from scaling_rec.errors import FitError
 
@@ -146,6 +147,13 @@ class HoldoutResult:
     observed: np.ndarray  # [h]
     predicted: np.ndarray  # [h]
     n_train: int
+    train_C_max: float  # FLOPs of the largest budget the fit saw
+
+    @property
+    def extrapolation_ratio(self) -> float:
+        """Largest held-out budget / largest fitted one: beyond flags.EXTRAPOLATION_LIMIT (10×) the
+        prediction is an extrapolation the study's range does not support, flagged in the report."""
+        return extrapolation_ratio(self.heldout_C, np.array([self.train_C_max]))
 
     @property
     def rel_error(self) -> np.ndarray:
@@ -202,4 +210,5 @@ def holdout_extrapolation(
         observed=y[held],
         predicted=np.asarray(pred, dtype=np.float64),
         n_train=int((~held).sum()),
+        train_C_max=float(c[~held].max()),
     )

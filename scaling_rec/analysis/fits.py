@@ -6,7 +6,8 @@ Section 3.3 / Appendix D.2 (Approach 3): the prediction is written in log space 
     log L̂ = LSE(a − α·log N, b − β·log D, e),   with A = exp(a), B = exp(b), E = exp(e),
 
 and the parameters minimise the Huber loss (δ = 1e-3) of the log residuals log L̂ − log L,
-with L-BFGS started from a grid of initialisations, the best optimum kept.  The power law in
+with L-BFGS-B started from a grid of initialisations, the best optimum kept, inside a search box
+(`_LseProblem.search_box`; an optimum on its edge is reported in the fit's `at_bound`).  The power law in
 compute is the same construction with one power-law term: log L̂ = LSE(a − α·log C, e).
 
 Units: C in FLOPs, N in parameters, D in training examples (whatever the caller passes; the fitted
@@ -25,6 +26,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from scipy import optimize
 
+from scaling_rec.analysis.flags import bound_flag
 from scaling_rec.errors import FitError
 
 HUBER_DELTA = 1e-3
@@ -37,6 +39,15 @@ HOFFMANN_LOGCOEF_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
 # The power law in C has smaller exponents in practice (recommenders: ~0.05-0.3), so its exponent
 # grid is finer at the low end; the coefficient and E grids are Hoffmann's.
 POWER_LAW_EXPONENT_GRID = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 1.5, 2.0)
+
+# The search box L-BFGS-B works in (`search_box`). An optimum on its edge was set by the box, not the
+# data, and is flagged (`scaling_rec.analysis.flags`), never reported identified.
+EXPONENT_BOX = (0.0, 5.0)
+"""α, β: the loss falls with scale (α ≥ 0: a rising or flat loss puts α on the lower edge); Hoffmann's
+grid stops at 2 and measured exponents of language models and recommenders are below 1."""
+SCALE_BOX_DECADES = (6.0, 2.0)
+"""E and each power-law term at the centre of the data, A·C̄^(−α): from 1e-6·min(L) (a term too small
+for any data to see) to max(L) for E and 100·max(L) for a term (a term above every L must cancel)."""
 
 
 def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
@@ -194,6 +205,13 @@ class _LseProblem:
             out[..., i] = out[..., i] + out[..., k + i] * self.x_ref[i]
         return out
 
+    def search_box(self) -> list[tuple[float, float]]:
+        """(low, high) per centred parameter (c_1..c_K, γ_1..γ_K[, e]): EXPONENT_BOX and SCALE_BOX_DECADES."""
+        below, above = (d * np.log(10.0) for d in SCALE_BOX_DECADES)
+        lo, hi = float(self.log_y.min()) - below, float(self.log_y.max())
+        box = [(lo, hi + above)] * self.n_terms + [EXPONENT_BOX] * self.n_terms
+        return box + ([(lo, hi)] if self.with_e else [])
+
 
 def _power_law_data_starts(x: np.ndarray, y: np.ndarray, saturating: bool) -> np.ndarray:
     """Starts [S, P] (raw a, α[, e]) read off the data: for E0 a fraction of min(L), the line through
@@ -210,17 +228,20 @@ def _power_law_data_starts(x: np.ndarray, y: np.ndarray, saturating: bool) -> np
 
 
 def _minimise(problem: _LseProblem, grid_raw: np.ndarray, n_starts: int | None,
-              always: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """L-BFGS from the grid's best `n_starts` points (all when None) plus the `always` starts;
-    returns raw θ and Huber sum."""
-    grid_c = problem.to_centred(grid_raw)
+              always: np.ndarray | None = None) -> tuple[np.ndarray, float, tuple[str | None, ...]]:
+    """L-BFGS-B in the search box from the grid's best `n_starts` points (all when None) plus the
+    `always` starts (every start clipped into the box); returns raw θ, Huber sum and, per centred
+    parameter, its `flags.bound_flag` (None off the box's edges)."""
+    box = problem.search_box()
+    lows, highs = np.array(box).T
+    grid_c = np.clip(problem.to_centred(grid_raw), lows, highs)
     if n_starts is not None and n_starts < grid_c.shape[0]:
         # Screening the grid by its objective is a cheap vectorised pass; the L-BFGS runs start
         # from the most promising initialisations only (n_starts=None runs all, as in the paper).
         order = np.argsort(problem.objective_grid(grid_c), kind="stable")
         grid_c = grid_c[order[:n_starts]]
     if always is not None and len(always):
-        grid_c = np.concatenate([problem.to_centred(always), grid_c])
+        grid_c = np.concatenate([np.clip(problem.to_centred(always), lows, highs), grid_c])
     best_theta, best_f = None, np.inf
     with single_blas_thread():
         for theta0 in grid_c:
@@ -229,6 +250,7 @@ def _minimise(problem: _LseProblem, grid_raw: np.ndarray, n_starts: int | None,
                 theta0,
                 jac=True,
                 method="L-BFGS-B",
+                bounds=box,
                 options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-9},
             )
             if np.isfinite(res.fun) and res.fun < best_f:
@@ -236,18 +258,24 @@ def _minimise(problem: _LseProblem, grid_raw: np.ndarray, n_starts: int | None,
     if best_theta is None:
         raise FitError("every L-BFGS start diverged to a non-finite objective; check the data's scale")
     theta_raw = problem.to_raw(best_theta)
-    return theta_raw, float(best_f * problem.delta**2)
+    at_bound = tuple(bound_flag(float(v), lo, hi) for v, (lo, hi) in zip(best_theta, box, strict=True))
+    return theta_raw, float(best_f * problem.delta**2), at_bound
 
 
 @dataclasses.dataclass(frozen=True)
 class PowerLawFit:
-    """L(C) = E + A·C^(−α); `loss` is the summed Huber objective at the optimum (log space)."""
+    """L(C) = E + A·C^(−α); `loss` is the summed Huber objective at the optimum (log space).
+
+    at_bound: (parameter, 'at_lower_bound' | 'at_upper_bound') for each parameter the search box
+    (`search_box`) set; A's box bounds the term at the data's centre, A·C̄^(−α).
+    """
 
     E: float
     A: float
     alpha: float
     loss: float
     n_points: int
+    at_bound: tuple[tuple[str, str], ...] = ()
 
     def predict(self, C: np.ndarray | float) -> np.ndarray:
         """Predicted L at compute C (same units as the fit's C)."""
@@ -261,7 +289,8 @@ class PowerLawFit:
 
 @dataclasses.dataclass(frozen=True)
 class ChinchillaFit:
-    """L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, eq. 2); `loss` = summed Huber objective."""
+    """L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, eq. 2); `loss` = summed Huber objective;
+    at_bound as in `PowerLawFit`."""
 
     E: float
     A: float
@@ -270,6 +299,7 @@ class ChinchillaFit:
     beta: float
     loss: float
     n_points: int
+    at_bound: tuple[tuple[str, str], ...] = ()
 
     def predict(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:
         """Predicted L for N parameters trained on D examples."""
@@ -323,10 +353,11 @@ def fit_power_law(
     problem = _LseProblem(xs=(x - x_ref,), x_ref=(x_ref,), log_y=np.log(y), with_e=saturating, delta=delta)
     grids = [HOFFMANN_LOGCOEF_GRID, tuple(exponent_grid)] + ([HOFFMANN_E_GRID] if saturating else [])
     grid = np.array(list(itertools.product(*grids)), dtype=np.float64)
-    theta, loss = _minimise(problem, grid, n_starts, always=_power_law_data_starts(x, y, saturating))
+    theta, loss, at_bound = _minimise(problem, grid, n_starts, always=_power_law_data_starts(x, y, saturating))
     with np.errstate(over="ignore"):
         e = float(np.exp(theta[2])) if saturating else 0.0
-        fit = PowerLawFit(E=e, A=float(np.exp(theta[0])), alpha=float(theta[1]), loss=loss, n_points=n)
+        fit = PowerLawFit(E=e, A=float(np.exp(theta[0])), alpha=float(theta[1]), loss=loss, n_points=n,
+                          at_bound=_named(("A", "alpha", "E"), at_bound))
     return _finite(fit)
 
 
@@ -383,11 +414,17 @@ def fit_chinchilla(
         ),
         dtype=np.float64,
     )
-    theta, loss = _minimise(problem, grid, n_starts)
+    theta, loss, at_bound = _minimise(problem, grid, n_starts)
     with np.errstate(over="ignore"):
         fit = ChinchillaFit(E=float(np.exp(theta[4])), A=float(np.exp(theta[0])), B=float(np.exp(theta[1])),
-                            alpha=float(theta[2]), beta=float(theta[3]), loss=loss, n_points=n)
+                            alpha=float(theta[2]), beta=float(theta[3]), loss=loss, n_points=n,
+                            at_bound=_named(("A", "B", "alpha", "beta", "E"), at_bound))
     return _finite(fit)
+
+
+def _named(names: tuple[str, ...], flags: tuple[str | None, ...]) -> tuple[tuple[str, str], ...]:
+    """(name, flag) for the parameters with a bound flag (the centred parameters, in `_minimise` order)."""
+    return tuple((k, f) for k, f in zip(names, flags, strict=False) if f is not None)
 
 
 def _finite(fit: PowerLawFit | ChinchillaFit) -> PowerLawFit | ChinchillaFit:

@@ -10,6 +10,11 @@ relative error weighs the same, however large its L, and L* is always > 0; L its
 be > 0.  D*(C) is read from the budget's own D–N relation (its log D vs log N line evaluated at
 log N*), or taken as C/(6 N*).  Power laws N* ∝ C^a and D* ∝ C^b are then fitted by least squares in
 log–log space.  Units: C in FLOPs, N in parameters, D in examples, L in the fitted quantity's units.
+
+A parabola without a minimum has no optimum: negative curvature, or a curvature indistinguishable from
+zero (the bowl rises by less than CURVATURE_RTOL over the sampled sizes, or, with 4 or more sizes,
+p2 is not above 0 by a one-sided t-test at CURVATURE_P); such a budget is skipped with its flag.  And
+the data as a whole are tested for flatness (`flags.flat_test`) against a pooled IsoFLOP surface.
 """
 
 from __future__ import annotations
@@ -19,9 +24,25 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from scaling_rec.analysis.fits import check_positive
+from scaling_rec.analysis.flags import FlatTest, flat_test
 from scaling_rec.errors import FitError
+
+CURVATURE_RTOL = 1e-6
+"""A parabola whose curvature term lifts L by less than this (relative) from the centre of the sampled
+sizes to their edge is flat in N: zero curvature, no optimum."""
+CURVATURE_P = 0.05
+"""With >= 4 sizes, p2 must exceed 0 by a one-sided t-test at this level."""
+
+
+class _Skip(FitError):
+    """One budget without an optimum; `code` names why (too_few_sizes, negative_curvature, …)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 def group_budgets(C: np.ndarray, rtol: float = 0.05) -> np.ndarray:
@@ -104,7 +125,7 @@ class IsoFlopFit:
     """
 
     optima: tuple[BudgetOptimum, ...]
-    skipped: tuple[tuple[float, str], ...]  # (budget C, reason)
+    skipped: tuple[tuple[float, str, str], ...]  # (budget C, reason, flag code)
     a: float
     b: float
     log10_kN: float
@@ -112,6 +133,7 @@ class IsoFlopFit:
     d_rule: str
     n_points: int
     n_interior: int  # optima inside their sampled sizes: the ones a and b are fitted on
+    flat: FlatTest | None = None  # the pooled surface against a constant (`pooled_flat_test`)
 
     def predict_N(self, C: np.ndarray | float) -> np.ndarray:
         """Compute-optimal parameters N*(C)."""
@@ -126,19 +148,53 @@ class IsoFlopFit:
         return {"a": self.a, "b": self.b}
 
 
+def _check_curvature(x: np.ndarray, log_y: np.ndarray, p2: float) -> None:
+    """_Skip unless the parabola (curvature p2 of log10 L in x = log10 N) has a real minimum."""
+    lift = abs(p2) * (np.ptp(x) / 2.0) ** 2 * np.log(10.0)  # relative rise of L from curvature alone
+    if lift <= CURVATURE_RTOL:
+        raise _Skip("zero_curvature", f"parabola of log L has zero curvature (p2 = {p2:.3g}: L changes by "
+                    f"{lift:.2g} relative over the sampled sizes from curvature): flat in N, no optimum")
+    if p2 < 0:
+        raise _Skip("negative_curvature",
+                    f"parabola of log L opens downward (curvature {p2:.3g}): no interior optimum")
+    k = x.size
+    if k >= 4:
+        design = np.stack([x**2, x, np.ones(k)], axis=1)
+        coef, *_ = np.linalg.lstsq(design, log_y, rcond=None)
+        s2 = float(np.sum((design @ coef - log_y) ** 2)) / (k - 3)
+        se = float(np.sqrt(s2 * np.linalg.inv(design.T @ design)[0, 0]))
+        t_crit = float(stats.t.ppf(1.0 - CURVATURE_P, k - 3))
+        if se > 0 and p2 / se <= t_crit:
+            raise _Skip("zero_curvature", f"parabola of log L has curvature {p2:.3g} ± {se:.2g} (t = {p2 / se:.2f} "
+                        f"<= {t_crit:.2f}, {k - 3} df): not distinguishable from 0, no optimum")
+
+
+def pooled_flat_test(c: np.ndarray, n: np.ndarray, y: np.ndarray) -> FlatTest:
+    """`flags.flat_test` of a pooled IsoFLOP surface against a constant, in ln L.
+
+    The surface ln L ~ 1 + x + x² + u + x·u (x = log N, u = log C, by least squares) is the shape an
+    IsoFLOP grid has under a Chinchilla law: a bowl in N whose depth and vertex move with C.
+    """
+    x = np.log(n) - np.log(n).mean()
+    u = np.log(c) - np.log(c).mean()
+    design = np.stack([np.ones_like(x), x, x * x, u, x * u], axis=1)
+    log_y = np.log(y)
+    coef, _, rank, _ = np.linalg.lstsq(design, log_y, rcond=None)
+    return flat_test(log_y, design @ coef, int(rank))
+
+
 def _fit_budget(c: float, n: np.ndarray, d: np.ndarray, y: np.ndarray, d_rule: str) -> BudgetOptimum:
     """One budget's optimum from its runs: n, d, y are [k] parameters, examples and L (> 0)."""
     sizes = np.unique(n)
     if sizes.size < 3:
-        raise FitError(f"{sizes.size} distinct sizes; a parabola in log N needs at least 3")
+        raise _Skip("too_few_sizes", f"{sizes.size} distinct sizes; a parabola in log N needs at least 3")
     x = np.log10(n)
     p2, p1, p0 = np.polyfit(x, np.log10(y), 2)
-    if not p2 > 0:
-        raise FitError(f"parabola of log L opens downward (curvature {p2:.3g}): no interior optimum")
+    _check_curvature(x, np.log10(y), p2)
     x_opt = -p1 / (2.0 * p2)
     if d_rule == "data":
         if np.unique(d).size < 2:
-            raise FitError("all runs of this budget have the same D; cannot interpolate D at N*")
+            raise _Skip("no_d_spread", "all runs of this budget have the same D; cannot interpolate D at N*")
         slope, icpt = np.polyfit(x, np.log10(d), 1)
         d_opt = 10.0 ** (icpt + slope * x_opt)
     else:
@@ -185,7 +241,8 @@ def isoflop_optima(
       require_interior: raise FitError when fewer than 2 optima are interior (for bootstrap
         resamples, whose a and b must exist); otherwise a, b are NaN then.
     Returns:
-      IsoFlopFit; budgets with < 3 distinct sizes or a concave parabola are listed in `skipped`; an
+      IsoFlopFit; budgets with < 3 distinct sizes or a parabola without a minimum (negative or zero
+      curvature) are listed in `skipped` with a flag code; `flat` tests the whole grid; an
       optimum outside its budget's sampled sizes is kept, flagged `extrapolated`, and left out of
       the fit of a and b.
     Raises:
@@ -210,16 +267,16 @@ def isoflop_optima(
         raise FitError(f"arrays differ in length: C {c.size}, N {n.size}, D {d.size}, L {y.size}")
     groups = group_budgets(c, budget_rtol)
     optima: list[BudgetOptimum] = []
-    skipped: list[tuple[float, str]] = []
+    skipped: list[tuple[float, str, str]] = []
     for g in np.unique(groups):
         m = groups == g
         budget = float(np.median(c[m]))
         try:
             optima.append(_fit_budget(budget, n[m], d[m], y[m], d_rule))
-        except FitError as e:
-            skipped.append((budget, str(e)))
+        except _Skip as e:
+            skipped.append((budget, str(e), e.code))
     if len(optima) < 2:
-        detail = "; ".join(f"C={cb:.3g}: {why}" for cb, why in skipped) or "only one budget in the data"
+        detail = "; ".join(f"C={cb:.3g}: {why}" for cb, why, _ in skipped) or "only one budget in the data"
         raise FitError(f"{len(optima)} budget(s) with an optimum, need at least 2 for N* ∝ C^a ({detail})")
     interior = [o for o in optima if not o.extrapolated]
     if len(interior) >= 2:
@@ -241,4 +298,5 @@ def isoflop_optima(
         d_rule=d_rule,
         n_points=int(c.size),
         n_interior=len(interior),
+        flat=pooled_flat_test(c, n, y),
     )

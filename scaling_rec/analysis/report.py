@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from scaling_rec.analysis import plots
+from scaling_rec.analysis import flags, plots
 from scaling_rec.analysis.bootstrap import BootstrapResult, bootstrap, holdout_extrapolation
 from scaling_rec.analysis.fits import fit_chinchilla, fit_power_law
 from scaling_rec.analysis.isoflop import compute_frontier, group_budgets, isoflop_optima, pareto_frontier
@@ -91,8 +91,48 @@ def _holdout_dicts(c_front: np.ndarray, l_front: np.ndarray, used: pd.DataFrame,
             "predicted": ho.predicted.tolist(),
             "rel_error": ho.rel_error.tolist(),
             "mean_abs_rel_error": ho.mean_abs_rel_error,
+            "extrapolation_ratio": ho.extrapolation_ratio,
+            "flags": ["extrapolation"] if flags.is_extrapolation(ho.extrapolation_ratio) else [],
         }
     return out
+
+
+# Parameters that must be > 0 (their CI must not reach 0, and its ends must lie within 10×); the
+# IsoFLOP log10 coefficients are judged by their CI's width in decades instead.
+POSITIVE = ("E", "A", "B", "alpha", "beta", "a", "b")
+
+
+def _param_flags(name: str, ci: dict[str, float]) -> list[str]:
+    """CI flags of one parameter (see `scaling_rec.analysis.flags`)."""
+    if name.startswith("log10_"):
+        codes = flags.ci_flags(ci, positive=False)
+        if not codes and ci["high"] - ci["low"] > np.log10(flags.CI_RATIO_LIMIT):
+            codes = ["ci_wide"]
+        return codes
+    return flags.ci_flags(ci, positive=name in POSITIVE)
+
+
+def flag_law(entry: dict[str, Any], at_bound: tuple[tuple[str, str], ...] = (),
+             flat: flags.FlatTest | None = None) -> None:
+    """Add 'flat_test', 'flags' {'law': […], 'params': {name: […]}} and 'identified' {name: bool | None}
+    to a fitted law's entry: a parameter is identified only without any flag (None: no CI, no flag)."""
+    law_codes = ["flat"] if flat is not None and flat.flat else []
+    if flat is not None:
+        entry["flat_test"] = flat.to_dict()
+    bounds = dict(at_bound)
+    boot = entry.get("bootstrap", {}).get("params", {})
+    per_param: dict[str, list[str]] = {}
+    ident: dict[str, bool | None] = {}
+    for k, v in entry["fit"].items():
+        if not isinstance(v, float) or k == "loss":
+            continue
+        codes = ["undefined"] if not np.isfinite(v) else [c for c in (bounds.get(k),) if c]
+        codes += [c for c in _param_flags(k, boot.get(k, {})) if c not in codes and np.isfinite(v)]
+        per_param[k] = codes
+        hard = law_codes + [c for c in codes if c != "no_ci"]
+        ident[k] = False if hard else (None if "no_ci" in codes else True)
+    entry["flags"] = {"law": law_codes, "params": per_param}
+    entry["identified"] = ident
 
 
 FRONTIERS = ("budget", "pareto")
@@ -124,13 +164,21 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
     else:
         c_front, l_front = compute_frontier(c, y, budget_rtol, budgets=used["budget"].to_numpy(float))
     summary["power_law"], pl_fit, pl_boot = _fit_with_ci(fit_power_law, (c_front, l_front), n_boot, seed, ci)
+    if pl_fit is not None:
+        flag_law(summary["power_law"], pl_fit.at_bound,
+                 flags.flat_test(np.log(l_front), np.log(pl_fit.predict(c_front)), len(pl_fit.params())))
     summary["power_law"]["on"] = (f"the {c_front.size} runs no cheaper run beats (Pareto frontier) of {len(used)}"
                                   if frontier == "pareto" else f"best run of each of {c_front.size} budgets")
     nd = (used["N"].to_numpy(float), used["D"].to_numpy(float), y)
     summary["chinchilla"], ch_fit, _ = _fit_with_ci(fit_chinchilla, nd, n_boot, seed, ci)
     if ch_fit is not None:
+        flag_law(summary["chinchilla"], ch_fit.at_bound,
+                 flags.flat_test(np.log(nd[2]), np.log(ch_fit.predict(*nd[:2])), len(ch_fit.params())))
         s = ch_fit.alpha + ch_fit.beta
-        summary["chinchilla"]["allocation_exponents"] = {"a": ch_fit.beta / s, "b": ch_fit.alpha / s}
+        summary["chinchilla"]["allocation_exponents"] = {
+            "a": ch_fit.beta / s if s > 0 else float("nan"), "b": ch_fit.alpha / s if s > 0 else float("nan"),
+            "identified": bool(summary["chinchilla"]["identified"]["alpha"]
+                               and summary["chinchilla"]["identified"]["beta"])}
     iso_arrays = (used["budget"].to_numpy(float), *nd[:2], y)
     # Budgets are resampled whole: a parabola needs all of a budget's sizes.
     summary["isoflop"], iso, _ = _fit_with_ci(isoflop_optima, iso_arrays, n_boot, seed, ci,
@@ -138,11 +186,15 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
                                               budget_rtol=budget_rtol, d_rule=d_rule,
                                               metric=target.column, transform=target.transform)
     if iso is not None:
+        flag_law(summary["isoflop"], flat=iso.flat)
         summary["isoflop"]["optima"] = [
             {k: v for k, v in dataclasses.asdict(o).items() if k != "coeffs"} for o in iso.optima
         ]
-        summary["isoflop"]["skipped"] = [{"C": cb, "reason": why} for cb, why in iso.skipped]
+        summary["isoflop"]["skipped"] = [{"C": cb, "reason": why, "flag": code} for cb, why, code in iso.skipped]
     summary["holdout"] = _holdout_dicts(c_front, l_front, used, y, budget_rtol)
+    for law, h in summary["holdout"].items():  # a flat law's holdout error measures a constant
+        if "flat" in summary[law].get("flags", {}).get("law", []) and "flags" in h:
+            h["flags"].append("flat")
     ladders = find_ladders(used, y, rtol=budget_rtol)
     summary["ladders"] = [lad.to_dict() for lad in ladders]
     summary["_plot"] = {
@@ -171,22 +223,15 @@ _LAW_TITLES = {
 }
 
 
-EXPONENTS = ("alpha", "beta", "a", "b")  # law exponents and the IsoFLOP allocation exponents
-SPAN_LIMIT = 100.0
-
-
-def identified(name: str, ci: dict[str, float]) -> str:
-    """Whether the data pin a parameter down, read off its bootstrap CI: an exponent whose interval
-    reaches 0 or below (the data cannot tell growth from decay), or a scale (E, A, B) whose interval
-    spans more than SPAN_LIMIT× (the fit trades it against the others), is 'no'; '–' without a CI."""
-    lo, hi = ci.get("low"), ci.get("high")
-    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        return "–" if lo is None else "no: CI not finite"
-    if name in EXPONENTS:
-        return "no: CI reaches 0" if lo <= 0 else "yes"
-    if lo <= 0 or hi / lo > SPAN_LIMIT:
-        return f"no: CI spans > {SPAN_LIMIT:.0f}×"
-    return "yes"
+def identified(name: str, ci: dict[str, float], codes: list[str] | tuple[str, ...] = ()) -> str:
+    """'yes', or 'no: ' and why (the law's and the parameter's flags, `scaling_rec.analysis.flags`), or
+    '–' without a CI and without a flag.  Without `codes` the CI alone decides: an exponent or scale
+    whose interval reaches 0, or whose ends differ by more than 10×, is not identified."""
+    all_codes = list(codes) or _param_flags(name, ci)
+    if all_codes == ["no_ci"]:
+        return "–"
+    words = [flags.describe(c, ci) for c in all_codes if c != "no_ci"]
+    return "no: " + "; ".join(words) if words else "yes"
 
 
 def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
@@ -195,9 +240,11 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
         return out + [f"Not fitted: {entry['error']}\n"]
     boot = entry.get("bootstrap", {})
     params = boot.get("params", {})
+    fl = entry.get("flags", {"law": [], "params": {}})
     rows = [
         [k, v, params.get(k, {}).get("low", "–"), params.get(k, {}).get("high", "–"),
-         identified(k, params.get(k, {})) if np.isfinite(v) else "no: undefined"]
+         identified(k, params.get(k, {}), fl["law"] + fl["params"].get(k, [])) if np.isfinite(v)
+         else "no: undefined"]
         for k, v in entry["fit"].items()
         if isinstance(v, float) and k != "loss"
     ]
@@ -216,15 +263,19 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
                      "sizes (extrapolated ones excluded; fewer than 2 leave a, b undefined)")
     if "allocation_exponents" in entry:
         ae = entry["allocation_exponents"]
-        notes.append(f"implied N* ∝ C^{ae['a']:.3f}, D* ∝ C^{ae['b']:.3f} (eq. 4)")
+        notes.append(f"implied N* ∝ C^{ae['a']:.3f}, D* ∝ C^{ae['b']:.3f} (eq. 4)"
+                     + ("" if ae["identified"] else ", NOT identified: α or β is not"))
     out.append("; ".join(notes) + ".\n")
+    if "flat_test" in entry:
+        out.append(f"Flatness ({'pooled IsoFLOP surface' if 'n_interior' in entry['fit'] else 'this law'} "
+                   f"vs a constant, in ln L): {flags.FlatTest(**entry['flat_test']).describe()}.\n")
     if entry.get("optima"):
         out.append(_md_table(
             ["budget C", "sizes", "N*", "D*", "L*", "extrapolated"],
             [[o["C"], o["n_sizes"], o["N_opt"], o["D_opt"], o["L_opt"], o["extrapolated"]]
              for o in entry["optima"]]))
     for sk in entry.get("skipped", []):
-        out.append(f"- budget {sk['C']:.3g} skipped: {sk['reason']}\n")
+        out.append(f"- budget {sk['C']:.3g} skipped ({sk['flag'].replace('_', ' ')}): {sk['reason']}\n")
     return out
 
 
@@ -275,11 +326,17 @@ def render_markdown(summary: dict[str, Any], pngs: list[str]) -> str:
     for fam, s in summary["families"].items():
         for law, h in s["holdout"].items():
             if "error" in h:
-                rows.append([fam, law, "–", "–", f"not fitted: {h['error']}"])
+                rows.append([fam, law, "–", "–", "–", f"not fitted: {h['error']}"])
             else:
-                rows.append([fam, f"{law} ({h['law']})", h["n_train"], len(h["observed"]),
-                             f"{h['mean_abs_rel_error']:.2%}"])
-    md.append(_md_table(["family", "law", "train points", "held out", "mean abs rel. error"], rows))
+                ratio = h["extrapolation_ratio"]
+                reach = (f"{ratio:.3g}× — EXTRAPOLATION beyond {flags.EXTRAPOLATION_LIMIT:.0f}× the largest fitted "
+                         "budget: not a test of the law" if "extrapolation" in h["flags"] else f"{ratio:.3g}×")
+                err = f"{h['mean_abs_rel_error']:.2%}"
+                if "flat" in h["flags"]:
+                    err += " (flat data: a constant predicts as well; not evidence of a law)"
+                rows.append([fam, f"{law} ({h['law']})", h["n_train"], len(h["observed"]), reach, err])
+    md.append(_md_table(["family", "law", "train points", "held out", "held-out C / largest fitted C",
+                         "mean abs rel. error"], rows))
     md.append("## Plots\n")
     md += [f"![{p}]({p})\n" for p in pngs]
     return "\n".join(md)

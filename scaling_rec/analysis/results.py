@@ -266,11 +266,26 @@ def load_results(
 
 # Metrics where higher is better; a scaling law is fitted to 1 − metric (an error rate) instead.
 _HIGHER_IS_BETTER = re.compile(r"(ndcg|hr@|hit|recall|precision|mrr|auc|accuracy|acc@|map@)", re.IGNORECASE)
-# Loss-like columns, in order of preference for the default fitted quantity.
+# Loss-like columns, in order of preference for the default fitted quantity. First the held-out losses
+# of the test split at the best-validation point: the calibrated next-item cross-entropy of sequential runs
+# (scaling_rec.calibration; only in results that carry `eval/valid/temperature`: older results' xent is the
+# raw one) and the logloss of CTR runs. Test, not validation: validation already chose the checkpoint and
+# the temperature, so its loss is selected on; the test loss of that choice is the run's unbiased held-out
+# number, and every study then fits the same split. Then older results' loss columns.
 _LOSS_PREFERENCE = (
+    "eval/test/xent", "eval/test/logloss",
     "final_eval_loss", "eval/loss", "eval/valid/loss", "eval/final_eval_loss", "eval/eval_loss",
     "eval/logloss", "eval/valid/logloss", "eval/valid/xent",
 )
+_CALIBRATED_MARK = "eval/valid/temperature"
+# What a fitted column measures, by its last path component, for the report's first lines.
+_DESCRIPTIONS = {
+    "xent": "next-item cross-entropy over the candidate items, nats per event, one temperature per run fitted "
+            "on validation",
+    "xent_raw": "next-item cross-entropy of the logits as trained (uncalibrated), nats per event",
+    "logloss": "binary cross-entropy, nats per example",
+    "ne": "normalised entropy: logloss / entropy of the training click rate",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,8 +325,9 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
 
     Args:
       metric: a column (e.g. 'eval/test/ndcg@10', 'final_train_loss'); None picks the first loss-like
-        column with a usable (finite, > 0) value: final_eval_loss, eval/loss, …, any 'eval/*loss*' or
-        'eval/*xent*', else final_train_loss.
+        column with a usable (finite, > 0) value: eval/test/xent (calibrated, sequential runs),
+        eval/test/logloss (CTR runs), final_eval_loss, eval/loss, …, any 'eval/*loss*' or 'eval/*xent*',
+        else final_train_loss.
       transform: 'none', 'one_minus' (fit 1 − metric), 'reciprocal' (fit 1 / metric: for a ranking metric
         far below its ceiling, e.g. NDCG@10 of 0.005-0.05, where 1 − metric sits in a narrow band near 1
         and its power law cannot be identified; the fitted E is then 1 / the metric's ceiling), or
@@ -324,7 +340,8 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
     if metric is None:
         loss_cols = [c for c in _LOSS_PREFERENCE if c in df.columns]
         loss_cols += sorted(c for c in df.columns if c.startswith("eval/") and ("loss" in c or "xent" in c))
-        loss_cols = [c for c in loss_cols if _has_usable_value(df[c])]
+        calibrated = _CALIBRATED_MARK in df.columns and _has_usable_value(df[_CALIBRATED_MARK])
+        loss_cols = [c for c in loss_cols if _has_usable_value(df[c]) and (calibrated or c != "eval/test/xent")]
         if loss_cols:
             metric, reason = loss_cols[0], f"default: first loss column with usable values ({loss_cols[0]})"
         elif "final_train_loss" in df.columns:
@@ -343,6 +360,9 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
         transform = "one_minus" if higher_is_better(metric) else "none"
         if transform == "one_minus":
             reason += "; higher is better, so 1 − metric is fitted"
+    described = _DESCRIPTIONS.get(metric.rsplit("/", 1)[-1])
+    if described and metric.startswith("eval/"):
+        reason += f"; {metric.split('/')[1]} split: {described}"
     return TargetChoice(column=metric, transform=transform, reason=reason)
 
 

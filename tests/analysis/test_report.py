@@ -19,16 +19,22 @@ LAWS = {"hstu": (4.0, 80.0, 0.30, 150.0, 0.28), "sasrec": (4.2, 60.0, 0.25, 120.
 BUDGETS = (1e15, 1e16, 1e17, 1e18)
 
 
-def make_store(root: pathlib.Path, seed: int = 0) -> pathlib.Path:
-    """runs/<id>/{result.json, config.json} for 2 families × 4 budgets × 3 sizes, plus bad runs."""
+def make_store(root: pathlib.Path, seed: int = 0, budgets: tuple[float, ...] = BUDGETS,
+               flat_noise: float | None = None) -> pathlib.Path:
+    """runs/<id>/{result.json, config.json} for 2 families × 4 budgets × 3 sizes, plus bad runs.
+
+    flat_noise: when given, every run's loss is 5.0 times exp(N(0, flat_noise)) instead of the law's.
+    """
     rng = np.random.default_rng(seed)
     study = root / "hstu_vs_sasrec"
     for fam, (e, a, al, b, be) in LAWS.items():
-        for c in BUDGETS:
+        for c in budgets:
             for k, mult in enumerate((0.2, 1.0, 5.0)):
                 n = 0.05 * c**0.5 * mult
                 d = c / (6.0 * n) * rng.uniform(0.97, 1.03)
                 loss = (e + a * n**-al + b * d**-be) * np.exp(rng.normal(0, 2e-3))
+                if flat_noise is not None:
+                    loss = 5.0 * float(np.exp(rng.normal(0, flat_noise))) if flat_noise else 5.0
                 run_id = f"{fam}-{c:.0e}-{k}"
                 run = study / "runs" / run_id
                 run.mkdir(parents=True)
@@ -94,6 +100,8 @@ def test_report_end_to_end(cli_out):
         assert s["isoflop"]["bootstrap"]["resampled"] == "budgets"
         assert set(s["isoflop"]["bootstrap"]["params"]) == {"a", "b"}
         assert s["holdout"]["chinchilla"]["mean_abs_rel_error"] < 0.05
+        assert s["holdout"]["chinchilla"]["flags"] == []  # budgets 10× apart: not an extrapolation
+        assert s["chinchilla"]["flags"]["law"] == [] and not s["chinchilla"]["flat_test"]["flat"]
         assert s["holdout"]["power_law"]["law"] == "pure (E=0)"  # 3 training budgets < 4
     md = (cli_out / "report.md").read_text()
     for needle in ("Fitted quantity: **eval/loss**", "status=diverged", "not valid JSON",
@@ -145,3 +153,9 @@ def test_parameters_the_data_do_not_pin_down_are_flagged():
     assert identified("A", {"low": 1e-3, "high": 1e5}).startswith("no: CI spans")
     assert identified("B", {"low": 1.0, "high": float("nan")}) == "no: CI not finite"
     assert identified("E", {}) == "–"
+    assert identified("alpha", {"low": 0.05, "high": 0.6}) == "no: CI spans 12× (> 10×)"
+    assert identified("log10_kN", {"low": -3.0, "high": -1.5}).startswith("no: CI spans")  # 1.5 decades
+    assert identified("log10_kN", {"low": -3.0, "high": -2.5}) == "yes"  # a log may be negative
+    assert identified("E", {"low": 0.9, "high": 1.0}, ["flat"]).startswith("no: flat data")
+    assert identified("alpha", {"low": 0.1, "high": 0.4}, ["at_lower_bound"]) == (
+        "no: at the lower bound of its search box")

@@ -1,0 +1,32 @@
+"""The default fitted quantity (issue 15): calibrated test cross-entropy for sequential runs, test logloss for
+CTR runs, older results' losses otherwise, and the report's first lines say which."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from scaling_rec.analysis import select_target
+
+
+def frame(**cols: float) -> pd.DataFrame:
+    base = {"final_eval_loss": [4.0, 3.9], "final_train_loss": [4.2, 4.1], "eval/test/ndcg@10": [0.05, 0.06]}
+    return pd.DataFrame({**base, **{k.replace("__", "/"): [v, v * 0.9] for k, v in cols.items()}})
+
+
+def test_sequential_runs_fit_calibrated_test_cross_entropy():
+    t = select_target(frame(eval__test__xent=5.1, eval__valid__xent=5.0, eval__test__xent_raw=7.0,
+                            eval__valid__temperature=2.0))
+    assert (t.column, t.transform) == ("eval/test/xent", "none")
+    assert "one temperature per run fitted on validation" in t.reason and "test split" in t.reason
+
+
+def test_results_written_before_calibration_do_not_pass_raw_cross_entropy_as_calibrated():
+    t = select_target(frame(eval__test__xent=7.0, eval__valid__xent=7.1))
+    assert t.column == "final_eval_loss"
+
+
+def test_ctr_runs_fit_test_logloss_and_ne_is_described():
+    t = select_target(frame(eval__test__logloss=0.45, eval__valid__logloss=0.44, eval__test__ne=0.8))
+    assert t.column == "eval/test/logloss" and "nats per example" in t.reason
+    ne = select_target(frame(eval__test__ne=0.8), "eval/test/ne")
+    assert ne.reason.startswith("requested: eval/test/ne") and "normalised entropy" in ne.reason
