@@ -12,12 +12,13 @@ Users and items are numbered as in the in-memory path (scaling_rec/data/events.p
 original id, so a prepared log and `load_events` of the same file give the same SequenceData. Shard s
 holds a contiguous range of user indices, so a user's events live in one shard.
 
-Why numpy memmaps and not ArrayRecord through grain: a training example is one user's most recent
-events, a contiguous slice of flat arrays, so the random access the stream needs is two offset reads
-and one slice of a memory map (no per-record decode, no protobuf/serialisation layer, zero copies);
-the OS page cache bounds the resident memory; the files are readable by any tool with numpy; and no
-dependency is added. ArrayRecord would pay a record decode per example and tie the format to one
-reader, for a benefit (compressed, self-delimiting records) that fixed-width int arrays do not need.
+Why flat numpy arrays and not ArrayRecord through grain: a training example is one user's most
+recent events, a contiguous slice of flat arrays, so the random access the stream needs is one
+offset lookup and one positioned read per array (`os.pread`, or a slice of np.load(mmap_mode='r')):
+no per-record decode, no serialisation layer; the page cache, not the process, holds the data; the
+files are readable by any tool with numpy; and no dependency is added. ArrayRecord would pay a
+record decode per example and tie the format to one reader, for a benefit (compressed,
+self-delimiting records) that fixed-width int arrays do not need.
 grain still drives the stream (scaling_rec/data/stream.py) through a random-access source.
 
 Preparing runs in three resumable stages with memory bounded by the chunk size and the id maps
@@ -321,16 +322,20 @@ def _manifest(out: pathlib.Path, work: pathlib.Path, state: dict, command: str) 
 
 @dataclasses.dataclass
 class PreparedData:
-    """A prepared directory opened read-only: memory-mapped shards, O(users) index in memory.
+    """A prepared directory opened read-only, with an O(users) index in memory.
 
-    lengths: int64 [U] events per user; user_start: int64 [S + 1] first user of each shard.
+    lengths: int64 [U] events per user; starts: int64 [U] each user's first event within its shard;
+    user_start: int64 [S + 1] first user of each shard. A user's events are read with `os.pread` from
+    the .npy files (through the page cache, which the OS may evict), so the process's resident memory
+    stays O(users) however many events have been read; np.load(..., mmap_mode='r') maps the same files.
     """
 
     path: pathlib.Path
     manifest: dict
     lengths: np.ndarray
+    starts: np.ndarray
     user_start: np.ndarray
-    _shards: dict[int, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+    _files: dict[int, dict[str, tuple[int, int, np.dtype]]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> PreparedData:
@@ -342,9 +347,11 @@ class PreparedData:
             raise DataFormatError(f"{path}/manifest.json: format_version {manifest.get('format_version')}, this "
                                   f"library reads {FORMAT_VERSION}; prepare the log again.")
         shards = manifest["shards"]
-        lengths = np.concatenate([np.diff(np.load(path / sh["dir"] / "offsets.npy")) for sh in shards])
+        offsets = [np.load(path / sh["dir"] / "offsets.npy") for sh in shards]
+        lengths = np.concatenate([np.diff(o) for o in offsets])
+        starts = np.concatenate([o[:-1] for o in offsets])
         user_start = np.array([sh["user_start"] for sh in shards] + [shards[-1]["user_end"]], np.int64)
-        return cls(path, manifest, lengths, user_start)
+        return cls(path, manifest, lengths, starts, user_start)
 
     @property
     def num_users(self) -> int:
@@ -364,21 +371,29 @@ class PreparedData:
         starts = [sh["timestamp_range"][0] for sh in self.manifest["shards"] if sh["timestamp_range"]]
         return min(starts) if starts else 0
 
-    def shard(self, s: int) -> dict[str, np.ndarray]:
-        """Shard s's arrays as read-only memory maps (opened once)."""
-        if s not in self._shards:
+    def _shard_files(self, s: int) -> dict[str, tuple[int, int, np.dtype]]:
+        """Shard s's per-event arrays as (file descriptor, data offset, dtype), opened once."""
+        if s not in self._files:
             d = self.path / self.manifest["shards"][s]["dir"]
-            self._shards[s] = {p.stem: np.load(p, mmap_mode="r") for p in sorted(d.glob("*.npy"))}
-        return self._shards[s]
+            files = {}
+            for p in sorted(d.glob("*.npy")):
+                if p.stem != "offsets":
+                    header = np.load(p, mmap_mode="r")
+                    files[p.stem] = (os.open(p, os.O_RDONLY), int(header.offset), header.dtype)
+                    del header
+            self._files[s] = files
+        return self._files[s]
 
     def user_events(self, u: int, lo: int = 0, hi: int | None = None) -> dict[str, np.ndarray]:
-        """Events lo:hi of user u (oldest first) as {'items', 'timestamps', ...} array views."""
+        """Events lo:hi of user u (oldest first) as {'items', 'timestamps', ...} arrays (fresh copies)."""
         s = int(np.searchsorted(self.user_start, u, side="right") - 1)
-        arrays = self.shard(s)
-        start = int(arrays["offsets"][u - self.user_start[s]])
-        end = start + int(self.lengths[u])
-        hi = end - start if hi is None else hi
-        return {k: v[start + lo:start + hi] for k, v in arrays.items() if k != "offsets"}
+        hi = int(self.lengths[u]) if hi is None else hi
+        first, n = int(self.starts[u]) + lo, max(hi - lo, 0)
+        out = {}
+        for name, (fd, offset, dtype) in self._shard_files(s).items():
+            buf = os.pread(fd, n * dtype.itemsize, offset + first * dtype.itemsize)
+            out[name] = np.frombuffer(buf, dtype)
+        return out
 
     def verify(self) -> None:
         """Checks every file against the manifest's SHA-256; raises DataFormatError on a mismatch."""
@@ -390,7 +405,7 @@ class PreparedData:
 
     def to_sequences(self, name: str = "events") -> SequenceData:
         """The whole log in memory (for logs that fit; training at scale streams: scaling_rec/data/stream.py)."""
-        parts = [self.shard(s) for s in range(len(self.manifest["shards"]))]
+        parts = [{p.stem: np.load(p) for p in (self.path / sh["dir"]).glob("*.npy")} for sh in self.manifest["shards"]]
         offsets = np.zeros(self.num_users + 1, np.int64)
         np.cumsum(self.lengths, out=offsets[1:])
 

@@ -1,0 +1,234 @@
+r"""Event logs at scale on the CPU (issue 18): generate a Zipf log, prepare it, stream HSTU training from it.
+
+    nice -n 5 python -m benchmarks.events_scale --events=10000000,100000000 --workdir=/tmp/events_scale \
+        --out=benchmarks/results/events_scale_cpu.json
+
+For each log size E (users and items fixed, default 1M each): (1) generate `workdir/log_E.csv` (also
+a command on its own: --mode=generate --events=E --log=PATH); (2) prepare it with launch/prepare's
+library call in a child process; (3) train HSTU (default size, jagged batches of 128) streamed from the
+prepared directory for --train_steps steps in a child; (4) run the input pipeline alone (the same
+stream, no train step) in a child. Each child reports its own peak RSS (getrusage ru_maxrss) and wall
+time; the machine has 2 cores, so preparing runs on 2 cores. Targets checked in the JSON: prepare peak
+RSS <= 2 GiB; training peak RSS of the largest log within 10% of the smallest; pipeline examples/s >=
+5x the train step's.
+
+Log: every event's user is drawn with P(rank k) ~ k^-user_zipf, its item with P(rank k) ~ k^-item_zipf
+(ranks mapped to shuffled ids), its time uniform over one year; rows are in random order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import app, flags
+
+_MODE = flags.DEFINE_enum("mode", "all", ["all", "generate", "prepare", "train", "pipeline"],
+                          "'all' runs every stage per size in child processes; the others are one stage.")
+_EVENTS = flags.DEFINE_list("events", ["10000000", "100000000"], "Log sizes (events).")
+_USERS = flags.DEFINE_integer("users", 1_000_000, "Users in the generated log.")
+_ITEMS = flags.DEFINE_integer("items", 1_000_000, "Items in the generated log.")
+_USER_ZIPF = flags.DEFINE_float("user_zipf", 0.5, "Zipf exponent of user activity.")
+_ITEM_ZIPF = flags.DEFINE_float("item_zipf", 1.0, "Zipf exponent of item popularity.")
+_SEED = flags.DEFINE_integer("seed", 0, "Generator seed.")
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/events_scale", "Logs and prepared directories (never the repo).")
+_LOG = flags.DEFINE_string("log", "", "--mode=generate/prepare: the log path.")
+_PREPARED = flags.DEFINE_string("prepared", "", "--mode=prepare/train/pipeline: the prepared directory.")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 30, "Timed train steps (after 3 warm-up steps).")
+_PIPE_BATCHES = flags.DEFINE_integer("pipeline_batches", 300, "Timed batches of the input pipeline alone.")
+_BATCH = flags.DEFINE_integer("batch_size", 128, "Sequences per batch.")
+_MAX_LEN = flags.DEFINE_integer("max_len", 50, "Longest training sequence.")
+_OUT = flags.DEFINE_string("out", "", "--mode=all: the results JSON.")
+
+_ROWS_PER_CHUNK = 5_000_000
+_YEAR_S = 365 * 24 * 3600
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _zipf_sampler(n: int, exponent: float, rng: np.random.Generator):
+    cdf = np.cumsum(np.arange(1, n + 1, dtype=np.float64) ** -exponent)
+    cdf /= cdf[-1]
+    ids = rng.permutation(n).astype(np.int64)  # rank -> id, so that ids say nothing about popularity
+    return lambda size: ids[np.minimum(np.searchsorted(cdf, rng.random(size)), n - 1)]
+
+
+def generate(path: pathlib.Path, events: int, users: int, items: int, user_zipf: float, item_zipf: float,
+             seed: int) -> dict:
+    """Writes a `user,item,timestamp` CSV of `events` rows (module docstring); returns sizes and time."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    t0 = time.time()
+    rng = np.random.default_rng([seed, events])
+    draw_user, draw_item = _zipf_sampler(users, user_zipf, rng), _zipf_sampler(items, item_zipf, rng)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink:
+        writer = None
+        for lo in range(0, events, _ROWS_PER_CHUNK):
+            n = min(_ROWS_PER_CHUNK, events - lo)
+            table = pa.table({"user": draw_user(n), "item": draw_item(n),
+                              "timestamp": 1_600_000_000 + rng.integers(0, _YEAR_S, n)})
+            if writer is None:
+                writer = pacsv.CSVWriter(sink, table.schema)
+            writer.write_table(table)
+        writer.close()
+    os.replace(tmp, path)
+    return {"generate_s": time.time() - t0, "log_bytes": path.stat().st_size}
+
+
+def _stage_prepare() -> dict:
+    from scaling_rec.data.events import EventColumns
+    from scaling_rec.data.prepared import prepare
+
+    t0 = time.time()
+    manifest = prepare(_LOG.value, _PREPARED.value, EventColumns(), command=" ".join(sys.argv),
+                       write=lambda line: print(line, file=sys.stderr, flush=True))
+    wall = time.time() - t0
+    size = sum(p.stat().st_size for p in pathlib.Path(_PREPARED.value).rglob("*") if p.is_file())
+    return {"wall_s": wall, "peak_rss_mb": _peak_rss_mb(), "events_per_s": manifest["counts"]["events"] / wall,
+            "prepared_bytes": size, "counts": manifest["counts"], "stats": manifest["stats"]}
+
+
+def _stream(prefetch: int = 4):
+    from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch
+    from scaling_rec.data.prepared import PreparedData
+    from scaling_rec.data.stream import PreparedExamples, PreparedStream
+
+    data = PreparedData.open(_PREPARED.value)
+    examples = PreparedExamples(data, _MAX_LEN.value)
+    tokens = auto_tokens_per_batch(examples.lengths, _BATCH.value, _MAX_LEN.value)
+    spec = BatchSpec("jagged", _BATCH.value, _MAX_LEN.value, tokens)
+    return data, PreparedStream(examples, spec, seed=0, time_origin=data.time_origin, prefetch=prefetch)
+
+
+def _stage_pipeline() -> dict:
+    _, stream = _stream()
+    it = stream.iterate(0)
+    next(it)
+    t0, n = time.time(), 0
+    for _ in range(_PIPE_BATCHES.value):
+        n += int(next(it).num_sequences)
+    wall = time.time() - t0
+    return {"batches": _PIPE_BATCHES.value, "examples": n, "wall_s": wall, "examples_per_s": n / wall,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _stage_train() -> dict:
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from scaling_rec.config import default_config
+    from scaling_rec.models.registry import build
+    from scaling_rec.parallel.mesh import make_mesh_from_config
+    from scaling_rec.parallel.rules import rules_for
+    from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
+    from scaling_rec.train.step import TrainState, make_optimizer, make_train_step
+
+    data, stream = _stream()
+    config = default_config()
+    config.train.batch_size, config.data.max_len = _BATCH.value, _MAX_LEN.value
+    mesh = make_mesh_from_config(config)
+    graphdef, init = sharded_init(lambda: build(config, data.num_items, time_bias=data.has_time,
+                                                rngs=nnx.Rngs(params=0)), mesh, rules_for(config))
+    optimizer = make_optimizer(config.train)
+    params = init()
+    state = TrainState(params=params, opt_state=init_opt_state(optimizer, params, mesh),
+                       step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    step = jax.jit(make_train_step(graphdef, optimizer, config.train, config.seed),
+                   in_shardings=(shardings, None), out_shardings=(shardings, None), donate_argnums=0)
+    it = stream.iterate(0)
+    with jax.set_mesh(mesh):
+        for _ in range(3):
+            state, metrics = step(state, place_batch(next(it), mesh))
+        jax.block_until_ready(metrics)
+        t0, n = time.time(), 0
+        for _ in range(_TRAIN_STEPS.value):
+            batch = next(it)
+            n += int(batch.num_sequences)
+            state, metrics = step(state, place_batch(batch, mesh))
+        jax.block_until_ready(metrics)
+    wall = time.time() - t0
+    return {"steps": _TRAIN_STEPS.value, "examples": n, "wall_s": wall, "step_s": wall / _TRAIN_STEPS.value,
+            "examples_per_s": n / wall, "loss": float(metrics["loss"]), "peak_rss_mb": _peak_rss_mb(),
+            "tokens_per_batch": stream.spec.tokens_per_batch, "n_items": data.num_items}
+
+
+def _child(mode: str, **kw: str) -> dict:
+    args = [sys.executable, "-m", "benchmarks.events_scale", f"--mode={mode}",
+            f"--batch_size={_BATCH.value}", f"--max_len={_MAX_LEN.value}", f"--train_steps={_TRAIN_STEPS.value}",
+            f"--pipeline_batches={_PIPE_BATCHES.value}"] + [f"--{k}={v}" for k, v in kw.items()]
+    print(f"[events_scale] {mode} {kw}", file=sys.stderr, flush=True)
+    out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _run_all() -> dict:
+    from benchmarks.provenance import provenance
+
+    work = pathlib.Path(_WORKDIR.value)
+    work.mkdir(parents=True, exist_ok=True)
+    sizes = []
+    for events in map(int, _EVENTS.value):
+        log, prep = work / f"log_{events}.csv", work / f"prepared_{events}"
+        gen = {"generate_s": None, "log_bytes": log.stat().st_size} if log.exists() else generate(
+            log, events, _USERS.value, _ITEMS.value, _USER_ZIPF.value, _ITEM_ZIPF.value, _SEED.value)
+        if prep.exists():
+            subprocess.run(["rm", "-rf", str(prep)], check=True)  # a fresh prepare is what is timed
+        row = {"events": events, **gen, "prepare": _child("prepare", log=str(log), prepared=str(prep)),
+               "pipeline": _child("pipeline", prepared=str(prep)), "train": _child("train", prepared=str(prep))}
+        row["pipeline_over_train"] = row["pipeline"]["examples_per_s"] / row["train"]["examples_per_s"]
+        sizes.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+    rss = [s["train"]["peak_rss_mb"] for s in sizes]
+    return {
+        "benchmark": "events_scale", "command": "python -m benchmarks.events_scale " + " ".join(sys.argv[1:]),
+        "config": {"users": _USERS.value, "items": _ITEMS.value, "user_zipf": _USER_ZIPF.value,
+                   "item_zipf": _ITEM_ZIPF.value, "seed": _SEED.value, "batch_size": _BATCH.value,
+                   "max_len": _MAX_LEN.value, "train_steps": _TRAIN_STEPS.value, "model": "hstu default_config()",
+                   "layout": "jagged"},
+        "sizes": sizes,
+        "checks": {
+            "prepare_peak_rss_le_2GiB": all(s["prepare"]["peak_rss_mb"] <= 2048 for s in sizes),
+            "train_peak_rss_largest_over_smallest": rss[-1] / rss[0],
+            "train_peak_rss_within_10pct": abs(rss[-1] / rss[0] - 1.0) <= 0.10,
+            "pipeline_ge_5x_train": all(s["pipeline_over_train"] >= 5.0 for s in sizes),
+        },
+        "provenance": provenance(),
+    }
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    mode = _MODE.value
+    if mode == "generate":
+        result = generate(pathlib.Path(_LOG.value), int(_EVENTS.value[0]), _USERS.value, _ITEMS.value,
+                          _USER_ZIPF.value, _ITEM_ZIPF.value, _SEED.value)
+    elif mode == "prepare":
+        result = _stage_prepare()
+    elif mode == "pipeline":
+        result = _stage_pipeline()
+    elif mode == "train":
+        result = _stage_train()
+    else:
+        result = _run_all()
+        if _OUT.value:
+            out = pathlib.Path(_OUT.value)
+            tmp = out.with_name(f".{out.name}.tmp")
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
+            os.replace(tmp, out)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
