@@ -2,6 +2,7 @@ r"""Prepare an event log once (CSV / TSV / Parquet) into sharded numpy arrays th
 
     python -m launch.prepare --input=clicks.tsv --out=/data/clicks_prepared \
         --columns=user=uid,item=song,timestamp=ts [--skip_bad_rows] [--num_shards=0] [--chunk_mb=64]
+    python -m launch.prepare --input=likes.parquet --out=/data/yambda_likes --preset=yambda
 
 The output (scaling_rec/data/prepared.py) holds manifest.json (counts, id maps, checksums, statistics and
 this command), users.npy / items.npy and shard_*/. Run it again after a kill and it continues where it
@@ -24,6 +25,8 @@ _INPUT = flags.DEFINE_string("input", None, "The event log: .csv, .tsv or .parqu
 _OUT = flags.DEFINE_string("out", None, "Output directory (created; a finished one is left as it is).")
 _COLUMNS = flags.DEFINE_list("columns", ["user=user", "item=item", "timestamp=timestamp"],
                              "role=column pairs for user, item (required), timestamp, rating, action, weight.")
+_PRESET = flags.DEFINE_enum("preset", None, ["ml-20m", "amazon-2023", "yambda"],
+                            "A public log's column mapping (scaling_rec.data.events.PRESETS) instead of --columns.")
 _SHARDS = flags.DEFINE_integer("num_shards", 0, "Shards (contiguous user ranges); 0 = about 4M events each.")
 _CHUNK_MB = flags.DEFINE_integer("chunk_mb", 64, "MiB of text read per chunk (memory is a few times this).")
 _SKIP = flags.DEFINE_bool("skip_bad_rows", False, "Count and skip malformed rows instead of stopping.")
@@ -32,14 +35,15 @@ flags.mark_flags_as_required(["input", "out"])
 
 def main(argv: list[str]) -> int:
     del argv
-    from scaling_rec.data.events import EventColumns
+    from scaling_rec.data.events import PRESETS, EventColumns
     from scaling_rec.data.prepared import prepare
     from scaling_rec.errors import ConfigError
 
     pairs = [c.split("=", 1) for c in _COLUMNS.value]
     if any(len(p) != 2 for p in pairs):
         raise ConfigError(f"--columns={','.join(_COLUMNS.value)}: each entry must be role=column, e.g. user=uid.")
-    columns = EventColumns.from_mapping({"timestamp": "", **dict(pairs)})
+    columns = PRESETS[_PRESET.value].columns if _PRESET.value else EventColumns.from_mapping(
+        {"timestamp": "", **dict(pairs)})
     command = "python -m launch.prepare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     manifest = prepare(_INPUT.value, _OUT.value, columns, num_shards=_SHARDS.value, skip_bad_rows=_SKIP.value,
                        chunk_bytes=_CHUNK_MB.value << 20, command=command)

@@ -66,6 +66,31 @@ class EventColumns:
         return {r: getattr(self, r) for r in ROLES if getattr(self, r)}
 
 
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A public log's file, column mapping and download command (README, 'Your own event log')."""
+
+    file: str
+    columns: EventColumns
+    download: str
+
+
+PRESETS = {
+    # GroupLens README: ratings.csv, header userId,movieId,rating,timestamp; Unix seconds.
+    "ml-20m": Preset("ml-20m/ratings.csv", EventColumns("userId", "movieId", "timestamp", rating="rating"),
+                     "curl -LO https://files.grouplens.org/datasets/movielens/ml-20m.zip && unzip ml-20m.zip"),
+    # Amazon Reviews 2023 benchmark files (one category), 5core/rating_only/<Category>.csv:
+    # user_id,parent_asin,rating,timestamp with string ids and Unix milliseconds.
+    "amazon-2023": Preset("Toys_and_Games.csv", EventColumns("user_id", "parent_asin", "timestamp", rating="rating"),
+                          "download <Category>.csv from https://amazon-reviews-2023.github.io (benchmark files, "
+                          "5-core, rating_only)"),
+    # Yambda (Yandex music) flat Parquet, e.g. 50m/likes.parquet or listens.parquet: uid, item_id, timestamp,
+    # is_organic (listens add played_ratio_pct, track_length_seconds); is_organic is kept as the action.
+    "yambda": Preset("likes.parquet", EventColumns("uid", "item_id", "timestamp", action="is_organic"),
+                     "curl -LO https://huggingface.co/datasets/yandex/yambda/resolve/main/flat/50m/likes.parquet"),
+}
+
+
 @dataclasses.dataclass
 class EventChunk:
     """A block of consecutive rows: one array per mapped role, and where it came from.

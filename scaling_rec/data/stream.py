@@ -3,8 +3,8 @@
 Examples are the ones scaling_rec/train/examples.py builds in memory: a user with n >= 4 events
 trains on events[:n-2] (leave-one-out keeps the last two for validation and test), inputs = those
 events' most recent max_len + 1 minus the last, targets = shifted by one. Only O(users) is held in
-memory (each example's length); the events are read from the memory maps when a batch is built,
-so resident memory does not grow with the number of events.
+memory (each example's length); the events are read from the shard files when a batch is built
+(PreparedData.user_events), so resident memory does not grow with the number of events.
 
 Order: epoch e visits the examples in the seeded permutation `default_rng([seed, e])` packed by
 `scaling_rec.data.pipeline.epoch_plan`, so a global step names one batch, and `iterate(step)` after a
