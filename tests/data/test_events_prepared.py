@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -96,3 +98,25 @@ def test_prepare_command_line(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["events"] == 400 and "--columns=user=u,item=i,timestamp=t" in manifest["command"]
     assert "prepare scan:" in ok.stderr
+
+
+def test_prepare_killed_with_sigkill_resumes_to_the_same_files(tmp_path):
+    log = write_log(tmp_path / "log.csv", n=250_000)  # about 3 MiB: 3 chunks of 1 MiB per reading stage
+    ref = prepared.prepare(log, tmp_path / "ref", COLS, num_shards=3, chunk_bytes=1 << 20, write=lambda line: None)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "launch.prepare", f"--input={log}", f"--out={out}", "--columns=user=u,item=i,"
+            "timestamp=t,rating=r", "--num_shards=3", "--chunk_mb=1"]
+    child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / ".work" / "state.json"
+    deadline = time.time() + 120
+    try:
+        while not (state.exists() and "partition" in json.loads(state.read_text())):
+            assert child.poll() is None, "prepare finished before it could be killed"
+            assert time.time() < deadline, "prepare reached no partition chunk in time"
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    assert not (out / "manifest.json").exists()
+    again = prepared.prepare(log, out, COLS, num_shards=3, chunk_bytes=1 << 20, write=lambda line: None)
+    assert again["shards"] == ref["shards"] and again["counts"] == ref["counts"]
