@@ -29,7 +29,7 @@ SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200")
 # run_id() leaves them out at that value. One list for both schemas run_id serves (this one and
 # scaling_rec.tiger_config's: train.steps_per_call).
 ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p_signal": 0.02,
-              "train.steps_per_call": 1, "data.path": "", "data.kcore": 0,
+              "train.steps_per_call": 1, "data.path": "", "data.kcore": 0, "data.train_user_fraction": 1.0,
               "data.columns": {"user": "user", "item": "item", "timestamp": "timestamp", "rating": "", "action": "",
                                "weight": ""}}
 
@@ -71,6 +71,10 @@ def default_config() -> ml_collections.ConfigDict:
         # (launch/prepare.py), its {role: column} mapping ('' = absent), and the k-core (0 = off).
         path="", columns=dict(user="user", item="item", timestamp="timestamp", rating="", action="", weight=""),
         kcore=0,
+        # Data scaling (experiments/hstu/data_scaling.py): train on this fraction of the users' training
+        # sequences, a nested seeded subset (scaling_rec.data.pipeline.nested_subset); validation and
+        # test keep every user.
+        train_user_fraction=1.0,
     )
     c.model = dict(
         family="hstu", embed_dim=50, num_blocks=2, num_heads=1, qk_dim=50, v_dim=50, ffn_dim=50, dropout=0.2,
@@ -147,6 +151,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     for key in _FRACTIONS:
         if not 0.0 <= given[key] < 1.0:
             raise ConfigError(f"config key {key!r} = {given[key]!r} must be in [0, 1).")
+    if not 0.0 < given.get("data.train_user_fraction", 1.0) <= 1.0:
+        raise ConfigError(f"config key 'data.train_user_fraction' = {given['data.train_user_fraction']!r} "
+                          "must be in (0, 1].")
     ks = given["eval.ks"]
     if not ks or any(not isinstance(k, int) or k <= 0 for k in ks):
         raise ConfigError(f"config key 'eval.ks' = {ks!r} must be a non-empty list of positive ints.")

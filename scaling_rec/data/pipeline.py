@@ -132,3 +132,20 @@ def eval_batches(examples: Sequence[SequenceExample], spec: BatchSpec, time_orig
         lambda idx: make_batch([examples[i] for i in idx], spec, time_origin)
     )
     yield from grain.experimental.ThreadPrefetchIterDataset(ds.to_iter_dataset(), prefetch_buffer_size=4)
+
+
+NESTED_SUBSET_SEED = 0
+"""The permutation behind `nested_subset` is a property of the data, not of a run's seed: every run of a
+data-scaling study, whatever its model seed, trains on the same users at a given fraction."""
+
+
+def nested_subset(n: int, fraction: float, seed: int = NESTED_SUBSET_SEED) -> np.ndarray:
+    """Indices (sorted, int64) of the first ceil(fraction·n) entries of a fixed seeded permutation of n.
+
+    Nested: for f1 < f2 the subset at f1 is contained in the one at f2 (both are prefixes of one
+    permutation), so a data-scaling study adds users and never swaps them. fraction in (0, 1].
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    k = max(1, math.ceil(fraction * n - 1e-9))
+    return np.sort(np.random.default_rng(seed).permutation(n)[:k]).astype(np.int64)

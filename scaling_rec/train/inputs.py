@@ -11,7 +11,7 @@ import numpy as np
 from scaling_rec.data.jagged import SequenceExample
 from scaling_rec.data.known_answer import known_answer_sequences
 from scaling_rec.data.long_range import long_range_sequences
-from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch
+from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch, nested_subset
 from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.splits import leave_one_out
@@ -74,6 +74,8 @@ def _prepare(config: ml_collections.ConfigDict) -> RunInputs:
     split = leave_one_out(data)
     max_len = config.data.max_len
     train = train_examples(split.train, max_len)
+    if config.data.train_user_fraction < 1.0:  # data scaling: a nested subset of training users
+        train = [train[i] for i in nested_subset(len(train), config.data.train_user_fraction)]
     valid = eval_examples(split.valid, max_len, config.eval.max_users)
     test = eval_examples(split.test, max_len, config.eval.max_users)
     lengths = np.array([len(e) for e in train])
