@@ -40,3 +40,15 @@ class KernelArgumentError(ScalingRecError, ValueError):
 
 class RunBusyError(ScalingRecError):
     """Another live process holds the run's lock (it is being trained right now)."""
+
+
+class CheckpointCorruptError(ScalingRecError):
+    """A checkpoint cannot be restored (truncated or altered files); the message names the step and the
+    directory, and how to recover when no intact checkpoint is left.
+
+    Attributes: step (the checkpoint's step), directory (its checkpoint directory).
+    """
+
+    def __init__(self, message: str, step: int, directory: str) -> None:
+        super().__init__(message)
+        self.step, self.directory = step, directory

@@ -7,7 +7,10 @@ ETA); at the end a table of every run and the sweep's overhead:
 
     overhead = slots × total wall time − Σ runs' own time (elapsed_s: setup + training), as a % of that sum
 
-(slots = runs in flight at once; 1 for inline, where this is exactly wall − Σ wall_time_s).
+(slots = runs in flight at once; 1 for inline). elapsed_s is the time of the run's last call, the one this
+sweep made; its setup is elapsed_s − call_wall_time_s (wall_time_s itself sums the step loops of every call,
+so after a resume it also holds time spent before this sweep). A failed run's stored error keeps the first
+and last lines of its traceback (`clip_error`): the root cause and the named error.
 """
 
 from __future__ import annotations
@@ -83,6 +86,28 @@ class _Console:
         print(f"[sweep {_fmt_s(time.time() - self.t0)}] {msg}", file=self.out, flush=True)
 
 
+def result_setup_s(result: dict[str, Any]) -> float:
+    """Seconds of a result's last call outside its step loop (data, model init, compilation): elapsed_s minus
+    that call's training time (call_wall_time_s; results written before it existed: wall_time_s)."""
+    call_wall = result.get("call_wall_time_s", result.get("wall_time_s", 0.0))
+    return max(0.0, float(result.get("elapsed_s", 0.0)) - float(call_wall))
+
+
+def last_line(error: str) -> str:
+    """The last non-empty line of an error (a traceback ends with the exception and its message)."""
+    lines = [ln for ln in error.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def clip_error(error: str, head: int = 6, tail: int = 14, width: int = 400) -> str:
+    """`error` cut to its first `head` and last `tail` lines (each at most `width` characters): a chained
+    traceback names its root cause at the top and the error raised at the bottom; the middle is frames."""
+    lines = [ln if len(ln) <= width else ln[:width] + " ..." for ln in error.splitlines()]
+    if len(lines) <= head + tail:
+        return "\n".join(lines)
+    return "\n".join([*lines[:head], f"... ({len(lines) - head - tail} lines left out) ...", *lines[-tail:]])
+
+
 def _estimate_s(st: RunState, done: list[RunState]) -> float:
     """Expected seconds of a run: from finished runs of the same size (setup + training scaled by the
     budget ratio), else the mean time of all finished runs."""
@@ -92,8 +117,8 @@ def _estimate_s(st: RunState, done: list[RunState]) -> float:
         ests = []
         for d in same:
             r = d.result or {}
-            wall, elapsed = float(r.get("wall_time_s", 0.0)), float(r.get("elapsed_s", 0.0))
-            ests.append(max(elapsed - wall, 0.0) + wall * st.spec.budget / d.spec.budget)
+            wall = float(r.get("wall_time_s", 0.0))
+            ests.append(result_setup_s(r) + wall * st.spec.budget / d.spec.budget)
         return sum(ests) / len(ests)
     return sum(float((d.result or {}).get("elapsed_s", 0.0)) for d in done) / len(done)
 
@@ -148,7 +173,7 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
 
     def save() -> None:
         store.write_status({s.spec.run_id: {"state": s.state, **s.spec.labels, "attempts": s.attempts,
-                                             "error": s.error[-2000:]} for s in states})
+                                             "error": clip_error(s.error)} for s in states})
 
     def progress(st: RunState, what: str) -> None:
         n = {k: sum(s.state == k for s in states) for k in ("ok", "diverged", "failed", "skipped", "running")}
@@ -182,7 +207,7 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
         st.state, st.result = "failed", result
         st.error = error or (result or {}).get("error", "") or "no result.json written"
         progress(st, "FAILED:")
-        console.line(f"  {st.spec.run_id}: {st.error.strip().splitlines()[-1] if st.error.strip() else ''}")
+        console.line(f"  {st.spec.run_id}: {last_line(st.error)}")
 
     try:
         save()
@@ -218,11 +243,12 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
     report = SweepReport(
         runs=states, wall_s=time.time() - t0, executed=executed,
         run_wall_s=sum(float(s.result.get("elapsed_s", s.result.get("wall_time_s", 0.0))) for s in ran),
-        setup_s=sum(max(0.0, float(s.result.get("elapsed_s", 0.0)) - float(s.result.get("wall_time_s", 0.0)))
-                    for s in ran),
+        setup_s=sum(result_setup_s(s.result) for s in ran),
         slots=max(1, min(executor.slots, executed)),
     )
     print(summary_table(states), file=out, flush=True)
+    for st in report.failed:  # the advice (e.g. a corrupt result.json: delete it) belongs in the summary too
+        print(f"  {st.spec.run_id} failed: {last_line(st.error)}", file=out, flush=True)
     print(overhead_line(report), file=out, flush=True)
     return report
 
@@ -246,8 +272,12 @@ def summary_table(states: list[RunState]) -> str:
                     f"{planned:>10.3g} {ratio:>7.3f} {r.get('steps', 0):>6} {status:8s} "
                     f"{_metric(r, 'valid', sel):>8.4f} {_metric(r, 'test', sel):>8.4f} "
                     f"{float(r.get('wall_time_s', math.nan)):>7.1f}")
-    rows.append(f"(* finished before this sweep started; metric: {shown_metric(states[0].spec)})"
-                if states else "(no runs)")
+    if not states:
+        rows.append("(no runs)")
+    elif any(s.state == "skipped" for s in states):
+        rows.append(f"(* finished before this sweep started; metric: {shown_metric(states[0].spec)})")
+    else:
+        rows.append(f"(metric: {shown_metric(states[0].spec)})")
     return "\n".join(rows)
 
 

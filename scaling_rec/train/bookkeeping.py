@@ -36,12 +36,14 @@ def open_run_dir(run_dir: pathlib.Path, config: ml_collections.ConfigDict) -> bo
 
 
 def resume(ckpt: Checkpointer, state: Any, meta: dict[str, Any], rid: str) -> tuple[int, Any, dict[str, Any]]:
-    """(start step, state, meta) of the latest checkpoint, restored onto `state`'s shardings; (0, state, meta)
-    when there is none."""
-    start = ckpt.latest_step() or 0
-    if start:
-        state, meta = ckpt.restore(start, state)
-        progress(f"[{rid}] resumed from step {start}")
+    """(start step, state, meta) of the newest intact checkpoint, restored onto `state`'s shardings; (0, state,
+    meta) when there is none. A corrupt newer one is set aside (Checkpointer.restore_latest)."""
+    restored = ckpt.restore_latest(state)
+    if restored is None:
+        return 0, state, meta
+    start, state, meta = restored
+    meta["resumed_wall_time_s"] = float(meta.get("wall_time_s", 0.0))  # for run_times' call_wall_time_s
+    progress(f"[{rid}] resumed from step {start}")
     return start, state, meta
 
 
@@ -82,9 +84,14 @@ def flatten_best(best: dict[str, Any] | None) -> dict[str, float]:
     return {f"{split}/{k}": float(v) for split in ("valid", "test") for k, v in (best.get(split) or {}).items()}
 
 
-def run_times(wall_time_s: float, t_start: float) -> dict[str, float]:
-    """Result fields wall_time_s (the step loop's seconds over all calls) and elapsed_s (since `t_start`)."""
-    return {"wall_time_s": float(wall_time_s), "elapsed_s": time.time() - t_start}
+def run_times(wall_time_s: float, t_start: float, resumed_wall_time_s: float = 0.0) -> dict[str, float]:
+    """Result fields wall_time_s (the step loop's seconds summed over every call, resumes included), elapsed_s
+    (this call's seconds since `t_start`: its setup and training; earlier calls of a resumed run are not in
+    it) and call_wall_time_s (this call's part of wall_time_s; `resumed_wall_time_s` = meta's value when the
+    call resumed, which `resume` records). The sweep's overhead compares elapsed_s with its own wall time and
+    takes elapsed_s - call_wall_time_s as the call's setup (scaling_rec/sweep/runner.py)."""
+    return {"wall_time_s": float(wall_time_s), "elapsed_s": time.time() - t_start,
+            "call_wall_time_s": float(wall_time_s) - float(resumed_wall_time_s)}
 
 
 def run_provenance() -> dict[str, Any]:

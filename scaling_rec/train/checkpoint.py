@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import pathlib
+import sys
+import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from scaling_rec.errors import CheckpointCorruptError
+
+CORRUPT_SUFFIX = ".corrupt"  # <ckpt>.corrupt/<step>-<unix time>/: a corrupt step set aside by restore_latest
+
+
+def _first_line(e: BaseException) -> str:
+    """`Type: first line of the message`, without TensorStore's appended spec dump, at most 300 characters."""
+    text = str(e).strip().split(" See full TensorStore details")[0]
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
 
 class Checkpointer:
-    """Saves (state, meta) under `<run_dir>/ckpt/<step>`; restores the latest one onto given shardings.
+    """Saves (state, meta) under `<run_dir>/ckpt/<step>`; restores the newest intact one onto given shardings.
 
     Orbax writes each step to a temporary directory and renames it when complete, so a run killed
-    mid-save resumes from the previous complete step.
+    mid-save resumes from the previous complete step. A complete step whose files were damaged later
+    (disk, copy, hand edit) is set aside by `restore_latest`, which falls back to the previous step.
     """
 
     def __init__(self, directory: pathlib.Path, max_to_keep: int = 2) -> None:
+        self.directory = directory.absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=False)
-        self._mgr = ocp.CheckpointManager(directory.absolute(), options=options, item_names=("state", "meta"))
+        self._mgr = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
     def latest_step(self) -> int | None:
         return self._mgr.latest_step()
@@ -29,11 +43,58 @@ class Checkpointer:
         self._mgr.wait_until_finished()
 
     def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
-        """(state placed like `target`'s arrays, meta); target may be concrete or abstract arrays."""
+        """(state placed like `target`'s arrays, meta); target may be concrete or abstract arrays.
+
+        Raises:
+          CheckpointCorruptError: orbax/TensorStore could not read the step (its first line is the cause).
+        """
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        out = self._mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                              meta=ocp.args.JsonRestore()))
-        return out.state, dict(out.meta)
+        try:
+            out = self._mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                                                  meta=ocp.args.JsonRestore()))
+            meta = dict(out.meta)
+        except Exception as e:  # orbax and TensorStore raise many types (ValueError, OSError, KeyError, ...)
+            raise CheckpointCorruptError(
+                f"checkpoint step {step} in {self.directory} cannot be restored ({_first_line(e)})",
+                step, str(self.directory)) from e
+        return out.state, meta
+
+    def restore_latest(self, target: Any) -> tuple[int, Any, dict[str, Any]] | None:
+        """(step, state, meta) of the newest checkpoint that restores; None when there is no checkpoint.
+
+        A newer step that fails is moved to `<ckpt>.corrupt/` with a one-line warning on stderr, so that
+        the run resumes from the intact one and later saves of that step succeed.
+
+        Raises:
+          CheckpointCorruptError: every checkpoint fails; the message says how to recover.
+        """
+        steps = sorted(self._mgr.all_steps(), reverse=True)
+        failures: list[CheckpointCorruptError] = []
+        for step in steps:
+            try:
+                state, meta = self.restore(step, target)
+            except CheckpointCorruptError as e:
+                failures.append(e)
+                continue
+            for bad in failures:
+                aside = self._set_aside(bad.step)
+                print(f"warning: {bad} -> moved to {aside}; resuming from step {step}", file=sys.stderr, flush=True)
+            return step, state, meta
+        if not failures:
+            return None
+        newest = failures[0]
+        raise CheckpointCorruptError(
+            f"{newest}; no intact checkpoint is left (steps tried: {steps}). To recover: delete "
+            f"{self.directory} to restart this run from step 0 (or delete the run directory "
+            f"{self.directory.parent} to rerun it from scratch).", newest.step, newest.directory) from newest
+
+    def _set_aside(self, step: int) -> pathlib.Path:
+        """Moves step `step`'s directory to <ckpt>.corrupt/<step>-<time> and tells orbax; returns the new path."""
+        dest = self.directory.with_name(self.directory.name + CORRUPT_SUFFIX) / f"{step}-{int(time.time())}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (self.directory / str(step)).rename(dest)
+        self._mgr.reload()
+        return dest
 
     def close(self) -> None:
         self._mgr.close()

@@ -239,7 +239,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "final_train_loss": float(np.mean(meta["recent"])) if meta["recent"] else float("nan"),
         "final_eval_loss": float((meta.get("last_valid") or {}).get("logloss", float("nan"))),
         "eval": bookkeeping.flatten_best(best), "oov_counts": data.oov_counts,
-        **bookkeeping.run_times(meta["wall_time_s"], t_start), **bookkeeping.run_provenance(),
+        **bookkeeping.run_times(meta["wall_time_s"], t_start, meta.get("resumed_wall_time_s", 0.0)),
+        **bookkeeping.run_provenance(),
     }
     book.finish(result, run_dir, main)
     return result

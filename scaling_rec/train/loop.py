@@ -252,7 +252,8 @@ def _result(config: ml_collections.ConfigDict, rid: str, status: str, inputs: Ru
         "unique_examples": len(inputs.train), "epochs": step / max(sched.steps_per_epoch, 1),
         "steps": step, "total_steps": sched.total_steps, "best_step": best.get("step"),
         "final_train_loss": final_loss, "final_eval_loss": float(last_valid.get("xent", float("nan"))),
-        "eval": bookkeeping.flatten_best(best), **bookkeeping.run_times(meta["wall_time_s"], t_start),
+        "eval": bookkeeping.flatten_best(best),
+        **bookkeeping.run_times(meta["wall_time_s"], t_start, meta.get("resumed_wall_time_s", 0.0)),
         "num_items": inputs.num_items, "dropped_users": inputs.num_dropped_users, **bookkeeping.run_provenance(),
     }
     if error is not None:

@@ -404,7 +404,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "popularity_test": popularity_metrics(split.train, test_ex.targets_B, tuple(config.eval.ks)),
         "num_valid_users_in_curve": len(valid_ex.targets_B), "num_test_users": len(test_ex.targets_B),
         "dropped_users": split.num_dropped_users, "beam_width": W,
-        **run_times(meta["wall_time_s"], t_start), **run_provenance(),
+        **run_times(meta["wall_time_s"], t_start, meta.get("resumed_wall_time_s", 0.0)), **run_provenance(),
     }
     logger.close()
     write_result(run_dir, result, main)

@@ -1,0 +1,82 @@
+"""A corrupt checkpoint (issue 14, finding 3): named by CheckpointCorruptError with its step and directory,
+the newest intact step restored instead (the bad one set aside, one warning line), and, when none is
+intact, a message that says how to recover."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from scaling_rec.errors import CheckpointCorruptError
+from scaling_rec.train.checkpoint import CORRUPT_SUFFIX, Checkpointer
+from scaling_rec.train.loop import train_and_evaluate
+from tests.train._tiny import tiny_config
+
+
+def _corrupt(step_dir: pathlib.Path) -> None:
+    """Overwrites every array data file of a saved step (what a damaged disk or a bad copy leaves)."""
+    files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+    assert files, f"no array data files under {step_dir}"
+    for p in files:
+        p.write_bytes(b"not a tensorstore chunk")
+
+
+def _saved(tmp_path: pathlib.Path, steps=(1, 2)) -> tuple[Checkpointer, dict]:
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    target = {"w": jnp.zeros((4, 3)), "b": jnp.zeros(3)}
+    for s in steps:
+        ckpt.save(s, {"w": jnp.full((4, 3), float(s)), "b": jnp.full(3, float(s))}, {"step": s})
+    return ckpt, target
+
+
+def test_a_corrupt_latest_step_falls_back_to_the_intact_one(tmp_path, capsys):
+    ckpt, target = _saved(tmp_path)
+    _corrupt(tmp_path / "ckpt" / "2")
+    with pytest.raises(CheckpointCorruptError) as err:
+        ckpt.restore(2, target)
+    assert err.value.step == 2 and err.value.directory == str((tmp_path / "ckpt").absolute())
+    assert str(err.value).startswith(f"checkpoint step 2 in {tmp_path / 'ckpt'} cannot be restored (")
+    step, state, meta = ckpt.restore_latest(target)
+    assert step == 1 and meta == {"step": 1} and np.all(np.asarray(state["w"]) == 1.0)
+    warning = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+    assert len(warning) == 1 and "checkpoint step 2" in warning[0] and "resuming from step 1" in warning[0]
+    assert ckpt.latest_step() == 1
+    assert [p.name.split("-")[0] for p in (tmp_path / f"ckpt{CORRUPT_SUFFIX}").iterdir()] == ["2"]
+    ckpt.save(2, {"w": jnp.full((4, 3), 5.0), "b": jnp.zeros(3)}, {"step": 2})  # the step can be saved again
+    assert ckpt.restore_latest(target)[0] == 2
+    ckpt.close()
+
+
+def test_no_intact_checkpoint_says_how_to_recover(tmp_path):
+    ckpt, target = _saved(tmp_path)
+    for s in (1, 2):
+        _corrupt(tmp_path / "ckpt" / str(s))
+    with pytest.raises(CheckpointCorruptError) as err:
+        ckpt.restore_latest(target)
+    msg = str(err.value)
+    assert err.value.step == 2 and "no intact checkpoint is left (steps tried: [2, 1])" in msg
+    assert f"delete {(tmp_path / 'ckpt').absolute()} to restart this run from step 0" in msg
+    assert len(msg.splitlines()) == 1
+    ckpt.close()
+    empty = Checkpointer(tmp_path / "empty")
+    assert empty.restore_latest(target) is None
+    empty.close()
+
+
+@pytest.mark.slow
+def test_a_run_with_a_corrupt_latest_checkpoint_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
+    """The tiny run stops at step 12 (checkpoints 8 and 12), step 12 is damaged, the rerun resumes from 8."""
+    config = tiny_config()
+    reference = train_and_evaluate(config, tmp_path / "ref")
+    train_and_evaluate(config, tmp_path / "w", stop_after_steps=12)
+    run_dir = tmp_path / "w" / "runs" / reference["run_id"]
+    _corrupt(run_dir / "ckpt" / "12")
+    result = train_and_evaluate(config, tmp_path / "w")
+    assert result["status"] == "ok" and result["steps"] == reference["steps"]
+    assert result["eval"] == reference["eval"] and result["final_train_loss"] == reference["final_train_loss"]
+    assert 0 < result["call_wall_time_s"] <= result["wall_time_s"]
+    assert json.loads((run_dir / "result.json").read_text())["eval"] == reference["eval"]
