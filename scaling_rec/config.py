@@ -32,6 +32,10 @@ ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p
               "train.steps_per_call": 1, "data.path": "", "data.kcore": 0, "data.train_user_fraction": 1.0,
               "data.columns": {"user": "user", "item": "item", "timestamp": "timestamp", "rating": "", "action": "",
                                "weight": ""}}
+# Keys of ADDED_KEYS that a family's schema had from its start: there they always count. The CTR schema
+# (scaling_rec.ctr_config) had data.path before the sequence schema added it; leaving it out changed
+# every CTR run id (caught by tests/golden).
+_ORIGINAL_KEYS = {"wukong": ("data.path",), "dlrm": ("data.path",), "dcnv2": ("data.path",)}
 
 # Constraints beyond the type: key -> ("choices", values) | ("min", lower bound) | ("ks", None).
 _CHOICES = {
@@ -213,9 +217,10 @@ def run_id(config: ml_collections.ConfigDict) -> str:
     d = config.to_dict()
     d.pop("logging", None)
     d.get("data", {}).pop("data_dir", None)
+    original = _ORIGINAL_KEYS.get(d.get("model", {}).get("family"), ())
     for key, default in ADDED_KEYS.items():
         section, name = key.split(".")
-        if d.get(section, {}).get(name, default) == default:
+        if key not in original and d.get(section, {}).get(name, default) == default:
             d.get(section, {}).pop(name, None)
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
