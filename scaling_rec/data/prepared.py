@@ -45,7 +45,7 @@ import numpy as np
 
 from scaling_rec.data.events import CHUNK_BYTES, EventColumns, iter_chunks
 from scaling_rec.data.sequences import SequenceData
-from scaling_rec.errors import ConfigError, DataFormatError
+from scaling_rec.errors import ConfigError, DataFormatError, DataNotFoundError
 
 FORMAT_VERSION = 1
 EVENTS_PER_SHARD = 4_000_000
@@ -124,10 +124,15 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
     """
     src = pathlib.Path(input_path)
     out = pathlib.Path(out_dir)
-    if (out / "manifest.json").exists():
-        return json.loads((out / "manifest.json").read_text())
     if not src.is_file():
-        raise DataFormatError(f"{src}: not a file; --input must name an event log (.csv, .tsv, .parquet).")
+        raise DataNotFoundError(f"{src}: not a file; --input must name an event log (.csv, .tsv, .parquet).")
+    if (out / "manifest.json").exists():
+        manifest = json.loads((out / "manifest.json").read_text())
+        made_from = (manifest["source"], manifest["columns"])
+        if made_from != (_source_info(src), columns.mapped()):
+            raise ConfigError(f"{out} was prepared from {made_from}, not from {src} with columns {columns.mapped()} "
+                              "(or the file changed since); delete it or use another --out.")
+        return manifest
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     args = {"input": str(src), "columns": columns.mapped(), "num_shards": num_shards, "skip_bad_rows": skip_bad_rows,

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from scaling_rec.data import events, prepared
-from scaling_rec.errors import DataFormatError
+from scaling_rec.errors import ConfigError, DataFormatError
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 COLS = events.EventColumns(user="u", item="i", timestamp="t", rating="r")
@@ -62,6 +62,9 @@ def test_prepared_equals_the_in_memory_path(tmp_path, name, string_ids):
     seq = events.load_events(log, COLS)
     np.testing.assert_array_equal(data.user_events(u)["items"], seq.user_items(u))
     assert not (tmp_path / "out" / ".work").exists()
+    assert prepared.prepare(log, tmp_path / "out", COLS) == manifest  # finished: returned as it is
+    with pytest.raises(ConfigError, match="was prepared from"):
+        prepared.prepare(log, tmp_path / "out", events.EventColumns(user="u", item="i", timestamp="t"))
 
 
 @pytest.mark.parametrize("stops", [[2], [9], [2, 5, 4]])
