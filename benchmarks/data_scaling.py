@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 
 import numpy as np
 import pandas as pd
 from absl import app, flags
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import command_line, provenance
 from scaling_rec.analysis import fit_power_law, load_results
 from scaling_rec.analysis.flags import bound_flag, flat_test
 from scaling_rec.analysis.report import _fit_with_ci, _md_table, flag_law, identified
@@ -146,7 +145,7 @@ def main(argv: list[str]) -> None:
     atomic_write_json(out / "fits.json", summary)
     (out / "report.md").write_text(render(summary, runs, f"{_CONFIG.value} ({study.name})"))
     atomic_write_json(out / "provenance.json", {
-        "command": "python -m benchmarks.data_scaling " + " ".join(sys.argv[1:]),
+        "command": command_line("benchmarks.data_scaling"),
         "analysis": load_analysis(_CONFIG.value), "num_runs": int(len(df)), **prov})
     print(json.dumps({k: v for k, v in summary.get("L_of_U", {}).get("fit", {}).items()}, default=float))
     print(f"report: {out / 'report.md'}")

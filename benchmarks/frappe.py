@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import command_line, provenance
 from experiments.wukong.frappe import get_config
 from scaling_rec.data.ctr import compare_with_nfm, load_ctr
 from scaling_rec.io import atomic_write_json
@@ -64,8 +64,8 @@ def main() -> None:
     data = load_ctr(get_config(presets[0]).data)
     nfm_dir = pathlib.Path(os.environ.get("SCALING_REC_DATA", "../shared/data")) / "frappe-nfm"
     prov = provenance()
-    out = {"git_commit": prov["git_commit"], "command": "python -m benchmarks.frappe " + " ".join(
-               f"--{k}={v}" for k, v in vars(args).items() if k not in ("out", "jobs")),
+    out = {"git_commit": prov["git_commit"], "command": command_line("benchmarks.frappe", [
+               f"--{k}={v}" for k, v in vars(args).items() if k not in ("out", "jobs")]),
            "machine": prov["machine"],
            "split": compare_with_nfm(data, nfm_dir) if data.name == "frappe" else None,
            "oov_counts": data.oov_counts, "models": {}}

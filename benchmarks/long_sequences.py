@@ -13,12 +13,11 @@ machine (benchmarks/provenance.py, taken at launch) and the command.
 from __future__ import annotations
 
 import pathlib
-import sys
 import time
 
 from absl import app, flags
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import command_line, provenance
 from experiments.hstu.long_sequences import LENGTHS, get_config
 from scaling_rec.io import atomic_write_json
 from scaling_rec.train.loop import train_and_evaluate
@@ -68,7 +67,7 @@ def main(argv: list[str]) -> None:
     lengths = [int(x) for x in LENGTHS_FLAG.value.split(",")] if LENGTHS_FLAG.value else LENGTHS[preset]
     out_path = pathlib.Path(OUT.value or pathlib.Path(__file__).parent / "results" / f"long_sequences_{preset}.json")
     base = _configured(preset)
-    out = {"command": "python -m benchmarks.long_sequences " + " ".join(sys.argv[1:]),
+    out = {"command": command_line("benchmarks.long_sequences"),
            "provenance": provenance(), "preset": preset, "lengths": lengths, "config": base.to_dict(),
            "chance_hr@10": 10 / base.data.synthetic_items,
            "ceiling_hr@10": "min(1, 10 / profile size) = 1: profiles of 4 of 128 items (long_range.py)",

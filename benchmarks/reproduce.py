@@ -14,7 +14,7 @@ import pathlib
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import command_line, provenance
 from scaling_rec.io import atomic_write_json
 from scaling_rec.train.loop import train_and_evaluate
 
@@ -39,8 +39,8 @@ def main(argv: list[str]) -> None:
     targets = TARGETS.get(config.data.name, {})
     out = {
         "preset": preset,
-        "command": f"python -m benchmarks.reproduce --config={flags.FLAGS['config'].config_filename} "
-                   f"--workdir={_WORKDIR.value}",
+        "command": command_line("benchmarks.reproduce", [f"--config={flags.FLAGS['config'].config_filename}",
+                                                           f"--workdir={_WORKDIR.value}"]),
         "targets": targets,
         "meets_targets": {k: result["eval"].get(k, float("nan")) >= v for k, v in targets.items()},
         "result": result,

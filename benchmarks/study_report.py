@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 
 from absl import app, flags
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import command_line, provenance
 from scaling_rec.analysis import load_results, write_report
 from scaling_rec.io import atomic_write_json
 from scaling_rec.sweep.spec import load_analysis
@@ -46,7 +45,7 @@ def main(argv: list[str]) -> None:
     manifest = study / "sweep" / "manifest.json"
     source = json.loads(manifest.read_text()).get("source", "") if manifest.exists() else ""
     atomic_write_json(out / "provenance.json", {
-        "command": "python -m benchmarks.study_report " + " ".join(sys.argv[1:]),
+        "command": command_line("benchmarks.study_report"),
         "sweep_source": source, "analysis": s, "num_runs": int(len(df)), **prov})
     print(f"report: {paths['report.md']}")
 

@@ -1,6 +1,6 @@
 """TIGER on Amazon Beauty: train/evaluate presets and write benchmarks/results/tiger_beauty_cpu.json.
 
-    SCALING_REC_DATA=/work/shared/data python -m benchmarks.tiger_beauty --workdir=/tmp/runs/tiger \
+    SCALING_REC_DATA=../shared/data python -m benchmarks.tiger_beauty --workdir=/tmp/runs/tiger \
         [--presets=cpu,cpu_rqkmeans,cpu_random] [--id_stats=rqvae,rqkmeans,random]
 
 For every preset: test Recall@5/10 and NDCG@5/10 (beam search over valid IDs) at the last step and at the
@@ -18,7 +18,7 @@ import json
 import pathlib
 import time
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import command_line, provenance
 from experiments.tiger.beauty import get_config
 from scaling_rec.analysis.tiger_report import PAPER_EXAMPLES
 from scaling_rec.io import atomic_write_json
@@ -68,7 +68,7 @@ def main() -> None:
     args = p.parse_args()
     out_path = pathlib.Path(args.out)
     out = json.loads(out_path.read_text()) if out_path.exists() else {}
-    command = "python -m benchmarks.tiger_beauty " + " ".join(f"--{k}={v}" for k, v in vars(args).items() if k != "out")
+    command = command_line("benchmarks.tiger_beauty", [f"--{k}={v}" for k, v in vars(args).items() if k != "out"])
     out["commands"] = list(dict.fromkeys([*out.get("commands", [out["command"]] if "command" in out else []), command]))
     out.pop("command", None)
     prov = provenance()

@@ -1,7 +1,7 @@
 r"""HSTU and SASRec on Amazon Beauty (5-core, S3-Rec form) with the HSTU reference recipe.
 
 Command:
-  SCALING_REC_DATA=/work/shared/data python -m launch.train \
+  SCALING_REC_DATA=../shared/data python -m launch.train \
       --config=experiments/hstu/beauty.py:hstu --workdir=runs/
 Presets: tiny (hstu/S, 20 steps, 1,000 evaluation users: a smoke test), sasrec, hstu, hstu_large
 (experiments/hstu/common.py: embed 50, max_len 50, dropout 0.2, batch 128, lr 1e-3, 128 negatives,

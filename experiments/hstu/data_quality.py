@@ -1,7 +1,7 @@
 r"""Data quality: does cleaner data beat more data at the same model size?
 
 Command (study directories: <workdir>/hstu_data_quality for ml100k, <workdir>/hstu_data_quality_beauty):
-  SCALING_REC_DATA=/work/shared/data python -m launch.sweep \
+  SCALING_REC_DATA=../shared/data python -m launch.sweep \
       --config=experiments/hstu/data_quality.py:ml100k --workdir=runs/ --executor=inline
 Presets:
   ml100k        ML-100K, every rating vs only ratings >= 4 (55% of the events), × hstu/XS, S, M,

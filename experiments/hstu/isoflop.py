@@ -1,7 +1,7 @@
 r"""IsoFLOP study of HSTU (and SASRec) on Amazon Beauty: which model size is best at each budget C?
 
 Command (the README's main command: trains, fits and plots):
-  SCALING_REC_DATA=/work/shared/data python -m launch.sweep \
+  SCALING_REC_DATA=../shared/data python -m launch.sweep \
       --config=experiments/hstu/isoflop.py:quick --workdir=runs/ --executor=inline
   (another dataset: --config.data.name=amazon-toys; report: runs/hstu_isoflop/report/report.md)
 

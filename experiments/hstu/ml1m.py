@@ -1,4 +1,4 @@
-r"""The HSTU reference on MovieLens-1M (needs ratings.dat: /work/shared/data has only movies/users).
+r"""The HSTU reference on MovieLens-1M (needs ratings.dat; ../shared/data here has only movies/users).
 
 Command (on a machine whose data directory or cache has ml-1m/ratings.dat, or with internet):
   python -m launch.train --config=experiments/hstu/ml1m.py:hstu --workdir=runs/

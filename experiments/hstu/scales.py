@@ -1,7 +1,7 @@
 r"""One architecture (HSTU) at several scales on Amazon Beauty, same data and same epochs.
 
 Command:
-  SCALING_REC_DATA=/work/shared/data python -m launch.sweep \
+  SCALING_REC_DATA=../shared/data python -m launch.sweep \
       --config=experiments/hstu/scales.py:quick --workdir=runs/ --executor=inline
 Presets (a fixed size ladder from scaling_rec/sweep/sizes.py; every run trains the same epochs):
   quick  hstu/XS, S, M (N_dense 5k, 25k, 101k) × 1 epoch, one evaluation on 5,000 users.

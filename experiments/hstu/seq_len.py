@@ -1,7 +1,7 @@
 r"""Sequence length: HSTU with histories of 50 → 400 events on ML-100K (median history ≈ 65, max 737).
 
 Command:
-  SCALING_REC_DATA=/work/shared/data python -m launch.sweep \
+  SCALING_REC_DATA=../shared/data python -m launch.sweep \
       --config=experiments/hstu/seq_len.py:quick --workdir=runs/ --executor=inline
 Presets (hstu/S unless stated; ML-100K has timestamps, so the time bias is on):
   quick  max_len 50, 100, 200 × 20 epochs (8 steps each), one evaluation at the end: 3 runs.

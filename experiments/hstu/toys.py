@@ -1,7 +1,7 @@
 r"""HSTU and SASRec on Amazon Toys and Games (5-core, S3-Rec form) with the HSTU reference recipe.
 
 Command:
-  SCALING_REC_DATA=/work/shared/data python -m launch.train \
+  SCALING_REC_DATA=../shared/data python -m launch.train \
       --config=experiments/hstu/toys.py:hstu --workdir=runs/
 Presets as in experiments/hstu/beauty.py: tiny, sasrec, hstu, hstu_large (embed 50, max_len 50,
 dropout 0.2, batch 128, lr 1e-3, 128 negatives, temperature 0.05); 50 epochs, evaluation every 2

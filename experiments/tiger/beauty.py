@@ -1,10 +1,10 @@
 r"""TIGER on Amazon Beauty (5-core, S3-Rec form; Rajput et al. 2023, Sec. 4): semantic IDs + seq2seq retrieval.
 
 Command (one run; resumable: run it again to continue from the last checkpoint):
-  SCALING_REC_DATA=/work/shared/data python -c "from experiments.tiger.beauty import get_config; \
+  SCALING_REC_DATA=../shared/data python -c "from experiments.tiger.beauty import get_config; \
 from scaling_rec.train.tiger_loop import train_and_evaluate as t; print(t(get_config('paper'), 'runs/tiger'))"
 The benchmark (several presets, writes benchmarks/results/tiger_beauty_cpu.json):
-  SCALING_REC_DATA=/work/shared/data python -m benchmarks.tiger_beauty --presets=cpu
+  SCALING_REC_DATA=../shared/data python -m benchmarks.tiger_beauty --presets=cpu
 
 Presets:
 - paper: the paper's model (4+4 layers, d_model 128, 6 x 64 heads, FFN 1024, dropout 0.1, 2,000 user

@@ -26,7 +26,7 @@ Presets:
          measure overfitting rather than the use of compute.
   smoke  two tiny models x 2 lengths on whatever data the base config points at (tests).
 Command:
-  SCALING_REC_DATA=/work/shared/data python -m launch.sweep --config=experiments/tiger/scaling.py:gpu \
+  SCALING_REC_DATA=../shared/data python -m launch.sweep --config=experiments/tiger/scaling.py:gpu \
       --workdir=runs/ --executor=local --workers=1
 Not run yet: the GPU lent so far (15 device-minutes per session) went to the Beauty reproduction; one
 paper-size run of 20k steps is days of this 2-core CPU.

@@ -1,7 +1,7 @@
 """Frappe_x1 reproduction: Wukong, DLRM and DCNv2 on Frappe rebuilt from the raw log (NFM/BARS protocol).
 
 Run all three (3 seeds each) and write benchmarks/results/frappe_cpu.json:
-    SCALING_REC_DATA=/work/shared/data python -m benchmarks.frappe --workdir=/tmp/runs/frappe_final --jobs=2
+    SCALING_REC_DATA=../shared/data python -m benchmarks.frappe --workdir=/tmp/runs/frappe_final --jobs=2
 One run:
     python -m launch.train --config=experiments/wukong/frappe.py:dcnv2 --workdir=/tmp/runs
 

@@ -43,7 +43,7 @@ study bounds what a small public dataset can say rather than refuting it. Rung 4
 Every point carries a size label ('wukong/r0' … 'dlrm/r5') for the sweep table and the analysis;
 launch.sweep routes the CTR families to scaling_rec.ctr_config (validation) and
 scaling_rec.train.ctr_loop (training) by model.family. Command:
-  SCALING_REC_DATA=/work/shared/data python -m launch.sweep \
+  SCALING_REC_DATA=../shared/data python -m launch.sweep \
       --config=experiments/wukong/scaling.py:quick --workdir=runs/ --executor=local --workers=2
 """
 
