@@ -45,6 +45,8 @@ _PIPE_BATCHES = flags.DEFINE_integer("pipeline_batches", 300, "Timed batches of 
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Sequences per batch.")
 _MAX_LEN = flags.DEFINE_integer("max_len", 50, "Longest training sequence.")
 _OUT = flags.DEFINE_string("out", "", "--mode=all: the results JSON.")
+_REUSE = flags.DEFINE_bool("reuse_prepare", False, "--mode=all: keep a prepared directory and the prepare "
+                           "measurement saved beside it (with its own provenance) instead of preparing again.")
 
 _ROWS_PER_CHUNK = 5_000_000
 _YEAR_S = 365 * 24 * 3600
@@ -82,7 +84,11 @@ def generate(path: pathlib.Path, events: int, users: int, items: int, user_zipf:
             writer.write_table(table)
         writer.close()
     os.replace(tmp, path)
-    return {"generate_s": time.time() - t0, "log_bytes": path.stat().st_size}
+    result = {"generate_s": time.time() - t0, "log_bytes": path.stat().st_size,
+              "args": {"events": events, "users": users, "items": items, "user_zipf": user_zipf,
+                       "item_zipf": item_zipf, "seed": seed}}
+    path.with_name(path.name + ".json").write_text(json.dumps(result))
+    return result
 
 
 def _stage_prepare() -> dict:
@@ -138,7 +144,8 @@ def _stage_train() -> dict:
     config = default_config()
     config.train.batch_size, config.data.max_len = _BATCH.value, _MAX_LEN.value
     mesh = make_mesh_from_config(config)
-    graphdef, init = sharded_init(lambda: build(config, data.num_items, time_bias=data.has_time,
+    num_items = max(data.num_items, _ITEMS.value)  # the same model for every log size: only the data varies
+    graphdef, init = sharded_init(lambda: build(config, num_items, time_bias=data.has_time,
                                                 rngs=nnx.Rngs(params=0)), mesh, rules_for(config))
     optimizer = make_optimizer(config.train)
     params = init()
@@ -161,11 +168,11 @@ def _stage_train() -> dict:
     wall = time.time() - t0
     return {"steps": _TRAIN_STEPS.value, "examples": n, "wall_s": wall, "step_s": wall / _TRAIN_STEPS.value,
             "examples_per_s": n / wall, "loss": float(metrics["loss"]), "peak_rss_mb": _peak_rss_mb(),
-            "tokens_per_batch": stream.spec.tokens_per_batch, "n_items": data.num_items}
+            "tokens_per_batch": stream.spec.tokens_per_batch, "items_in_log": data.num_items, "model_items": num_items}
 
 
 def _child(mode: str, **kw: str) -> dict:
-    args = [sys.executable, "-m", "benchmarks.events_scale", f"--mode={mode}",
+    args = [sys.executable, "-m", "benchmarks.events_scale", f"--mode={mode}", f"--items={_ITEMS.value}",
             f"--batch_size={_BATCH.value}", f"--max_len={_MAX_LEN.value}", f"--train_steps={_TRAIN_STEPS.value}",
             f"--pipeline_batches={_PIPE_BATCHES.value}"] + [f"--{k}={v}" for k, v in kw.items()]
     print(f"[events_scale] {mode} {kw}", file=sys.stderr, flush=True)
@@ -181,11 +188,21 @@ def _run_all() -> dict:
     sizes = []
     for events in map(int, _EVENTS.value):
         log, prep = work / f"log_{events}.csv", work / f"prepared_{events}"
-        gen = {"generate_s": None, "log_bytes": log.stat().st_size} if log.exists() else generate(
-            log, events, _USERS.value, _ITEMS.value, _USER_ZIPF.value, _ITEM_ZIPF.value, _SEED.value)
-        if prep.exists():
-            subprocess.run(["rm", "-rf", str(prep)], check=True)  # a fresh prepare is what is timed
-        row = {"events": events, **gen, "prepare": _child("prepare", log=str(log), prepared=str(prep)),
+        args = {"events": events, "users": _USERS.value, "items": _ITEMS.value, "user_zipf": _USER_ZIPF.value,
+                "item_zipf": _ITEM_ZIPF.value, "seed": _SEED.value}
+        sidecar = log.with_name(log.name + ".json")
+        gen = json.loads(sidecar.read_text()) if sidecar.exists() and log.exists() else None
+        if gen is None or gen["args"] != args:
+            gen = generate(log, **args)
+        saved = prep.with_name(prep.name + ".prepare.json")
+        if _REUSE.value and saved.exists() and (prep / "manifest.json").exists():
+            prep_result = json.loads(saved.read_text())
+        else:
+            if prep.exists():
+                subprocess.run(["rm", "-rf", str(prep)], check=True)  # a fresh prepare is what is timed
+            prep_result = {**_child("prepare", log=str(log), prepared=str(prep)), "provenance": provenance()}
+            saved.write_text(json.dumps(prep_result))
+        row = {"events": events, **gen, "prepare": prep_result,
                "pipeline": _child("pipeline", prepared=str(prep)), "train": _child("train", prepared=str(prep))}
         row["pipeline_over_train"] = row["pipeline"]["examples_per_s"] / row["train"]["examples_per_s"]
         sizes.append(row)
