@@ -268,35 +268,35 @@ def _parquet_chunks(path: pathlib.Path, columns: EventColumns, skip_bad_rows: bo
     missing = [f"{r}={c!r}" for r, c in roles.items() if c not in names]
     if missing:
         raise DataFormatError(f"{path}: fields {names} lack the mapped columns {', '.join(missing)}; set data.columns.")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    int_ids = {r: pa.types.is_integer(pf.schema_arrow.field(roles[r]).type) for r in ("user", "item")}
     row = 0
     for batch in pf.iter_batches(batch_size=rows, columns=list(roles.values())):
         first, row = row, row + batch.num_rows
         if row <= start_row:
             continue
-        cols: dict[str, np.ndarray] = {}
         bad = np.zeros(batch.num_rows, bool)
-        for role, name in roles.items():
-            col = batch.column(name)
-            bad |= np.asarray(col.is_null().to_numpy(zero_copy_only=False))
-            arr = col.to_numpy(zero_copy_only=False)
-            if role in ("user", "item"):
-                arr = arr.astype(np.int64) if arr.dtype.kind in "iuf" and not bad.any() else arr.astype(object)
-            elif role in _INT_ROLES:
-                arr = arr.astype(np.float64) if bad.any() else arr.astype(np.int64)
-            else:
-                arr = arr.astype(np.float32)
-            cols[role] = arr
+        for name in roles.values():
+            bad |= batch.column(name).is_null().to_numpy(zero_copy_only=False)
         skipped, examples = 0, []
         if bad.any():
             rows_bad = np.flatnonzero(bad)
-            where = f"{path}: row {first + int(rows_bad[0]) + 1}"
             if not skip_bad_rows:
-                raise DataFormatError(f"{where}: a mapped column is null. Fix it, or pass --skip_bad_rows.")
+                raise DataFormatError(f"{path}: row {first + int(rows_bad[0]) + 1}: a mapped column is null. Fix "
+                                      "it, or pass --skip_bad_rows to count and skip such rows.")
             skipped, examples = int(bad.sum()), [f"{path}: row {first + int(r) + 1}: null" for r in rows_bad[:5]]
-            cols = {r: a[~bad] for r, a in cols.items()}
-            for role in _INT_ROLES:
-                if role in cols:
-                    cols[role] = cols[role].astype(np.int64)
+            batch = batch.filter(pa.array(~bad))
+        cols: dict[str, np.ndarray] = {}
+        for role, name in roles.items():
+            col = batch.column(name)
+            if role in ("user", "item"):
+                arr = col.to_numpy().astype(np.int64) if int_ids[role] else np.asarray(
+                    pc.cast(col, pa.string()).to_pylist(), dtype=object)
+            else:
+                arr = col.to_numpy(zero_copy_only=False).astype(np.int64 if role in _INT_ROLES else np.float32)
+            cols[role] = arr
         yield EventChunk(cols, first + 1, row + 1, skipped, examples), row
 
 

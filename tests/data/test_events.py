@@ -171,3 +171,17 @@ def test_beauty_through_the_event_log_path_gives_the_same_tiny_run_loss(tmp_path
     ours = run(name="events", path=str(_beauty_csv(tmp_path)))
     assert ours["final_train_loss"] == ref["final_train_loss"]
     assert ours["eval"] == ref["eval"]
+
+
+def test_parquet_nulls_name_the_row_or_are_counted(tmp_path):
+    df = _frame()
+    df["iid"] = df["iid"].astype("Int64")
+    df.loc[3, "iid"] = pd.NA
+    path = tmp_path / "log.parquet"
+    df.to_parquet(path)
+    cols = events.EventColumns.from_mapping(COLS)
+    with pytest.raises(DataFormatError, match="log.parquet: row 4: a mapped column is null"):
+        events.read_table(path, cols)
+    table = events.read_table(path, cols, skip_bad_rows=True)
+    assert table.skipped == 1 and table.columns["item"].dtype == np.int64
+    np.testing.assert_array_equal(table.columns["item"], [30, 20, 10, 20, 20])
