@@ -56,13 +56,17 @@ class Schedule:
 
 
 def example_train_flops(config: ml_collections.ConfigDict, inputs: RunInputs) -> np.ndarray:
-    """Training FLOPs of each training example (forward FLOPs are additive over examples)."""
+    """Training FLOPs of each training example (forward FLOPs are additive over examples); computed once
+    per distinct (length, targets) pair, since they depend on nothing else (a sweep of 200k examples spent
+    9 s per run here otherwise)."""
     scored = scored_per_target(config.train, inputs.num_items)
-    return np.array([
-        TRAIN_MULTIPLIER * forward_flops(config.model, np.array([len(e)]), float(np.count_nonzero(e.targets)),
-                                         "jagged", config.data.max_len, scored)
-        for e in inputs.train
+    keys = np.array([(len(e), np.count_nonzero(e.targets)) for e in inputs.train], np.int64).reshape(-1, 2)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    per_key = np.array([
+        TRAIN_MULTIPLIER * forward_flops(config.model, np.array([n]), float(t), "jagged", config.data.max_len, scored)
+        for n, t in unique
     ])
+    return per_key[inverse.reshape(-1)]
 
 
 def plan_schedule(config: ml_collections.ConfigDict, inputs: RunInputs, stream: TrainStream) -> Schedule:
