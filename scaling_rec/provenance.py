@@ -1,11 +1,15 @@
-"""Which code produced a result: the git commit of the scaling_rec checkout."""
+"""Which code and which data produced a result: the git commit of the scaling_rec checkout, and the path,
+size and SHA-256 of every data file a run reads (whose content identity also enters the run id)."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import pathlib
 import subprocess
+from typing import Any
 
 
 @functools.cache
@@ -26,3 +30,106 @@ def code_version() -> dict[str, str | bool]:
                 "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": "unknown", "git_dirty": False}
+
+
+# ----------------------------------------------------------------------------- which data a run read
+
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 (hex) of a file's bytes, computed once per (resolved path, size, mtime): remembered in the
+    process and on disk under <cache>/sha256/ (scaling_rec.data.sources.cache_dir), so a sweep's runs and
+    processes hash a dataset once. A file rewritten in place gets a new mtime, hence a new checksum."""
+    from scaling_rec.data.sources import cache_dir
+    from scaling_rec.io import atomic_write_json
+
+    resolved = pathlib.Path(path).resolve()
+    st = resolved.stat()
+    key = (str(resolved), st.st_size, st.st_mtime_ns)
+    if key in _SHA_MEMO:
+        return _SHA_MEMO[key]
+    store = cache_dir() / "sha256" / (hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32] + ".json")
+    try:
+        stored = json.loads(store.read_text())
+        if tuple(stored["key"]) == key:
+            _SHA_MEMO[key] = stored["sha256"]
+            return stored["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = hashlib.sha256()
+    with open(resolved, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    _SHA_MEMO[key] = digest.hexdigest()
+    try:
+        atomic_write_json(store, {"key": list(key), "sha256": _SHA_MEMO[key]})
+    except OSError:  # a read-only cache only costs a recomputation next time
+        pass
+    return _SHA_MEMO[key]
+
+
+def data_files(config: Any) -> list[pathlib.Path]:
+    """The data files a run of `config` reads, resolved the way its loader resolves them (no download).
+
+    Sequential (HSTU, SASRec) and TIGER: the registered dataset's file (scaling_rec.data.sources.locate),
+    or data.path for 'events' (every file under it when it is a prepared directory); TIGER adds its item
+    content files; CTR families: scaling_rec.data.ctr.source_file. Generated data ('synthetic*',
+    'known-answer') reads none. A dataset not found where no data_dir was given yields [] (the loader
+    downloads it or names every place it looked).
+
+    Raises:
+      DataNotFoundError: an explicit data.data_dir that does not exist or lacks the dataset.
+    """
+    from scaling_rec import ctr_config, tiger_config
+    from scaling_rec.data import amazon_content, ctr, sources
+    from scaling_rec.errors import DataNotFoundError
+
+    if "model" not in config or "data" not in config:
+        return []
+    family, data = config.model.family, config.data
+    data_dir = data.get("data_dir") or None
+    if family in ctr_config.FAMILIES:
+        src = ctr.source_file(data)
+        return [src] if src is not None else []
+    files: list[pathlib.Path] = []
+    if data.name in sources.DATASETS:
+        try:
+            files += list(sources.locate(data.name, data_dir, download=False).values())
+        except DataNotFoundError:
+            if data_dir:
+                raise
+            return []
+    elif data.name == "events" and data.get("path"):
+        path = pathlib.Path(data.path)
+        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if family in tiger_config.FAMILIES:
+        files += amazon_content.content_files(data.name, data_dir)
+    return files
+
+
+def data_identity(files: list[pathlib.Path]) -> str | None:
+    """What a run id records of its data: the SHA-256 of the sorted content checksums of `files`, or None
+    when there are none or every one is a canonical copy (scaling_rec.data.sources.CANONICAL_SHA256).
+
+    The content, not the path, is the identity: a copy of the same file elsewhere (another data_dir, a
+    cache, a cluster's scratch disk) is the same data and keeps the same run id, so its finished result is
+    reused; a different file (another version, a filtered or corrupted copy) is other data and gets a new
+    run id, so an old result is never returned for it. None for canonical data keeps every run id made
+    before data identities existed (the ADDED_KEYS rule of scaling_rec.config.run_id).
+    """
+    from scaling_rec.data.sources import CANONICAL_SHA256
+
+    checksums = sorted(file_sha256(f) for f in files)
+    if not checksums or set(checksums) <= set(CANONICAL_SHA256.values()):
+        return None
+    return hashlib.sha256("\n".join(checksums).encode()).hexdigest()
+
+
+def data_provenance(config: Any) -> dict[str, Any]:
+    """Result fields naming the data read: 'data_files' ([{path (resolved), size_bytes, sha256}]) and
+    'data_identity' (data_identity(), None for canonical or generated data)."""
+    files = data_files(config)
+    records = [{"path": str(pathlib.Path(f).resolve()), "size_bytes": pathlib.Path(f).stat().st_size,
+                "sha256": file_sha256(f)} for f in files]
+    return {"data_files": records, "data_identity": data_identity(files)}

@@ -251,6 +251,19 @@ def read_item_attributes(path: str | os.PathLike, num_items: int) -> tuple[list[
     return out, dup
 
 
+def content_files(name: str, data_dir: str | os.PathLike | None = None) -> list[pathlib.Path]:
+    """The files `load_item_content(name, data_dir)` reads (those that exist; the loader names a missing one)."""
+    if name not in _FOLDERS:
+        return []
+    root = pathlib.Path(data_dir or os.environ.get("SCALING_REC_DATA", ""))
+    s3rec, attr_file, meta = _FOLDERS[name]
+    files = [root / s3rec / attr_file]
+    if meta is not None:
+        files += [root / s3rec / "p5_asin" / "user_sequence.txt", root / meta / "item_id_to_int.json",
+                  root / meta / "products_lookup.csv"]
+    return [f for f in files if f.is_file()]
+
+
 def load_item_content(name: str = "amazon-beauty", data_dir: str | os.PathLike | None = None,
                       num_items: int | None = None) -> ItemContent:
     """Titles (Beauty) and attributes of every item of an Amazon 5-core set, indexed by S3-Rec id.

@@ -417,6 +417,34 @@ def _file_key(path: pathlib.Path) -> str:
     return f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}"
 
 
+def source_file(data_config) -> pathlib.Path | None:
+    """The file a CTR config's `data` section reads (None for 'synthetic'): data.path, else for 'frappe'
+    <data_dir>/frappe-raw/Mobile_Frappe.zip with data_dir = data.data_dir, $SCALING_REC_DATA or ../shared/data.
+
+    Raises:
+      ConfigError: an unknown name, or 'criteo' without data.path.
+      DataNotFoundError: the file (or an explicit data.data_dir) does not exist.
+    """
+    d = data_config
+    if d.name == "synthetic":
+        return None
+    if d.data_dir and not d.path and not pathlib.Path(d.data_dir).is_dir():
+        raise DataNotFoundError(f"data_dir {d.data_dir} does not exist (data.data_dir); fix the path, or leave it "
+                                "empty to use $SCALING_REC_DATA.")
+    data_dir = pathlib.Path(d.data_dir or os.environ.get("SCALING_REC_DATA", "../shared/data"))
+    if d.name == "frappe":
+        src = pathlib.Path(d.path) if d.path else data_dir / "frappe-raw" / "Mobile_Frappe.zip"
+    elif d.name == "criteo":
+        if not d.path:
+            raise ConfigError("data.path must name the Criteo-format file for data.name='criteo'.")
+        src = pathlib.Path(d.path)
+    else:
+        raise ConfigError(f"data.name = {d.name!r} is not one of 'frappe', 'criteo', 'synthetic'.")
+    if not src.exists():
+        raise DataNotFoundError(f"{src} not found (data.name={d.name!r}); set data.data_dir or data.path.")
+    return src
+
+
 def load_ctr(data_config, cache_dir: str | os.PathLike | None = None) -> CTRDataset:
     """The dataset of a CTR config's `data` section, from the on-disk cache when present.
 
@@ -429,17 +457,8 @@ def load_ctr(data_config, cache_dir: str | os.PathLike | None = None) -> CTRData
         data, _ = synthetic_ctr(d.synthetic_examples, tuple(d.synthetic_cardinalities), seed=d.split_seed,
                                 fractions=tuple(d.split))
         return data
-    data_dir = pathlib.Path(d.data_dir or os.environ.get("SCALING_REC_DATA", "../shared/data"))
-    if name == "frappe":
-        src = pathlib.Path(d.path) if d.path else data_dir / "frappe-raw" / "Mobile_Frappe.zip"
-    elif name == "criteo":
-        if not d.path:
-            raise ConfigError("data.path must name the Criteo-format file for data.name='criteo'.")
-        src = pathlib.Path(d.path)
-    else:
-        raise ConfigError(f"data.name = {name!r} is not one of 'frappe', 'criteo', 'synthetic'.")
-    if not src.exists():
-        raise DataNotFoundError(f"{src} not found (data.name={name!r}); set data.data_dir or data.path.")
+    src = source_file(d)
+    assert src is not None
     options = {"v": _CACHE_VERSION, "name": name, "src": _file_key(src), "seed": d.split_seed,
                "split": list(d.split), "min_count": d.min_count, "hash_buckets": d.hash_buckets,
                "numeric": d.numeric}

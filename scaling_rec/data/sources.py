@@ -1,12 +1,17 @@
 """Where dataset files live: a registry of datasets, and look-up with download into a cache.
 
-Look-up order for a dataset's folder (`DatasetSpec.folder`, e.g. `movielens-100k/`):
-  1. the explicit `data_dir` argument,
-  2. the environment variable `SCALING_REC_DATA`,
-  3. the local cache, `$SCALING_REC_CACHE` or `~/.cache/scaling_rec`,
-  4. a download from the canonical URL into the cache (atomic: temporary file, checksum, rename).
+Look-up of a dataset's folder (`DatasetSpec.folder`, e.g. `movielens-100k/`): an explicit `data_dir`
+(`--config.data.data_dir`) is the only place looked at: a missing directory, or one without the dataset,
+is a DataNotFoundError, never a silent fall-back to another copy. Without one, in order:
+  1. the environment variable `SCALING_REC_DATA`,
+  2. the local cache, `$SCALING_REC_CACHE` or `~/.cache/scaling_rec`,
+  3. a download from the canonical URL into the cache (atomic: temporary file, checksum, rename).
 The first place that holds every file the dataset needs wins. The cache has the same layout as a
-data directory, so a downloaded dataset is found at step 3 next time.
+data directory, so a downloaded dataset is found at step 2 next time.
+
+`CANONICAL_SHA256` pins the content of every data file of the canonical copies (what the results so far
+were computed on); scaling_rec.provenance leaves a run's data identity out of its run id exactly when all
+its files match it.
 """
 
 from __future__ import annotations
@@ -142,6 +147,29 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+# SHA-256 of the data files as distributed (the S3-Rec files match their md5 above; u.data is the member
+# of the ml-100k.zip of that md5), measured on ../shared/data with `sha256sum`. Datasets not on that
+# machine (ml-1m, ml-20m, ml-latest-small) have no entry: their run ids always carry the data identity.
+CANONICAL_SHA256 = {
+    "amazon-beauty-s3rec/Beauty.txt": "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+    "amazon-beauty-s3rec/Beauty_item2attributes.json":
+        "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4",
+    "amazon-beauty-s3rec/p5_asin/user_sequence.txt":
+        "47197cbee7bdc1896926e10d96b807dce0aecb9a1f0c2ccc887c21090237c9b7",
+    "amazon-beauty-meta/item_id_to_int.json": "3d1a1d362c7daeddf616057fae8fa24af9d70902fdaf4631852231a9953afa50",
+    "amazon-beauty-meta/products_lookup.csv": "65133eca0615999df67fc5b26a93a7da762e53e613a083fd6b9e37174896d128",
+    "amazon-toys-s3rec/Toys_and_Games.txt": "176c680c688d497598c4a89a03b402c0fe78d795e5db335c2e78dd5f2d778a3f",
+    "amazon-toys-s3rec/Toys_and_Games_item2attributes.json":
+        "d371acd25101eedac04afc727626464b7acec770c4eda708705d51eb76eb1ad0",
+    "amazon-toys-s3rec/p5_asin/user_sequence.txt":
+        "cf2dfd59149a603b8fb3e84bc3c2fc21df0b3332ce62ac4453133fb730f6adf3",
+    "movielens-100k/u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+    "frappe-raw/Mobile_Frappe.zip": "4adc616de57170f282397f6e6e30215f97fa7ad1b7f40bd12ef5dceaaf3e9b4e",
+    "ctr-samples-deepctr/criteo_sample.txt": "08b84f12a22438fb534e989a5e4fa245726b2bda001983556bc2aea2f094f724",
+    "ctr-samples-deepctr/avazu_sample.txt": "43daa44dde764bf2c0dacf80002a73da4441088a53d40a3629094d3a2b1592f3",
+}
+
+
 def get_spec(name: str) -> DatasetSpec:
     """The registered dataset called `name`; ConfigError listing the known names otherwise."""
     if name not in DATASETS:
@@ -160,9 +188,9 @@ def cache_dir() -> pathlib.Path:
 
 def _places(data_dir: str | os.PathLike | None) -> list[tuple[str, pathlib.Path]]:
     """The directories to search, in order, each with a label saying why it is searched."""
+    if data_dir:
+        return [("data_dir", pathlib.Path(data_dir).expanduser())]
     places = []
-    if data_dir is not None:
-        places.append(("data_dir argument", pathlib.Path(data_dir).expanduser()))
     env = os.environ.get(DATA_ENV)
     if env:
         places.append((f"${DATA_ENV}", pathlib.Path(env).expanduser()))
@@ -189,15 +217,27 @@ def locate(
 
     Args:
       dataset: a registry name ('ml-1m', ...) or a DatasetSpec.
-      data_dir: searched first; then $SCALING_REC_DATA, then the cache (see the module docstring).
+      data_dir: when given (not None or ''), the only place searched; else $SCALING_REC_DATA, the cache and
+        a download (see the module docstring).
       download: whether to fetch missing files from their canonical URL into the cache.
       timeout_s: network timeout per connection, in seconds.
 
     Raises:
-      DataNotFoundError: listing every place searched and how to get the files.
+      DataNotFoundError: `data_dir` does not exist or lacks the files, or the files are nowhere; the
+        message lists every place searched and how to get the files.
       DataFormatError: a download's checksum or archive content is wrong.
     """
     spec = get_spec(dataset) if isinstance(dataset, str) else dataset
+    if data_dir:
+        root = pathlib.Path(data_dir).expanduser()
+        found = _find_in(spec, root) if root.is_dir() else None
+        if found is None:
+            why = "does not exist" if not root.exists() else f"has no {spec.folder}/ with the dataset's files"
+            raise DataNotFoundError(
+                f"data_dir {root} {why} (data.data_dir; {spec.name!r} needs "
+                f"{', '.join(f'{spec.folder}/{f.filename}' for f in spec.files)} under it). Fix the path, or "
+                f"leave data.data_dir empty to use ${DATA_ENV}, the cache or a download.")
+        return found
     places = _places(data_dir)
     for label, root in places:
         found = _find_in(spec, root)

@@ -35,6 +35,7 @@ from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
+from scaling_rec.provenance import data_provenance
 from scaling_rec.train import bookkeeping
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
@@ -240,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "final_eval_loss": float((meta.get("last_valid") or {}).get("logloss", float("nan"))),
         "eval": bookkeeping.flatten_best(best), "oov_counts": data.oov_counts,
         **bookkeeping.run_times(meta["wall_time_s"], t_start, meta.get("resumed_wall_time_s", 0.0)),
-        **bookkeeping.run_provenance(),
+        **bookkeeping.run_provenance(), **data_provenance(config),
     }
     book.finish(result, run_dir, main)
     return result

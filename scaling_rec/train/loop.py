@@ -178,7 +178,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         best = bookkeeping.best_valid(meta, sel)
         test = lambda: evaluate(eval_step, state.params, inputs.test, inputs.eval_spec, inputs.time_origin, mesh,
                                 temperature=valid["temperature"])
-        fields = bookkeeping.record_eval(meta, step, valid, best is None or valid[sel] > best, test)
+        improved = best is None or (valid[sel] < best if sel == "xent" else valid[sel] > best)
+        fields = bookkeeping.record_eval(meta, step, valid, improved, test)
         logger.log({"step": step, **fields})
         progress(f"[{rid}] step {step} valid {sel}={valid[sel]:.4f} xent={valid['xent']:.3f} "
                  f"(raw {valid['xent_raw']:.3f}, T={valid['temperature']:.3g}) "

@@ -50,6 +50,7 @@ from scaling_rec.models.tiger import Tiger, history_tokens, repeat_context
 from scaling_rec.parallel.mesh import make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import create_sharded, init_opt_state, place_batch, replicated
+from scaling_rec.provenance import data_provenance
 from scaling_rec.train.bookkeeping import best_valid, open_run_dir, resume, run_provenance, run_times, write_result
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
@@ -405,6 +406,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "num_valid_users_in_curve": len(valid_ex.targets_B), "num_test_users": len(test_ex.targets_B),
         "dropped_users": split.num_dropped_users, "beam_width": W,
         **run_times(meta["wall_time_s"], t_start, meta.get("resumed_wall_time_s", 0.0)), **run_provenance(),
+        **data_provenance(config),
     }
     logger.close()
     write_result(run_dir, result, main)

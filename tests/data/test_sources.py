@@ -57,9 +57,23 @@ def test_lookup_order_data_dir_then_env_then_cache(tmp_path: pathlib.Path, monke
     cached = _write(tmp_path / "cache" / "movielens-100k" / "u.data", UDATA)
     monkeypatch.setenv(sources.DATA_ENV, str(tmp_path / "env"))
     assert locate("ml-100k", tmp_path / "arg", download=False)["u.data"] == arg
-    assert locate("ml-100k", tmp_path / "nowhere", download=False)["u.data"] == env
+    assert locate("ml-100k", None, download=False)["u.data"] == env
     monkeypatch.delenv(sources.DATA_ENV)
     assert locate("ml-100k", None, download=False)["u.data"] == cached
+
+
+def test_an_explicit_data_dir_is_the_only_place_looked_at(tmp_path: pathlib.Path, monkeypatch) -> None:
+    """A wrong data_dir is an error, never a fall-back to $SCALING_REC_DATA or the cache (issue 14, 2)."""
+    _write(tmp_path / "env" / "movielens-100k" / "u.data", UDATA)
+    _write(tmp_path / "cache" / "movielens-100k" / "u.data", UDATA)
+    monkeypatch.setenv(sources.DATA_ENV, str(tmp_path / "env"))
+    with pytest.raises(DataNotFoundError) as err:
+        locate("ml-100k", tmp_path / "nowhere")
+    assert str(err.value).startswith(f"data_dir {tmp_path / 'nowhere'} does not exist (data.data_dir;")
+    assert "movielens-100k/u.data" in str(err.value) and "leave data.data_dir empty" in str(err.value)
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataNotFoundError, match="has no movielens-100k/ with the dataset's files"):
+        load_sequences("ml-100k", tmp_path / "other")
 
 
 def test_alias_folder_is_accepted(tmp_path: pathlib.Path) -> None:
@@ -71,7 +85,7 @@ def test_download_zip_member_via_file_url(tmp_path: pathlib.Path, monkeypatch) -
     archive = tmp_path / "ml-100k.zip"
     md5 = _zip(archive, {"ml-100k/u.data": UDATA.encode(), "ml-100k/u.item": b"x"})
     _use_spec(monkeypatch, "ml-100k", RemoteFile("u.data", archive.as_uri(), "ml-100k/u.data", md5=md5))
-    data = load_sequences("ml-100k", tmp_path / "empty", timeout_s=1.0)
+    data = load_sequences("ml-100k", timeout_s=1.0)
     assert (data.num_users, data.num_items, data.num_events) == (2, 2, 3)
     folder = tmp_path / "cache" / "movielens-100k"
     assert sorted(p.name for p in folder.iterdir()) == ["u.data"]  # no archive, no temp files left
@@ -116,9 +130,9 @@ def test_offline_error_lists_every_place_and_the_url(tmp_path: pathlib.Path, mon
     _use_spec(monkeypatch, "ml-1m", RemoteFile("ratings.dat", unreachable, "ml-1m/ratings.dat"))
     monkeypatch.setenv(sources.DATA_ENV, str(tmp_path / "env-dir"))
     with pytest.raises(DataNotFoundError) as err:
-        load_sequences("ml-1m", tmp_path / "arg-dir", timeout_s=1.0)
+        load_sequences("ml-1m", timeout_s=1.0)
     msg = str(err.value)
-    for place in ("arg-dir", "env-dir", str(tmp_path / "cache"), unreachable, "movielens-1m/ratings.dat"):
+    for place in ("env-dir", str(tmp_path / "cache"), unreachable, "movielens-1m/ratings.dat"):
         assert place in msg, msg
     assert "download into" in msg and "SCALING_REC_DATA" in msg and "ml-1m/ratings.dat" in msg
     assert not (tmp_path / "cache" / "movielens-1m" / "ratings.dat").exists()
@@ -126,7 +140,7 @@ def test_offline_error_lists_every_place_and_the_url(tmp_path: pathlib.Path, mon
 
 def test_no_download_when_disabled(tmp_path: pathlib.Path) -> None:
     with pytest.raises(DataNotFoundError, match="download=False"):
-        load_sequences("ml-20m", tmp_path, download=False)
+        load_sequences("ml-20m", download=False)
 
 
 def test_registry_names_and_sources() -> None:
