@@ -64,3 +64,17 @@ def test_analyze_rejects_a_missing_study_and_never_leaves_out_behind(tmp_path: p
                    "--n_boot=0")
     assert empty.returncode != 0
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_data_dir_is_one_named_error_and_no_fall_back(tmp_path):
+    """data.data_dir that does not exist: DataNotFoundError in one line (exit 2), nothing trained or written,
+    even though $SCALING_REC_DATA or the cache may hold the dataset (issue 14, finding 2)."""
+    proc = launch("launch.train", f"--config={TINY}:one", f"--workdir={tmp_path / 'w'}",
+                  "--config.data.name=ml-100k", f"--config.data.data_dir={tmp_path / 'nope'}")
+    assert proc.returncode == 2
+    assert _lines(proc.stderr) == [
+        f"error: DataNotFoundError: data_dir {tmp_path / 'nope'} does not exist (data.data_dir; 'ml-100k' needs "
+        "movielens-100k/u.data under it). Fix the path, or leave data.data_dir empty to use $SCALING_REC_DATA, "
+        "the cache or a download.",
+        "(full traceback: --verbose or SCALING_REC_TRACEBACK=1)"]
+    assert not (tmp_path / "w").exists()
