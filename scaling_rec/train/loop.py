@@ -30,6 +30,7 @@ from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
+from scaling_rec.provenance import data_provenance
 from scaling_rec.train import bookkeeping
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.inputs import RunInputs, prepare
@@ -260,6 +261,7 @@ def _result(config: ml_collections.ConfigDict, rid: str, status: str, inputs: Ru
         "eval": bookkeeping.flatten_best(best),
         **bookkeeping.run_times(meta["wall_time_s"], t_start, meta.get("resumed_wall_time_s", 0.0)),
         "num_items": inputs.num_items, "dropped_users": inputs.num_dropped_users, **bookkeeping.run_provenance(),
+        **data_provenance(config),
     }
     if error is not None:
         result["error"] = error
