@@ -71,8 +71,8 @@ def main(argv: list[str]) -> int:
 
     config = _CONFIG.value
     schema(config.model.family).validate(config)  # before the cache directory and the lock exist
+    run_dir = study_root(_WORKDIR.value, config) / "runs" / config_lib.run_id(config)  # checks data.data_dir
     enable_compilation_cache(cache_dir(_WORKDIR.value, _CACHE.value))
-    run_dir = study_root(_WORKDIR.value, config) / "runs" / config_lib.run_id(config)
     try:
         result = run_one(config, _WORKDIR.value, lock=process_id == 0)  # one lock per run, not per process
     except RunBusyError as e:
