@@ -9,7 +9,7 @@ Two questions of the generative-retrieval literature, on the paper's setup (expe
   2. codebook size: the paper's model at one length with 3-level semantic IDs of 64 … 1024 codes per
      level (a larger codebook = longer-tail IDs, fewer collisions, a larger output vocabulary).
 
-Ladder (d_model, layers per stack, heads x head dim, FFN); paper = rung 2:
+Ladder: scaling_rec/sweep/sizes.py's tiger/r0-r3 (which cite their source and state N_dense); paper = rung 2:
 | rung | d_model | layers | heads x dim | FFN  |
 |------|---------|--------|-------------|------|
 | 0    | 64      | 2      | 4 x 32      | 256  |
@@ -37,10 +37,10 @@ from __future__ import annotations
 import ml_collections
 
 from experiments.tiger.beauty import get_config as beauty_config
+from scaling_rec.sweep.sizes import SIZES
 
-# (d_model, layers, heads, head_dim, d_ff)
-LADDER = ((64, 2, 4, 32, 256), (96, 3, 4, 48, 512), (128, 4, 6, 64, 1024), (256, 6, 8, 64, 2048))
-SMOKE_LADDER = ((16, 1, 2, 8, 32), (32, 1, 2, 16, 64))
+LADDER = ("tiger/r0", "tiger/r1", "tiger/r2", "tiger/r3")
+SMOKE_LADDER = ("tiger/s0", "tiger/s1")
 PRESETS = ("gpu", "smoke")
 
 
@@ -59,21 +59,13 @@ def get_config(preset: str = "gpu") -> ml_collections.ConfigDict:
     return c
 
 
-def _point(rung: tuple[int, ...], steps: int, label: str, codebook: int | None = None) -> dict:
-    d_model, layers, heads, head_dim, d_ff = rung
-    point = {"size_label": label, "model.d_model": d_model, "model.num_layers": layers, "model.num_heads": heads,
-             "model.head_dim": head_dim, "model.d_ff": d_ff, "train.num_steps": steps}
-    if codebook is not None:
-        point["ids.codebook_size"] = codebook
-    return point
-
-
 def get_sweep(preset: str = "gpu") -> list[dict]:
-    """Points (dotted config keys; 'size_label' names the rung in the report)."""
+    """Points (dotted config keys; 'size' names the rung, 'size_label' the codebook arms in the report)."""
     if preset == "smoke":
-        return [_point(r, s, f"tiger/s{i}") for s in (2, 4) for i, r in enumerate(SMOKE_LADDER)]
-    ladder = [_point(r, s, f"tiger/r{i}") for s in (5_000, 10_000, 20_000) for i, r in enumerate(LADDER)]
-    codebooks = [_point(LADDER[2], 10_000, f"tiger/r2-k{k}", codebook=k) for k in (64, 128, 512, 1024)]
+        return [{"size": r, "train.num_steps": s} for s in (2, 4) for r in SMOKE_LADDER]
+    ladder = [{"size": r, "train.num_steps": s} for s in (5_000, 10_000, 20_000) for r in LADDER]
+    codebooks = [{**SIZES[LADDER[2]].overrides(), "size_label": f"tiger/r2-k{k}", "train.num_steps": 10_000,
+                  "ids.codebook_size": k} for k in (64, 128, 512, 1024)]
     return ladder + codebooks
 
 

@@ -8,7 +8,8 @@ forward FLOPs) x examples seen (epochs), every run a fixed length at a constant 
 evaluated once at its end (so C, D and the metric refer to the same model), fitted with
 scaling_rec.analysis: test logloss (and 1 - AUC) vs training FLOPs C, per family.
 
-Ladders (embedding dim 10 as in the Frappe presets; forward FLOPs per example, N_dense on Frappe):
+Ladders: scaling_rec/sweep/sizes.py's wukong/r0-r5 and dlrm/r0-r5 (which cite their source and state
+N_dense exactly); embedding dim 10 as in the Frappe presets; forward FLOPs per example, N_dense on Frappe:
 
 | rung | Wukong l, n_F = n_L, k, FMB MLP, top MLP | FLOPs   | N_dense | DLRM ('dot') top MLP | FLOPs   | N_dense |
 |------|------------------------------------------|---------|---------|----------------------|---------|---------|
@@ -53,11 +54,6 @@ import ml_collections
 
 from experiments.wukong.frappe import get_config as frappe_config
 
-# (num_layers, num_fmb = num_lcb, fm_rank, fmb_width, fmb_depth, mlp_width, mlp_depth)
-WUKONG_LADDER = ((1, 4, 4, 64, 1, 64, 1), (2, 8, 8, 128, 1, 128, 2), (2, 16, 16, 256, 1, 256, 2),
-                 (4, 16, 16, 256, 2, 256, 3), (4, 32, 24, 512, 2, 512, 3), (8, 32, 32, 1024, 2, 1024, 3))
-# (mlp_width, mlp_depth) of DLRM's top MLP
-DLRM_LADDER = ((64, 1), (128, 2), (256, 2), (512, 3), (1024, 3), (2048, 4))
 # preset -> blocks of (rungs 0..n-1, epochs): every rung of a block at every epoch count of it
 PRESETS = {
     "quick": ((4, (1.0, 4.0)),),
@@ -81,17 +77,11 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
 
 
 def wukong_point(rung: int) -> dict:
-    layers, n, k, fmb_width, fmb_depth, mlp_width, mlp_depth = WUKONG_LADDER[rung]
-    return {"size_label": f"wukong/r{rung}", "model.family": "wukong", "model.num_layers": layers,
-            "model.num_fmb": n, "model.num_lcb": n,
-            "model.fm_rank": k, "model.fmb_width": fmb_width, "model.fmb_depth": fmb_depth,
-            "model.mlp_width": mlp_width, "model.mlp_depth": mlp_depth}
+    return {"size": f"wukong/r{rung}"}
 
 
 def dlrm_point(rung: int) -> dict:
-    mlp_width, mlp_depth = DLRM_LADDER[rung]
-    return {"size_label": f"dlrm/r{rung}", "model.family": "dlrm", "model.interaction": "dot", "model.dropout": 0.4,
-            "model.mlp_width": mlp_width, "model.mlp_depth": mlp_depth}
+    return {"size": f"dlrm/r{rung}", "model.interaction": "dot", "model.dropout": 0.4}
 
 
 def get_sweep(preset: str = "quick") -> list[dict]:

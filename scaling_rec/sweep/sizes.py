@@ -24,14 +24,59 @@ position table adds 2·max_len − 1 per block, its time table num_time_buckets 
 | sasrec/L | 128 | 8      | 4 × 32 (ffn 512) | 1,582,080 |
 | sasrec/XL| 256 | 12     | 8 × 32 (ffn 1024)| 9,464,832 |
 
-`tests/sweep/test_sizes.py` recomputes the column; `python -m scaling_rec.sweep.sizes` prints it.
+CTR ladders (experiments/wukong/scaling.py). Zhang et al. 2024 (Wukong, §5-6) scale Wukong by more and
+wider layers (l, n_F = n_L, rank k, the FMB MLP) and a wider top MLP, and DLRM (Naumov et al. 2019 §2)
+by its top MLP; DCNv2 (Wang et al. 2021 §3, parallel, full-rank cross layers) by cross layers and top
+MLP. The rungs are ours, about 4-6× N_dense apart, spanning ~2e4 -> ~5e7 forward FLOPs per example.
+N_dense on Frappe's 10 fields (no dense features), embedding dim 10 and batch norm as in the Frappe
+presets (experiments/wukong/frappe.py), DLRM with the 'dot' interaction:
+
+| name      | l, n_F = n_L, k, FMB MLP / cross layers | top MLP | N_dense    |
+|-----------|-----------------------------------------|---------|------------|
+| wukong/r0 | 1, 4, 4, 64x1                           | 64x1    | 10,857     |
+| wukong/r1 | 2, 8, 8, 128x1                          | 128x2   | 86,497     |
+| wukong/r2 | 2, 16, 16, 256x1                        | 256x2   | 407,489    |
+| wukong/r3 | 4, 16, 16, 256x2                        | 256x3   | 1,086,977  |
+| wukong/r4 | 4, 32, 24, 512x2                        | 512x3   | 5,073,169  |
+| wukong/r5 | 8, 32, 32, 1024x2                       | 1024x3  | 28,865,281 |
+| dlrm/r0   | -                                       | 64x1    | 9,473      |
+| dlrm/r1   | -                                       | 128x2   | 35,585     |
+| dlrm/r2   | -                                       | 256x2   | 103,937    |
+| dlrm/r3   | -                                       | 512x3   | 602,113    |
+| dlrm/r4   | -                                       | 1024x3  | 2,252,801  |
+| dlrm/r5   | -                                       | 2048x4  | 12,898,305 |
+| dcnv2/r0  | 1 cross layer                           | 64x1    | 16,793     |
+| dcnv2/r1  | 2                                       | 128x2   | 50,125     |
+| dcnv2/r2  | 3                                       | 256x2   | 122,817    |
+| dcnv2/r3  | 4                                       | 512x3   | 619,573    |
+| dcnv2/r4  | 6                                       | 1024x3  | 2,267,421  |
+| dcnv2/r5  | 8                                       | 2048x4  | 12,887,045 |
+
+TIGER ladder (experiments/tiger/scaling.py). `tiger/r2` is the paper's model (Rajput et al. 2023 §4.1:
+4 + 4 T5 layers, d_model 128, 6 heads × 64, FFN 1024); the other rungs are ours, widths and depths
+around it; `tiger/s0`, `tiger/s1` are seconds-long smoke rungs for the tests. N_dense at the paper's
+config (encoder-decoder, 32 relative-position buckets): every parameter but the token embedding table,
+which is also the tied output layer:
+
+| name     | d_model | layers per stack | heads × head dim | FFN  | N_dense    |
+|----------|---------|------------------|------------------|------|------------|
+| tiger/s0 | 16      | 1                | 2 × 8            | 32   | 5,360      |
+| tiger/s1 | 32      | 1                | 2 × 16           | 64   | 20,832     |
+| tiger/r0 | 64      | 2                | 4 × 32           | 256  | 328,704    |
+| tiger/r1 | 96      | 3                | 4 × 48           | 512  | 1,255,264  |
+| tiger/r2 | 128     | 4                | 6 × 64           | 1024 | 4,459,648  |
+| tiger/r3 | 256     | 6                | 8 × 64           | 2048 | 22,028,800 |
+
+`tests/sweep/test_sizes.py` recomputes every N_dense column; `python -m scaling_rec.sweep.sizes` prints them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import jax
 import ml_collections
+import numpy as np
 
 from scaling_rec.errors import ConfigError
 
@@ -64,7 +109,39 @@ def _sasrec(d: int, blocks: int, heads: int, ffn: int) -> ModelSize:
     return ModelSize("sasrec", d, blocks, heads, d // heads, ffn)
 
 
-SIZES: dict[str, ModelSize] = {
+@dataclasses.dataclass(frozen=True)
+class FamilySize:
+    """One rung of a CTR or TIGER ladder: its family and the model.* values it sets, in the family's schema."""
+
+    family: str
+    values: tuple[tuple[str, int], ...]
+
+    def overrides(self) -> dict[str, object]:
+        """Dotted config keys -> values that put this size into a config."""
+        return {"model.family": self.family, **{f"model.{k}": v for k, v in self.values}}
+
+
+def _wukong(layers: int, n: int, rank: int, fmb_width: int, fmb_depth: int, mlp_width: int,
+            mlp_depth: int) -> FamilySize:
+    return FamilySize("wukong", (("num_layers", layers), ("num_fmb", n), ("num_lcb", n), ("fm_rank", rank),
+                                 ("fmb_width", fmb_width), ("fmb_depth", fmb_depth), ("mlp_width", mlp_width),
+                                 ("mlp_depth", mlp_depth)))
+
+
+def _dlrm(mlp_width: int, mlp_depth: int) -> FamilySize:
+    return FamilySize("dlrm", (("mlp_width", mlp_width), ("mlp_depth", mlp_depth)))
+
+
+def _dcnv2(cross_layers: int, mlp_width: int, mlp_depth: int) -> FamilySize:
+    return FamilySize("dcnv2", (("cross_layers", cross_layers), ("mlp_width", mlp_width), ("mlp_depth", mlp_depth)))
+
+
+def _tiger(d_model: int, layers: int, heads: int, head_dim: int, d_ff: int) -> FamilySize:
+    return FamilySize("tiger", (("d_model", d_model), ("num_layers", layers), ("num_heads", heads),
+                                ("head_dim", head_dim), ("d_ff", d_ff)))
+
+
+SIZES: dict[str, ModelSize | FamilySize] = {
     "hstu/XS": _hstu(32, 1, 1, 32),
     "hstu/S": _hstu(50, 2, 1, 50),
     "hstu/M": _hstu(50, 8, 2, 25),
@@ -75,7 +152,34 @@ SIZES: dict[str, ModelSize] = {
     "sasrec/M": _sasrec(64, 4, 2, 256),
     "sasrec/L": _sasrec(128, 8, 4, 512),
     "sasrec/XL": _sasrec(256, 12, 8, 1024),
+    "wukong/r0": _wukong(1, 4, 4, 64, 1, 64, 1),
+    "wukong/r1": _wukong(2, 8, 8, 128, 1, 128, 2),
+    "wukong/r2": _wukong(2, 16, 16, 256, 1, 256, 2),
+    "wukong/r3": _wukong(4, 16, 16, 256, 2, 256, 3),
+    "wukong/r4": _wukong(4, 32, 24, 512, 2, 512, 3),
+    "wukong/r5": _wukong(8, 32, 32, 1024, 2, 1024, 3),
+    "dlrm/r0": _dlrm(64, 1),
+    "dlrm/r1": _dlrm(128, 2),
+    "dlrm/r2": _dlrm(256, 2),
+    "dlrm/r3": _dlrm(512, 3),
+    "dlrm/r4": _dlrm(1024, 3),
+    "dlrm/r5": _dlrm(2048, 4),
+    "dcnv2/r0": _dcnv2(1, 64, 1),
+    "dcnv2/r1": _dcnv2(2, 128, 2),
+    "dcnv2/r2": _dcnv2(3, 256, 2),
+    "dcnv2/r3": _dcnv2(4, 512, 3),
+    "dcnv2/r4": _dcnv2(6, 1024, 3),
+    "dcnv2/r5": _dcnv2(8, 2048, 4),
+    "tiger/s0": _tiger(16, 1, 2, 8, 32),
+    "tiger/s1": _tiger(32, 1, 2, 16, 64),
+    "tiger/r0": _tiger(64, 2, 4, 32, 256),
+    "tiger/r1": _tiger(96, 3, 4, 48, 512),
+    "tiger/r2": _tiger(128, 4, 6, 64, 1024),
+    "tiger/r3": _tiger(256, 6, 8, 64, 2048),
 }
+CTR_FAMILIES = ("wukong", "dlrm", "dcnv2")
+# Frappe (Baltrunas et al. 2015, the BARS Frappe_x1 protocol): 10 categorical fields, no dense features.
+FRAPPE_NUM_FIELDS = 10
 
 
 def size_name(name: str, family: str | None = None) -> str:
@@ -96,7 +200,7 @@ def apply_size(config: ml_collections.ConfigDict, name: str) -> ml_collections.C
 
 
 def n_dense(config: ml_collections.ConfigDict, num_items: int = 100, time_bias: bool = False) -> int:
-    """N_dense of the model `config` describes, from the abstract (eval_shape) model; no compute.
+    """N_dense of the sequential model (HSTU, SASRec) `config` describes, from the abstract (eval_shape) model.
 
     N_dense does not depend on num_items (only N_emb does).
     """
@@ -109,15 +213,54 @@ def n_dense(config: ml_collections.ConfigDict, num_items: int = 100, time_bias: 
     return param_counts(model).n_dense
 
 
+def ctr_n_dense(config: ml_collections.ConfigDict, num_fields: int = FRAPPE_NUM_FIELDS) -> int:
+    """N_dense of the CTR model `config` describes over `num_fields` categorical fields (no dense features).
+
+    N_dense does not depend on the fields' vocabulary sizes (only N_emb does).
+    """
+    from flax import nnx
+
+    from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
+
+    model = nnx.eval_shape(lambda: build_ctr_model(config.model, (2,) * num_fields, 0, nnx.Rngs(params=0)))
+    return ctr_param_counts(model).n_dense
+
+
+def tiger_n_dense(config: ml_collections.ConfigDict) -> int:
+    """N_dense of the TIGER model `config` describes: every parameter but the token embedding table.
+
+    N_dense does not depend on the semantic-ID vocabulary (the output layer is the tied embedding table).
+    """
+    from flax import nnx
+
+    from scaling_rec.models.tiger import Tiger
+    from scaling_rec.tiger_config import model_spec
+
+    vocab = (config.ids.codebook_size,) * config.ids.levels
+    model = nnx.eval_shape(lambda: Tiger(model_spec(config), vocab, nnx.Rngs(params=0)))
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    return n_params - int(np.prod(model.embed.table.shape))
+
+
 def table(max_len: int = 50, time_bias: bool = False) -> list[tuple[str, int]]:
-    """(name, N_dense) for every size at `max_len` (the numbers in the module docstring)."""
-    from scaling_rec.config import default_config
+    """(name, N_dense) for every size (the numbers in the module docstring): the sequential models at
+    `max_len`, the CTR models on Frappe's fields with the Frappe presets' embedding dim 10 and batch norm,
+    TIGER at the paper's config (experiments/tiger/beauty.py's 'paper' defaults)."""
+    from scaling_rec import config as seq_config
+    from scaling_rec import ctr_config, tiger_config
 
     rows = []
-    for name in SIZES:
-        c = apply_size(default_config(), name)
-        c.data.max_len = max_len
-        rows.append((name, n_dense(c, time_bias=time_bias)))
+    for name, size in SIZES.items():
+        if size.family in CTR_FAMILIES:
+            c = apply_size(ctr_config.default_config(), name)
+            c.model.embed_dim, c.model.norm = 10, "batch"
+            rows.append((name, ctr_n_dense(c)))
+        elif size.family == "tiger":
+            rows.append((name, tiger_n_dense(apply_size(tiger_config.default_config(), name))))
+        else:
+            c = apply_size(seq_config.default_config(), name)
+            c.data.max_len = max_len
+            rows.append((name, n_dense(c, time_bias=time_bias)))
     return rows
 
 

@@ -1,4 +1,4 @@
-"""The size table: the N_dense it states is what the built models have."""
+"""The size table: the N_dense it states is what the built models have, for every family's ladder."""
 
 from __future__ import annotations
 
@@ -21,7 +21,16 @@ def test_stated_n_dense_matches_the_built_models(computed):
     assert computed == stated
 
 
-def test_each_ladder_grows_in_n_dense(computed):
-    for family in ("hstu", "sasrec"):
-        ladder = [computed[f"{family}/{s}"] for s in ("XS", "S", "M", "L", "XL")]
-        assert ladder == sorted(ladder) and ladder[-1] > 100 * ladder[0]
+@pytest.mark.parametrize(("family", "rungs"), [("hstu", ("XS", "S", "M", "L", "XL")),
+                                               ("sasrec", ("XS", "S", "M", "L", "XL")),
+                                               *((f, tuple(f"r{i}" for i in range(6))) for f in sizes.CTR_FAMILIES),
+                                               ("tiger", ("s0", "s1", "r0", "r1", "r2", "r3"))])
+def test_each_ladder_grows_in_n_dense(computed, family, rungs):
+    ladder = [computed[f"{family}/{s}"] for s in rungs]
+    assert ladder == sorted(ladder) and ladder[-1] > 100 * ladder[0]
+    assert {name for name in sizes.SIZES if name.startswith(f"{family}/")} == {f"{family}/{s}" for s in rungs}
+
+
+def test_every_size_names_its_own_family():
+    for name, size in sizes.SIZES.items():
+        assert name.split("/")[0] == size.family == size.overrides()["model.family"], name
