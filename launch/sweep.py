@@ -8,7 +8,7 @@ its get_sweep(preset) declares the runs (scaling_rec/sweep/spec.py); an optional
 get_analysis(preset) -> {flag: value} passes flags to launch.analyze (e.g. the metric to fit). Runs go to
 <workdir>/<study>/runs/<run_id>/; finished ones are skipped, unfinished ones resume. After the runs,
 launch.analyze writes the report to <workdir>/<study>/report (unless --noanalyze).
-Exit status: 0 all runs finished (ok or diverged) and the analysis succeeded, 1 otherwise, 2 rejected input
+Exit status: 0 all runs finished (ok, diverged or degenerate) and the analysis succeeded, 1 otherwise, 2 rejected input
 (flags, config, data: one line says the cause and the fix; --verbose or SCALING_REC_TRACEBACK=1 adds the
 traceback; launch/_cli.py).
 """

@@ -6,7 +6,7 @@ r"""Train (or resume, or report the finished result of) one run.
 CTR configs (model.family wukong, dlrm or dcnv2: scaling_rec.ctr_config) go to the CTR trainer
 (scaling_rec.train.ctr_loop), e.g. --config=experiments/wukong/frappe.py:wukong; the rest to the
 sequential one. The run lives in <workdir>/<config.study>/runs/<run_id>/ (the same place a sweep puts it). Exit
-status: 0 finished (ok or diverged), 1 failed, 2 rejected input (flags, config, data, checkpoint: one line
+status: 0 finished (ok, diverged or degenerate), 1 failed, 2 rejected input (flags, config, data, checkpoint: one line
 says the cause and the fix; --verbose or SCALING_REC_TRACEBACK=1 adds the traceback; launch/_cli.py),
 75 another process is running this run now. A rejected config leaves nothing on disk.
 Multi-process: jax.distributed starts from --coordinator_address/--num_processes/--process_id, or
@@ -52,7 +52,7 @@ def summary(result: dict[str, Any], run_dir: str) -> str:
         f"  wall {result.get('wall_time_s', 0):.1f} s (training) / {result.get('elapsed_s', 0):.1f} s (total) "
         f"on {result.get('num_devices')}x {result.get('device_kind')}",
         f"  {run_dir}",
-    ] + ([f"  error: {result['error']}"] if result.get("error") else []))
+    ] + [f"  {k.split('_')[0]}: {result[k]}" for k in ("degenerate_reason", "error") if result.get(k)])
 
 
 def main(argv: list[str]) -> int:
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         process_id = maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value).process_id
     from scaling_rec import config as config_lib
     from scaling_rec.sweep.spec import schema
-    from scaling_rec.sweep.store import RunBusyError, study_root
+    from scaling_rec.sweep.store import FINISHED, RunBusyError, study_root
     from scaling_rec.sweep.worker import EXIT_BUSY, cache_dir, enable_compilation_cache, run_one
 
     config = _CONFIG.value
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
         print(f"busy: {e}", file=sys.stderr)
         return EXIT_BUSY
     print(summary(result, str(run_dir)), flush=True)
-    return 0 if result.get("status") in ("ok", "diverged") else 1
+    return 0 if result.get("status") in FINISHED else 1
 
 
 if __name__ == "__main__":

@@ -11,15 +11,32 @@ Three groups:
 * **CTR** (host, numpy float64): `auc` (exact, tie-aware) and `logloss` / `logloss_from_logits`.
 * **Semantic-ID codebooks** (Rajput et al. 2023, TIGER): `codebook_usage`, `collision_rate`.
 
-Tie convention of the ranks (`ties=`):
-  'optimistic' (default) rank = #competitors with a strictly greater score; ties are won.
-  'pessimistic'          rank = #competitors with a greater-or-equal score; ties are lost.
-  'half'                 rank = #greater + #equal / 2 (mid-rank, the expected rank under a uniform
-                         random tie-break; fractional, float32).
-The HSTU reference has no defined convention (its order among ties is whatever `torch.topk`
-returns), so the default is the strict one. Caveat: a collapsed model scoring every item equally
-gets rank 0 (HR = 1) under 'optimistic' and rank V - 2 under 'pessimistic'; report both when
-scores may be degenerate (e.g. bf16 scores, or step 0).
+Ties (`ties=`). A target whose score equals that of e competitors (g strictly above it) can sit
+anywhere in ranks g .. g + e:
+  'expected' (default)   every metric is its expectation over a uniformly random order of the tied
+                         items, i.e. over the rank uniform on {g, ..., g + e} (McSherry & Najork 2008,
+                         "Computing information retrieval performance measures efficiently in the
+                         presence of tied scores", ECIR); `rank_of_target` returns the mid-rank
+                         g + e / 2, the expected rank (fractional, float32).
+  'pessimistic'          rank = g + e: ties are lost.
+  'optimistic'           rank = g: ties are won. Gameable: a collapsed model scoring every item
+                         equally gets rank 0, so HR@K = NDCG@K = MRR = 1 (issue 14).
+Why 'expected': a rule may not reward ties (so not 'optimistic'), and it should not bias a model whose
+scores tie for a benign reason either (low-precision bf16 scores, quantised logits), which the
+pessimistic rule does. The expectation is both: a collapsed model gets exactly the value of a random
+ranking (HR@K = K / (V - 1)), and without ties every rule gives the same numbers. McSherry & Najork
+show that the order in which an implementation happens to return tied items changes the measures and
+give the expectation over all orders in closed form; Saha, Roy & Mitra 2022 ("On modifying evaluation
+measures to deal with ties in ranked lists", JCDL) derive the same
+tie-aware form for Hit@K. The expected metric is not the metric at the expected rank (HR@10 at the
+mid-rank 63.5 of 128 tied items is 0, its expectation is 10/128), so metrics come from
+`ranking_metrics` (or `ranking_metrics_from_ranks` with `tied_B`), never from the mid-rank.
+Beam search (TIGER) returns W items, not a full ranking: `beam_rank_counts` applies the same rule
+within the list, and a target tied with the list's last item counts as a miss, since its tie group
+may continue past the list. CTR's `auc` counts a tied (positive, negative) pair as half, the same
+expectation. `tie_stats` / `beam_tie_stats` / `auc_tie_stats` measure how often ties happen; their
+'tied_share' is 1 for a constant model, and the loops mark such a run `degenerate`
+(scaling_rec.train.bookkeeping.degenerate_reason).
 """
 
 from __future__ import annotations
@@ -33,7 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-TieMode = Literal["optimistic", "pessimistic", "half"]
+TieMode = Literal["expected", "pessimistic", "optimistic"]
+TIE_MODES = ("expected", "pessimistic", "optimistic")
 COUNT_KEY = "num_examples"
 SUMSQ_SUFFIX = "_sumsq"
 SE_SUFFIX = "_se"
@@ -46,14 +64,10 @@ LOGLOSS_EPS = 1e-7
 # --------------------------------------------------------------------------------------------
 
 
-def rank_of_target(
-    scores_BxV: ArrayLike,
-    targets_B: ArrayLike,
-    exclude_BxH: ArrayLike | None = None,
-    *,
-    ties: TieMode = "optimistic",
-) -> jax.Array:
-    """0-based rank of each target among all items (full ranking), ties as `ties` says.
+def target_rank_counts(
+    scores_BxV: ArrayLike, targets_B: ArrayLike, exclude_BxH: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """How many competing items score above the target, how many tie with it, and how many compete.
 
     Args:
       scores_BxV: float scores, V = num_items + 1; column 0 is the padding item and never ranked.
@@ -61,16 +75,13 @@ def rank_of_target(
       exclude_BxH: optional int item ids to exclude from the ranking (e.g. the user's history),
         0 (and negative) entries ignored, duplicates allowed. Equivalent to setting those scores
         to -inf before ranking, except that the target itself is never excluded.
-      ties: 'optimistic' | 'pessimistic' | 'half' (see the module docstring).
 
     Returns:
-      ranks_B: int32 ('optimistic', 'pessimistic') or float32 ('half'): the number of competing
-      items (items 1..V-1 other than the target and not excluded) scored above the target. A NaN
-      target score (or a target id outside [0, V)) gets the worst rank, the number of competitors,
-      so a diverged model never looks good; NaN scores of competitors count as below the target.
+      (greater_B, tied_B, competitors_B), int32: competitors are items 1..V-1 other than the target
+      and not excluded. A NaN target score (or a target id outside [0, V)) counts every competitor
+      as greater and none as tied, so a diverged model never looks good; NaN scores of competitors
+      count as below the target.
     """
-    if ties not in ("optimistic", "pessimistic", "half"):
-        raise ValueError(f"ties={ties!r}: expected 'optimistic', 'pessimistic' or 'half'")
     scores_BxV = jnp.asarray(scores_BxV)
     targets_B = jnp.asarray(targets_B).astype(jnp.int32)
     if scores_BxV.ndim != 2 or targets_B.shape != scores_BxV.shape[:1]:
@@ -95,18 +106,40 @@ def rank_of_target(
     target_score_B1 = jnp.take_along_axis(scores_BxV, safe_targets_B1, axis=1)
     target_bad_B = jnp.isnan(target_score_B1[:, 0]) | ~in_range_B
 
-    num_competitors_B = competitor_BxV.sum(axis=1, dtype=jnp.int32)
+    competitors_B = competitor_BxV.sum(axis=1, dtype=jnp.int32)
     greater_B = (competitor_BxV & (scores_BxV > target_score_B1)).sum(axis=1, dtype=jnp.int32)
+    tied_B = (competitor_BxV & (scores_BxV == target_score_B1)).sum(axis=1, dtype=jnp.int32)
+    return jnp.where(target_bad_B, competitors_B, greater_B), jnp.where(target_bad_B, 0, tied_B), competitors_B
+
+
+def _check_ties(ties: str) -> None:
+    if ties not in TIE_MODES:
+        raise ValueError(f"ties={ties!r}: expected one of {TIE_MODES}")
+
+
+def rank_of_target(
+    scores_BxV: ArrayLike,
+    targets_B: ArrayLike,
+    exclude_BxH: ArrayLike | None = None,
+    *,
+    ties: TieMode = "expected",
+) -> jax.Array:
+    """0-based rank of each target among all items (full ranking), ties as `ties` says.
+
+    Args: as `target_rank_counts`, and ties: 'expected' | 'pessimistic' | 'optimistic' (module docstring).
+
+    Returns:
+      ranks_B: float32 mid-rank greater + tied / 2 ('expected'), int32 greater + tied ('pessimistic')
+      or greater ('optimistic'). For metrics use `ranking_metrics`: under 'expected' the metric of the
+      mid-rank is not the expected metric.
+    """
+    _check_ties(ties)
+    greater_B, tied_B, _ = target_rank_counts(scores_BxV, targets_B, exclude_BxH)
     if ties == "optimistic":
-        rank_B = greater_B
-    else:
-        equal_B = (competitor_BxV & (scores_BxV == target_score_B1)).sum(axis=1, dtype=jnp.int32)
-        if ties == "pessimistic":
-            rank_B = greater_B + equal_B
-        else:
-            rank_B = greater_B.astype(jnp.float32) + 0.5 * equal_B.astype(jnp.float32)
-            num_competitors_B = num_competitors_B.astype(jnp.float32)
-    return jnp.where(target_bad_B, num_competitors_B, rank_B)
+        return greater_B
+    if ties == "pessimistic":
+        return greater_B + tied_B
+    return greater_B.astype(jnp.float32) + 0.5 * tied_B.astype(jnp.float32)
 
 
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
@@ -116,20 +149,30 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(k) for k in ks)
 
 
+def _dcg_prefix(k: int) -> jax.Array:
+    """[k + 1] float32: entry m is sum_{j < m} 1 / log2(j + 2), the DCG of hits at ranks 0 .. m-1."""
+    return jnp.asarray(np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))]), jnp.float32)
+
+
 def ranking_metrics_from_ranks(
-    ranks_B: ArrayLike, valid_B: ArrayLike, ks: Sequence[int] = DEFAULT_KS
+    ranks_B: ArrayLike, valid_B: ArrayLike, ks: Sequence[int] = DEFAULT_KS, tied_B: ArrayLike | None = None
 ) -> dict[str, jax.Array]:
     """Per-batch sums of HR@K, NDCG@K and MRR over valid examples, for exact accumulation.
 
     Per example with 0-based rank r (one relevant item, so HR@K = Recall@K):
       HR@K = [r < K];  NDCG@K = [r < K] / log2(r + 2);  MRR = 1 / (r + 1)  (no cutoff).
     These equal the HSTU reference definitions with its 1-based rank r + 1 (Järvelin & Kekäläinen
-    2002 DCG with the ideal DCG = 1 for a single target).
+    2002 DCG with the ideal DCG = 1 for a single target). With `tied_B` = t, r is the number of
+    competitors strictly above the target and each metric is its mean over the ranks r .. r + t
+    (the 'expected' tie rule, module docstring): HR@K = clip(K - r, 0, t + 1) / (t + 1), NDCG@K the
+    mean of the DCG terms at those ranks below K, MRR = (H(r + t + 1) - H(r)) / (t + 1) with the
+    harmonic numbers H; untied examples (t = 0) get exactly the formulas above.
 
     Args:
-      ranks_B: ranks from `rank_of_target` (int or float).
+      ranks_B: ranks from `rank_of_target` (int or float), or `target_rank_counts`' greater_B.
       valid_B: bool; False rows (padding examples) contribute nothing, whatever their rank.
       ks: cutoffs, static Python ints.
+      tied_B: optional int number of competitors tied with the target (then ranks_B are integers).
 
     Returns:
       float32 scalars: 'num_examples' (number of valid rows), and for each metric m in
@@ -141,12 +184,30 @@ def ranking_metrics_from_ranks(
     valid_B = jnp.asarray(valid_B).astype(bool)
     if ranks_B.ndim != 1 or valid_B.shape != ranks_B.shape:
         raise ValueError(f"ranks_B {ranks_B.shape} and valid_B {valid_B.shape} must both be [B]")
+    if tied_B is not None:
+        tied_B = jnp.asarray(tied_B).astype(jnp.float32)
+        if tied_B.shape != ranks_B.shape:
+            raise ValueError(f"tied_B {tied_B.shape} must be [B] like ranks_B {ranks_B.shape}")
+        untied_B, n_B = tied_B == 0, tied_B + 1.0
     per_example: dict[str, jax.Array] = {}
     for k in ks:
         hit_B = ranks_B < k
         per_example[f"hr@{k}"] = hit_B.astype(jnp.float32)
         per_example[f"ndcg@{k}"] = jnp.where(hit_B, 1.0 / jnp.log2(ranks_B + 2.0), 0.0)
+        if tied_B is not None:
+            dcg_K1 = _dcg_prefix(k)
+            lo_B = jnp.clip(ranks_B, 0, k).astype(jnp.int32)
+            hi_B = jnp.clip(ranks_B + n_B, 0, k).astype(jnp.int32)
+            expected_hr_B = jnp.clip(k - ranks_B, 0.0, n_B) / n_B
+            expected_ndcg_B = (dcg_K1[hi_B] - dcg_K1[lo_B]) / n_B
+            per_example[f"hr@{k}"] = jnp.where(untied_B, per_example[f"hr@{k}"], expected_hr_B)
+            per_example[f"ndcg@{k}"] = jnp.where(untied_B, per_example[f"ndcg@{k}"], expected_ndcg_B)
     per_example["mrr"] = 1.0 / (ranks_B + 1.0)
+    if tied_B is not None:
+        # H(m) = digamma(m + 1) + Euler's gamma; the difference is off by < 1e-5 in float32, far below any SE.
+        expected_mrr_B = (jax.scipy.special.digamma(ranks_B + n_B + 1.0)
+                          - jax.scipy.special.digamma(ranks_B + 1.0)) / n_B
+        per_example["mrr"] = jnp.where(untied_B, per_example["mrr"], expected_mrr_B)
 
     sums = {COUNT_KEY: valid_B.sum(dtype=jnp.float32)}
     for name, value_B in per_example.items():
@@ -156,6 +217,17 @@ def ranking_metrics_from_ranks(
     return sums
 
 
+def tie_stats(tied_B: ArrayLike, competitors_B: ArrayLike, valid_B: ArrayLike) -> dict[str, jax.Array]:
+    """Per-batch sums of 'tie_fraction' ([the target ties with >= 1 competitor]) and 'tied_share'
+    (tied competitors / competitors, 1 for a constant model) over valid examples, with 'num_examples'."""
+    tied_B = jnp.asarray(tied_B).astype(jnp.float32)
+    valid_B = jnp.asarray(valid_B).astype(bool)
+    share_B = tied_B / jnp.maximum(jnp.asarray(competitors_B).astype(jnp.float32), 1.0)
+    return {COUNT_KEY: valid_B.sum(dtype=jnp.float32),
+            "tie_fraction": jnp.where(valid_B & (tied_B > 0), 1.0, 0.0).sum(),
+            "tied_share": jnp.where(valid_B, share_B, 0.0).sum()}
+
+
 def ranking_metrics(
     scores_BxV: ArrayLike,
     targets_B: ArrayLike,
@@ -163,11 +235,62 @@ def ranking_metrics(
     exclude_BxH: ArrayLike | None = None,
     *,
     ks: Sequence[int] = DEFAULT_KS,
-    ties: TieMode = "optimistic",
+    ties: TieMode = "expected",
 ) -> dict[str, jax.Array]:
-    """`rank_of_target` followed by `ranking_metrics_from_ranks` (sums; jit with static ks/ties)."""
-    ranks_B = rank_of_target(scores_BxV, targets_B, exclude_BxH, ties=ties)
-    return ranking_metrics_from_ranks(ranks_B, valid_B, ks)
+    """Sums of HR@K, NDCG@K, MRR (with sums of squares) under the tie rule `ties`, and the `tie_stats`
+    sums 'tie_fraction' and 'tied_share' (jit with static ks/ties)."""
+    _check_ties(ties)
+    greater_B, tied_B, competitors_B = target_rank_counts(scores_BxV, targets_B, exclude_BxH)
+    if ties == "expected":
+        sums = ranking_metrics_from_ranks(greater_B, valid_B, ks, tied_B=tied_B)
+    else:
+        sums = ranking_metrics_from_ranks(greater_B + tied_B if ties == "pessimistic" else greater_B, valid_B, ks)
+    return {**sums, **tie_stats(tied_B, competitors_B, valid_B)}
+
+
+def beam_rank_counts(items_BxW: ArrayLike, scores_BxW: ArrayLike,
+                     targets_B: ArrayLike) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Rank of each target in a beam-search list, counted as in `target_rank_counts`.
+
+    Args:
+      items_BxW: int item ids, best first (0: no item); scores_BxW: their float scores (-inf for 0).
+      targets_B: int target item ids (>= 1).
+
+    Returns:
+      (greater_B, tied_B, tie_at_target_B): listed items scoring above / tied with the target, and
+      whether it ties with any listed item. A target absent from the list has greater = W, tied = 0
+      (beyond every cutoff K <= W); so has one whose tie group in the list includes the last item, as
+      the tie may continue past the list (the search cut it at W), so no rank within W is assured.
+    """
+    items_BxW, scores_BxW = jnp.asarray(items_BxW), jnp.asarray(scores_BxW)
+    W = items_BxW.shape[1]
+    hit_BxW = items_BxW == jnp.asarray(targets_B)[:, None]
+    found_B = hit_BxW.any(axis=1)
+    target_B1 = jnp.max(jnp.where(hit_BxW, scores_BxW, -jnp.inf), axis=1, keepdims=True)
+    listed_BxW = (items_BxW != 0) & jnp.isfinite(scores_BxW)
+    greater_B = (listed_BxW & (scores_BxW > target_B1)).sum(axis=1, dtype=jnp.int32)
+    tied_BxW = listed_BxW & (scores_BxW == target_B1) & ~hit_BxW
+    tied_B = tied_BxW.sum(axis=1, dtype=jnp.int32)
+    tie_at_target_B = found_B & (tied_B > 0)
+    miss_B = ~found_B | (tie_at_target_B & (scores_BxW[:, -1] == target_B1[:, 0]))
+    return jnp.where(miss_B, W, greater_B), jnp.where(miss_B, 0, tied_B), tie_at_target_B
+
+
+def beam_ranking_metrics(items_BxW: ArrayLike, scores_BxW: ArrayLike, targets_B: ArrayLike, valid_B: ArrayLike,
+                         ks: Sequence[int] = DEFAULT_KS) -> dict[str, jax.Array]:
+    """Sums of HR@K, NDCG@K, MRR (expected over ties, `beam_rank_counts`) of a beam-search list, plus
+    'tie_fraction' (the target ties with a listed item) and 'tied_share' (share of the other listed
+    items tied with the first: 1 when the model scores its whole list equally)."""
+    greater_B, tied_B, tie_at_target_B = beam_rank_counts(items_BxW, scores_BxW, targets_B)
+    sums = ranking_metrics_from_ranks(greater_B, valid_B, ks, tied_B=tied_B)
+    scores_BxW = jnp.asarray(scores_BxW)
+    listed_BxW = (jnp.asarray(items_BxW) != 0) & jnp.isfinite(scores_BxW)
+    others_B = jnp.maximum(listed_BxW.sum(axis=1) - 1, 0)
+    tied_top_B = (listed_BxW[:, 1:] & (scores_BxW[:, 1:] == scores_BxW[:, :1])).sum(axis=1)
+    valid_B = jnp.asarray(valid_B).astype(bool)
+    sums["tie_fraction"] = jnp.where(valid_B & tie_at_target_B, 1.0, 0.0).sum()
+    sums["tied_share"] = jnp.where(valid_B, tied_top_B / jnp.maximum(others_B, 1), 0.0).sum()
+    return sums
 
 
 def mean_and_standard_error(total: float, total_sq: float, n: float) -> tuple[float, float]:
@@ -265,6 +388,25 @@ def auc(labels_N: ArrayLike, scores_N: ArrayLike) -> float:
     ranks[order] = np.repeat(midrank, ends - starts)
     u = ranks[y].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
+
+
+def auc_tie_stats(labels_N: ArrayLike, scores_N: ArrayLike) -> dict[str, float]:
+    """How often a CTR model's scores tie across the classes (the ties `auc` counts as half).
+
+    Returns 'tied_share': the share of (positive, negative) pairs with equal scores (1 for a constant
+    model, whose AUC is then exactly 0.5), and 'tie_fraction': the share of examples whose score equals
+    that of an example of the other class.
+    """
+    s = np.asarray(scores_N, np.float64)
+    y = _binary_labels(labels_N, s.shape[0] if s.ndim == 1 else -1, "auc_tie_stats")
+    _, group_N, size_G = np.unique(s, return_inverse=True, return_counts=True)
+    group_N = group_N.reshape(-1)
+    pos_G = np.bincount(group_N, weights=y, minlength=size_G.size)
+    neg_G = size_G - pos_G
+    n_pos, n_neg = float(y.sum()), float((~y).sum())
+    pairs = max(n_pos * n_neg, 1.0)
+    other_class_N = np.where(y, neg_G[group_N], pos_G[group_N])
+    return {"tied_share": float(np.sum(pos_G * neg_G) / pairs), "tie_fraction": float(np.mean(other_class_N > 0))}
 
 
 def logloss(labels_N: ArrayLike, probs_N: ArrayLike, *, eps: float = LOGLOSS_EPS) -> float:

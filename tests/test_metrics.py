@@ -1,4 +1,5 @@
-"""Metrics against plain-numpy references: ranks (ties, exclusion, padding), K boundaries, SE, AUC,
+"""Metrics against plain-numpy references: ranks (ties, exclusion, padding), K boundaries, expected metrics
+over tie orders (a collapsed model scores like a random ranking), beam lists, SE, AUC and its ties,
 logloss, codebooks."""
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _reference_ranks(scores, targets, exclude, ties):
         t = scores[b, targets[b]]
         greater = np.sum(s[keep] > t)
         equal = np.sum(s[keep] == t)
-        out[b] = {"optimistic": greater, "pessimistic": greater + equal, "half": greater + equal / 2}[ties]
+        out[b] = {"optimistic": greater, "pessimistic": greater + equal, "expected": greater + equal / 2}[ties]
     return out
 
 
@@ -65,7 +66,7 @@ def _tied_scores(rng, B, V):
 # ---------------------------------------------------------------------------- ranks
 
 
-@pytest.mark.parametrize("ties", ["optimistic", "pessimistic", "half"])
+@pytest.mark.parametrize("ties", ["optimistic", "pessimistic", "expected"])
 @pytest.mark.parametrize("use_jit", [False, True])
 def test_rank_matches_reference_with_ties_and_exclusion(ties, use_jit):
     rng = np.random.default_rng(0)
@@ -82,7 +83,7 @@ def test_rank_matches_reference_with_ties_and_exclusion(ties, use_jit):
     np.testing.assert_array_equal(got, _reference_ranks(scores, targets, exclude, ties))
     no_excl = np.asarray(fn(scores, targets))
     np.testing.assert_array_equal(no_excl, _reference_ranks(scores, targets, None, ties))
-    assert got.dtype == (np.float32 if ties == "half" else np.int32)
+    assert got.dtype == (np.float32 if ties == "expected" else np.int32)
 
 
 def test_rank_random_continuous_scores_all_conventions_agree():
@@ -97,9 +98,9 @@ def test_rank_random_continuous_scores_all_conventions_agree():
 def test_padding_column_is_never_ranked():
     scores = np.array([[100.0, 1.0, 3.0, 2.0], [100.0, 5.0, 5.0, 0.0]], np.float32)
     targets = np.array([3, 1], np.int32)
-    np.testing.assert_array_equal(_rank(scores, targets), [1, 0])
+    np.testing.assert_array_equal(_rank(scores, targets, ties="optimistic"), [1, 0])
     np.testing.assert_array_equal(_rank(scores, targets, ties="pessimistic"), [1, 1])
-    np.testing.assert_array_equal(_rank(scores, targets, ties="half"), [1.0, 0.5])
+    np.testing.assert_array_equal(_rank(scores, targets), [1.0, 0.5])
 
 
 def test_exclusion_masks_history_but_not_target():
@@ -116,8 +117,9 @@ def test_collapsed_model_and_nan_target():
     V = 11
     flat = np.zeros((2, V), np.float32)
     targets = np.array([4, 7], np.int32)
-    np.testing.assert_array_equal(_rank(flat, targets), [0, 0])
+    np.testing.assert_array_equal(_rank(flat, targets, ties="optimistic"), [0, 0])
     np.testing.assert_array_equal(_rank(flat, targets, ties="pessimistic"), [V - 2] * 2)
+    np.testing.assert_array_equal(_rank(flat, targets), [(V - 2) / 2] * 2)
     nan_target = np.arange(V, dtype=np.float32)[None, :].repeat(2, 0)
     nan_target[0, 4] = np.nan  # NaN target score: worst rank
     nan_target[1, 9] = np.nan  # NaN competitor: counted as below
@@ -179,15 +181,111 @@ def test_ranking_metrics_composes_rank_and_sums():
     targets = rng.integers(1, 60, size=32)
     valid = np.arange(32) < 30
     fn = jax.jit(metrics.ranking_metrics, static_argnames=("ks", "ties"))
-    got = fn(scores, targets, valid, None, ks=(5,), ties="half")
-    ranks = _reference_ranks(scores, targets, None, "half")
-    ref = _reference_metrics(ranks, valid, (5,))
-    np.testing.assert_allclose(float(got["ndcg@5"]), ref["ndcg@5"].sum(), rtol=1e-5)
+    for ties in ("optimistic", "pessimistic"):
+        got = fn(scores, targets, valid, None, ks=(5,), ties=ties)
+        ref = _reference_metrics(_reference_ranks(scores, targets, None, ties), valid, (5,))
+        np.testing.assert_allclose(float(got["ndcg@5"]), ref["ndcg@5"].sum(), rtol=1e-5)
+
+
+def _expected_reference(scores, targets, exclude, ks):
+    """Brute force of the 'expected' rule: each metric averaged over every rank the target can take among
+    its tied competitors (g .. g + e), from `_reference_metrics` of the optimistic and pessimistic ranks."""
+    g = _reference_ranks(scores, targets, exclude, "optimistic").astype(int)
+    e = _reference_ranks(scores, targets, exclude, "pessimistic").astype(int) - g
+    per = {name: np.zeros(len(g)) for name in _reference_metrics(np.zeros(1), np.ones(1, bool), ks)}
+    for b in range(len(g)):
+        positions = np.arange(g[b], g[b] + e[b] + 1, dtype=np.float64)
+        for name, values in _reference_metrics(positions, np.ones(len(positions), bool), ks).items():
+            per[name][b] = values.mean()
+    return per
+
+
+@pytest.mark.parametrize("with_exclusion", [False, True])
+def test_expected_rule_is_the_mean_over_tie_orders(with_exclusion):
+    rng = np.random.default_rng(5)
+    B, V = 48, 50
+    scores = _tied_scores(rng, B, V)
+    targets = rng.integers(1, V, size=B).astype(np.int32)
+    exclude = rng.integers(0, V, size=(B, 6)).astype(np.int32) if with_exclusion else None
+    valid = np.ones(B, bool)
+    ks = (1, 5, 10, 200)
+    got = jax.jit(metrics.ranking_metrics, static_argnames=("ks", "ties"))(scores, targets, valid, exclude, ks=ks)
+    ref = _expected_reference(scores, targets, exclude, ks)
+    for name, values in ref.items():
+        np.testing.assert_allclose(float(got[name]), values.sum(), rtol=2e-5, err_msg=name)
+        np.testing.assert_allclose(float(got[name + "_sumsq"]), (values**2).sum(), rtol=2e-5, err_msg=name)
+    equal = _reference_ranks(scores, targets, exclude, "pessimistic") - _reference_ranks(
+        scores, targets, exclude, "optimistic")
+    assert float(got["tie_fraction"]) == np.sum(equal > 0)
+
+
+def test_collapsed_model_scores_like_a_random_ranking_not_perfectly():
+    """Issue 14: every item scored equally (loss = ln V, HSTU at lr 1e30) gave HR@10 = NDCG@10 = MRR = 1.0."""
+    B, V = 6, 129
+    flat = np.full((B, V), 0.25, np.float32)
+    targets = np.arange(1, B + 1) * 20
+    sums = metrics.ranking_metrics(flat, targets, np.ones(B, bool), ks=(10, 200))
+    mean = {k: float(v) / B for k, v in sums.items()}
+    n = V - 1  # the target's rank is uniform on 0 .. V - 2
+    assert mean["hr@10"] == pytest.approx(10 / n) and mean["hr@200"] == pytest.approx(1.0)
+    assert mean["ndcg@10"] == pytest.approx(sum(1 / math.log2(r + 2) for r in range(10)) / n, rel=1e-6)
+    assert mean["mrr"] == pytest.approx(sum(1 / (r + 1) for r in range(n)) / n, rel=1e-5)
+    assert mean["tie_fraction"] == 1.0 and mean["tied_share"] == 1.0
+    gamed = metrics.ranking_metrics(flat, targets, np.ones(B, bool), ks=(10,), ties="optimistic")
+    assert float(gamed["hr@10"]) / B == 1.0  # what the old default reported
+    assert float(metrics.ranking_metrics(flat, targets, np.ones(B, bool), ks=(10,), ties="pessimistic")["hr@10"]) == 0
+
+
+def test_without_ties_every_rule_gives_identical_sums():
+    rng = np.random.default_rng(6)
+    scores = rng.normal(size=(64, 300)).astype(np.float32)
+    targets = rng.integers(1, 300, size=64)
+    valid = np.arange(64) < 60
+    fn = jax.jit(metrics.ranking_metrics, static_argnames=("ks", "ties"))
+    got = {t: jax.device_get(fn(scores, targets, valid, None, ks=(10, 50), ties=t))
+           for t in ("expected", "optimistic", "pessimistic")}
+    assert got["expected"] == got["optimistic"] == got["pessimistic"]
+    assert float(got["expected"]["tie_fraction"]) == 0.0 and float(got["expected"]["tied_share"]) == 0.0
+
+
+def test_beam_ranks_ties_within_and_at_the_end_of_the_list():
+    items = np.array([[5, 7, 9, 2], [5, 7, 9, 2], [5, 7, 9, 2], [5, 7, 9, 0], [5, 7, 9, 2]], np.int32)
+    scores = np.array([[-1.0, -2.0, -2.0, -3.0],   # target 9 ties with 7 inside the list: rank 1 or 2
+                       [-1.0, -2.0, -3.0, -3.0],   # target 9 ties with the last item: the tie may go on
+                       [-1.0, -1.0, -1.0, -1.0],   # collapsed: every beam equal
+                       [-1.0, -2.0, -3.0, -np.inf],  # fewer items than beams, no tie
+                       [-1.0, -2.0, -3.0, -4.0]], np.float32)  # target 4 not listed
+    targets = np.array([9, 9, 9, 9, 4], np.int32)
+    greater, tied, tie_at_target = (np.asarray(x) for x in metrics.beam_rank_counts(items, scores, targets))
+    np.testing.assert_array_equal(greater, [1, 4, 4, 2, 4])
+    np.testing.assert_array_equal(tied, [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(tie_at_target, [True, True, True, False, False])
+    sums = metrics.beam_ranking_metrics(items, scores, targets, np.ones(5, bool), ks=(2, 3))
+    assert float(sums["hr@2"]) == pytest.approx(0.5)  # only the first row, half of its two orders
+    assert float(sums["hr@3"]) == pytest.approx(2.0)  # rows 0 and 3
+    assert float(sums["tie_fraction"]) == 3.0
+    assert float(sums["tied_share"]) == 1.0  # the collapsed row; the others' first item stands alone
+
+
+def test_collapsed_beams_hit_nothing_and_untied_beams_match_plain_ranks():
+    from scaling_rec.models.beam_search import ranks_in_beams
+
+    items = np.tile(np.arange(1, 11, dtype=np.int32), (4, 1))
+    targets = np.array([1, 3, 10, 11], np.int32)
+    flat = metrics.beam_ranking_metrics(items, np.zeros((4, 10), np.float32), targets, np.ones(4, bool), ks=(5, 10))
+    assert float(flat["hr@10"]) == 0.0 and float(flat["tied_share"]) == 4.0
+    distinct = -np.arange(10, dtype=np.float32)[None, :].repeat(4, 0)
+    got = jax.device_get(metrics.beam_ranking_metrics(items, distinct, targets, np.ones(4, bool), ks=(5, 10)))
+    plain = jax.device_get(metrics.ranking_metrics_from_ranks(ranks_in_beams(items, targets), np.ones(4, bool),
+                                                              ks=(5, 10)))
+    assert {k: v for k, v in got.items() if not k.startswith("tie")} == plain
 
 
 def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="ties"):
         metrics.rank_of_target(np.zeros((2, 3)), np.ones(2, np.int32), ties="random")
+    with pytest.raises(ValueError, match="ties"):
+        metrics.ranking_metrics(np.zeros((2, 3)), np.ones(2, np.int32), np.ones(2, bool), ties="half")
     with pytest.raises(ValueError, match="ks"):
         metrics.ranking_metrics_from_ranks(jnp.zeros(3), jnp.ones(3, bool), ks=(0,))
     with pytest.raises(ValueError, match=r"\[B\]"):
@@ -253,6 +351,18 @@ def test_auc_rejects_degenerate_inputs():
         metrics.auc([0, 1], [0.1, np.nan])
     with pytest.raises(ValueError, match="0/1"):
         metrics.auc([0, 2], [0.1, 0.2])
+
+
+def test_auc_tie_stats_and_constant_predictions():
+    y = np.array([0, 1, 1, 0, 1])
+    assert metrics.auc_tie_stats(y, [0.1, 0.2, 0.3, 0.4, 0.5]) == {"tied_share": 0.0, "tie_fraction": 0.0}
+    # one tied (positive, negative) pair out of 6: the scores 0.2 of examples 0 and 1
+    assert metrics.auc_tie_stats(y, [0.2, 0.2, 0.3, 0.1, 0.5]) == {"tied_share": pytest.approx(1 / 6),
+                                                                    "tie_fraction": pytest.approx(2 / 5)}
+    constant = np.full(5, 3.0)  # a collapsed CTR model: AUC exactly chance, every pair tied
+    assert metrics.auc(y, constant) == 0.5
+    assert metrics.auc_tie_stats(y, constant) == {"tied_share": 1.0, "tie_fraction": 1.0}
+    assert metrics.logloss_from_logits(y, np.zeros(5)) == pytest.approx(math.log(2))
 
 
 def test_logloss_hand_cases_and_clip():

@@ -10,7 +10,9 @@ e.g. 'hstu (ratings >= 4)') when it set one, taking precedence over the result's
 
 A corrupted or partial result.json never stops the load: it is warned about and listed in the
 returned `problems`; a partial one keeps its row, flagged unusable.  Runs whose status is
-`diverged` or `failed` are kept and flagged (`usable=False`, `exclude_reason='status=diverged'`).
+`diverged`, `degenerate` or `failed` are kept and flagged (`usable=False`,
+`exclude_reason='status=diverged'`; a degenerate run's reason adds its `degenerate_reason`: its scores
+collapsed, so its metrics are those of a random ranking, not of its size and budget).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ REQUIRED_FIELDS = (
     "eval",
 )
 NUMERIC_FIELDS = ("flops_planned", "flops_spent", "n_dense", "n_emb", "examples_seen", "final_train_loss")
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "degenerate", "failed")
 
 # Where identity fields may live, first hit wins: result.json keys, then dotted config.json keys.
 _IDENTITY_KEYS = {
@@ -245,7 +247,8 @@ def load_results(
         if issues:
             row["exclude_reason"] = "partial result.json: " + "; ".join(issues)
         elif row["status"] != "ok":
-            row["exclude_reason"] = f"status={row['status']}"
+            why = data.get("degenerate_reason") if row["status"] == "degenerate" else None
+            row["exclude_reason"] = f"status={row['status']}" + (f" ({why})" if why else "")
         else:
             row["exclude_reason"] = ""
         rows.append(row)

@@ -1,6 +1,6 @@
 """Runs a sweep: skip finished runs, resume unfinished ones, report progress, summarise, measure overhead.
 
-A run is finished when its result.json says ok or diverged; it is then never submitted again. Any
+A run is finished when its result.json says ok, diverged or degenerate; it is then never submitted again. Any
 other run (never started, interrupted: resumed from its checkpoint by the loop, or failed: tried
 again) is submitted. Progress goes to the console as one line per event (done / running / failed,
 ETA); at the end a table of every run and the sweep's overhead:
@@ -35,7 +35,7 @@ class RunState:
     """What the runner knows of one run."""
 
     spec: RunSpec
-    state: str = "pending"  # pending | running | ok | diverged | failed | skipped
+    state: str = "pending"  # pending | running | ok | diverged | degenerate | failed | skipped
     started: float = 0.0
     not_before: float = 0.0
     attempts: int = 0
@@ -176,8 +176,8 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
                                              "error": clip_error(s.error)} for s in states})
 
     def progress(st: RunState, what: str) -> None:
-        n = {k: sum(s.state == k for s in states) for k in ("ok", "diverged", "failed", "skipped", "running")}
-        finished = n["ok"] + n["diverged"] + n["skipped"]
+        n = {k: sum(s.state == k for s in states) for k in (*FINISHED, "failed", "skipped", "running")}
+        finished = sum(n[k] for k in FINISHED) + n["skipped"]
         eta = _eta(states, executor.slots, time.time())
         label = " ".join(x for x in (st.spec.group, st.spec.size or st.spec.family) if x) + (
             f" C={st.spec.budget:.2g}" if st.spec.budget else "")

@@ -30,7 +30,7 @@ from scaling_rec.errors import ResultError, RunBusyError
 from scaling_rec.io import atomic_write_json, read_run_result
 from scaling_rec.sweep.spec import RunSpec, schema, set_key
 
-FINISHED = ("ok", "diverged")
+FINISHED = ("ok", "diverged", "degenerate")
 
 
 def study_root(workdir: str | os.PathLike, config: ml_collections.ConfigDict) -> pathlib.Path:
@@ -80,7 +80,8 @@ class Store:
         return read_run_result(self.run_dir(run_id))
 
     def status(self, run_id: str) -> str:
-        """'ok' | 'diverged' | 'failed' (result.json says so), 'partial' (started, no result), 'pending'."""
+        """'ok' | 'diverged' | 'degenerate' | 'failed' (result.json says so), 'partial' (started, no result),
+        'pending'."""
         result = self.read_result(run_id)
         if result is not None:
             return str(result.get("status", "failed"))

@@ -24,6 +24,11 @@ from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 
 Action = Literal["continue", "early_stop", "interrupt"]
+# A run is degenerate when, at an evaluation it reports, the target ties on average with at least this
+# share of what it competes with (items, beams, or (positive, negative) pairs for CTR): its scores have
+# collapsed to (nearly) one value. A trained model's share is ~0 (benchmarks/results/tie_check_cpu.json);
+# a constant one's is 1.
+DEGENERATE_TIED_SHARE = 0.5
 
 
 def open_run_dir(run_dir: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
@@ -71,6 +76,38 @@ def record_eval(meta: dict[str, Any], step: int, valid: dict[str, float], improv
     else:
         meta["evals_since_best"] += 1
     return fields
+
+
+def degenerate_reason(evaluations: dict[str, dict[str, float] | None]) -> str | None:
+    """Why the run is degenerate, or None: the first of `evaluations` ({what: metrics of one evaluation},
+    e.g. {'best validation (step 3)': ...}) whose 'tied_share' (scaling_rec.metrics tie measures) is at
+    least DEGENERATE_TIED_SHARE. Its metrics are then those of a random ranking under the expected tie
+    rule, not of a model: the analysis excludes such runs."""
+    for what, metrics in evaluations.items():
+        share = (metrics or {}).get("tied_share")
+        if share is not None and share >= DEGENERATE_TIED_SHARE:
+            return (f"scores collapsed: at the {what}, {share:.0%} of the score comparisons that rank the targets "
+                    f"are ties (tied_share {share:.3f} >= {DEGENERATE_TIED_SHARE}); its metrics are those of a random "
+                    "ranking. Lower the learning rate or check the model's outputs")
+    return None
+
+
+def reported_evaluations(meta: dict[str, Any]) -> dict[str, dict[str, float] | None]:
+    """The evaluations a loop's result reports, for `final_status`: the best point's validation and test
+    (its eval metrics) and the last validation (its final_eval_loss)."""
+    best = meta.get("best") or {}
+    return {f"best step {best.get('step')}'s validation": best.get("valid"),
+            f"best step {best.get('step')}'s test": best.get("test"), "last validation": meta.get("last_valid")}
+
+
+def final_status(status: str, evaluations: dict[str, dict[str, float] | None], rid: str) -> dict[str, str]:
+    """Result fields 'status' and, for a degenerate run, 'degenerate_reason': an 'ok' run whose
+    `evaluations` are degenerate (`degenerate_reason`) becomes 'degenerate' (finished, never rerun)."""
+    reason = degenerate_reason(evaluations) if status == "ok" else None
+    if reason is None:
+        return {"status": status}
+    progress(f"[{rid}] degenerate: {reason}")
+    return {"status": "degenerate", "degenerate_reason": reason}
 
 
 def patience_exhausted(meta: dict[str, Any], patience: int) -> bool:

@@ -30,7 +30,7 @@ from scaling_rec.calibration import ctr_loss_metrics
 from scaling_rec.data.ctr import CTRDataset, CTRSplit, load_ctr
 from scaling_rec.errors import ConfigError
 from scaling_rec.io import read_run_result
-from scaling_rec.metrics import auc, logloss_from_logits
+from scaling_rec.metrics import auc, auc_tie_stats, logloss_from_logits
 from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
@@ -100,8 +100,9 @@ def _batch(split: CTRSplit, rows: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def evaluate(predict, state: dict, split: CTRSplit, batch_size: int, mesh, base_rate: float) -> dict[str, float]:
-    """AUC and logloss (nats) over every example of `split` (last batch padded, padding dropped), with
-    logloss's standard error and the normalised entropy against the training `base_rate` (ctr_loss_metrics)."""
+    """AUC, logloss (nats) and the tie measures of `auc_tie_stats` over every example of `split` (last batch
+    padded, padding dropped), with logloss's standard error and the normalised entropy against the
+    training `base_rate` (ctr_loss_metrics)."""
     n = len(split)
     logits = []
     for start in range(0, n, batch_size):
@@ -109,7 +110,7 @@ def evaluate(predict, state: dict, split: CTRSplit, batch_size: int, mesh, base_
         logits.append(np.asarray(predict(state["params"], state["stats"], place_batch(_batch(split, rows), mesh))))
     z = np.concatenate(logits)[:n].astype(np.float64)
     y = split.label_N.astype(np.float64)
-    return {"auc": auc(y, z), "logloss": logloss_from_logits(y, z), "n": float(n),
+    return {"auc": auc(y, z), "logloss": logloss_from_logits(y, z), "n": float(n), **auc_tie_stats(y, z),
             **ctr_loss_metrics(y, z, base_rate)}
 
 
@@ -230,7 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     book.stop_clock()
     best = meta.get("best") or {}
     result = {
-        "status": status, "run_id": rid, "study": config.study, "family": config.model.family,
+        **bookkeeping.final_status(status, bookkeeping.reported_evaluations(meta), rid),
+        "run_id": rid, "study": config.study, "family": config.model.family,
         "dataset": data.name, "flops_planned": float(config.train.flops_budget
                                                      or total_steps * t.batch_size * flops_per_example),
         "flops_spent": float(step * t.batch_size * flops_per_example), "flops_per_example": flops_per_example,

@@ -1,8 +1,8 @@
 """One training run, end to end: data → model → jitted steps under a mesh → evaluation → result.json.
 
 The run directory `<workdir>/runs/<run_id>/` holds config.json, metrics.jsonl, result.json and ckpt/.
-A finished run (result.json with status ok or diverged) is returned as is; an unfinished one resumes
-from its last checkpoint and, because batches, dropout and negatives are keyed by the global step,
+A finished run (result.json with status ok, diverged or degenerate) is returned as is; an unfinished
+one resumes from its last checkpoint and, because batches, dropout and negatives are keyed by the global step,
 ends with the same numbers as an uninterrupted run.
 """
 
@@ -37,7 +37,7 @@ from scaling_rec.train.inputs import RunInputs, prepare
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.step import TrainState, make_eval_step, make_optimizer, make_train_step
 
-FINISHED = ("ok", "diverged")
+FINISHED = ("ok", "diverged", "degenerate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +235,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         bookkeeping.write_result(run_dir, result, main)
         raise
     book.stop_clock()
-    result = _result(config, rid, status, inputs, sched, counts, step, meta, t_start)
+    status_fields = bookkeeping.final_status(status, bookkeeping.reported_evaluations(meta), rid)
+    result = {**_result(config, rid, status, inputs, sched, counts, step, meta, t_start), **status_fields}
     book.finish(result, run_dir, main)
     return result
 

@@ -14,7 +14,7 @@ from flax import nnx
 
 from scaling_rec.calibration import candidate_mask, xent_grid_sums
 from scaling_rec.data.jagged import Batch, JaggedBatch
-from scaling_rec.metrics import rank_of_target, ranking_metrics_from_ranks
+from scaling_rec.metrics import ranking_metrics
 from scaling_rec.models.sequential import jagged_to_padded, token_view
 from scaling_rec.train.losses import full_softmax_loss, sampled_softmax_loss
 
@@ -90,9 +90,11 @@ def history_ids(batch: Batch, max_len: int) -> jax.Array:
 
 
 def make_eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict) -> Callable[[nnx.State, Batch], dict]:
-    """eval_step(params, batch) -> metric sums (HR/NDCG@K, MRR, the cross-entropy grid 'xent_grid').
+    """eval_step(params, batch) -> metric sums (HR/NDCG@K, MRR, the cross-entropy grid 'xent_grid', and
+    the tie measures 'tie_fraction' and 'tied_share').
 
-    Ranks the target of each sequence's last token among all items (row 0 excluded); with
+    Ranks the target of each sequence's last token among all items (row 0 excluded), ties by their
+    expected rank (scaling_rec.metrics, 'expected'); with
     eval.exclude_history the user's history items are removed from the ranking (never the target).
     'xent_grid' / 'xent_grid_sumsq' [G]: sums of the cross-entropy of the softmax over the same candidate
     items as the ranking, of the logits as trained (scores / train.temperature) times each inverse
@@ -109,8 +111,7 @@ def make_eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict) ->
         target_B, _ = last_token(batch, targets)
         scores_BxV = h_BxD @ model.item_embeddings().T
         exclude = history_ids(batch, config.data.max_len) if config.eval.exclude_history else None
-        ranks_B = rank_of_target(scores_BxV, target_B, exclude)
-        sums = ranking_metrics_from_ranks(ranks_B, valid_B, ks)
+        sums = ranking_metrics(scores_BxV, target_B, valid_B, exclude, ks=ks)
         candidates_BxV = candidate_mask(scores_BxV.shape[1], target_B, exclude)
         sums.update(xent_grid_sums(scores_BxV / config.train.temperature, target_B, valid_B, candidates_BxV))
         return sums

@@ -4,7 +4,8 @@ Run directory (docs/CONTRACTS.md): `<workdir>/runs/<run_id>/{config.json, metric
 semantic_ids.npz}`. Protocol (Rajput et al. 2023, Sec. 4): leave-one-out on the 5-core sequences (users
 with < 3 events dropped and counted), histories capped at the last `data.max_items` items; every prefix of
 a training sequence is an example (history -> next item); Recall@K / NDCG@K over all items from the
-constrained beam search (a target not among the W beams has rank W). Training is resumable in chunks:
+constrained beam search (a target not among the W beams has rank W; ties: metrics.beam_rank_counts; a run
+whose beams all tie is 'degenerate'). Training is resumable in chunks:
 `train.time_limit_s` (or `max_steps` of a call) stops at a step boundary with a checkpoint, the learning
 curve so far and a test evaluation of where the run stands (status 'partial'); the next call resumes.
 Batches and dropout are keyed by the global step, so a resumed run equals an uninterrupted one; with
@@ -43,15 +44,23 @@ from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.sources import cache_dir
 from scaling_rec.data.splits import leave_one_out
 from scaling_rec.io import atomic_write_json, read_run_result
-from scaling_rec.metrics import MetricAccumulator, ranking_metrics_from_ranks
-from scaling_rec.models.beam_search import build_prefix_table, make_search, ranks_in_beams
+from scaling_rec.metrics import MetricAccumulator, beam_ranking_metrics
+from scaling_rec.models.beam_search import build_prefix_table, make_search
 from scaling_rec.models.rqvae import SemanticIds, semantic_ids
 from scaling_rec.models.tiger import Tiger, history_tokens, repeat_context
 from scaling_rec.parallel.mesh import make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import create_sharded, init_opt_state, place_batch, replicated
 from scaling_rec.provenance import data_provenance
-from scaling_rec.train.bookkeeping import best_valid, open_run_dir, resume, run_provenance, run_times, write_result
+from scaling_rec.train.bookkeeping import (
+    best_valid,
+    final_status,
+    open_run_dir,
+    resume,
+    run_provenance,
+    run_times,
+    write_result,
+)
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.loop import FINISHED
@@ -307,9 +316,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
             valid = np.arange(EB) < len(tgt)
             hist = np.pad(hist, ((0, EB - len(tgt)), (0, 0)))
             tgt = np.pad(tgt, (0, EB - len(tgt)))
-            items, _, _ = search(p, jnp.asarray(hist), children, item_of_node)
-            ranks = ranks_in_beams(items, jnp.asarray(tgt))
-            acc.update(ranking_metrics_from_ranks(ranks, jnp.asarray(valid), tuple(config.eval.ks)))
+            items, scores, _ = search(p, jnp.asarray(hist), children, item_of_node)
+            acc.update(beam_ranking_metrics(items, scores, jnp.asarray(tgt), jnp.asarray(valid), tuple(config.eval.ks)))
         # MRR is left out: over a truncated list of W beams it is not the full-ranking MRR.
         return {k.replace("hr@", "recall@"): v for k, v in acc.result().items() if not k.startswith("mrr")}
 
@@ -392,8 +400,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         ckpt.save(step, state, meta)
     ckpt.close()
     best_ckpt.close()
+    evaluations = {"best validation": (best or {}).get("valid"), "best step's test": (best or {}).get("test"),
+                   "last step's test": test}
     result = {
-        "status": status, "run_id": rid, "study": config.study, "family": "tiger", "arch": spec.arch,
+        **final_status(status, evaluations, rid), "run_id": rid, "study": config.study, "family": "tiger",
+        "arch": spec.arch,
         "dataset": config.data.name, "encoder": config.data.encoder, "encoder_dim": config.data.encoder_dim,
         "ids_method": ids.method, "ids_stats": {k: v for k, v in ids.stats.items() if k != "rqvae_history"},
         "id_vocab_sizes": list(ids.vocab_sizes), "steps": step, "total_steps": t.num_steps,
