@@ -6,9 +6,10 @@ and test keep every user, so every run is scored on the same targets). Two arms 
 
   fixed_epochs     fractions 1/16, 1/8, 1/4, 1/2, 1, each for EPOCHS epochs over its own subset:
                    L(U) at equal repetition, whose exponent is the data-scaling exponent.
-  equal_examples   fractions 1/16 and 1/4 trained on as many examples as the full set's EPOCHS
-                   epochs, i.e. EPOCHS/f epochs: the same compute on less unique data, the repeated-
-                   data effect of Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models"),
+  equal_examples   fractions 1/16 and 1/4 (Beauty, Toys: 1/4 only) trained on as many examples as
+                   the full set's EPOCHS epochs, i.e. EPOCHS/f epochs: the same compute on less unique
+                   data, the repeated-data effect of Muennighoff et al. 2023 ("Scaling Data-Constrained
+                   Language Models"),
                    whose effective data is D' = U + U·R*·(1 − exp(−R/R*)), R = epochs − 1, R* ≈ 15.4.
                    (The fraction-1 run of this arm is the fixed_epochs run.)
 
@@ -23,15 +24,16 @@ Commands (one dataset after another; study directory <workdir>/data_scaling_<dat
       --study=runs/data_scaling_ml100k --out=benchmarks/results/data_scaling_ml100k
 (and :beauty, :toys). Presets:
   ml100k   ML-100K (943 users, 8 steps per full epoch), hstu/S, max_len 50, 20 epochs: 7 runs.
-  beauty   Amazon Beauty (22,363 users, 175 steps per full epoch), hstu/S, full softmax, 3 epochs,
-           evaluation on the first 5,000 users: 7 runs.
-  toys     Amazon Toys (19,412 users, 152 steps per full epoch), as beauty: 7 runs.
+  beauty   Amazon Beauty (22,363 users), hstu/S, full softmax, batch 256 (88 steps per full epoch),
+           2 epochs, evaluation on the first 5,000 users: 6 runs.
+  toys     Amazon Toys (19,412 users, batch 256: 76 steps per full epoch), as beauty: 6 runs.
   tiny     synthetic data, 2 fractions × 2 epochs (the tests' smoke study).
 Runtime and result: see benchmarks/results/data_scaling_<dataset>/report.md (written by the second
 command, with the command, commit and machine in provenance.json).
-Sizing: the shared 2-core CPU of this project allows about 15 minutes per dataset, so Beauty and Toys
-train for 3 epochs (the reproductions were still improving at 24): their exponents describe short
-training, not convergence.
+Sizing: the shared 2-core CPU of this project (load average 10-13 while it ran: five sessions at once)
+allows about 15 minutes per dataset; ML-100K ran at 0.8-1.2 steps/s. So Beauty and Toys train for 2
+epochs at batch 256 (the reproductions were still improving at 24 epochs of 128): their exponents
+describe short training, not convergence.
 """
 
 from __future__ import annotations
@@ -41,23 +43,23 @@ import ml_collections
 from experiments.hstu.common import quick_eval, reference
 
 FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
-EQUAL_EXAMPLES_FRACTIONS = (1 / 16, 1 / 4)
-# preset -> (dataset, epochs at every fraction of the fixed_epochs arm, eval users (0 = all), steps per full epoch)
+# preset -> (dataset, epochs at every fraction of the fixed_epochs arm, eval users (0 = all), batch size,
+#            fractions of the equal_examples arm)
 PRESETS = {
-    "ml100k": ("ml-100k", 20.0, 0, 8),
-    "beauty": ("amazon-beauty", 3.0, 5000, 175),
-    "toys": ("amazon-toys", 3.0, 5000, 152),
-    "tiny": ("synthetic", 2.0, 0, 16),
+    "ml100k": ("ml-100k", 20.0, 0, 128, (1 / 16, 1 / 4)),
+    "beauty": ("amazon-beauty", 2.0, 5000, 256, (1 / 4,)),
+    "toys": ("amazon-toys", 2.0, 5000, 256, (1 / 4,)),
+    "tiny": ("synthetic", 2.0, 0, 128, ()),
 }
 
 
 def get_config(preset: str = "ml100k") -> ml_collections.ConfigDict:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; use one of {list(PRESETS)}")
-    dataset, epochs, eval_users, steps_per_epoch = PRESETS[preset]
-    c = reference(dataset, f"data_scaling_{preset}", "hstu", max_len=50, num_epochs=epochs,
-                  steps_per_epoch=steps_per_epoch)
+    dataset, epochs, eval_users, batch_size, _ = PRESETS[preset]
+    c = reference(dataset, f"data_scaling_{preset}", "hstu", max_len=50, num_epochs=epochs)
     quick_eval(c, max_users=eval_users)
+    c.train.batch_size = batch_size
     if preset in ("beauty", "toys"):
         c.train.loss = "full_softmax"  # reaches a usable model in few epochs (README, reproductions)
     if preset == "tiny":
@@ -66,13 +68,13 @@ def get_config(preset: str = "ml100k") -> ml_collections.ConfigDict:
 
 
 def get_sweep(preset: str = "ml100k") -> list[dict]:
-    epochs = PRESETS[preset][1]
+    epochs, equal_fractions = PRESETS[preset][1], PRESETS[preset][4]
     if preset == "tiny":
         return [{"size": "hstu/XS", "data.train_user_fraction": f, "group_label": "fixed_epochs"} for f in (0.5, 1.0)]
     points = [{"size": "hstu/S", "data.train_user_fraction": f, "train.num_epochs": epochs,
                "group_label": "fixed_epochs"} for f in FRACTIONS]
     points += [{"size": "hstu/S", "data.train_user_fraction": f, "train.num_epochs": epochs / f,
-                "group_label": "equal_examples"} for f in EQUAL_EXAMPLES_FRACTIONS]
+                "group_label": "equal_examples"} for f in equal_fractions]
     return points
 
 
