@@ -49,7 +49,8 @@ def summary(result: dict[str, Any], run_dir: str) -> str:
         f"{result.get('steps')} steps, {result.get('epochs', 0):.2f} epochs, "
         f"{result.get('examples_seen', 0):,.0f} examples",
         f"  test (best valid step {result.get('best_step')}): {metrics or '-'}",
-        f"  wall {result.get('wall_time_s', 0):.1f} s (training) / {result.get('elapsed_s', 0):.1f} s (total) "
+        f"  wall {result.get('wall_time_s', 0):.1f} s training (all calls), "
+        f"{result.get('elapsed_s', 0):.1f} s this call (setup included) "
         f"on {result.get('num_devices')}x {result.get('device_kind')}",
         f"  {run_dir}",
     ] + [f"  {k.split('_')[0]}: {result[k]}" for k in ("degenerate_reason", "error") if result.get(k)])

@@ -15,6 +15,21 @@ from scaling_rec.errors import CheckpointCorruptError
 CORRUPT_SUFFIX = ".corrupt"  # <ckpt>.corrupt/<step>-<unix time>/: a corrupt step set aside by restore_latest
 
 
+def _quiet_orbax_read_failures() -> None:
+    """Wraps sys.unraisablehook (once) to drop what orbax's abandoned array-read coroutines raise after a
+    restore failed (each would print a ~60-line TensorStore spec when collected); the rest passes on."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_orbax_reads", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if getattr(unraisable.object, "__qualname__", "") != "_read_array_index_and_device_put":
+            previous(unraisable)
+
+    hook.drops_orbax_reads = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def _first_line(e: BaseException) -> str:
     """`Type: first line of the message`, without TensorStore's appended spec dump, at most 300 characters."""
     text = str(e).strip().split(" See full TensorStore details")[0]
@@ -54,6 +69,7 @@ class Checkpointer:
                                                                   meta=ocp.args.JsonRestore()))
             meta = dict(out.meta)
         except Exception as e:  # orbax and TensorStore raise many types (ValueError, OSError, KeyError, ...)
+            _quiet_orbax_read_failures()
             raise CheckpointCorruptError(
                 f"checkpoint step {step} in {self.directory} cannot be restored ({_first_line(e)})",
                 step, str(self.directory)) from e
