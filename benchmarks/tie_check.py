@@ -1,0 +1,120 @@
+"""Ties in trained models (issue 14): one short run per family, the same parameters scored under the new
+and the old tie rule, and how often the target ties at all.
+
+    SCALING_REC_DATA=../shared/data nice -n 5 python -m benchmarks.tie_check --workdir=/tmp/runs/tie_check
+
+Runs (short, CPU): SASRec on Amazon Beauty (1 epoch of the reference recipe, evaluated once on the
+first 5,000 users; --families=hstu adds HSTU the same way), DCNv2 on Frappe (1 epoch of the BARS
+recipe, every example), TIGER on Beauty (the tiny preset trained 300 steps, 2,000 test users). Every
+evaluation scores its parameters once and computes the metrics under both rules from the same scores:
+the sequential eval step and TIGER's beam evaluation are wrapped (unittest.mock) to add the old
+'optimistic' sums (ties won; for TIGER the beam's position, ties in top_k's order) beside the default
+'expected' ones. CTR's AUC counts ties as half before and after; its optimistic / pessimistic AUC are
+AUC +- tied_share / 2. Writes benchmarks/results/tie_check_cpu.json: per family the test metric under
+each rule, its SE, the difference, whether it is within one SE, tie_fraction (examples whose target
+ties with at least one competitor) and tied_share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import pathlib
+import time
+from unittest import mock
+
+from benchmarks.provenance import ROOT, command_line, provenance
+from experiments.hstu.beauty import get_config as beauty_config
+from experiments.tiger.beauty import get_config as tiger_config
+from experiments.wukong.frappe import get_config as frappe_config
+from scaling_rec import metrics
+from scaling_rec.io import atomic_write_json
+from scaling_rec.models.beam_search import ranks_in_beams
+from scaling_rec.train import ctr_loop, loop, step, tiger_loop
+
+OLD = "optimistic"
+
+
+def _sequential_both(scores_BxV, targets_B, valid_B, exclude_BxH=None, *, ks, ties="expected"):
+    """The eval step's sums under `ties` (the default) plus the old rule's, prefixed 'optimistic/'."""
+    sums = metrics.ranking_metrics(scores_BxV, targets_B, valid_B, exclude_BxH, ks=ks, ties=ties)
+    old = metrics.ranking_metrics(scores_BxV, targets_B, valid_B, exclude_BxH, ks=ks, ties=OLD)
+    return {**sums, **{f"{OLD}/{k}": v for k, v in old.items() if k != metrics.COUNT_KEY and not k.startswith("tie")}}
+
+
+def _beam_both(items_BxW, scores_BxW, targets_B, valid_B, ks):
+    """TIGER's sums under the expected rule plus the old ones (rank = position in the beam), 'optimistic/'."""
+    sums = metrics.beam_ranking_metrics(items_BxW, scores_BxW, targets_B, valid_B, ks)
+    old = metrics.ranking_metrics_from_ranks(ranks_in_beams(items_BxW, targets_B), valid_B, ks)
+    return {**sums, **{f"{OLD}/{k}": v for k, v in old.items() if k != metrics.COUNT_KEY}}
+
+
+def compare(ev: dict, names: tuple[str, ...], old_of) -> dict:
+    """Test metrics under the expected and old rule: values, SE, difference, |difference| <= SE."""
+    out = {}
+    for m in names:
+        new, se, old = ev[f"test/{m}"], ev[f"test/{m}_se"], old_of(m)
+        out[m] = {"expected": new, "se": se, OLD: old, "difference": new - old,
+                  "within_one_se": bool(abs(new - old) <= se)}
+    return out
+
+
+def sequential(family: str, workdir: pathlib.Path) -> dict:
+    c = beauty_config(family)
+    c.train.num_epochs, c.train.eval_every, c.eval.max_users, c.eval.patience = 1.0, 10**9, 5000, 0
+    c.logging.wandb = c.logging.progress = False
+    with mock.patch.object(step, "ranking_metrics", _sequential_both):
+        r = loop.train_and_evaluate(c, workdir)
+    ev = r["eval"]
+    return {"run": {"status": r["status"], "steps": r["steps"], "test_users": ev["test/num_examples"]},
+            "metrics": compare(ev, ("hr@10", "ndcg@10", "mrr"), lambda m: ev[f"test/{OLD}/{m}"]),
+            "tie_fraction": ev["test/tie_fraction"], "tied_share": ev["test/tied_share"]}
+
+
+def ctr(workdir: pathlib.Path) -> dict:
+    c = frappe_config("dcnv2")
+    c.train.num_epochs, c.logging.wandb, c.logging.progress = 1.0, False, False
+    r = ctr_loop.train_and_evaluate(c, workdir)
+    ev = r["eval"]
+    share = ev["test/tied_share"]
+    return {"run": {"status": r["status"], "steps": r["steps"], "test_examples": ev["test/n"]},
+            "auc": {"expected": ev["test/auc"], OLD: ev["test/auc"] + share / 2,
+                    "pessimistic": ev["test/auc"] - share / 2, "difference": -share / 2},
+            "tie_fraction": ev["test/tie_fraction"], "tied_share": share}
+
+
+def tiger(workdir: pathlib.Path) -> dict:
+    c = tiger_config("tiny")
+    c.train.update(num_steps=300, eval_every=300, log_every=50)
+    c.eval.update(valid_users=512, test_users=2000)
+    c.logging.progress = False
+    with mock.patch.object(tiger_loop, "beam_ranking_metrics", _beam_both):
+        r = tiger_loop.train_and_evaluate(c, workdir)
+    ev = r["eval"]
+    old = lambda m: ev[f"test/{OLD}/{m.replace('recall@', 'hr@')}"]  # noqa: E731
+    return {"run": {"status": r["status"], "steps": r["steps"], "test_users": r["num_test_users"]},
+            "metrics": compare(ev, ("recall@10", "ndcg@10"), old),
+            "tie_fraction": ev["test/tie_fraction"], "tied_share": ev["test/tied_share"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--workdir", default="/tmp/runs/tie_check")
+    p.add_argument("--families", default="sasrec,dcnv2,tiger")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "tie_check_cpu.json"))
+    args = p.parse_args()
+    command = command_line("benchmarks.tie_check", [f"--{k}={v}" for k, v in vars(args).items() if k != "out"])
+    runs = {"sasrec": functools.partial(sequential, "sasrec"), "hstu": functools.partial(sequential, "hstu"),
+            "dcnv2": ctr, "tiger": tiger}
+    out = {"command": command, "provenance": provenance(), "rule": "expected (scaling_rec/metrics.py)",
+           "old_rule": OLD, "families": {}}
+    for fam in args.families.split(","):
+        t0, cpu0 = time.time(), time.process_time()
+        out["families"][fam] = {**runs[fam](pathlib.Path(args.workdir) / fam), "wall_s": time.time() - t0,
+                                "cpu_s": time.process_time() - cpu0}
+        atomic_write_json(pathlib.Path(args.out), out)
+        print(fam, out["families"][fam], flush=True)
+
+
+if __name__ == "__main__":
+    main()
