@@ -29,6 +29,7 @@ import csv
 import dataclasses
 import gzip
 import hashlib
+import io
 import json
 import os
 import pathlib
@@ -42,6 +43,7 @@ from scipy.sparse.linalg import svds
 
 from scaling_rec.data import text_encoder
 from scaling_rec.data.sources import cache_dir
+from scaling_rec.data.textio import decode_utf8, read_lines
 from scaling_rec.errors import ConfigError, DataFormatError, DataNotFoundError
 
 ENCODERS = ("tfidf-svd", "minilm")
@@ -123,8 +125,7 @@ def _json_pairs_no_conflict(path: pathlib.Path) -> tuple[dict, int]:
         return out
 
     try:
-        with path.open("r", encoding="utf-8") as fh:
-            return json.load(fh, object_pairs_hook=hook), repeats
+        return json.loads(decode_utf8(path.read_bytes(), str(path)), object_pairs_hook=hook), repeats
     except json.JSONDecodeError as e:
         raise DataFormatError(f"{path}:{e.lineno}: not valid JSON ({e.msg}).") from None
 
@@ -132,10 +133,9 @@ def _json_pairs_no_conflict(path: pathlib.Path) -> tuple[dict, int]:
 def read_first_appearance_asins(path: str | os.PathLike) -> list[str]:
     """ASINs of a P5 `reviewerID ASIN ASIN ...` file in order of first appearance (S3-Rec id k = entry k-1)."""
     seen: dict[str, None] = {}
-    with pathlib.Path(path).open("r", encoding="utf-8") as fh:
-        for line in fh:
-            for asin in line.split()[1:]:
-                seen.setdefault(asin, None)
+    for _, line in read_lines(path):
+        for asin in line.split()[1:]:
+            seen.setdefault(asin, None)
     return list(seen)
 
 
@@ -157,7 +157,7 @@ def read_titles(meta_dir: str | os.PathLike) -> tuple[dict[str, str], int]:
     int_of_asin, dup = _json_pairs_no_conflict(id_path)
     name_of: dict[int, str] = {}
     first_line: dict[int, int] = {}
-    with csv_path.open("r", encoding="utf-8", newline="") as fh:
+    with io.StringIO(decode_utf8(csv_path.read_bytes(), str(csv_path)), newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or header[1:] != ["global_product_id", "name"]:

@@ -81,3 +81,21 @@ def test_an_integer_beyond_int64_names_the_field_not_the_line(tmp_path, reader, 
     msg = str(err.value)
     assert msg.startswith(f"{path}{where}"), msg
     assert ("does not fit int64" in msg) and BIG not in msg  # the number is shown cut, the line not at all
+
+
+def test_item_content_files_that_are_not_utf8(tmp_path):
+    """TIGER's item content readers (JSON attributes, P5 sequences, the titles CSV) name file and line too."""
+    from scaling_rec.data.amazon_content import read_first_appearance_asins, read_item_attributes, read_titles
+
+    attrs = _bytes(tmp_path, "attrs.json", b'{"1": [1, 2],\n "2": ["\xff"]}')
+    with pytest.raises(DataFormatError, match=r"attrs\.json:2: byte 0xff at column 9 is not UTF-8"):
+        read_item_attributes(attrs, 2)
+    seqs = _bytes(tmp_path, "user_sequence.txt", b"u1 A B\nu2 \xe9C\n")
+    with pytest.raises(DataFormatError, match=r"user_sequence\.txt:2: byte 0xe9 at column 4"):
+        read_first_appearance_asins(seqs)
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "item_id_to_int.json").write_text('{"A": 1}')
+    _bytes(meta, "products_lookup.csv", b",global_product_id,name\n0,1,caf\xe9\n")
+    with pytest.raises(DataFormatError, match=r"products_lookup\.csv:2: byte 0xe9 at column 8"):
+        read_titles(meta)
