@@ -211,10 +211,17 @@ def run_id(config: ml_collections.ConfigDict) -> str:
     """Stable short id of a resolved config: the first 12 hex digits of the SHA-256 of its sorted JSON.
 
     Keys that cannot change a run's numbers (logging, data_dir) are left out, so that the same run
-    launched with or without W&B, or from another data copy, is the same run. Keys added to the
+    launched with or without W&B is the same run. What data_dir stood for, the data, enters as its content
+    identity (scaling_rec.provenance.data_identity: a copy of the same files keeps the id, other files get a
+    new one), left out for the canonical copies so that older ids stay valid. Keys added to the
     schema later (ADDED_KEYS) count only when they differ from their default, so that adding a key
     keeps every finished run's id (and result) valid.
+
+    Raises:
+      DataNotFoundError: an explicit data.data_dir that does not exist or lacks the dataset.
     """
+    from scaling_rec.provenance import data_files, data_identity
+
     d = config.to_dict()
     d.pop("logging", None)
     d.get("data", {}).pop("data_dir", None)
@@ -223,5 +230,8 @@ def run_id(config: ml_collections.ConfigDict) -> str:
         section, name = key.split(".")
         if key not in original and d.get(section, {}).get(name, default) == default:
             d.get(section, {}).pop(name, None)
+    identity = data_identity(data_files(config))
+    if identity is not None:
+        d["data_identity"] = identity
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
