@@ -1,6 +1,7 @@
 r"""IsoFLOP study of HSTU (and SASRec) on Amazon Beauty: which model size is best at each budget C?
 
-Command (the README's main command: trains, fits and plots):
+Command (the real-data counterpart of the README's main job, which runs experiments/hstu/known_answer.py:quick
+because this quick preset trains at chance; see below):
   SCALING_REC_DATA=../shared/data python -m launch.sweep \
       --config=experiments/hstu/isoflop.py:quick --workdir=runs/ --executor=inline
   (another dataset: --config.data.name=amazon-toys; report: runs/hstu_isoflop/report/report.md)
@@ -19,9 +20,9 @@ Fitted quantity: the calibrated test cross-entropy eval/test/xent (get_analysis 
 below were measured and fitted on 1 / validation NDCG@10, before the cross-entropy was calibrated.
 
 Runtime and expected results (measured on the 2-core CPU, 2026-11-26):
-  quick  2 min 10 s wall for `bash scripts/main.sh` (12 runs, fit, plots) on an otherwise idle machine,
-         sweep overhead 1.5%; report in docs/example_quick_report/. Every run trains 5-470 steps
-         (valid NDCG@10 .0002-.012): it demonstrates the pipeline, not a law.
+  quick  2 min 10 s wall (12 runs, fit, plots) on an otherwise idle machine, sweep overhead 1.5%. Every
+         run trains 5-470 steps (valid NDCG@10 .0002-.012, chance ≈ .0008): it demonstrates the pipeline
+         on real data, not a law (the main job's known-answer study does that).
   full   1 h 28 min wall, 36 runs, sweep overhead 4.3%, sharing the machine with 3-4 other jobs; report,
          runs.csv and provenance in benchmarks/results/hstu_isoflop_full_cpu/ (python -m
          benchmarks.study_report --config=experiments/hstu/isoflop.py:full --study=runs/full/hstu_isoflop

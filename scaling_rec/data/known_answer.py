@@ -65,7 +65,7 @@ class InterestHMM:
         return int(self.emission_KxV.shape[0])
 
 
-def make_hmm(num_items: int = 500, num_interests: int = 16, *, length: int = 20, p_stay: float = 0.9,
+def make_hmm(num_items: int = 1000, num_interests: int = 64, *, length: int = 20, p_stay: float = 0.9,
              zipf_s: float = 1.0, mix: float = 0.1, seed: int = 0) -> InterestHMM:
     """The model of the module docstring, all random choices from `seed`."""
     if not 1 <= num_interests <= num_items:
@@ -118,17 +118,15 @@ def known_answer_items(hmm: InterestHMM, num_users: int, seed: int) -> np.ndarra
     return np.concatenate(out)[:num_users] if out else np.zeros((0, hmm.length), np.int32)
 
 
-def known_answer_sequences(num_users: int, num_items: int = 500, *, num_interests: int = 16, length: int = 20,
-                           p_stay: float = 0.9, zipf_s: float = 1.0, mix: float = 0.1, seed: int = 0,
-                           name: str = NAME) -> SequenceData:
-    """`num_users` histories of the model make_hmm(num_items, ..., seed) as SequenceData (no timestamps)."""
-    hmm = make_hmm(num_items, num_interests, length=length, p_stay=p_stay, zipf_s=zipf_s, mix=mix, seed=seed)
+def known_answer_sequences(num_users: int, num_items: int = 1000, *, seed: int = 0, name: str = NAME,
+                           **hmm_kwargs: float) -> SequenceData:
+    """`num_users` histories of make_hmm(num_items, seed=seed, **hmm_kwargs) as SequenceData (no timestamps)."""
+    hmm = make_hmm(num_items, seed=seed, **hmm_kwargs)
     items = known_answer_items(hmm, num_users, seed)
     return SequenceData(
         name=name, num_items=num_items, num_users=num_users, items=items.ravel(), timestamps=None, ratings=None,
-        user_offsets=np.arange(num_users + 1, dtype=np.int64) * length,
-        source=(f"known-answer(seed={seed}, V={num_items}, K={num_interests}, length={length}, p_stay={p_stay}, "
-                f"zipf_s={zipf_s}, mix={mix})"),
+        user_offsets=np.arange(num_users + 1, dtype=np.int64) * hmm.length,
+        source=f"known-answer(seed={seed}, V={num_items}, K={hmm.num_interests}, length={hmm.length}, {hmm_kwargs})",
     ).validate()
 
 

@@ -101,3 +101,26 @@ def test_window_of_a_stationary_chain():
     assert abs(late.mean - early.mean) < 4 * np.hypot(late.se, early.se)
     full = ka.bayes_cross_entropy(hmm, 12, num_samples=100_000, seed=7)
     assert full.mean < late.mean
+
+
+def test_the_known_answer_is_computed_on_the_users_the_loop_evaluates():
+    """benchmarks.known_answer_report regenerates the first eval.max_users histories; they must be the
+    loop's test examples (history window and target), or the floor would be another sample's."""
+    from benchmarks.known_answer_report import known_answer
+    from experiments.hstu.known_answer import get_config
+    from scaling_rec.train.inputs import prepare
+
+    c = get_config("quick")
+    c.data.synthetic_users, c.eval.max_users = 600, 200
+    test = prepare(c).test
+    hmm = ka.make_hmm(c.data.synthetic_items, seed=c.seed)
+    items = ka.known_answer_items(hmm, 200, c.seed)
+    assert len(test) == 200
+    for ex, row in zip(test, items, strict=True):
+        np.testing.assert_array_equal(ex.items, row[-1 - c.data.max_len : -1])
+        assert ex.targets[-1] == row[-1]
+    info = known_answer(c.to_dict())
+    assert info["eval_users"] == 200 and info["context"] == c.data.max_len
+    expected = ka.bayes_cross_entropy_of(hmm, items, hmm.length, c.data.max_len).mean
+    assert info["bayes_on_eval_targets"] == pytest.approx(expected)
+    assert info["bayes_expected"] < info["unigram"] < info["chance"]

@@ -107,6 +107,7 @@ def test_bad_sweeps_fail_before_anything_runs(sweep, message):
     ("scales", ["quick", "full"]),
     ("data_quality", ["ml100k", "beauty_dedup"]),
     ("seq_len", ["quick", "full"]),
+    ("known_answer", ["quick", "cpu", "gpu"]),
 ])
 def test_every_experiment_preset_expands_to_valid_configs(study, presets):
     path = REPO / "experiments" / "hstu" / f"{study}.py"

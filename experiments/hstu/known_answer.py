@@ -1,0 +1,102 @@
+r"""Known-answer study: HSTU IsoFLOP sweeps on hidden-Markov interest data whose best cross-entropy is known.
+
+Commands:
+  bash scripts/main.sh      (the README's main job: the quick preset, then its report into
+                             docs/example_quick_report/ with benchmarks.known_answer_report)
+  nice -n 5 python -m launch.sweep --config=experiments/hstu/known_answer.py:cpu --workdir=runs/known_answer \
+      --executor=inline --noanalyze
+  python -m benchmarks.known_answer_report --config=experiments/hstu/known_answer.py:cpu \
+      --study=runs/known_answer/hstu_known_answer_cpu --out=benchmarks/results/known_answer_cpu
+  (gpu: the same with :gpu on an H100/H200)
+
+Data (scaling_rec/data/known_answer.py): 64 hidden interests over a Zipf catalogue of 1,000 items, sticky
+interest chain (stay 0.9), histories of 20 events, a fresh history for every training example (the
+study asks for more users than its largest run consumes, so every run trains under one epoch). The
+model sees the 17 most recent events (data.max_len), so that the evaluated context length is one the
+training covered; the fitted quantity is the calibrated test cross-entropy `eval/test/xent`
+(docs/CONTRACTS.md) of each history's last event, whose Bayes-optimal value the report computes exactly
+on the same users (benchmarks/known_answer_report.py): the floor E of the fits must find it.
+
+Why this data for the main job (issue 15 item 2): on Amazon Beauty a CPU budget of minutes trains the
+ladder's models 5-470 steps at chance level (12,101 items; see experiments/hstu/isoflop.py), so no law
+can show. Here the catalogue is small enough that a full softmax is cheap, data is unlimited (no
+epochs, so D is honest), and the answer is known, so a fitted floor can be checked, not only believed.
+
+Sizes: HSTU at the shape of the ladder's first rung (scaling_rec/sweep/sizes.py hstu/XS: 1 block × 1
+head, head dim = FFN width = d) over widths d = 8 … 64, labelled hstu/XS-d<d> (hstu/XS-d32 is hstu/XS).
+Width is what matters here: 2·d·V FLOPs per scored event are the full softmax, which dominates the
+cost, and the rank d of the item table limits how well 64 interests can be told apart, so a narrow
+model learns fast and saturates early; a wide one costs more per example and keeps improving. The
+ladder's deeper rungs (hstu/S, M: d = 50, 2 and 8 blocks) lost to hstu/XS at every budget up to 3.5e11
+(validation xent 3.525 (S) vs 3.48 (XS) at 3.5e11): depth does not help this one-step-memory process.
+Each budget trains the 3 widths around its optimum (sizes shifted per budget, as FULL_SIZES in
+experiments/hstu/isoflop.py), learning rate 3e-3 (AdamW, no decay, constant), batch 128.
+
+Presets:
+  quick  6 budgets 1e10 … 3.2e11 (×2 apart), widths d = 16, 32, 64 at each = 18 runs, one evaluation
+         at the end on 5,000 users.
+  cpu    8 budgets 1e10 … 1.28e12, widths 16, 32, 64 (32, 64, 128 at the top two) = 24 runs.
+  gpu    the cpu budgets × 100 (1e12 … 1.28e14), widths shifting from 32-128 to 256-1024 (every
+         budget's narrowest width then consumes at most 2.1M of the 2.5M histories). Not run yet; the
+         widths are a guess from the CPU optima, and the loop holds every history in host memory as
+         a Python object, which is why the users stop at 2.5M.
+
+Runtime and expected results: see the report's first lines (docs/example_quick_report/report.md,
+benchmarks/results/known_answer_cpu/report.md); measured numbers below.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.hstu.common import quick_eval
+from scaling_rec.config import default_config
+
+LENGTH = 20  # events per history (scaling_rec.data.known_answer.make_hmm default)
+NUM_ITEMS = 1000
+Q = (1e10, 2e10, 4e10, 8e10, 1.6e11, 3.2e11)  # ×2 apart
+QUICK = tuple(1e10 * 2 ** (k / 2) for k in range(1, 12))  # 1.41e10 … 4.53e11, ×√2 apart: 11 frontier points
+PRESETS = {
+    # preset: (budgets, widths per budget, users generated, learning rate)
+    "quick": (QUICK, tuple((16, 32, 64) if k % 2 == 0 else (32,) for k in range(11)), 300_000, 1e-2),
+    "cpu": ((*Q, 6.4e11, 1.28e12), ((16, 32, 64),) * 6 + ((32, 64, 128),) * 2, 400_000, 3e-3),
+    "gpu": (tuple(100 * c for c in (*Q, 6.4e11, 1.28e12)),
+            ((32, 64, 128),) * 2 + ((64, 128, 256),) * 2 + ((128, 256, 512),) * 2 + ((256, 512, 1024),) * 2,
+            2_500_000, 3e-3),
+}
+
+
+def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {list(PRESETS)}")
+    c = default_config()
+    c.study = f"hstu_known_answer_{preset}"
+    c.data.name = "known-answer"
+    c.data.synthetic_users = PRESETS[preset][2]
+    c.data.synthetic_items = NUM_ITEMS
+    c.data.max_len = LENGTH - 3  # leave-one-out: training inputs hold at most LENGTH - 3 events
+    c.model.dropout = 0.0
+    c.model.time_bias = False
+    c.model.l2_norm = False  # a plain softmax over dot products: the trained loss is the evaluated one
+    c.train.loss = "full_softmax"
+    c.train.temperature = 1.0
+    c.train.learning_rate = PRESETS[preset][3]
+    c.train.flops_budget = PRESETS[preset][0][0]  # each sweep point sets its own budget
+    return quick_eval(c, max_users=5000)
+
+
+def width_overrides(d: int) -> dict[str, object]:
+    """model.* keys of HSTU at hstu/XS's shape (1 block × 1 head) with width d."""
+    return {"model.family": "hstu", "model.embed_dim": d, "model.num_blocks": 1, "model.num_heads": 1,
+            "model.qk_dim": d, "model.v_dim": d, "model.ffn_dim": d}
+
+
+def get_sweep(preset: str = "quick") -> list[dict[str, object]]:
+    budgets, widths = PRESETS[preset][:2]
+    return [{**width_overrides(d), "train.flops_budget": c, "size_label": f"hstu/XS-d{d}"}
+            for c, ds in zip(budgets, widths, strict=True) for d in ds]
+
+
+def get_analysis(preset: str = "quick") -> dict[str, str]:
+    """launch.analyze flags: the calibrated test cross-entropy, as is."""
+    return {"metric": "eval/test/xent", "transform": "none", "n_boot": "100" if preset == "quick" else "200"}
