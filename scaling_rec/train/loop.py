@@ -21,7 +21,7 @@ import numpy as np
 from flax import nnx
 
 from scaling_rec import config as config_lib
-from scaling_rec.calibration import XentGridAccumulator
+from scaling_rec.calibration import XentGridAccumulator, at_grid_edge
 from scaling_rec.data.pipeline import TrainStream, eval_batches
 from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts, scored_per_target
 from scaling_rec.io import read_run_result
@@ -183,7 +183,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         fields = bookkeeping.record_eval(meta, step, valid, improved, test)
         logger.log({"step": step, **fields})
         progress(f"[{rid}] step {step} valid {sel}={valid[sel]:.4f} xent={valid['xent']:.3f} "
-                 f"(raw {valid['xent_raw']:.3f}, T={valid['temperature']:.3g}) "
+                 f"(raw {valid['xent_raw']:.3f}, T={valid['temperature']:.3g}"
+                 f"{' at the edge of its grid' if at_grid_edge(valid['temperature']) else ''}) "
                  f"(best {meta['best']['valid'][sel]:.4f} @ {meta['best']['step']})")
 
     status, step = "ok", start
