@@ -2,9 +2,10 @@
 
 Three groups:
 
-* **Retrieval** (JAX, jit-friendly, batched): `rank_of_target` ranks the target among all items,
-  `ranking_metrics_from_ranks` turns ranks into *sums* of HR@K, NDCG@K and MRR (plus sums of
-  squares), and `MetricAccumulator` turns the sums of many batches into means with standard errors.
+* **Retrieval** (JAX, jit-friendly, batched): `target_rank_counts` counts the items scored above and
+  tied with the target, `ranking_metrics` (or `ranking_metrics_from_ranks`) turns them into *sums* of
+  HR@K, NDCG@K and MRR (plus sums of squares), and `MetricAccumulator` turns the sums of many
+  batches into means with standard errors.
   Protocol as in the HSTU reference evaluation (Zhai et al. 2024, "Actions Speak Louder than
   Words", generative-recommenders `research/data/eval.py`): full ranking over every item, the
   user's history optionally excluded, one target per example.
@@ -27,14 +28,14 @@ pessimistic rule does. The expectation is both: a collapsed model gets exactly t
 ranking (HR@K = K / (V - 1)), and without ties every rule gives the same numbers. McSherry & Najork
 show that the order in which an implementation happens to return tied items changes the measures and
 give the expectation over all orders in closed form; Saha, Roy & Mitra 2022 ("On modifying evaluation
-measures to deal with ties in ranked lists", JCDL) derive the same
-tie-aware form for Hit@K. The expected metric is not the metric at the expected rank (HR@10 at the
+measures to deal with ties in ranked lists", JCDL) derive the same tie-aware form for Hit@K.
+The expected metric is not the metric at the expected rank (HR@10 at the
 mid-rank 63.5 of 128 tied items is 0, its expectation is 10/128), so metrics come from
 `ranking_metrics` (or `ranking_metrics_from_ranks` with `tied_B`), never from the mid-rank.
 Beam search (TIGER) returns W items, not a full ranking: `beam_rank_counts` applies the same rule
-within the list, and a target tied with the list's last item counts as a miss, since its tie group
-may continue past the list. CTR's `auc` counts a tied (positive, negative) pair as half, the same
-expectation. `tie_stats` / `beam_tie_stats` / `auc_tie_stats` measure how often ties happen; their
+within the list, and a target whose tie group in the list includes the last item counts as a miss,
+since the group may continue past the list. CTR's `auc` counts a tied (positive, negative) pair as half, the same
+expectation. `tie_stats` / `beam_ranking_metrics` / `auc_tie_stats` measure how often ties happen; their
 'tied_share' is 1 for a constant model, and the loops mark such a run `degenerate`
 (scaling_rec.train.bookkeeping.degenerate_reason).
 """
