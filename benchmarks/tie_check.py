@@ -10,15 +10,17 @@ evaluation scores its parameters once and computes the metrics under both rules 
 the sequential eval step and TIGER's beam evaluation are wrapped (unittest.mock) to add the old
 'optimistic' sums (ties won; for TIGER the beam's position, ties in top_k's order) beside the default
 'expected' ones. CTR's AUC counts ties as half before and after; its optimistic / pessimistic AUC are
-AUC +- tied_share / 2. Writes benchmarks/results/tie_check_cpu.json: per family the test metric under
-each rule, its SE, the difference, whether it is within one SE, tie_fraction (examples whose target
-ties with at least one competitor) and tied_share.
+AUC +- tied_share / 2, compared with the AUC's SE (Hanley & McNeil 1982). Writes
+benchmarks/results/tie_check_cpu.json: per family the test metric under each rule, its SE, the
+difference, whether it is within one SE, tie_fraction (examples whose target ties with at least one
+competitor) and tied_share.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import math
 import pathlib
 import time
 from unittest import mock
@@ -28,6 +30,7 @@ from experiments.hstu.beauty import get_config as beauty_config
 from experiments.tiger.beauty import get_config as tiger_config
 from experiments.wukong.frappe import get_config as frappe_config
 from scaling_rec import metrics
+from scaling_rec.data.ctr import load_ctr
 from scaling_rec.io import atomic_write_json
 from scaling_rec.models.beam_search import ranks_in_beams
 from scaling_rec.train import ctr_loop, loop, step, tiger_loop
@@ -71,15 +74,23 @@ def sequential(family: str, workdir: pathlib.Path) -> dict:
             "tie_fraction": ev["test/tie_fraction"], "tied_share": ev["test/tied_share"]}
 
 
+def hanley_mcneil_se(a: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of an AUC `a` from n_pos positives and n_neg negatives (Hanley & McNeil 1982, eq. 2)."""
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    return math.sqrt((a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg))
+
+
 def ctr(workdir: pathlib.Path) -> dict:
     c = frappe_config("dcnv2")
     c.train.num_epochs, c.logging.wandb, c.logging.progress = 1.0, False, False
     r = ctr_loop.train_and_evaluate(c, workdir)
     ev = r["eval"]
-    share = ev["test/tied_share"]
+    share, a = ev["test/tied_share"], ev["test/auc"]
+    labels = load_ctr(c.data).test.label_N
+    se = hanley_mcneil_se(a, int(labels.sum()), int(len(labels) - labels.sum()))
     return {"run": {"status": r["status"], "steps": r["steps"], "test_examples": ev["test/n"]},
-            "auc": {"expected": ev["test/auc"], OLD: ev["test/auc"] + share / 2,
-                    "pessimistic": ev["test/auc"] - share / 2, "difference": -share / 2},
+            "auc": {"expected": a, "se": se, OLD: a + share / 2, "pessimistic": a - share / 2,
+                    "difference": -share / 2, "within_one_se": bool(share / 2 <= se)},
             "tie_fraction": ev["test/tie_fraction"], "tied_share": share}
 
 
