@@ -288,6 +288,8 @@ _DESCRIPTIONS = {
     "xent_raw": "next-item cross-entropy of the logits as trained (uncalibrated), nats per event",
     "logloss": "binary cross-entropy, nats per example",
     "ne": "normalised entropy: logloss / entropy of the training click rate",
+    "ndcg": "NDCG of the target's rank among the candidate items, higher is better",
+    "hr": "share of targets ranked within the cutoff, higher is better",
 }
 
 
@@ -363,7 +365,7 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
         transform = "one_minus" if higher_is_better(metric) else "none"
         if transform == "one_minus":
             reason += "; higher is better, so 1 − metric is fitted"
-    described = _DESCRIPTIONS.get(metric.rsplit("/", 1)[-1])
+    described = _DESCRIPTIONS.get(metric.rsplit("/", 1)[-1].split("@")[0])
     if described and metric.startswith("eval/"):
         reason += f"; {metric.split('/')[1]} split: {described}"
     return TargetChoice(column=metric, transform=transform, reason=reason)

@@ -30,3 +30,8 @@ def test_ctr_runs_fit_test_logloss_and_ne_is_described():
     assert t.column == "eval/test/logloss" and "nats per example" in t.reason
     ne = select_target(frame(eval__test__ne=0.8), "eval/test/ne")
     assert ne.reason.startswith("requested: eval/test/ne") and "normalised entropy" in ne.reason
+
+
+def test_a_requested_ranking_metric_is_described_too():
+    t = select_target(frame(), "eval/test/ndcg@10", "reciprocal")
+    assert t.label == "1 / eval/test/ndcg@10" and "test split: NDCG" in t.reason
