@@ -44,6 +44,8 @@ _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 30, "Timed train steps (after
 _PIPE_BATCHES = flags.DEFINE_integer("pipeline_batches", 300, "Timed batches of the input pipeline alone.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Sequences per batch.")
 _MAX_LEN = flags.DEFINE_integer("max_len", 50, "Longest training sequence.")
+_TOKENS = flags.DEFINE_integer("tokens_per_batch", 0, "Jagged token budget T; 0 = automatic (grows with the "
+                               "log's sequence lengths); batch_size * max_len gives every log the same shapes.")
 _OUT = flags.DEFINE_string("out", "", "--mode=all: the results JSON.")
 _REUSE = flags.DEFINE_bool("reuse_prepare", False, "--mode=all: keep a prepared directory and the prepare "
                            "measurement saved beside it (with its own provenance) instead of preparing again.")
@@ -111,7 +113,7 @@ def _stream(prefetch: int = 4):
 
     data = PreparedData.open(_PREPARED.value)
     examples = PreparedExamples(data, _MAX_LEN.value)
-    tokens = auto_tokens_per_batch(examples.lengths, _BATCH.value, _MAX_LEN.value)
+    tokens = _TOKENS.value or auto_tokens_per_batch(examples.lengths, _BATCH.value, _MAX_LEN.value)
     spec = BatchSpec("jagged", _BATCH.value, _MAX_LEN.value, tokens)
     return data, PreparedStream(examples, spec, seed=0, time_origin=data.time_origin, prefetch=prefetch)
 
@@ -173,7 +175,8 @@ def _stage_train() -> dict:
 
 def _child(mode: str, **kw: str) -> dict:
     args = [sys.executable, "-m", "benchmarks.events_scale", f"--mode={mode}", f"--items={_ITEMS.value}",
-            f"--batch_size={_BATCH.value}", f"--max_len={_MAX_LEN.value}", f"--train_steps={_TRAIN_STEPS.value}",
+            f"--batch_size={_BATCH.value}", f"--max_len={_MAX_LEN.value}", f"--tokens_per_batch={_TOKENS.value}",
+            f"--train_steps={_TRAIN_STEPS.value}",
             f"--pipeline_batches={_PIPE_BATCHES.value}"] + [f"--{k}={v}" for k, v in kw.items()]
     print(f"[events_scale] {mode} {kw}", file=sys.stderr, flush=True)
     out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -212,7 +215,8 @@ def _run_all() -> dict:
         "benchmark": "events_scale", "command": "python -m benchmarks.events_scale " + " ".join(sys.argv[1:]),
         "config": {"users": _USERS.value, "items": _ITEMS.value, "user_zipf": _USER_ZIPF.value,
                    "item_zipf": _ITEM_ZIPF.value, "seed": _SEED.value, "batch_size": _BATCH.value,
-                   "max_len": _MAX_LEN.value, "train_steps": _TRAIN_STEPS.value, "model": "hstu default_config()",
+                   "max_len": _MAX_LEN.value, "tokens_per_batch": _TOKENS.value, "train_steps": _TRAIN_STEPS.value,
+                   "model": "hstu default_config()",
                    "layout": "jagged"},
         "sizes": sizes,
         "checks": {
