@@ -2,6 +2,8 @@
 
 A run id hashes the whole resolved config, so equal ids mean equal runs: moving a ladder into the size
 table (or changing the table) must keep them, or every finished run of the study would be orphaned.
+The ids are those of the canonical data, whose content identity leaves the id unchanged
+(scaling_rec.provenance.data_identity): no data file is read, so they need no data on the machine.
 
     python -m tests.golden.ladder_run_ids      # rewrites ladder_run_ids.json (only for an intended change)
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from unittest import mock
 
 from scaling_rec.sweep.spec import expand, load_experiment
 
@@ -21,11 +24,12 @@ STUDIES = {"experiments/wukong/scaling.py": ("quick", "cpu", "full"), "experimen
 def run_ids() -> dict[str, list[list[str]]]:
     """'<file>:<preset>' -> [[size label, run id], ...] in sweep order."""
     out = {}
-    for path, presets in STUDIES.items():
-        module = load_experiment(ROOT / path)
-        for preset in presets:
-            specs = expand(module.get_config(preset), module.get_sweep(preset))
-            out[f"{path}:{preset}"] = [[s.size, s.run_id] for s in specs]
+    with mock.patch("scaling_rec.provenance.data_files", lambda config: []):
+        for path, presets in STUDIES.items():
+            module = load_experiment(ROOT / path)
+            for preset in presets:
+                specs = expand(module.get_config(preset), module.get_sweep(preset))
+                out[f"{path}:{preset}"] = [[s.size, s.run_id] for s in specs]
     return out
 
 

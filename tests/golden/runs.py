@@ -26,6 +26,7 @@ VOLATILE = frozenset({
     "seconds", "started_at", "finished_at", "start_time", "end_time", "device_kind", "num_devices",
     "num_processes", "platform", "host", "hostname", "commit", "git_commit", "dirty", "git_dirty", "jax_version",
     "python_version", "provenance", "versions", "machine", "data_provenance",
+    "data_files",  # the data's paths (a temporary directory here); its content is pinned by data_identity
 })
 
 
