@@ -73,10 +73,16 @@ def analyze(df: pd.DataFrame, n_boot: int) -> dict:
     u, y = arm_a["unique_examples"].to_numpy(float), arm_a[METRIC].to_numpy(float)
     out: dict = {"metric": METRIC, "excluded": [{"run_id": r.run_id, "reason": r.exclude_reason}
                                                  for r in excluded.itertuples()]}
-    entry, fit, _ = _fit_with_ci(fit_power_law, (u, y), n_boot, 0, 0.95)
-    if fit is not None:
-        flag_law(entry, fit.at_bound, flat_test(np.log(y), np.log(fit.predict(u)), len(fit.params())))
-    out["L_of_U"] = entry
+    if "num_items" in used and len(used):
+        out["chance_xent"] = float(np.log(used["num_items"].max()))  # uniform over the catalogue, nats
+    fit = None
+    for key, saturating in (("L_of_U", True), ("L_of_U_pure", False)):
+        entry, law, _ = _fit_with_ci(fit_power_law, (u, y), n_boot, 0, 0.95, saturating=saturating)
+        if law is not None:
+            n_params = 3 if saturating else 2
+            flag_law(entry, law.at_bound, flat_test(np.log(y), np.log(law.predict(u)), n_params))
+        out[key] = entry
+        fit = law if saturating else fit
     if fit is not None and len(arm_b):
         epochs_a = float(np.median(arm_a["epochs"]))
         ub, eb, yb = (arm_b[k].to_numpy(float) for k in ("unique_examples", "epochs", METRIC))
@@ -98,20 +104,11 @@ def render(summary: dict, runs: pd.DataFrame, title: str) -> str:
     cols = ["family", "unique_examples", "epochs", "steps", METRIC, f"{METRIC}_se", RANK, f"{RANK}_se", "wall_time_s"]
     md.append(_md_table([c.replace("eval/test/", "test ") for c in cols],
                         runs[[c for c in cols if c in runs]].values.tolist()))
-    e = summary["L_of_U"]
-    md.append("## L(U) = E + A·U^(−α), fixed_epochs arm\n")
-    if "error" in e:
-        md.append(f"Not fitted: {e['error']}\n")
-    else:
-        params = e.get("bootstrap", {}).get("params", {})
-        rows = [[k, e["fit"][k], params.get(k, {}).get("low", "–"), params.get(k, {}).get("high", "–"),
-                 identified(k, params.get(k, {}), e["flags"]["law"] + e["flags"]["params"][k])]
-                for k in ("E", "A", "alpha")]
-        md.append(_md_table(["parameter", "estimate", "95% CI low", "95% CI high", "identified?"], rows))
-        ft = e["flat_test"]
-        md.append(f"Flatness vs a constant: F = {ft['F']:.3g}, p = {ft['p_value']:.2g} "
-                  f"({'FLAT' if ft['flat'] else 'not flat'}); the law spans {ft['span_rel']:.3g} in ln L over "
-                  f"the fitted U, residual scatter {ft['scatter_rel']:.3g}.\n")
+    if "chance_xent" in summary:
+        md.append(f"Chance level (uniform over the catalogue): xent = ln V = {summary['chance_xent']:.4g} nats.\n")
+    for key, title, names in (("L_of_U", "L(U) = E + A·U^(−α)", ("E", "A", "alpha")),
+                              ("L_of_U_pure", "L(U) = A·U^(−α) (E = 0: two parameters)", ("A", "alpha"))):
+        md += _law_md(summary[key], f"{title}, fixed_epochs arm", names)
     rep = summary.get("repeated")
     if rep:
         md.append("## Repeated data (equal_examples arm) vs Muennighoff et al. 2023\n")
@@ -122,12 +119,29 @@ def render(summary: dict, runs: pd.DataFrame, title: str) -> str:
                 for i, (u, ep, obs) in enumerate(zip(rep["unique"], rep["epochs"], rep["observed"], strict=True))]
         md.append(_md_table(["U", "epochs", "observed"] + [f"pred. {n}" for n in names], rows))
         fr = rep["fitted_r_star"]
-        md.append(f"R* fitted to these runs: {fr['r_star']:.3g} (Muennighoff: {R_STAR_MUENNIGHOFF})"
+        md.append(f"R* fitted to these {len(rep['unique'])} runs (least squares in ln L, no CI): {fr['r_star']:.3g} "
+                  f"(Muennighoff: {R_STAR_MUENNIGHOFF})"
                   + (f" — {fr['flag'].replace('_', ' ')} of [{R_STAR_BOX[0]}, {R_STAR_BOX[1]:.0f}]: not identified"
                      if fr["flag"] else "") + ".\n")
     if summary["excluded"]:
         md.append("Excluded runs: " + "; ".join(f"{x['run_id']} ({x['reason']})" for x in summary["excluded"]) + "\n")
     return "\n".join(md)
+
+
+def _law_md(e: dict, title: str, names: tuple[str, ...]) -> list[str]:
+    """A fitted law's table (estimate, CI, identified? with its flags) and its flatness line."""
+    out = [f"## {title}\n"]
+    if "error" in e:
+        return out + [f"Not fitted: {e['error']}\n"]
+    params = e.get("bootstrap", {}).get("params", {})
+    rows = [[k, e["fit"][k], params.get(k, {}).get("low", "–"), params.get(k, {}).get("high", "–"),
+             identified(k, params.get(k, {}), e["flags"]["law"] + e["flags"]["params"][k])] for k in names]
+    out.append(_md_table(["parameter", "estimate", "95% CI low", "95% CI high", "identified?"], rows))
+    ft = e["flat_test"]
+    out.append(f"Flatness vs a constant: F = {ft['F']:.3g}, p = {ft['p_value']:.2g} "
+               f"({'FLAT' if ft['flat'] else 'not flat'}); the law spans {ft['span_rel']:.3g} in ln L over "
+               f"the fitted U, residual scatter {ft['scatter_rel']:.3g}.\n")
+    return out
 
 
 def main(argv: list[str]) -> None:
