@@ -16,8 +16,9 @@ from typing import Any
 import ml_collections
 
 from scaling_rec.errors import ConfigError
+from scaling_rec.families import CTR_FAMILIES, SEQUENCE_FAMILIES
 
-FAMILIES = ("hstu", "sasrec")
+FAMILIES = SEQUENCE_FAMILIES
 LAYOUTS = ("jagged", "padded")
 IMPLS = ("auto", "xla", "pallas")
 DATASETS = ("amazon-beauty", "amazon-toys", "events", "ml-100k", "ml-1m", "ml-20m", "ml-latest-small", "synthetic",
@@ -36,7 +37,7 @@ ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p
 # Keys of ADDED_KEYS that a family's schema had from its start: there they always count. The CTR schema
 # (scaling_rec.ctr_config) had data.path before the sequence schema added it; leaving it out changed
 # every CTR run id (caught by tests/golden).
-_ORIGINAL_KEYS = {"wukong": ("data.path",), "dlrm": ("data.path",), "dcnv2": ("data.path",)}
+_ORIGINAL_KEYS = {family: ("data.path",) for family in CTR_FAMILIES}
 
 # Constraints beyond the type: key -> ("choices", values) | ("min", lower bound) | ("ks", None).
 _CHOICES = {

@@ -13,8 +13,9 @@ import ml_collections
 
 from scaling_rec import config as seq_config
 from scaling_rec.errors import ConfigError
+from scaling_rec.families import CTR_FAMILIES
 
-FAMILIES = ("wukong", "dlrm", "dcnv2")
+FAMILIES = CTR_FAMILIES
 DATASETS = ("frappe", "criteo", "synthetic")
 OPTIMIZERS = ("adamw", "adagrad")
 NORMS = ("batch", "layer", "none")

@@ -81,15 +81,15 @@ def data_files(config: Any) -> list[pathlib.Path]:
     Raises:
       DataNotFoundError: an explicit data.data_dir that does not exist or lacks the dataset.
     """
-    from scaling_rec import ctr_config, tiger_config
     from scaling_rec.data import amazon_content, ctr, sources
     from scaling_rec.errors import DataNotFoundError
+    from scaling_rec.families import CTR_FAMILIES, TIGER_FAMILIES
 
     if "model" not in config or "data" not in config:
         return []
     family, data = config.model.family, config.data
     data_dir = data.get("data_dir") or None
-    if family in ctr_config.FAMILIES:
+    if family in CTR_FAMILIES:
         src = ctr.source_file(data)
         return [src] if src is not None else []
     files: list[pathlib.Path] = []
@@ -103,7 +103,7 @@ def data_files(config: Any) -> list[pathlib.Path]:
     elif data.name == "events" and data.get("path"):
         path = pathlib.Path(data.path)
         files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    if family in tiger_config.FAMILIES:
+    if family in TIGER_FAMILIES:
         files += amazon_content.content_files(data.name, data_dir)
     return files
 

@@ -15,10 +15,11 @@ from scaling_rec import config as seq_config
 from scaling_rec.data.amazon_content import ENCODERS
 from scaling_rec.data.text_encoder import MINILM_WIDTH
 from scaling_rec.errors import ConfigError
+from scaling_rec.families import TIGER_FAMILIES
 from scaling_rec.models.tiger import ARCHS, TigerSpec
 
 run_id = seq_config.run_id
-FAMILIES = ("tiger",)
+FAMILIES = TIGER_FAMILIES
 ID_METHODS = ("rqvae", "rqkmeans", "random")
 _POSITIVE = (
     "data.max_items", "data.encoder_dim", "ids.levels", "ids.codebook_size", "ids.rqvae_batch", "ids.rqvae_lr",

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
-from scaling_rec.kernels.hstu_pallas import (
+from scaling_rec.kernels.hstu_pallas_layout import (
     KernelConfig,
     Side,
     bias_indices,

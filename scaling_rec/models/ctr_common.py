@@ -16,8 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling_rec.models.layers import Dense, Embedding, KeyChain, LayerNorm, _lead, dropout, param
-from scaling_rec.models.sequential import TABLE_ROW_MULTIPLE
+from scaling_rec.models.layers import Dense, Embedding, KeyChain, LayerNorm, _lead, dropout, padded_rows, param
 
 EMBED_INIT_STD = 0.01
 
@@ -26,15 +25,14 @@ class FieldEmbedding(nnx.Module):
     """All fields' tables stacked in one [R, D] table ('vocab', 'embed'), row-sharded.
 
     Field f's id i is row offsets[f] + i; returns emb_BxFxD. The num_rows = sum_f V_f used rows are
-    padded to R, a multiple of TABLE_ROW_MULTIPLE (64), so that the rows split evenly over any mesh up
+    padded to R, a multiple of layers.TABLE_ROW_MULTIPLE (64), so that the rows split evenly over any mesh up
     to 64 ways (jax shards only evenly); the padding rows are never looked up, regularised or counted.
     """
 
     def __init__(self, vocab_sizes: Sequence[int], dim: int, rngs: nnx.Rngs) -> None:
         self.offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(vocab_sizes)[:-1]]))
         self.num_rows, self.dim = int(sum(vocab_sizes)), dim
-        padded = -(-self.num_rows // TABLE_ROW_MULTIPLE) * TABLE_ROW_MULTIPLE
-        self.table = Embedding(padded, dim, rngs, stddev=EMBED_INIT_STD)
+        self.table = Embedding(padded_rows(self.num_rows), dim, rngs, stddev=EMBED_INIT_STD)
 
     def used_rows(self) -> jax.Array:
         """The [num_rows, D] rows that ids can reach (what the embedding regulariser sees)."""
@@ -145,25 +143,3 @@ def ctr_param_counts(model: nnx.Module) -> CTRParamCounts:
         if isinstance(module, FieldEmbedding):
             n_emb -= (module.table.table.shape[0] - module.num_rows) * module.dim
     return CTRParamCounts(n_dense=n_dense, n_emb=n_emb)
-
-
-def build_ctr_model(model_config, vocab_sizes: Sequence[int], num_dense: int, rngs: nnx.Rngs) -> nnx.Module:
-    """The CTR model of `config.model` (scaling_rec.ctr_config) over fields of `vocab_sizes`."""
-    from scaling_rec.models.dcnv2 import DCNv2
-    from scaling_rec.models.dlrm import DLRM
-    from scaling_rec.models.wukong import Wukong
-
-    m = model_config
-    vocab_sizes = tuple(int(v) for v in vocab_sizes)
-    common = dict(embed_dim=m.embed_dim, mlp_width=m.mlp_width, mlp_depth=m.mlp_depth, norm=m.norm,
-                  dropout_rate=m.dropout, rngs=rngs)
-    if m.family == "wukong":
-        return Wukong(vocab_sizes, num_dense, num_layers=m.num_layers, num_fmb=m.num_fmb, num_lcb=m.num_lcb,
-                      fm_rank=m.fm_rank, fmb_width=m.fmb_width, fmb_depth=m.fmb_depth, bottom_width=m.bottom_width,
-                      bottom_depth=m.bottom_depth, **common)
-    if m.family == "dlrm":
-        return DLRM(vocab_sizes, num_dense, bottom_width=m.bottom_width, bottom_depth=m.bottom_depth,
-                    interaction=m.interaction, **common)
-    if m.family == "dcnv2":
-        return DCNv2(vocab_sizes, num_dense, cross_layers=m.cross_layers, cross_rank=m.cross_rank, **common)
-    raise ValueError(f"unknown CTR model.family {m.family!r}")

@@ -97,6 +97,16 @@ class KeyChain:
         return jax.random.fold_in(self._key, self._count)
 
 
+# Embedding tables get a multiple of this many rows: jax shards an axis only evenly, and the 'vocab' rows
+# then split over any mesh of up to 64 ways. The padding rows are never looked up, regularised or counted.
+TABLE_ROW_MULTIPLE = 64
+
+
+def padded_rows(num_rows: int) -> int:
+    """`num_rows` rounded up to a multiple of TABLE_ROW_MULTIPLE (the rows of a shardable embedding table)."""
+    return -(-num_rows // TABLE_ROW_MULTIPLE) * TABLE_ROW_MULTIPLE
+
+
 class Embedding(nnx.Module):
     """An embedding table [num_rows, dim]; rows carry the logical axis 'vocab' (row-sharded)."""
 

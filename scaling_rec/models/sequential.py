@@ -15,9 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scaling_rec.data.jagged import Batch, JaggedBatch, PaddedBatch
-from scaling_rec.models.layers import Embedding, KeyChain, dropout, l2_normalize, param
-
-TABLE_ROW_MULTIPLE = 64
+from scaling_rec.models.layers import Embedding, KeyChain, dropout, l2_normalize, padded_rows, param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +101,7 @@ class SequentialRecommender(nnx.Module):
         self.l2_norm = l2_norm
         # Rows padded to a multiple of 64 so that the table splits evenly over any mesh up to 64 ways;
         # the extra rows are never looked up, sampled or scored.
-        self.items = Embedding(-(-(num_items + 1) // TABLE_ROW_MULTIPLE) * TABLE_ROW_MULTIPLE, embed_dim, rngs)
+        self.items = Embedding(padded_rows(num_items + 1), embed_dim, rngs)
         self.pos = param(rngs, nnx.initializers.truncated_normal(0.02), (max_len, embed_dim), ("seq", "embed"))
 
     def embed_inputs(self, view: TokenView, keys: KeyChain) -> jax.Array:

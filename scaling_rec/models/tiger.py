@@ -29,8 +29,7 @@ import numpy as np
 from flax import nnx
 
 from scaling_rec.errors import ConfigError
-from scaling_rec.models.layers import Dense, Embedding, KeyChain, dropout, param
-from scaling_rec.models.sequential import TABLE_ROW_MULTIPLE
+from scaling_rec.models.layers import Dense, Embedding, KeyChain, dropout, padded_rows, param
 
 NEG = -1e9
 ARCHS = ("encdec", "deconly")
@@ -164,7 +163,7 @@ class Tiger(nnx.Module):
         self.num_token_rows = self.bos + 1
         # Rows padded to a multiple of 64 so that the table splits evenly over any mesh up to 64 ways
         # (as the other families' tables); the extra rows are never looked up or scored.
-        padded = -(-self.num_token_rows // TABLE_ROW_MULTIPLE) * TABLE_ROW_MULTIPLE
+        padded = padded_rows(self.num_token_rows)
         self.embed = Embedding(padded, c.d_model, rngs, stddev=1.0)
         n_enc, n_dec = (c.num_layers, c.num_layers) if c.arch == "encdec" else (0, 2 * c.num_layers)
         self.encoder = nnx.List([Block(c, rngs, cross=False) for _ in range(n_enc)])

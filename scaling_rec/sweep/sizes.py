@@ -79,6 +79,7 @@ import ml_collections
 import numpy as np
 
 from scaling_rec.errors import ConfigError
+from scaling_rec.families import CTR_FAMILIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +178,6 @@ SIZES: dict[str, ModelSize | FamilySize] = {
     "tiger/r2": _tiger(128, 4, 6, 64, 1024),
     "tiger/r3": _tiger(256, 6, 8, 64, 2048),
 }
-CTR_FAMILIES = ("wukong", "dlrm", "dcnv2")
 # Frappe (Baltrunas et al. 2015, the BARS Frappe_x1 protocol): 10 categorical fields, no dense features.
 FRAPPE_NUM_FIELDS = 10
 
@@ -220,7 +220,8 @@ def ctr_n_dense(config: ml_collections.ConfigDict, num_fields: int = FRAPPE_NUM_
     """
     from flax import nnx
 
-    from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
+    from scaling_rec.models.ctr_common import ctr_param_counts
+    from scaling_rec.models.registry import build_ctr_model
 
     model = nnx.eval_shape(lambda: build_ctr_model(config.model, (2,) * num_fields, 0, nnx.Rngs(params=0)))
     return ctr_param_counts(model).n_dense

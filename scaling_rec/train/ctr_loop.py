@@ -31,7 +31,8 @@ from scaling_rec.data.ctr import CTRDataset, CTRSplit, load_ctr
 from scaling_rec.errors import ConfigError
 from scaling_rec.io import read_run_result
 from scaling_rec.metrics import auc, auc_tie_stats, logloss_from_logits
-from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
+from scaling_rec.models.ctr_common import ctr_param_counts
+from scaling_rec.models.registry import build_ctr_model
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init

@@ -18,7 +18,7 @@ from flax import nnx
 
 from scaling_rec import ctr_config
 from scaling_rec.data.ctr import load_ctr
-from scaling_rec.models.ctr_common import build_ctr_model
+from scaling_rec.models.registry import build_ctr_model
 from scaling_rec.parallel.mesh import make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import abstract_state

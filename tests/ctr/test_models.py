@@ -9,8 +9,9 @@ import pytest
 from flax import nnx
 
 from scaling_rec import ctr_config
-from scaling_rec.models.ctr_common import build_ctr_model, ctr_param_counts
+from scaling_rec.models.ctr_common import ctr_param_counts
 from scaling_rec.models.dlrm import dot_interaction
+from scaling_rec.models.registry import build_ctr_model
 from scaling_rec.models.wukong import linear_compress, naive_fm, optimized_fm
 
 VOCAB = (11, 7, 5, 9, 13)

@@ -7,7 +7,7 @@ from flax import nnx
 
 from experiments.wukong import scaling
 from scaling_rec import ctr_config
-from scaling_rec.models.ctr_common import build_ctr_model
+from scaling_rec.models.registry import build_ctr_model
 from scaling_rec.sweep.spec import apply_point
 
 FRAPPE_VOCAB = (955, 4083, 8, 8, 3, 4, 3, 10, 80, 234)  # our split's vocabulary sizes (with OOV rows)

@@ -80,7 +80,7 @@ def _sequence_setup(family: str, mesh):
 
 def _ctr_setup(family: str, mesh):
     """The same for a CTR model (Wukong, DLRM, DCNv2): BCE step of scaling_rec.train.ctr_loop."""
-    from scaling_rec.models.ctr_common import build_ctr_model
+    from scaling_rec.models.registry import build_ctr_model
     from scaling_rec.train.ctr_loop import make_steps
 
     config = tiny_ctr_config(family)

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from scaling_rec.families import CTR_FAMILIES
 from scaling_rec.sweep import sizes
 
 
@@ -23,7 +24,7 @@ def test_stated_n_dense_matches_the_built_models(computed):
 
 @pytest.mark.parametrize(("family", "rungs"), [("hstu", ("XS", "S", "M", "L", "XL")),
                                                ("sasrec", ("XS", "S", "M", "L", "XL")),
-                                               *((f, tuple(f"r{i}" for i in range(6))) for f in sizes.CTR_FAMILIES),
+                                               *((f, tuple(f"r{i}" for i in range(6))) for f in CTR_FAMILIES),
                                                ("tiger", ("s0", "s1", "r0", "r1", "r2", "r3"))])
 def test_each_ladder_grows_in_n_dense(computed, family, rungs):
     ladder = [computed[f"{family}/{s}"] for s in rungs]
