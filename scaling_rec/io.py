@@ -38,6 +38,10 @@ def _default(x: Any) -> Any:
         return str(x)
     raise TypeError(f"not JSON serialisable: {type(x).__name__}")
 
+# A run whose result.json has one of these statuses is done: it is returned, never resumed or rerun
+# ('partial' and 'failed' runs resume). The one definition the loops, the sweep store and launch.train use.
+FINISHED = ("ok", "diverged", "degenerate")
+
 
 def read_run_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """run_dir/result.json, or None when absent; ResultError when it is not valid JSON."""

@@ -27,10 +27,8 @@ import ml_collections
 
 from scaling_rec import config as config_lib
 from scaling_rec.errors import ResultError, RunBusyError
-from scaling_rec.io import atomic_write_json, read_run_result
+from scaling_rec.io import FINISHED, atomic_write_json, read_run_result
 from scaling_rec.sweep.spec import RunSpec, schema, set_key
-
-FINISHED = ("ok", "diverged", "degenerate")
 
 
 def study_root(workdir: str | os.PathLike, config: ml_collections.ConfigDict) -> pathlib.Path:

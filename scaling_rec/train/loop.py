@@ -24,7 +24,7 @@ from scaling_rec import config as config_lib
 from scaling_rec.calibration import XentGridAccumulator, at_grid_edge
 from scaling_rec.data.pipeline import TrainStream, eval_batches
 from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts, scored_per_target
-from scaling_rec.io import read_run_result
+from scaling_rec.io import FINISHED, read_run_result
 from scaling_rec.metrics import MetricAccumulator
 from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
@@ -36,8 +36,6 @@ from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.inputs import RunInputs, prepare
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.step import TrainState, make_eval_step, make_optimizer, make_train_step
-
-FINISHED = ("ok", "diverged", "degenerate")
 
 
 @dataclasses.dataclass(frozen=True)
