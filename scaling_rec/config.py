@@ -174,6 +174,12 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
             f"'model.embed_dim' = {given['model.embed_dim']} must be divisible by 'model.num_heads' = "
             f"{given['model.num_heads']} for SASRec."
         )
+    if given["model.family"] == "hstu" and given["data.layout"] == "padded" and given["model.attention_impl"] != "auto":
+        raise ConfigError(
+            f"'model.attention_impl' = {given['model.attention_impl']!r} has no effect with 'data.layout' = 'padded': "
+            "the padded layout always runs dense XLA attention (scaling_rec/models/hstu.py, padded_hstu_attention). "
+            "Set model.attention_impl='auto', or data.layout='jagged' to choose the kernel."
+        )
     if num_devices is not None:
         check_mesh(config, num_devices)
 

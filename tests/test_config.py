@@ -102,3 +102,15 @@ def test_unknown_loss_lists_the_losses():
     c.train.loss = "bpr"
     with pytest.raises(ConfigError, match="train.loss.*sampled_softmax.*full_softmax"):
         validate(c)
+
+
+@pytest.mark.parametrize("impl", ["xla", "pallas"])
+def test_padded_layout_rejects_an_attention_kernel_it_would_ignore(impl):
+    c = _cfg()
+    c.data.layout, c.model.attention_impl = "padded", impl
+    with pytest.raises(ConfigError, match="attention_impl.*no effect with 'data.layout' = 'padded'"):
+        validate(c)
+    c.model.attention_impl = "auto"
+    validate(c)
+    c.data.layout, c.model.attention_impl = "jagged", impl
+    validate(c)
