@@ -171,7 +171,10 @@ def eval_pairs(split_part: Any, max_items: int) -> tuple[list[np.ndarray], np.nd
 
 
 def forward_flops_per_example(config: ml_collections.ConfigDict, length: int) -> float:
-    """Analytic forward FLOPs of one example (multiply-add = 2; attention included; embedding lookups 0)."""
+    """Analytic forward FLOPs of one example (multiply-add = 2; attention included; embedding lookups 0).
+
+    The output layer scores ids.codebook_size codes at each of the T positions (the collision level is no wider).
+    """
     m = config.model
     S, T = 1 + config.data.max_items * length, length
     inner = m.num_heads * m.head_dim
@@ -181,9 +184,9 @@ def forward_flops_per_example(config: ml_collections.ConfigDict, length: int) ->
         enc = m.num_layers * (S * per_tok + attn(S, S))
         dec = m.num_layers * (T * (per_tok + 2 * 2 * m.d_model * inner) + 2 * S * 2 * m.d_model * inner
                               + attn(T, T) + attn(T, S))
-        return float(enc + dec + 2 * T * m.d_model * 256)
+        return float(enc + dec + 2 * T * m.d_model * config.ids.codebook_size)
     layers = 2 * m.num_layers
-    return float(layers * ((S + T) * per_tok + attn(S + T, S + T) / 2) + 2 * T * m.d_model * 256)
+    return float(layers * ((S + T) * per_tok + attn(S + T, S + T) / 2) + 2 * T * m.d_model * config.ids.codebook_size)
 
 
 def make_lr_schedule(train: ml_collections.ConfigDict) -> Callable[[jax.Array], jax.Array]:
