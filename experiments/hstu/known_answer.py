@@ -54,7 +54,10 @@ targets, chance ln 1000 = 6.908, item popularity 6.164):
          ends 4.85× apart: the ≤ 2× target is MISSED), E = 3.488 [3.335, 3.579]; the largest budget held
          out is predicted within 0.60% (L(C)) and 0.72% (L(N, D)); all 6 bracketed budgets have an
          interior IsoFLOP optimum (d16 at the 3 lowest, moving to d32), N* ∝ C^a with a = 0.324 [0.176,
-         0.421]; test xent 3.50-4.04 nats, far below chance.
+         0.421]; test xent 3.50-4.04 nats, far below chance. α's CI narrows with the span of budgets
+         fitted (same runs, frontier sub-ranges: 1.2 decades 44×, 1.35 decades 6.4×, 1.5 decades
+         4.9×): E and α trade off while the loss is within 0.2 nats of its floor, so ≤ 2× needs a
+         wider span than a 10-minute CPU budget buys.
   cpu    24 runs, 1,204 s wall under that load (budget: 30 min). benchmarks/results/known_answer_cpu/:
          L(C) E = 3.450 [3.153, 3.500], the CI holds the true floor but E is 2.42% above it (the 2%
          target is MISSED: the frontier model hstu/XS-d32 is still improving at 1.28e12, 3.463);
