@@ -19,11 +19,12 @@ and it is one scalar fitted on ~10^4 validation users, so it cannot overfit in a
 How T is chosen (one pass, no host loop, deterministic): the jitted evaluation step sums the
 per-example cross-entropy at every point of a fixed grid of inverse temperatures
 beta = 1 / T = 2^(k/3), k = -18..9 (1/64 .. 8, 28 points, beta = 1 exactly at k = 0), and the host
-picks the grid point with the lowest validation mean (`select_index`; the first on an exact tie).
+picks the grid point with the lowest validation mean (`select_index`; on an exact tie beta = 1 when it is
+among the lowest, else the first).
 Because beta = 1 is a grid point, calibrated <= raw on validation by construction, and every number
 reported is a measured cross-entropy, never an interpolation. The grid step costs little: with
 u = ln beta, d^2 CE / du^2 at the optimum is kappa = E[Var_p(beta z)] (the variance of the calibrated
-logits under the model's own predictive distribution), so being up to half a step (ln 2 / 8) off the
+logits under the model's own predictive distribution), so being up to half a step (ln 2 / 6) off the
 optimum costs at most kappa (ln 2)^2 / 72 ~= 0.0067 kappa nats (kappa is a few nats for a trained
 model). A choice at either end of the grid is reported by `at_grid_edge`. Cost: one exp per candidate
 item and grid point; at 12k items on the shared 2-core CPU the evaluation step with the grid took
@@ -108,11 +109,14 @@ def xent_grid_sums(logits_BxV: ArrayLike, targets_B: ArrayLike, valid_B: ArrayLi
 
 
 def select_index(grid_sums_G: ArrayLike) -> int:
-    """Index of the grid point with the lowest summed cross-entropy (the first on an exact tie);
-    RAW_INDEX when no point is finite (a diverged model)."""
+    """Index of the grid point with the lowest summed cross-entropy; RAW_INDEX when it ties exactly for the
+    lowest (constant scores make every point equal: a collapsed run then reports T = 1, not the grid's
+    edge) or when no point is finite (a diverged model); else the first of any other exact tie."""
     sums = np.asarray(grid_sums_G, np.float64)
     sums = np.where(np.isfinite(sums), sums, np.inf)
-    return RAW_INDEX if not np.isfinite(sums).any() else int(np.argmin(sums))
+    if not np.isfinite(sums).any() or sums[RAW_INDEX] == sums.min():
+        return RAW_INDEX
+    return int(np.argmin(sums))
 
 
 def index_of_temperature(temperature: float) -> int:

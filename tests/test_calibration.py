@@ -80,6 +80,18 @@ def test_select_index_takes_the_first_minimum_and_survives_nan():
     assert cal.select_index(np.full_like(sums, np.nan)) == cal.RAW_INDEX
 
 
+def test_collapsed_scores_keep_the_raw_temperature_not_the_grid_edge():
+    # Constant scores make every grid point's cross-entropy exactly ln(#candidates): argmin alone picked
+    # index 0 (T = 64), so a collapsed run reported a temperature at the edge of its grid.
+    logits = np.full((4, 30), 3.25, np.float32)
+    targets = np.array([1, 5, 9, 29])
+    sums = cal.xent_grid_sums(logits, targets, np.ones(4, bool), cal.candidate_mask(30, targets, None))
+    grid = np.asarray(sums[cal.GRID_KEY])
+    assert np.all(grid == grid[0])
+    assert cal.select_index(grid) == cal.RAW_INDEX
+    assert not cal.at_grid_edge(1.0 / cal.INV_TEMPERATURE_GRID[cal.select_index(grid)])
+
+
 def test_temperature_recovers_a_known_miscalibration():
     """Targets drawn from softmax(z / T0) with z the reported logits: the fitted T is T0 (a grid point)."""
     rng = np.random.default_rng(3)
