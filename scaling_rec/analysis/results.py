@@ -372,8 +372,10 @@ def select_target(df: pd.DataFrame, metric: str | None = None, transform: str = 
 
 
 def split_usable(df: pd.DataFrame, target: TargetChoice) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows to fit, excluded rows with `exclude_reason` filled): drops flagged runs and rows whose
-    fitted quantity, C, N or D is non-finite or non-positive."""
+    """(rows to fit, excluded rows with `exclude_reason` filled): drops flagged runs, rows whose fitted
+    quantity, C, N or D is non-finite or non-positive, and, when an '…/xent' column is fitted, rows without a
+    finite eval/valid/temperature (their xent is the raw cross-entropy: a rerun study keeps the ids of results
+    made before calibration, and mixing raw and calibrated values would bend the fit)."""
     df = df.copy()
     reasons = df["exclude_reason"].astype(str).copy()
     y = target.values(df)
@@ -381,6 +383,11 @@ def split_usable(df: pd.DataFrame, target: TargetChoice) -> tuple[pd.DataFrame, 
     for name, vals in checks:
         bad = (~np.isfinite(vals) | (vals <= 0)) & (reasons == "").to_numpy()
         reasons[bad] = f"{name} non-finite or ≤ 0"
+    if target.column.endswith("/xent"):  # results from before calibration stored the raw CE under this name
+        temps = (pd.to_numeric(df[_CALIBRATED_MARK], errors="coerce").to_numpy(dtype=np.float64)
+                 if _CALIBRATED_MARK in df.columns else np.full(len(df), np.nan))
+        raw = ~np.isfinite(temps) & (reasons == "").to_numpy()
+        reasons[raw] = "xent is the raw one (result predates calibration)"
     df["exclude_reason"] = reasons
     keep = reasons == ""
     return df[keep].copy(), df[~keep].copy()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from scaling_rec.analysis import select_target
+from scaling_rec.analysis.results import split_usable
 
 
 def frame(**cols: float) -> pd.DataFrame:
@@ -35,3 +36,18 @@ def test_ctr_runs_fit_test_logloss_and_ne_is_described():
 def test_a_requested_ranking_metric_is_described_too():
     t = select_target(frame(), "eval/test/ndcg@10", "reciprocal")
     assert t.label == "1 / eval/test/ndcg@10" and "test split: NDCG" in t.reason
+
+
+def test_a_rerun_study_mixing_raw_and_calibrated_results_fits_only_the_calibrated():
+    # A rerun study keeps the run ids of results made before calibration: their eval/*/xent is the raw
+    # cross-entropy and they carry no temperature. The default picks eval/test/xent (some rows are
+    # calibrated); the raw rows must be excluded with the reason, not fitted beside the calibrated ones.
+    df = pd.DataFrame({"eval/test/xent": [5.1, 4.9, 11.2, 4.7], "eval/valid/temperature": [2.0, 2.5, None, 1.6],
+                       "final_eval_loss": [4.0, 3.9, 3.8, 3.7], "C": 1e12, "N": 1e6, "D": 1e6,
+                       "exclude_reason": ""})
+    t = select_target(df)
+    assert t.column == "eval/test/xent"
+    used, excluded = split_usable(df, t)
+    assert list(used["eval/test/xent"]) == [5.1, 4.9, 4.7]
+    assert list(excluded["exclude_reason"]) == ["xent is the raw one (result predates calibration)"]
+    assert len(split_usable(df, select_target(df, "final_eval_loss"))[0]) == 4
