@@ -256,7 +256,7 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
 def summary_table(states: list[RunState]) -> str:
     """One row per run: id, size, N_dense, budget and FLOPs spent/planned, steps, status, metrics, time."""
     head = (f"{'run_id':12s} {'group':6s} {'size':10s} {'N_dense':>10s} {'C planned':>10s} {'spent/C':>7s} "
-            f"{'steps':>6s} {'status':8s} {'valid':>8s} {'test':>8s} {'wall_s':>7s}")
+            f"{'steps':>6s} {'status':11s} {'valid':>8s} {'test':>8s} {'wall_s':>7s}")
     rows = [head, "-" * len(head)]
 
     def key(s: RunState) -> tuple:
@@ -269,7 +269,7 @@ def summary_table(states: list[RunState]) -> str:
         ratio = float(r.get("flops_spent", math.nan)) / planned if planned else math.nan
         status = s.state if s.state != "skipped" else f"{r.get('status', '?')}*"
         rows.append(f"{s.spec.run_id:12s} {s.spec.curve:6s} {s.spec.size or '-':10s} {r.get('n_dense', 0):>10,} "
-                    f"{planned:>10.3g} {ratio:>7.3f} {r.get('steps', 0):>6} {status:8s} "
+                    f"{planned:>10.3g} {ratio:>7.3f} {r.get('steps', 0):>6} {status:11s} "
                     f"{_metric(r, 'valid', sel):>8.4f} {_metric(r, 'test', sel):>8.4f} "
                     f"{float(r.get('wall_time_s', math.nan)):>7.1f}")
     if not states:

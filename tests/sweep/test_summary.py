@@ -39,6 +39,18 @@ def test_the_star_footer_only_under_a_star_row():
     assert " ok*" in skipped and "(* finished before this sweep started" in skipped
 
 
+def test_a_degenerate_row_keeps_the_columns_aligned():
+    # 'degenerate' (10 characters, 11 with the '*') overflowed a status column 8 wide and shifted the metrics.
+    _, specs = _specs()
+    table = summary_table([RunState(specs[0], state="degenerate", result={"status": "degenerate"}),
+                           RunState(specs[0], state="skipped", result={"status": "degenerate"}),
+                           RunState(specs[0], state="ok", result={"status": "ok"})])
+    head, _, *rows = table.splitlines()
+    ends = {row[:head.index("valid") + len("valid")].rstrip()[-3:] for row in rows[:3]}
+    assert {len(row) for row in rows[:3]} == {len(head)}, table
+    assert ends == {"nan"}, table
+
+
 def test_a_stored_error_keeps_its_first_and_last_lines():
     error = "\n".join(["Traceback (most recent call last):", "ValueError: the root cause",
                        *[f"  frame {i}" for i in range(500)], "CheckpointCorruptError: step 12 in /x/ckpt"])
