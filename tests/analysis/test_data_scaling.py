@@ -87,7 +87,7 @@ def test_repeated_data_report_on_a_planted_law():
     rows += [{"family": "equal_examples", "unique_examples": x, "epochs": e, "eval/test/xent": y}
              for x, e, y in zip(ub, eb, yb, strict=True)]
     df = pd.DataFrame(rows).assign(run_id=[f"r{i}" for i in range(len(rows))], exclude_reason="", C=1.0, N=1.0,
-                                   D=1.0)
+                                   D=1.0, **{"eval/valid/temperature": 1.5})  # a calibrated xent
     s = analyze(df, n_boot=20)
     assert s["L_of_U"]["identified"]["alpha"] and abs(s["L_of_U"]["fit"]["alpha"] - 0.3) < 0.01
     assert s["repeated"]["fitted_r_star"]["r_star"] == pytest.approx(R_STAR_MUENNIGHOFF, rel=0.05)
