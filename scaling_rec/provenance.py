@@ -90,7 +90,12 @@ def data_files(config: Any) -> list[pathlib.Path]:
     family, data = config.model.family, config.data
     data_dir = data.get("data_dir") or None
     if family in CTR_FAMILIES:
-        src = ctr.source_file(data)
+        try:
+            src = ctr.source_file(data)
+        except DataNotFoundError:
+            if data_dir or data.get("path"):
+                raise
+            return []  # the default place lacks the file: the loader names it when the run starts
         return [src] if src is not None else []
     files: list[pathlib.Path] = []
     if data.name in sources.DATASETS:

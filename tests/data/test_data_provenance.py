@@ -115,3 +115,17 @@ def test_result_json_records_every_file_read(tmp_path):
     assert result["data_files"] == [{"path": str(u.resolve()), "size_bytes": u.stat().st_size,
                                      "sha256": provenance.file_sha256(u)}]
     assert result["data_identity"] == provenance.data_identity([u])
+
+
+def test_a_frappe_run_id_needs_no_data_on_the_machine(tmp_path, monkeypatch):
+    # ctr.source_file raised DataNotFoundError for the default place, so a clone without ../shared/data could
+    # not even expand a Frappe sweep; an explicit data_dir that does not exist still raises.
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv(sources.DATA_ENV, str(tmp_path / "empty"))
+    ctr = ctr_config.default_config()
+    ctr.data.name, ctr.data.path, ctr.data.data_dir = "frappe", "", ""
+    assert provenance.data_files(ctr) == []
+    assert len(config_lib.run_id(ctr)) == 12
+    ctr.data.data_dir = str(tmp_path / "nowhere")
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        config_lib.run_id(ctr)
