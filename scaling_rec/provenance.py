@@ -115,20 +115,30 @@ def data_files(config: Any) -> list[pathlib.Path]:
 
 def data_identity(files: list[pathlib.Path]) -> str | None:
     """What a run id records of its data: the SHA-256 of the sorted content checksums of `files`, or None
-    when there are none or every one is a canonical copy (scaling_rec.data.sources.CANONICAL_SHA256).
+    when there are none or every one is canonical: its bytes match its own registry entry
+    (scaling_rec.data.sources.registry_key), pinned in CANONICAL_SHA256 or recorded by the download that
+    fetched and checked it (sources.downloaded_sha256). Another file's canonical bytes are not canonical
+    (Beauty's sequence file saved as Toys' is other data).
 
-    The content, not the path, is the identity: a copy of the same file elsewhere (another data_dir, a
-    cache, a cluster's scratch disk) is the same data and keeps the same run id, so its finished result is
-    reused; a different file (another version, a filtered or corrupted copy) is other data and gets a new
-    run id, so an old result is never returned for it. None for canonical data keeps every run id made
-    before data identities existed (the ADDED_KEYS rule of scaling_rec.config.run_id).
+    Here the content, not the path, is the identity: a copy of the same file elsewhere (another data_dir, a
+    cache, a cluster's scratch disk) hashes the same. Where a run's data is named by data.path (CTR
+    families, and 'events'), that path is a config value and enters the run id as well (a copy at another
+    path gets another id). A different file (another version, a filtered or corrupted copy) is other data
+    and gets a new run id, so an old result is never returned for it. None for canonical data keeps every
+    run id made before data identities existed, and the same id before and after a dataset's first download
+    (the ADDED_KEYS rule of scaling_rec.config.run_id).
     """
-    from scaling_rec.data.sources import CANONICAL_SHA256
+    from scaling_rec.data import sources
 
-    checksums = sorted(file_sha256(f) for f in files)
-    if not checksums or set(checksums) <= set(CANONICAL_SHA256.values()):
+    checksums = [(pathlib.Path(f), file_sha256(f)) for f in files]
+
+    def canonical(path: pathlib.Path, sha: str) -> bool:
+        key = sources.registry_key(path)
+        return key is not None and sha in (sources.CANONICAL_SHA256.get(key), sources.downloaded_sha256(path))
+
+    if all(canonical(f, sha) for f, sha in checksums):
         return None
-    return hashlib.sha256("\n".join(checksums).encode()).hexdigest()
+    return hashlib.sha256("\n".join(sorted(sha for _, sha in checksums)).encode()).hexdigest()
 
 
 def data_provenance(config: Any) -> dict[str, Any]:

@@ -10,18 +10,21 @@ The first place that holds every file the dataset needs wins. The cache has the 
 data directory, so a downloaded dataset is found at step 2 next time.
 
 `CANONICAL_SHA256` pins the content of every data file of the canonical copies (what the results so far
-were computed on); scaling_rec.provenance leaves a run's data identity out of its run id exactly when all
-its files match it.
+were computed on). A download also records, beside the file (`<file>.download.json`), the SHA-256 of what
+it fetched from the registered URL and checked against the pinned checksum. scaling_rec.provenance leaves a
+run's data identity out of its run id exactly when every file it reads is canonical: its bytes match its
+own entry (`registry_key`) in CANONICAL_SHA256, or that download record made under the registry's present
+URL and pins. So a dataset without a CANONICAL_SHA256 entry keeps its run ids when it is first downloaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import pathlib
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -149,7 +152,8 @@ DATASETS: dict[str, DatasetSpec] = {
 
 # SHA-256 of the data files as distributed (the S3-Rec files match their md5 above; u.data is the member
 # of the ml-100k.zip of that md5), measured on ../shared/data with `sha256sum`. Datasets not on that
-# machine (ml-1m, ml-20m, ml-latest-small) have no entry: their run ids always carry the data identity.
+# machine (ml-1m, ml-20m, ml-latest-small) have no entry: a copy of theirs is canonical when this library
+# downloaded it (`downloaded_sha256`; ml-latest-small pins no checksum, so any release it fetches counts).
 CANONICAL_SHA256 = {
     "amazon-beauty-s3rec/Beauty.txt": "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
     "amazon-beauty-s3rec/Beauty_item2attributes.json":
@@ -168,6 +172,44 @@ CANONICAL_SHA256 = {
     "ctr-samples-deepctr/criteo_sample.txt": "08b84f12a22438fb534e989a5e4fa245726b2bda001983556bc2aea2f094f724",
     "ctr-samples-deepctr/avazu_sample.txt": "43daa44dde764bf2c0dacf80002a73da4441088a53d40a3629094d3a2b1592f3",
 }
+
+
+DOWNLOAD_RECORD_SUFFIX = ".download.json"
+
+
+def registry_key(path: str | os.PathLike) -> str | None:
+    """'<folder>/<file>' under which the registry knows `path` (a CANONICAL_SHA256 key or a dataset's
+    folder/filename, an alias folder read as its dataset's folder), from the path's last components; None
+    for a file the registry does not know."""
+    aliases = {a: spec.folder for spec in DATASETS.values() for a in spec.aliases}
+    known = set(CANONICAL_SHA256) | {f"{spec.folder}/{f.filename}" for spec in DATASETS.values() for f in spec.files}
+    parts = pathlib.Path(path).parts
+    for key in sorted(known, key=lambda k: -k.count("/")):
+        n = key.count("/") + 1
+        if len(parts) >= n and "/".join((aliases.get(parts[-n], parts[-n]), *parts[len(parts) - n + 1:])) == key:
+            return key
+    return None
+
+
+def _download_pins(remote: RemoteFile) -> dict[str, str | None]:
+    return {"url": remote.url, "member": remote.member, "md5": remote.md5, "sha256_pinned": remote.sha256}
+
+
+def downloaded_sha256(path: str | os.PathLike) -> str | None:
+    """The SHA-256 that `download_file` recorded for the file at `path` when it fetched it from the registered
+    URL (and checked the pinned checksum, where one is pinned); None without a record, or when the record was
+    made under another URL, member or pin than the registry's entry for that file now."""
+    key = registry_key(path)
+    remote = next((f for spec in DATASETS.values() for f in spec.files if f"{spec.folder}/{f.filename}" == key),
+                  None)
+    if remote is None:
+        return None
+    try:
+        record = json.loads(pathlib.Path(str(path) + DOWNLOAD_RECORD_SUFFIX).read_text())
+        pins_then = {k: record.get(k) for k in _download_pins(remote)}
+        return str(record["sha256"]) if pins_then == _download_pins(remote) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # no record, or not one of ours
+        return None
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -308,14 +350,18 @@ def download_file(remote: RemoteFile, dest: pathlib.Path, *, timeout_s: float = 
                 )
         if remote.member is None:
             os.replace(tmp, dest)
+            content_sha256 = sha256.hexdigest()
         else:
-            _extract_member(tmp, remote, dest)
+            content_sha256 = _extract_member(tmp, remote, dest)
+        record = pathlib.Path(str(dest) + DOWNLOAD_RECORD_SUFFIX)
+        record.write_text(json.dumps({**_download_pins(remote), "sha256": content_sha256}, indent=1))
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _extract_member(archive: pathlib.Path, remote: RemoteFile, dest: pathlib.Path) -> None:
-    """Copies `remote.member` out of the zip `archive` to `dest` through a temporary file."""
+def _extract_member(archive: pathlib.Path, remote: RemoteFile, dest: pathlib.Path) -> str:
+    """Copies `remote.member` out of the zip `archive` to `dest` through a temporary file; returns the
+    SHA-256 of the member's bytes."""
     try:
         with zipfile.ZipFile(archive) as zf:
             names = zf.namelist()
@@ -326,9 +372,13 @@ def _extract_member(archive: pathlib.Path, remote: RemoteFile, dest: pathlib.Pat
                 )
             fd, part = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
             try:
+                digest = hashlib.sha256()
                 with os.fdopen(fd, "wb") as out, zf.open(remote.member) as src:
-                    shutil.copyfileobj(src, out, _CHUNK_BYTES)
+                    while chunk := src.read(_CHUNK_BYTES):
+                        out.write(chunk)
+                        digest.update(chunk)
                 os.replace(part, dest)
+                return digest.hexdigest()
             finally:
                 pathlib.Path(part).unlink(missing_ok=True)
     except zipfile.BadZipFile as e:

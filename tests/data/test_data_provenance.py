@@ -4,9 +4,12 @@ recorded with path, size and SHA-256 for every family, and the data's content id
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import pathlib
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -115,6 +118,63 @@ def test_result_json_records_every_file_read(tmp_path):
     assert result["data_files"] == [{"path": str(u.resolve()), "size_bytes": u.stat().st_size,
                                      "sha256": provenance.file_sha256(u)}]
     assert result["data_identity"] == provenance.data_identity([u])
+
+
+def test_a_file_is_canonical_only_as_itself(tmp_path, monkeypatch):
+    # Beauty's canonical bytes saved as the Toys file are other data: the old check asked only whether every
+    # checksum was one of the canonical values, so they got the canonical Toys run id.
+    toys = tmp_path / "amazon-toys-s3rec" / "Toys_and_Games.txt"
+    toys.parent.mkdir(parents=True)
+    toys.write_text("1 2 3\n")
+    monkeypatch.setitem(sources.CANONICAL_SHA256, "amazon-beauty-s3rec/Beauty.txt", provenance.file_sha256(toys))
+    assert provenance.data_identity([toys]) is not None
+    monkeypatch.setitem(sources.CANONICAL_SHA256, "amazon-toys-s3rec/Toys_and_Games.txt",
+                        provenance.file_sha256(toys))
+    assert provenance.data_identity([toys]) is None
+    elsewhere = tmp_path / "renamed" / "Toys_and_Games.txt"  # not where the registry keeps it
+    elsewhere.parent.mkdir()
+    shutil.copy(toys, elsewhere)
+    assert provenance.data_identity([elsewhere]) is not None
+
+
+def _fake_ml1m(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, content: str = "1::2::5::978300760\n"):
+    """Registers ml-1m as a local zip (file:// URL) with its md5 pinned, as the real entry pins the archive's."""
+    archive = tmp_path / "src" / "ml-1m.zip"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ml-1m/ratings.dat", content)
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    spec = sources.DatasetSpec("ml-1m", "movielens-1m", (sources.RemoteFile(
+        "ratings.dat", archive.as_uri(), "ml-1m/ratings.dat", md5=md5),), "ml-1m", aliases=("ml-1m",))
+    monkeypatch.setitem(sources.DATASETS, "ml-1m", spec)
+    return spec
+
+
+def _ml1m_config():
+    c = tiny_config(num_steps=4, eval_every=4, checkpoint_every=0)
+    c.data.name, c.data.data_dir = "ml-1m", ""
+    return c
+
+
+def test_the_run_id_is_the_same_before_and_after_the_first_download(tmp_path, monkeypatch):
+    # ml-1m has no CANONICAL_SHA256 entry: before the download data_files is [] (no identity), after it the
+    # cached file gave one, so a study's run ids changed once its data was fetched.
+    spec = _fake_ml1m(tmp_path, monkeypatch)
+    before = config_lib.run_id(_ml1m_config())
+    assert provenance.data_files(_ml1m_config()) == []
+    path = sources.locate("ml-1m")["ratings.dat"]
+    assert provenance.data_files(_ml1m_config()) == [path]
+    assert config_lib.run_id(_ml1m_config()) == before
+    # a copy the registry's present pins did not fetch is other data
+    monkeypatch.setitem(sources.DATASETS, "ml-1m", dataclasses.replace(
+        spec, files=(dataclasses.replace(spec.files[0], md5="0" * 32),)))
+    assert config_lib.run_id(_ml1m_config()) != before
+    monkeypatch.setitem(sources.DATASETS, "ml-1m", spec)
+    assert config_lib.run_id(_ml1m_config()) == before
+    # and so is the downloaded file changed in place
+    path.write_text("1::3::5::978300760\n")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert config_lib.run_id(_ml1m_config()) != before
 
 
 def test_a_frappe_run_id_needs_no_data_on_the_machine(tmp_path, monkeypatch):

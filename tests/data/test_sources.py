@@ -88,7 +88,8 @@ def test_download_zip_member_via_file_url(tmp_path: pathlib.Path, monkeypatch) -
     data = load_sequences("ml-100k", timeout_s=1.0)
     assert (data.num_users, data.num_items, data.num_events) == (2, 2, 3)
     folder = tmp_path / "cache" / "movielens-100k"
-    assert sorted(p.name for p in folder.iterdir()) == ["u.data"]  # no archive, no temp files left
+    # no archive, no temp files left; the download record beside the file (provenance reads it)
+    assert sorted(p.name for p in folder.iterdir()) == ["u.data", "u.data" + sources.DOWNLOAD_RECORD_SUFFIX]
     assert (folder / "u.data").read_text() == UDATA
     archive.unlink()  # found in the cache next time, no download
     assert load_sequences("ml-100k", download=False).num_events == 3
