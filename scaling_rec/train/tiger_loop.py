@@ -44,7 +44,7 @@ from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.sources import cache_dir
 from scaling_rec.data.splits import leave_one_out
 from scaling_rec.io import atomic_write_json, read_run_result
-from scaling_rec.metrics import MetricAccumulator, beam_ranking_metrics
+from scaling_rec.metrics import MetricAccumulator, beam_ranking_metrics, ranking_metrics_from_ranks
 from scaling_rec.models.beam_search import build_prefix_table, make_search
 from scaling_rec.models.rqvae import SemanticIds, semantic_ids
 from scaling_rec.models.tiger import Tiger, history_tokens, repeat_context
@@ -151,16 +151,19 @@ def make_examples(config, ids: SemanticIds, hist: list[np.ndarray], targets: np.
 
 
 def popularity_metrics(train: SequenceData, targets: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
-    """Recall@K / NDCG@K of recommending the K most frequent training items to everyone (a floor), for the
-    target items `targets` [U] (ties broken by item id)."""
-    counts = np.bincount(train.items, minlength=train.num_items + 1)
-    counts[0] = -1
-    order = np.argsort(-counts, kind="stable")
-    rank_of = np.empty_like(order)
-    rank_of[order] = np.arange(order.size)
-    r = rank_of[targets]
-    out = {f"recall@{k}": float(np.mean(r < k)) for k in ks}
-    out.update({f"ndcg@{k}": float(np.mean(np.where(r < k, 1 / np.log2(r + 2), 0))) for k in ks})
+    """Recall@K / NDCG@K of recommending the most frequent training items to everyone (a floor), for the
+    target items `targets` [U], over items 1..num_items. Items of equal count are tied: each metric is its
+    expectation over their random order (the rule of scaling_rec.metrics), so an unseen target ranks among
+    all unseen items, not by its id."""
+    counts = np.sort(np.bincount(train.items, minlength=train.num_items + 1)[1:])
+    target_counts = np.bincount(train.items, minlength=train.num_items + 1)[targets]
+    above = np.searchsorted(counts, target_counts, side="right")
+    greater = counts.size - above
+    tied = above - np.searchsorted(counts, target_counts, side="left") - 1
+    sums = ranking_metrics_from_ranks(greater, np.ones(len(targets), bool), ks, tied_B=tied)
+    n = float(sums["num_examples"])
+    out = {f"recall@{k}": float(sums[f"hr@{k}"]) / n for k in ks}
+    out.update({f"ndcg@{k}": float(sums[f"ndcg@{k}"]) / n for k in ks})
     return out
 
 

@@ -140,6 +140,19 @@ def test_popularity_metrics_by_hand() -> None:
     np.testing.assert_allclose(m["ndcg@2"], (1 + 1 / np.log2(3)) / 4)
 
 
+def test_popularity_metrics_count_ties_by_their_expected_rank() -> None:
+    # items 1 and 2 are both seen twice, 3 and 4 never: a target among tied items takes the mean over the
+    # tied ranks (ranking by item id gave item 1 rank 0 and recall@1 = 1).
+    train = SequenceData(name="t", num_items=4, num_users=2, items=np.array([1, 2, 2, 1], np.int32),
+                         timestamps=None, ratings=None, user_offsets=np.array([0, 2, 4]), source="test")
+    m = popularity_metrics(train, np.array([1]), ks=(1, 2, 3))
+    assert m["recall@1"] == 0.5 and m["recall@2"] == 1.0
+    np.testing.assert_allclose(m["ndcg@1"], 0.5)
+    np.testing.assert_allclose(m["ndcg@2"], (1 + 1 / np.log2(3)) / 2)
+    unseen = popularity_metrics(train, np.array([3]), ks=(2, 3, 4))
+    assert unseen["recall@2"] == 0.0 and unseen["recall@3"] == 0.5 and unseen["recall@4"] == 1.0
+
+
 def test_steps_per_call_must_divide_and_keeps_old_ids() -> None:
     c = default_config()
     before = ml_collections.ConfigDict(c.to_dict())  # the schema before the key existed
