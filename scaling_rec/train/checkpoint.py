@@ -104,6 +104,12 @@ class Checkpointer:
             f"{self.directory} to restart this run from step 0 (or delete the run directory "
             f"{self.directory.parent} to rerun it from scratch).", newest.step, newest.directory) from newest
 
+    def drop_after(self, step: int) -> None:
+        """Deletes every saved step newer than `step`. Orbax refuses to save a step that exists
+        (StepAlreadyExistsError), so a run resumed from `step` drops what it saved beyond it before replaying."""
+        for newer in [s for s in self._mgr.all_steps() if s > step]:
+            self._mgr.delete(newer)
+
     def _set_aside(self, step: int) -> pathlib.Path:
         """Moves step `step`'s directory to <ckpt>.corrupt/<step>-<time> and tells orbax; returns the new path."""
         dest = self.directory.with_name(self.directory.name + CORRUPT_SUFFIX) / f"{step}-{int(time.time())}"

@@ -330,6 +330,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     ckpt, best_ckpt = Checkpointer(run_dir / "ckpt"), Checkpointer(run_dir / "best", max_to_keep=1)
     meta: dict[str, Any] = {"curve": [], "wall_time_s": 0.0, "examples_seen": 0.0, "best": None}
     start, state, meta = resume(ckpt, state, meta, rid)
+    # best/ is saved before ckpt/: a run killed between the two (or whose newer ckpt was set aside as corrupt)
+    # holds a best step beyond `start`, which the replay would save again and orbax would refuse.
+    best_ckpt.drop_after(start)
     logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
     fwd = forward_flops_per_example(config, L)
     progress(f"[{rid}] TIGER {spec.arch} params={n_params:,} (emb {n_emb:,}) train pairs={len(train_ex.targets_B):,} "

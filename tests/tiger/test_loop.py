@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 
 import ml_collections
 import numpy as np
@@ -120,6 +121,25 @@ def test_best_validation_checkpoint_is_the_one_tested(data_dir: pathlib.Path, tm
     for k, v in short["eval"].items():
         np.testing.assert_allclose(best["test"][k.removeprefix("test/")], v, rtol=1e-5, atol=1e-7, err_msg=k)
     assert set(full["popularity_test"]) == {"recall@5", "recall@10", "ndcg@5", "ndcg@10"}
+
+
+@pytest.mark.slow
+def test_a_run_killed_between_its_best_and_its_checkpoint_resumes(data_dir: pathlib.Path,
+                                                                    tmp_path: pathlib.Path) -> None:
+    """best/ is saved before ckpt/ at an improving evaluation: killed between the two, the rerun resumed from
+    the older checkpoint and, replaying, saved the same best step again, which orbax refuses
+    (StepAlreadyExistsError) on every rerun."""
+    c = _config(data_dir)
+    c.train.update(num_steps=2, eval_every=2)  # one evaluation, so step 2 is the best
+    full = train_and_evaluate(c, tmp_path / "a")
+    (result,) = (tmp_path / "a").rglob("result.json")
+    result.unlink()
+    shutil.rmtree(result.parent / "ckpt")  # as if killed after best/2 was written, before ckpt/2
+    assert [p.name for p in (result.parent / "best").iterdir() if p.name.isdigit()] == ["2"]
+    again = train_and_evaluate(c, tmp_path / "a")
+    assert again["status"] == "ok" and again["best"]["step"] == 2
+    for k, v in full["eval"].items():
+        np.testing.assert_allclose(again["eval"][k], v, rtol=1e-5, atol=1e-7, err_msg=k)
 
 
 def test_eval_subset_is_a_seeded_uniform_sample() -> None:

@@ -91,3 +91,20 @@ def test_a_run_with_a_corrupt_latest_checkpoint_resumes_and_ends_like_an_uninter
     assert result["eval"] == reference["eval"] and result["final_train_loss"] == reference["final_train_loss"]
     assert 0 < result["call_wall_time_s"] <= result["wall_time_s"]
     assert json.loads((run_dir / "result.json").read_text())["eval"] == reference["eval"]
+
+
+def test_a_resumed_run_can_save_its_replayed_best_again(tmp_path):
+    # TIGER saves its best parameters in best/ before the step's checkpoint: a run killed between the two
+    # resumes from an older step and, replaying, saves the same best step again, which orbax refuses
+    # (StepAlreadyExistsError), on every rerun. After a resume from step 2 the loop drops best/'s newer steps.
+    best, target = _saved(tmp_path, steps=(5,))
+    replayed = {"w": jnp.full((4, 3), 5.0), "b": jnp.full(3, 5.0)}
+    with pytest.raises(Exception, match="already exists"):
+        best.save(5, replayed, {"step": 5})
+    best.drop_after(5)  # nothing newer: kept
+    assert best.latest_step() == 5
+    best.drop_after(2)
+    assert best.latest_step() is None
+    best.save(5, replayed, {"step": 5})
+    state, meta = best.restore(5, target)
+    assert meta == {"step": 5} and float(state["w"][0, 0]) == 5.0
