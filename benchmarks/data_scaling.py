@@ -28,11 +28,6 @@ from scaling_rec.analysis.results import select_target, split_usable
 from scaling_rec.io import atomic_write_json
 from scaling_rec.sweep.spec import load_analysis
 
-_CONFIG = flags.DEFINE_string("config", None, "Experiment file and preset the study was swept with.", required=True)
-_STUDY = flags.DEFINE_string("study", None, "The study directory (<workdir>/<study>).", required=True)
-_OUT = flags.DEFINE_string("out", None, "Output directory under benchmarks/results/.", required=True)
-_N_BOOT = flags.DEFINE_integer("n_boot", 200, "Bootstrap resamples of the L(U) fit.")
-
 R_STAR_MUENNIGHOFF = 15.4
 """R_D*, Muennighoff et al. 2023, eq. 5 fit (their §3.1): repeated data's value decays with e-folding 15.4 epochs."""
 R_STAR_BOX = (0.1, 1000.0)
@@ -144,12 +139,21 @@ def _law_md(e: dict, title: str, names: tuple[str, ...]) -> list[str]:
     return out
 
 
+def _define_flags() -> None:
+    """The command line's flags, defined only when this file runs as a script: absl flags are
+    process-global, and tests import this module beside other benchmarks that define the same names."""
+    flags.DEFINE_string("config", None, "Experiment file and preset the study was swept with.", required=True)
+    flags.DEFINE_string("study", None, "The study directory (<workdir>/<study>).", required=True)
+    flags.DEFINE_string("out", None, "Output directory under benchmarks/results/.", required=True)
+    flags.DEFINE_integer("n_boot", 200, "Bootstrap resamples of the L(U) fit.")
+
+
 def main(argv: list[str]) -> None:
     del argv
-    study, out = pathlib.Path(_STUDY.value), pathlib.Path(_OUT.value)
+    study, out = pathlib.Path(flags.FLAGS.study), pathlib.Path(flags.FLAGS.out)
     prov = provenance()
     df, problems = load_results(study)
-    summary = analyze(df, _N_BOOT.value)
+    summary = analyze(df, flags.FLAGS.n_boot)
     summary["problems"] = [p.reason for p in problems]
     out.mkdir(parents=True, exist_ok=True)
     cols = ["run_id", "family", "status", "unique_examples", "epochs", "steps", "C", "N", "D", "wall_time_s"]
@@ -157,13 +161,14 @@ def main(argv: list[str]) -> None:
     runs[[c for c in cols if c in runs] + sorted(c for c in runs if c.startswith("eval/"))].to_csv(
         out / "runs.csv", index=False)
     atomic_write_json(out / "fits.json", summary)
-    (out / "report.md").write_text(render(summary, runs, f"{_CONFIG.value} ({study.name})"))
+    (out / "report.md").write_text(render(summary, runs, f"{flags.FLAGS.config} ({study.name})"))
     atomic_write_json(out / "provenance.json", {
         "command": command_line("benchmarks.data_scaling"),
-        "analysis": load_analysis(_CONFIG.value), "num_runs": int(len(df)), **prov})
+        "analysis": load_analysis(flags.FLAGS.config), "num_runs": int(len(df)), **prov})
     print(json.dumps({k: v for k, v in summary.get("L_of_U", {}).get("fit", {}).items()}, default=float))
     print(f"report: {out / 'report.md'}")
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -33,10 +33,6 @@ from scaling_rec.data import known_answer as ka
 from scaling_rec.io import atomic_write_json
 from scaling_rec.sweep.spec import load_analysis
 
-_CONFIG = flags.DEFINE_string("config", None, "Experiment file and preset the study was swept with.", required=True)
-_STUDY = flags.DEFINE_string("study", None, "The study directory (<workdir>/<study>), given relative.", required=True)
-_OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
-
 _RUN_COLUMNS = ("run_id", "family", "size", "status", "usable", "budget", "C", "N", "D", "wall_time_s", "steps",
                 "epochs")
 _LAWS = (("power_law", "L(C) = E + A·C^−α, compute frontier"), ("chinchilla", "L(N, D) = E + A/N^α + B/D^β"))
@@ -132,10 +128,20 @@ def write_known_answer_report(config_arg: str, study: pathlib.Path, out: pathlib
     return report
 
 
+def _define_flags() -> None:
+    """The command line's flags, defined only when this file runs as a script: absl flags are
+    process-global, and tests import this module beside other benchmarks that define the same names."""
+    flags.DEFINE_string("config", None, "Experiment file and preset the study was swept with.", required=True)
+    flags.DEFINE_string("study", None, "The study directory (<workdir>/<study>), given relative.", required=True)
+    flags.DEFINE_string("out", None, "Output directory.", required=True)
+
+
 def main(argv: list[str]) -> None:
     del argv
-    print(f"report: {write_known_answer_report(_CONFIG.value, pathlib.Path(_STUDY.value), pathlib.Path(_OUT.value))}")
+    f = flags.FLAGS
+    print(f"report: {write_known_answer_report(f.config, pathlib.Path(f.study), pathlib.Path(f.out))}")
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -50,7 +50,9 @@ def test_grid_sums_match_numpy(exclude):
     for i, beta in enumerate(cal.INV_TEMPERATURE_GRID):
         ref_B = numpy_xent(logits, targets, keep, 1.0 / beta)[valid]
         np.testing.assert_allclose(sums[cal.GRID_KEY][i], ref_B.sum(), rtol=1e-5, atol=1e-4)
-        np.testing.assert_allclose(sums[cal.GRID_KEY + "_sumsq"][i], np.square(ref_B).sum(), rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(sums[cal.GRID_KEY + cal.M2_SUFFIX][i], np.square(ref_B - ref_B.mean()).sum(),
+                                   rtol=1e-4, atol=1e-5)
+    assert float(sums[cal.GRID_KEY + cal.COUNT_SUFFIX]) == valid.sum()
 
 
 def test_candidates_are_the_ranking_competitors_plus_the_target():
@@ -120,6 +122,9 @@ def test_accumulator_over_batches_equals_one_batch_and_applies_a_given_temperatu
     a, b = whole.result(12.0), parts.result(12.0)
     assert a["temperature"] == b["temperature"]
     np.testing.assert_allclose(a["xent"], b["xent"], rtol=1e-6)
+    ref_B = numpy_xent(logits, targets, np.asarray(keep), 1.0)
+    for got in (a, b):  # the merged centred sums give the float64 sample standard error
+        np.testing.assert_allclose(got["xent_raw_se"], ref_B.std(ddof=1) / np.sqrt(12), rtol=1e-5)
     given = parts.result(12.0, temperature=2.0)
     assert given["temperature"] == 2.0
     np.testing.assert_allclose(given["xent"], numpy_xent(logits, targets, np.asarray(keep), 2.0).mean(), rtol=1e-5)
