@@ -10,6 +10,8 @@ A parameter is reported "identified" only when none of these holds (codes as in 
 - ``at_lower_bound`` / ``at_upper_bound``: the optimum sits within BOUND_RTOL of the box's width
   from an edge of the parameter's search box (`fits.search_box`): the box, not the data, set it.
 - ``ci_wide``: a positive parameter whose CI ends differ by more than CI_RATIO_LIMIT×.
+- ``ci_at_bound``: an end of a boxed parameter's CI sits on an edge of its search box (within
+  BOUND_RTOL of the box's width): resamples ran into the box, so the box, not the data, ends the CI.
 - ``ci_reaches_zero``: a positive parameter (an exponent or a scale) whose CI reaches 0 or below.
 - ``ci_not_finite``, ``no_ci``, ``undefined``: no usable interval, no interval, no estimate.
 - ``zero_curvature`` / ``negative_curvature``: an IsoFLOP parabola without a minimum (`isoflop`).
@@ -39,6 +41,7 @@ WORDS = {
     "at_lower_bound": "at the lower bound of its search box",
     "at_upper_bound": "at the upper bound of its search box",
     "ci_reaches_zero": "CI reaches 0",
+    "ci_at_bound": "CI ends at an edge of its search box (the box, not the data, bounds it)",
     "ci_not_finite": "CI not finite",
     "undefined": "undefined",
 }
@@ -109,6 +112,16 @@ def bound_flag(value: float, low: float, high: float, rtol: float = BOUND_RTOL) 
     if value >= high - tol:
         return "at_upper_bound"
     return None
+
+
+def ci_bound_flag(ci: dict[str, float], low: float, high: float, rtol: float = BOUND_RTOL) -> str | None:
+    """'ci_at_bound' when an end of the interval {'low', 'high'} lies within rtol·(high − low) of the box's
+    edges (or beyond them); None otherwise or without a finite interval."""
+    lo, hi = ci.get("low"), ci.get("high")
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return None
+    tol = rtol * (high - low)
+    return "ci_at_bound" if lo <= low + tol or hi >= high - tol else None
 
 
 def ci_flags(ci: dict[str, float], positive: bool) -> list[str]:

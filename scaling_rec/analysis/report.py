@@ -19,7 +19,7 @@ import pandas as pd
 
 from scaling_rec.analysis import flags, plots
 from scaling_rec.analysis.bootstrap import BootstrapResult, bootstrap, holdout_extrapolation
-from scaling_rec.analysis.fits import fit_chinchilla, fit_power_law
+from scaling_rec.analysis.fits import EXPONENT_BOX, fit_chinchilla, fit_power_law
 from scaling_rec.analysis.isoflop import compute_frontier, group_budgets, isoflop_optima, pareto_frontier
 from scaling_rec.analysis.ladder import find_ladders
 from scaling_rec.analysis.results import ResultProblem, TargetChoice, load_results, select_target, split_usable
@@ -100,6 +100,8 @@ def _holdout_dicts(c_front: np.ndarray, l_front: np.ndarray, used: pd.DataFrame,
 # Parameters that must be > 0 (their CI must not reach 0, and its ends must lie within 10×); the
 # IsoFLOP log10 coefficients are judged by their CI's width in decades instead.
 POSITIVE = ("E", "A", "B", "alpha", "beta", "a", "b")
+# The fitted laws' exponents, searched in fits.EXPONENT_BOX: a CI end on its edge is the box's, not the data's.
+BOXED_EXPONENTS = ("alpha", "beta")
 
 
 def _param_flags(name: str, ci: dict[str, float]) -> list[str]:
@@ -109,7 +111,10 @@ def _param_flags(name: str, ci: dict[str, float]) -> list[str]:
         if not codes and ci["high"] - ci["low"] > np.log10(flags.CI_RATIO_LIMIT):
             codes = ["ci_wide"]
         return codes
-    return flags.ci_flags(ci, positive=name in POSITIVE)
+    codes = flags.ci_flags(ci, positive=name in POSITIVE)
+    if name in BOXED_EXPONENTS and "ci_reaches_zero" not in codes:
+        codes += [c for c in (flags.ci_bound_flag(ci, *EXPONENT_BOX),) if c]
+    return codes
 
 
 def flag_law(entry: dict[str, Any], at_bound: tuple[tuple[str, str], ...] = (),

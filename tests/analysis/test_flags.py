@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from scaling_rec.analysis import fit_power_law, isoflop_optima, load_results, write_report
+from scaling_rec.analysis.fits import EXPONENT_BOX
 from scaling_rec.analysis.flags import flat_test
 from scaling_rec.analysis.report import _fit_with_ci, flag_law, identified
 from tests.analysis.test_fits import isoflop_grid, planted_c
@@ -94,3 +95,16 @@ def test_flat_test_separates_a_law_from_a_constant():
     noise = np.log(5.0) + rng.normal(0, 1e-2, 12)
     assert flat_test(noise, np.full(12, noise.mean()) + 1e-3 * np.linspace(-1, 1, 12), 3).flat
     assert flat_test(np.zeros(6), np.zeros(6), 3).flat
+
+
+def test_exponent_ci_ending_on_its_box_edge_is_not_identified():
+    """An estimate inside the box whose CI runs into the box's edge (resamples hit α = 5) is bounded by the
+    box, not the data: flagged, not identified (the quick report's L(N, D) α read [0.83, 5] 'yes')."""
+    entry = {"fit": {"alpha": 1.1, "E": 3.4},
+             "bootstrap": {"params": {"alpha": {"low": 0.83, "high": EXPONENT_BOX[1]},
+                                      "E": {"low": 3.3, "high": 3.5}}}}
+    flag_law(entry)
+    assert entry["flags"]["params"]["alpha"] == ["ci_at_bound"] and entry["identified"]["alpha"] is False
+    assert entry["identified"]["E"] is True
+    words = identified("alpha", entry["bootstrap"]["params"]["alpha"], entry["flags"]["params"]["alpha"])
+    assert "edge of its search box" in words
