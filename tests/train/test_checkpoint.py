@@ -67,7 +67,9 @@ def test_no_intact_checkpoint_says_how_to_recover(tmp_path, monkeypatch):
     other = types.SimpleNamespace(object=None)
     sys.unraisablehook(orbax_read)  # what orbax's abandoned reads raise when collected: ~60 lines each
     sys.unraisablehook(other)
-    assert seen == [other]
+    # Identity checks: the garbage collector may hand the hook unrelated unraisables in this window too
+    # (e.g. an asyncio 'Event loop is closed' from an earlier test), which must pass on as well.
+    assert any(u is other for u in seen) and not any(u is orbax_read for u in seen)
     msg = str(err.value)
     assert err.value.step == 2 and "no intact checkpoint is left (steps tried: [2, 1])" in msg
     assert f"delete {(tmp_path / 'ckpt').absolute()} to restart this run from step 0" in msg
