@@ -51,7 +51,8 @@ every time here is several times an idle machine's; the true floor is 3.3689 nat
 targets, chance ln 1000 = 6.908, item popularity 6.164):
   quick  28 runs, 884 s summed run time (elapsed_s; 65 s of it setup) + 40 s report, under that load;
          on 2 idle cores `bash scripts/main.sh` from a fresh clone took 5 min 05 s wall, venv build,
-         28 runs and report included (/usr/bin/time, 2026-12-06, commit 92d0ce9). docs/example_quick_report/: L(C) α = 0.743 [0.287, 1.391] (CI
+         28 runs and report included (/usr/bin/time, 2026-12-06, commit 92d0ce9).
+         docs/example_quick_report/: L(C) α = 0.743 [0.287, 1.391] (CI
          ends 4.85× apart: the ≤ 2× target is MISSED), E = 3.488 [3.335, 3.579]; the largest budget held
          out is predicted within 0.60% (L(C)) and 0.72% (L(N, D)); all 6 bracketed budgets have an
          interior IsoFLOP optimum (d16 at the 3 lowest, moving to d32), N* ∝ C^a with a = 0.324 [0.176,
