@@ -84,13 +84,15 @@ class TrainStream:
         seed: int,
         time_origin: int = 0,
         prefetch: int = 4,
+        lengths: np.ndarray | None = None,
     ) -> None:
+        """lengths: int64 [N], each example's length when known without reading it (a prepared log's)."""
         self.examples = examples
         self.spec = spec
         self.seed = seed
         self.time_origin = time_origin
         self.prefetch = prefetch
-        self.lengths = np.array([len(e) for e in examples], np.int64)
+        self.lengths = np.array([len(e) for e in examples], np.int64) if lengths is None else lengths
         self._plans: dict[int, list[np.ndarray]] = {}
 
     def plan(self, epoch: int) -> list[np.ndarray]:

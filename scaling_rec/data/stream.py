@@ -17,13 +17,10 @@ The jagged layout is one process only here (a pack's token budget is global).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import grain
 import numpy as np
 
 from scaling_rec.data.jagged import Batch, SequenceExample
-from scaling_rec.data.pipeline import BatchSpec, epoch_plan, make_batch
+from scaling_rec.data.pipeline import BatchSpec, TrainStream, make_batch
 from scaling_rec.data.prepared import PreparedData
 from scaling_rec.errors import ConfigError
 
@@ -52,8 +49,9 @@ class PreparedExamples:
                                query_timestamps=None if ts is None else ts[1:])
 
 
-class PreparedStream:
-    """An endless, resumable stream of (this process's part of the) training batches.
+class PreparedStream(TrainStream):
+    """An endless, resumable stream of (this process's part of the) training batches: TrainStream's epoch
+    plans and step arithmetic over a prepared log's examples, each batch cut to this process's rows.
 
     Args:
       examples: PreparedExamples. spec: the global batch geometry. seed: the order's seed.
@@ -70,25 +68,10 @@ class PreparedStream:
         if spec.batch_size % process_count or not 0 <= process_index < process_count:
             raise ConfigError(f"train.batch_size={spec.batch_size} must divide over {process_count} processes "
                               f"(process {process_index}).")
-        self.examples, self.spec, self.seed, self.time_origin = examples, spec, seed, time_origin
-        self.process_index, self.process_count, self.prefetch = process_index, process_count, prefetch
+        super().__init__(examples, spec, seed, time_origin, prefetch, lengths=examples.lengths)
+        self.process_index, self.process_count = process_index, process_count
         self.local_spec = BatchSpec(spec.layout, spec.batch_size // process_count, spec.max_len,
                                     spec.tokens_per_batch)
-        self._plans: dict[int, list[np.ndarray]] = {}
-
-    def plan(self, epoch: int) -> list[np.ndarray]:
-        """The global batches (example index arrays) of one epoch; the latest epoch's plan is kept."""
-        if epoch not in self._plans:
-            self._plans = {epoch: epoch_plan(self.examples.lengths, self.spec, self.seed, epoch)}
-        return self._plans[epoch]
-
-    def locate(self, step: int) -> tuple[int, int]:
-        """(epoch, index within the epoch) of global step `step`."""
-        epoch = 0
-        while step >= len(self.plan(epoch)):
-            step -= len(self.plan(epoch))
-            epoch += 1
-        return epoch, step
 
     def local_indices(self, global_idx: np.ndarray) -> np.ndarray:
         """This process's examples of a global batch: its block of B / process_count rows."""
@@ -100,12 +83,4 @@ class PreparedStream:
         local = self.local_indices(global_idx)
         return make_batch([self.examples[int(i)] for i in local], self.local_spec, self.time_origin)
 
-    def iterate(self, start_step: int = 0) -> Iterator[Batch]:
-        """Batches from global step `start_step` on, forever."""
-        epoch, index = self.locate(start_step)
-        while True:
-            ds = grain.MapDataset.source(self.plan(epoch)[index:]).map(self.build).to_iter_dataset()
-            if self.prefetch:
-                ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=self.prefetch)
-            yield from ds
-            epoch, index = epoch + 1, 0
+    _build = build
