@@ -141,30 +141,18 @@ def _stage_pipeline() -> dict:
 
 def _stage_train() -> dict:
     import jax
-    import jax.numpy as jnp
-    from flax import nnx
 
     from scaling_rec.config import default_config
-    from scaling_rec.models.registry import build
     from scaling_rec.parallel.mesh import make_mesh_from_config
-    from scaling_rec.parallel.rules import rules_for
-    from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
-    from scaling_rec.train.step import TrainState, make_optimizer, make_train_step
+    from scaling_rec.parallel.sharding import place_batch
+    from scaling_rec.train.loop import init_training
 
     data, stream = _stream()
     config = default_config()
     config.train.batch_size, config.data.max_len = _BATCH.value, _MAX_LEN.value
     mesh = make_mesh_from_config(config)
     num_items = max(data.num_items, _ITEMS.value)  # the same model for every log size: only the data varies
-    graphdef, init = sharded_init(lambda: build(config, num_items, time_bias=data.has_time,
-                                                rngs=nnx.Rngs(params=0)), mesh, rules_for(config))
-    optimizer = make_optimizer(config.train)
-    params = init()
-    state = TrainState(params=params, opt_state=init_opt_state(optimizer, params, mesh),
-                       step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
-    shardings = jax.tree.map(lambda x: x.sharding, state)
-    step = jax.jit(make_train_step(graphdef, optimizer, config.train, config.seed),
-                   in_shardings=(shardings, None), out_shardings=(shardings, None), donate_argnums=0)
+    _, state, step, _ = init_training(config, num_items, data.has_time, mesh)
     it = stream.iterate(0)
     with jax.set_mesh(mesh):
         for _ in range(3):

@@ -118,6 +118,27 @@ def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_
     return {**result, **xent.result(result["num_examples"], temperature)}
 
 
+def init_training(config: ml_collections.ConfigDict, num_items: int, has_time: bool,
+                  mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, TrainState, Any, Any]:
+    """The model of `config` over items 1..num_items, initialised sharded on `mesh` by the config's
+    logical-axis rules: (graphdef, step-0 TrainState, the jitted train step on the state's shardings with
+    the state donated, the parameter counts)."""
+
+    def factory() -> nnx.Module:
+        return build(config, num_items, time_bias=has_time, rngs=nnx.Rngs(params=config.seed))
+
+    graphdef, init = sharded_init(factory, mesh, rules_for(config))
+    optimizer = make_optimizer(config.train)
+    params = init()
+    state = TrainState(params=params, opt_state=init_opt_state(optimizer, params, mesh),
+                       step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
+    train_step = jax.jit(make_train_step(graphdef, optimizer, config.train, config.seed),
+                         in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
+                         donate_argnums=0)
+    return graphdef, state, train_step, param_counts(nnx.eval_shape(factory))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        *, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Runs (or resumes, or returns the finished result of) the run described by `config`.
@@ -140,22 +161,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     main = bookkeeping.open_run_dir(run_dir, config)
     mesh = make_mesh_from_config(config)
     check_batch_divisible(config.train.batch_size, mesh)
-    rules = rules_for(config)
-    has_time = inputs.has_time and config.model.time_bias
-
-    def factory() -> nnx.Module:
-        return build(config, inputs.num_items, time_bias=has_time, rngs=nnx.Rngs(params=config.seed))
-
-    graphdef, init = sharded_init(factory, mesh, rules)
-    counts = param_counts(nnx.eval_shape(factory))
-    optimizer = make_optimizer(config.train)
-    params = init()
-    state = TrainState(params=params, opt_state=init_opt_state(optimizer, params, mesh),
-                       step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
-    state_sharding = jax.tree.map(lambda x: x.sharding, state)
-    train_step = jax.jit(make_train_step(graphdef, optimizer, config.train, config.seed),
-                         in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
-                         donate_argnums=0)
+    graphdef, state, train_step, counts = init_training(config, inputs.num_items,
+                                                        inputs.has_time and config.model.time_bias, mesh)
     eval_step = jax.jit(make_eval_step(graphdef, config))
 
     stream = TrainStream(inputs.train, inputs.spec, seed=config.seed, time_origin=inputs.time_origin)
