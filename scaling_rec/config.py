@@ -24,6 +24,7 @@ IMPLS = ("auto", "xla", "pallas")
 DATASETS = ("amazon-beauty", "amazon-toys", "events", "ml-100k", "ml-1m", "ml-20m", "ml-latest-small", "synthetic",
             "synthetic-long", "synthetic-long-personal", "known-answer")
 LOSSES = ("sampled_softmax", "full_softmax")
+LR_DECAYS = ("constant", "cosine")
 # "xent" (the calibrated validation cross-entropy, scaling_rec.calibration) is lower-is-better.
 SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200", "xent")
 
@@ -33,7 +34,8 @@ SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200", "xen
 ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p_signal": 0.02,
               "train.steps_per_call": 1, "data.path": "", "data.kcore": 0, "data.train_user_fraction": 1.0,
               "data.columns": {"user": "user", "item": "item", "timestamp": "timestamp", "rating": "", "action": "",
-                               "weight": ""}}
+                               "weight": ""},
+              "train.lr_decay": "constant", "train.final_lr_fraction": 0.1}
 # Keys of ADDED_KEYS that a family's schema had from its start: there they always count. The CTR schema
 # (scaling_rec.ctr_config) had data.path before the sequence schema added it; leaving it out changed
 # every CTR run id (caught by tests/golden).
@@ -47,6 +49,7 @@ _CHOICES = {
     "model.attention_impl": IMPLS,
     "eval.select_metric": SELECT_METRICS,
     "train.loss": LOSSES,
+    "train.lr_decay": LR_DECAYS,
 }
 _POSITIVE = (
     "data.max_len", "model.embed_dim", "model.num_blocks", "model.num_heads", "model.qk_dim", "model.v_dim",
@@ -59,7 +62,7 @@ _NON_NEGATIVE = (
     "train.flops_budget", "train.weight_decay", "train.warmup_steps", "train.eval_every", "train.checkpoint_every",
     "eval.patience", "eval.max_users", "seed",
 )
-_FRACTIONS = ("model.dropout", "train.b1", "train.b2", "data.long_p_signal")
+_FRACTIONS = ("model.dropout", "train.b1", "train.b2", "data.long_p_signal", "train.final_lr_fraction")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -91,6 +94,9 @@ def default_config() -> ml_collections.ConfigDict:
         weight_decay=0.0, warmup_steps=0, loss="sampled_softmax", num_negatives=128, temperature=0.05, log_every=50,
         eval_every=0,
         checkpoint_every=0,
+        # After warm-up: 'constant', or 'cosine' decay to final_lr_fraction × learning_rate at the run's
+        # last step (Hoffmann et al. 2022 match the cosine length to each run; 10× decay as theirs).
+        lr_decay="constant", final_lr_fraction=0.1,
     )
     c.eval = dict(
         ks=(10, 50, 200), exclude_history=False, select_metric="ndcg@10", batch_size=256, patience=0,

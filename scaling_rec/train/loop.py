@@ -119,16 +119,16 @@ def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_
 
 
 def init_training(config: ml_collections.ConfigDict, num_items: int, has_time: bool,
-                  mesh: jax.sharding.Mesh) -> tuple[nnx.GraphDef, TrainState, Any, Any]:
+                  mesh: jax.sharding.Mesh, total_steps: int = 0) -> tuple[nnx.GraphDef, TrainState, Any, Any]:
     """The model of `config` over items 1..num_items, initialised sharded on `mesh` by the config's
     logical-axis rules: (graphdef, step-0 TrainState, the jitted train step on the state's shardings with
-    the state donated, the parameter counts)."""
+    the state donated, the parameter counts). total_steps: the run's length, for a decaying learning rate."""
 
     def factory() -> nnx.Module:
         return build(config, num_items, time_bias=has_time, rngs=nnx.Rngs(params=config.seed))
 
     graphdef, init = sharded_init(factory, mesh, rules_for(config))
-    optimizer = make_optimizer(config.train)
+    optimizer = make_optimizer(config.train, total_steps)
     params = init()
     state = TrainState(params=params, opt_state=init_opt_state(optimizer, params, mesh),
                        step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
@@ -161,12 +161,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     main = bookkeeping.open_run_dir(run_dir, config)
     mesh = make_mesh_from_config(config)
     check_batch_divisible(config.train.batch_size, mesh)
-    graphdef, state, train_step, counts = init_training(config, inputs.num_items,
-                                                        inputs.has_time and config.model.time_bias, mesh)
-    eval_step = jax.jit(make_eval_step(graphdef, config))
-
     stream = TrainStream(inputs.train, inputs.spec, seed=config.seed, time_origin=inputs.time_origin)
     sched = plan_schedule(config, inputs, stream)
+    graphdef, state, train_step, counts = init_training(config, inputs.num_items,
+                                                        inputs.has_time and config.model.time_bias, mesh,
+                                                        total_steps=sched.total_steps)
+    eval_step = jax.jit(make_eval_step(graphdef, config))
     ckpt = Checkpointer(run_dir / "ckpt")
     meta: dict[str, Any] = {"best": None, "evals_since_best": 0, "wall_time_s": 0.0, "recent": [],
                             "last_valid": None}

@@ -29,11 +29,28 @@ class TrainState:
     step: jax.Array
 
 
-def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """AdamW (Loshchilov & Hutter 2019) with an optional linear warm-up, constant afterwards."""
-    lr: float | optax.Schedule = train.learning_rate
+def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -> float | optax.Schedule:
+    """The learning rate of `train` over a run of `total_steps` optimizer steps: an optional linear warm-up
+    over train.warmup_steps, then constant (train.lr_decay='constant') or a cosine from learning_rate down
+    to final_lr_fraction × learning_rate at step total_steps ('cosine')."""
+    peak = train.learning_rate
+    warmup = min(int(train.warmup_steps), max(total_steps - 1, 0))
+    if train.get("lr_decay", "constant") == "cosine":
+        decay = optax.cosine_decay_schedule(peak, max(total_steps - warmup, 1), alpha=train.final_lr_fraction)
+        if warmup == 0:
+            return decay
+        return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
     if train.warmup_steps > 0:
-        lr = optax.linear_schedule(0.0, train.learning_rate, train.warmup_steps)
+        return optax.linear_schedule(0.0, peak, train.warmup_steps)
+    return peak
+
+
+def make_optimizer(train: ml_collections.ConfigDict, total_steps: int = 0) -> optax.GradientTransformation:
+    """AdamW (Loshchilov & Hutter 2019) on learning_rate_schedule(train, total_steps); total_steps only
+    matters for a decaying schedule, which raises ValueError without it."""
+    if train.get("lr_decay", "constant") != "constant" and total_steps <= 0:
+        raise ValueError(f"train.lr_decay={train.lr_decay!r} needs the run's total number of steps")
+    lr = learning_rate_schedule(train, total_steps)
     return optax.adamw(lr, b1=train.b1, b2=train.b2, eps=1e-8, weight_decay=train.weight_decay)
 
 
