@@ -70,7 +70,8 @@ class BatchNorm(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """`depth` hidden layers of `width` (Dense -> norm -> ReLU -> dropout), then Dense -> d_out.
+    """`depth` hidden layers of `width` (Dense -> norm -> ReLU -> dropout), then Dense -> d_out; `width` may
+    also be a sequence of `depth` widths, one per hidden layer (FuxiCTR's hidden_units, e.g. [512, 256]).
 
     d_out = 0 drops the output layer (the block ends with the last hidden layer). With batch norm the
     hidden layers have no bias: the normalisation removes it, so its gradient is zero up to rounding,
@@ -78,15 +79,18 @@ class MLP(nnx.Module):
     the reduction order (the device count).
     """
 
-    def __init__(self, d_in: int, width: int, depth: int, d_out: int, rngs: nnx.Rngs, *, norm: str = "none",
-                 dropout_rate: float = 0.0) -> None:
-        self.dims = [d_in] + [width] * depth + ([d_out] if d_out else [])
+    def __init__(self, d_in: int, width: int | Sequence[int], depth: int, d_out: int, rngs: nnx.Rngs, *,
+                 norm: str = "none", dropout_rate: float = 0.0) -> None:
+        widths = [int(w) for w in width] if isinstance(width, Sequence) else [width] * depth
+        if len(widths) != depth:
+            raise ValueError(f"{len(widths)} hidden widths {widths} for depth {depth}")
+        self.dims = [d_in] + widths + ([d_out] if d_out else [])
         self.layers = nnx.List([
             Dense(a, b, ("embed", "mlp") if i < depth else ("mlp", None), rngs,
                   use_bias=not (i < depth and norm == "batch"))
             for i, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:], strict=True))
         ])
-        self.norms = nnx.List([_make_norm(norm, width, rngs) for _ in range(depth)])
+        self.norms = nnx.List([_make_norm(norm, w, rngs) for w in widths])
         self.depth, self.norm, self.dropout_rate = depth, norm, dropout_rate
 
     def __call__(self, x_BxI: jax.Array, *, train: bool = False, keys: KeyChain | None = None) -> jax.Array:

@@ -1,0 +1,82 @@
+"""benchmarks/peers.py without any peer installed: a fake peer worker process (stdlib only) speaks the
+worker protocol, a fake our-side times sleeps, and the result file has issue 17's layout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from benchmarks import peers
+
+FAKE_PEER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from benchmarks.peers import serve
+print("the peer's constructor talks on stdout")
+serve({{"params": 7}}, lambda: (time.sleep(0.02), 64)[1])
+"""
+
+
+def _fake_peer(tmp_path) -> peers.Worker:
+    root = str(__import__("pathlib").Path(peers.__file__).resolve().parents[1])
+    return peers.Worker([sys.executable, "-c", FAKE_PEER.format(root=root)], log=subprocess.DEVNULL)
+
+
+def test_worker_protocol_keeps_stdout_for_answers(tmp_path):
+    w = _fake_peer(tmp_path)
+    try:
+        assert w.info == {"params": 7}
+        seconds, examples = w.steps(3)
+    finally:
+        w.close()
+    assert examples == [64, 64, 64]
+    assert len(seconds) == 3 and all(0.015 < s < 1.0 for s in seconds)
+
+
+def test_dead_worker_is_an_error():
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        peers.Worker([sys.executable, "-c", "import sys; sys.exit(3)"], log=subprocess.DEVNULL)
+
+
+def test_result_layout_and_ratio(tmp_path):
+    w = _fake_peer(tmp_path)
+
+    def ours_step() -> int:
+        time.sleep(0.005)
+        return 64
+
+    ours = peers.OurSide({"params": 5}, ours_step, lambda i: 1e9)
+    try:
+        timing = peers.interleave(w, ours, warmup=1, rounds=3, round_s=0.03)
+    finally:
+        w.close()
+    assert timing["peer"]["steps"] == 3 * timing["steps_per_round"]["peer"]
+    assert timing["ours"]["steps"] == 3 * timing["steps_per_round"]["ours"]
+    matmul = {"samples": [2e11, 1e11, 3e11]}
+    rec = peers.case_record("hstu-torch", "large/ml1m", timing, 2e11, {"peer_info": w.info})
+    out = peers.write_result(tmp_path / "r" / "peers_cpu.json", matmul, [rec], {"git_commit": "abc"})
+    read = json.loads((tmp_path / "r" / "peers_cpu.json").read_text())
+    assert read == json.loads(json.dumps(out))
+    assert read["matmul_flops_per_s"] == 2e11
+    case = read["cases"][0]
+    for key in ("peer", "case", "peer_examples_per_s", "ours_examples_per_s", "ratio", "ours_fraction_of_matmul"):
+        assert key in case
+    assert case["peer"] == "hstu-torch" and case["case"] == "large/ml1m"
+    # 64 examples per 20 ms sleep vs per 5 ms: ours is about 4x (sleeps overshoot, never undershoot).
+    assert case["peer_examples_per_s"] < 64 / 0.02 * 1.01
+    assert 2.0 < case["ratio"] < 4.2
+    assert case["ratio"] == pytest.approx(case["ours_examples_per_s"] / case["peer_examples_per_s"])
+    # 1 GFLOP per step over >= 5 ms is at most 200 GFLOP/s: at most the whole matmul rate.
+    assert 0.1 < case["ours_fraction_of_matmul"] <= 1.0
+    assert case["target"] == {"ratio": 3.0, "fraction_of_matmul": 0.30}
+    assert case["meets_target"] == (case["ratio"] >= 3.0 and case["ours_fraction_of_matmul"] >= 0.30)
+
+
+def test_summary_is_the_median_of_per_step_rates():
+    s = peers.summarize([1.0, 2.0, 4.0], [10, 10, 10])
+    assert s["examples_per_s"] == 5.0 and s["step_s_median"] == 2.0
+    assert s["step_s_min"] == 1.0 and s["step_s_max"] == 4.0
