@@ -6,5 +6,5 @@ id, data provenance, the size table) reads it here instead of importing the sche
 """
 
 SEQUENCE_FAMILIES = ("hstu", "sasrec")
-CTR_FAMILIES = ("wukong", "dlrm", "dcnv2")
+CTR_FAMILIES = ("wukong", "dlrm", "dcnv2", "rankmixer")
 TIGER_FAMILIES = ("tiger",)

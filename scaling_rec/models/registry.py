@@ -11,6 +11,7 @@ from flax import nnx
 from scaling_rec.models.dcnv2 import DCNv2
 from scaling_rec.models.dlrm import DLRM
 from scaling_rec.models.hstu import HSTU
+from scaling_rec.models.rankmixer import RankMixer
 from scaling_rec.models.sasrec import SASRec
 from scaling_rec.models.sequential import SequentialRecommender
 from scaling_rec.models.wukong import Wukong
@@ -53,4 +54,7 @@ def build_ctr_model(model_config, vocab_sizes: Sequence[int], num_dense: int, rn
                     interaction=m.interaction, **common)
     if m.family == "dcnv2":
         return DCNv2(vocab_sizes, num_dense, cross_layers=m.cross_layers, cross_rank=m.cross_rank, **common)
+    if m.family == "rankmixer":
+        return RankMixer(vocab_sizes, num_dense, num_tokens=m.num_tokens, token_dim=m.token_dim,
+                         num_layers=m.num_layers, ffn_mult=m.ffn_mult, **common)
     raise ValueError(f"unknown CTR model.family {m.family!r}")

@@ -52,6 +52,19 @@ presets (experiments/wukong/frappe.py), DLRM with the 'dot' interaction:
 | dcnv2/r4  | 6                                       | 1024x3  | 2,267,421  |
 | dcnv2/r5  | 8                                       | 2048x4  | 12,887,045 |
 
+RankMixer ladder (experiments/rankmixer/frappe.py). Zhu et al. 2025 (§4) scale RankMixer by the token width
+D and the token count T at L = 2 (100M: D = 768, T = 16; 1B: D = 1536, T = 32) with per-token FFNs k·D wide;
+our rungs (same settings as the CTR table above) grow D, then L, with T = 5 or 10 (Frappe's 10 fields):
+
+| name         | T, D, L, k    | output MLP | N_dense    |
+|--------------|---------------|------------|------------|
+| rankmixer/r0 | 5, 20, 1, 2   | 64x1       | 11,933     |
+| rankmixer/r1 | 5, 40, 2, 2   | 128x1      | 75,185     |
+| rankmixer/r2 | 10, 40, 2, 4  | 128x1      | 270,185    |
+| rankmixer/r3 | 10, 80, 2, 4  | 256x2      | 1,128,657  |
+| rankmixer/r4 | 10, 160, 2, 4 | 256x2      | 4,238,497  |
+| rankmixer/r5 | 10, 320, 3, 4 | 512x2      | 25,091,265 |
+
 TIGER ladder (experiments/tiger/scaling.py). `tiger/r2` is the paper's model (Rajput et al. 2023 §4.1:
 4 + 4 T5 layers, d_model 128, 6 heads × 64, FFN 1024); the other rungs are ours, widths and depths
 around it; `tiger/s0`, `tiger/s1` are seconds-long smoke rungs for the tests. N_dense at the paper's
@@ -137,6 +150,12 @@ def _dcnv2(cross_layers: int, mlp_width: int, mlp_depth: int) -> FamilySize:
     return FamilySize("dcnv2", (("cross_layers", cross_layers), ("mlp_width", mlp_width), ("mlp_depth", mlp_depth)))
 
 
+def _rankmixer(tokens: int, token_dim: int, layers: int, ffn_mult: int, mlp_width: int,
+               mlp_depth: int) -> FamilySize:
+    return FamilySize("rankmixer", (("num_tokens", tokens), ("token_dim", token_dim), ("num_layers", layers),
+                                    ("ffn_mult", ffn_mult), ("mlp_width", mlp_width), ("mlp_depth", mlp_depth)))
+
+
 def _tiger(d_model: int, layers: int, heads: int, head_dim: int, d_ff: int) -> FamilySize:
     return FamilySize("tiger", (("d_model", d_model), ("num_layers", layers), ("num_heads", heads),
                                 ("head_dim", head_dim), ("d_ff", d_ff)))
@@ -171,6 +190,12 @@ SIZES: dict[str, ModelSize | FamilySize] = {
     "dcnv2/r3": _dcnv2(4, 512, 3),
     "dcnv2/r4": _dcnv2(6, 1024, 3),
     "dcnv2/r5": _dcnv2(8, 2048, 4),
+    "rankmixer/r0": _rankmixer(5, 20, 1, 2, 64, 1),
+    "rankmixer/r1": _rankmixer(5, 40, 2, 2, 128, 1),
+    "rankmixer/r2": _rankmixer(10, 40, 2, 4, 128, 1),
+    "rankmixer/r3": _rankmixer(10, 80, 2, 4, 256, 2),
+    "rankmixer/r4": _rankmixer(10, 160, 2, 4, 256, 2),
+    "rankmixer/r5": _rankmixer(10, 320, 3, 4, 512, 2),
     "tiger/s0": _tiger(16, 1, 2, 8, 32),
     "tiger/s1": _tiger(32, 1, 2, 16, 64),
     "tiger/r0": _tiger(64, 2, 4, 32, 256),
@@ -234,8 +259,7 @@ def tiger_n_dense(config: ml_collections.ConfigDict) -> int:
     """
     from flax import nnx
 
-    from scaling_rec.models.tiger import Tiger
-    from scaling_rec.tiger_config import model_spec
+    from scaling_rec.models.tiger import Tiger, model_spec
 
     vocab = (config.ids.codebook_size,) * config.ids.levels
     model = nnx.eval_shape(lambda: Tiger(model_spec(config), vocab, nnx.Rngs(params=0)))

@@ -1,0 +1,147 @@
+"""RankMixer (Zhu et al. 2025, "RankMixer: Scaling Up Ranking Models in Industrial Recommenders", §3).
+
+Tokenization (§3.2): the field embeddings (and dense features, if any) are concatenated into e [E],
+zero-padded to T·c and cut into T consecutive chunks of width c = ceil(E / T); chunk t is projected to
+a token x_t [D] by its own weights (the chunks hold different features). On Frappe (10 fields of width
+10) T = 10 makes one token per field, T = 5 one token per pair of fields.
+
+RankMixer block (§3.3, Eq. 1), X [T, D] -> X' [T, D]:
+  S  = LN(TokenMixing(X) + X)
+  X' = LN(PFFN(S) + S)
+TokenMixing is parameter-free: every token is split into H heads of D / H, and output token h is the
+concatenation of head h of all T tokens (s^h = [x_1^h, ..., x_T^h]). The paper sets H = T so that the
+mixed tokens keep width D and the residual applies; so does this module (D must be a multiple of T).
+PFFN gives every token its own two-layer FFN: v_t = W_t2 GELU(W_t1 s_t + b_t1) + b_t2 with W_t1 [D, kD],
+W_t2 [kD, D] (k = ffn_mult; the paper uses k = 4). After L blocks the tokens are mean-pooled and an
+output MLP (the task tower) gives the logit. The Sparse-MoE variant (§3.4) is not built.
+
+The last block's output norm has no bias when the output MLP starts with batch norm: the mean-pool and
+the bias-free first dense layer pass a constant shift through, and batch norm removes it, so that
+bias's gradient would be zero up to rounding (Adam would turn the rounding into +-lr steps).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from scaling_rec.errors import ConfigError
+from scaling_rec.models.ctr_common import MLP, FieldEmbedding, mlp_flops
+from scaling_rec.models.layers import KeyChain, LayerNorm, _lead, dropout, layer_norm, param
+
+_PER_TOKEN_INIT = nnx.initializers.xavier_uniform(batch_axis=(0,))  # fans of each token's own matrix
+
+
+def token_mixing(x_BxTxD: jax.Array, num_heads: int) -> jax.Array:
+    """Multi-head token mixing (§3.3.1): [B, T, D] -> [B, H, T·D/H]; output token h = head h of every
+    input token, in token order. Parameter-free (a reshape and a transpose)."""
+    b, t, d = x_BxTxD.shape
+    heads_BxTxHxK = x_BxTxD.reshape(b, t, num_heads, d // num_heads)
+    return heads_BxTxHxK.transpose(0, 2, 1, 3).reshape(b, num_heads, t * (d // num_heads))
+
+
+def per_token_dense(x_BxTxI: jax.Array, w_TxIxO: jax.Array, b_TxO: jax.Array | None = None) -> jax.Array:
+    """y_t = x_t W_t (+ b_t) with separate weights per token: [B, T, I] -> [B, T, O]."""
+    y_BxTxO = jnp.einsum("bti,tio->bto", x_BxTxI, w_TxIxO)
+    return y_BxTxO if b_TxO is None else y_BxTxO + b_TxO[None]
+
+
+class PerTokenFFN(nnx.Module):
+    """PFFN (§3.3.2): token t's own Dense(D, kD) -> GELU -> dropout -> Dense(kD, D)."""
+
+    def __init__(self, num_tokens: int, dim: int, mult: int, dropout_rate: float, rngs: nnx.Rngs) -> None:
+        self.w1 = param(rngs, _PER_TOKEN_INIT, (num_tokens, dim, mult * dim), ("fields", "embed", "mlp"))
+        self.b1 = param(rngs, nnx.initializers.zeros, (num_tokens, mult * dim), ("fields", "mlp"))
+        self.w2 = param(rngs, _PER_TOKEN_INIT, (num_tokens, mult * dim, dim), ("fields", "mlp", "embed"))
+        self.b2 = param(rngs, nnx.initializers.zeros, (num_tokens, dim), ("fields", "embed"))
+        self.dropout_rate = dropout_rate
+
+    def __call__(self, x_BxTxD: jax.Array, *, train: bool, keys: KeyChain) -> jax.Array:
+        h_BxTxH = jax.nn.gelu(per_token_dense(x_BxTxD, self.w1[...], self.b1[...]))
+        h_BxTxH = dropout(h_BxTxH, self.dropout_rate, keys.next() if train else None)
+        return per_token_dense(h_BxTxH, self.w2[...], self.b2[...])
+
+    def flops(self) -> float:
+        """Forward FLOPs per example: two per-token matmuls, 2 · 2 · T · D · kD."""
+        t, d, h = self.w1.shape
+        return 4.0 * t * d * h
+
+
+class RankMixerBlock(nnx.Module):
+    """One RankMixer block (Eq. 1): X [T, D] -> LN(PFFN(S) + S), S = LN(TokenMixing(X) + X)."""
+
+    def __init__(self, num_tokens: int, dim: int, mult: int, dropout_rate: float, rngs: nnx.Rngs, *,
+                 out_bias: bool = True) -> None:
+        self.num_tokens = num_tokens
+        self.mix_norm = LayerNorm(dim, rngs, axis="embed")
+        self.ffn = PerTokenFFN(num_tokens, dim, mult, dropout_rate, rngs)
+        self.out_norm = LayerNorm(dim, rngs, axis="embed") if out_bias else None
+        self.out_scale = None if out_bias else param(rngs, nnx.initializers.ones, (dim,), ("embed",))
+        self.out_norm_eps = 1e-6
+
+    def __call__(self, x_BxTxD: jax.Array, *, train: bool, keys: KeyChain) -> jax.Array:
+        s_BxTxD = self.mix_norm(token_mixing(x_BxTxD, self.num_tokens) + x_BxTxD)
+        y_BxTxD = self.ffn(s_BxTxD, train=train, keys=keys) + s_BxTxD
+        if self.out_norm is not None:
+            return self.out_norm(y_BxTxD)
+        return layer_norm(y_BxTxD, self.out_norm_eps) * _lead(self.out_scale[...], 3)
+
+
+class RankMixer(nnx.Module):
+    """RankMixer CTR model: cat_BxF (+ num_BxM) -> logits_B (module docstring)."""
+
+    def __init__(self, vocab_sizes: tuple[int, ...], num_dense: int, *, embed_dim: int, num_tokens: int,
+                 token_dim: int, num_layers: int, ffn_mult: int, mlp_width: int, mlp_depth: int, norm: str,
+                 dropout_rate: float, rngs: nnx.Rngs) -> None:
+        if token_dim % num_tokens:
+            raise ConfigError(f"RankMixer: 'model.token_dim' = {token_dim} must be a multiple of 'model.num_tokens' "
+                              f"= {num_tokens} (token mixing splits each token into T heads, §3.3.1).")
+        self.embedding = FieldEmbedding(vocab_sizes, embed_dim, rngs)
+        self.input_dim = len(vocab_sizes) * embed_dim + num_dense
+        self.num_tokens, self.chunk = num_tokens, math.ceil(self.input_dim / num_tokens)
+        self.tokenizer = param(rngs, _PER_TOKEN_INIT, (num_tokens, self.chunk, token_dim), ("fields", None, "embed"))
+        self.tokenizer_bias = param(rngs, nnx.initializers.zeros, (num_tokens, token_dim), ("fields", "embed"))
+        pooled_feeds_bn = norm == "batch" and mlp_depth > 0
+        self.blocks = nnx.List([
+            RankMixerBlock(num_tokens, token_dim, ffn_mult, dropout_rate, rngs,
+                           out_bias=not (i == num_layers - 1 and pooled_feeds_bn))
+            for i in range(num_layers)
+        ])
+        self.head = MLP(token_dim, mlp_width, mlp_depth, 1, rngs, norm=norm, dropout_rate=dropout_rate)
+
+    def tokens(self, cat_BxF: jax.Array, num_BxM: jax.Array | None = None) -> jax.Array:
+        """X_0 [B, T, D]: the concatenated features cut into T chunks, each projected by its own weights."""
+        emb_BxFxD = self.embedding(cat_BxF)
+        e_BxE = emb_BxFxD.reshape(emb_BxFxD.shape[0], -1)
+        if num_BxM is not None and self.input_dim > e_BxE.shape[1]:
+            e_BxE = jnp.concatenate([e_BxE, num_BxM], axis=1)
+        e_BxE = jnp.pad(e_BxE, ((0, 0), (0, self.num_tokens * self.chunk - self.input_dim)))
+        chunks_BxTxC = e_BxE.reshape(e_BxE.shape[0], self.num_tokens, self.chunk)
+        return per_token_dense(chunks_BxTxC, self.tokenizer[...], self.tokenizer_bias[...])
+
+    def __call__(self, cat_BxF: jax.Array, num_BxM: jax.Array | None = None, *, train: bool = False,
+                 dropout_key: jax.Array | None = None) -> jax.Array:
+        keys = KeyChain(dropout_key)
+        x_BxTxD = self.tokens(cat_BxF, num_BxM)
+        for block in self.blocks:
+            x_BxTxD = block(x_BxTxD, train=train, keys=keys)
+        return self.head(jnp.mean(x_BxTxD, axis=1), train=train, keys=keys)[:, 0]
+
+    def forward_flops(self) -> float:
+        """Analytic forward FLOPs per example (multiply-add = 2; the mixing, lookups, norms, pooling 0)."""
+        t, c, d = self.tokenizer.shape
+        return 2.0 * t * c * d + sum(b.ffn.flops() for b in self.blocks) + self.head.flops()
+
+
+def rankmixer_flops(input_dim: int, *, num_tokens: int, token_dim: int, num_layers: int, ffn_mult: int,
+                    mlp_width: int, mlp_depth: int) -> float:
+    """Forward FLOPs per example of RankMixer on `input_dim` concatenated features, without building it."""
+    t, d = num_tokens, token_dim
+    tokenize = 2.0 * t * math.ceil(input_dim / t) * d
+    return tokenize + num_layers * 4.0 * t * d * ffn_mult * d + mlp_flops(d, mlp_width, mlp_depth, 1)
+
+
+__all__ = ["PerTokenFFN", "RankMixer", "RankMixerBlock", "per_token_dense", "rankmixer_flops", "token_mixing"]
