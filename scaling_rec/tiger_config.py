@@ -1,35 +1,30 @@
-"""The TIGER config schema and its validation (the style of scaling_rec.config).
+"""The TIGER config schema: its defaults and constraints, validated by scaling_rec.schema.
 
 `default_config()` is the schema (the paper's settings, Rajput et al. 2023, Sec. 4.1): experiments start from
-it and change values, never add keys. `validate(config)` raises ConfigError naming the key, the value and
-what is allowed. Run identity reuses `scaling_rec.config.run_id`.
+it and change values, never add keys. `validate(config, num_devices)` raises ConfigError naming the key, the
+value and what is allowed. Run identity is `scaling_rec.schema.run_id`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import ml_collections
 
-from scaling_rec import config as seq_config
-from scaling_rec.data.amazon_content import ENCODERS
-from scaling_rec.data.text_encoder import MINILM_WIDTH
-from scaling_rec.errors import ConfigError
 from scaling_rec.families import TIGER_FAMILIES
-from scaling_rec.models.tiger import ARCHS, TigerSpec
+from scaling_rec.schema import Schema, run_id
 
-run_id = seq_config.run_id
+__all__ = ["SCHEMA", "default_config", "run_id", "validate"]
+
 FAMILIES = TIGER_FAMILIES
 ID_METHODS = ("rqvae", "rqkmeans", "random")
-_POSITIVE = (
-    "data.max_items", "data.encoder_dim", "ids.levels", "ids.codebook_size", "ids.rqvae_batch", "ids.rqvae_lr",
-    "ids.latent", "model.d_model", "model.num_layers", "model.num_heads", "model.head_dim", "model.d_ff",
-    "model.user_buckets", "model.rel_buckets", "model.rel_max_distance", "train.batch_size", "train.num_steps",
-    "train.learning_rate", "train.log_every", "train.eval_every", "train.steps_per_call", "eval.beam_width",
-    "eval.batch_size",
-)
-_NON_NEGATIVE = ("ids.rqvae_steps", "train.warmup_steps", "train.decay_start", "train.weight_decay",
-                 "train.grad_clip", "train.time_limit_s", "eval.valid_users", "eval.test_users", "seed")
+ARCHS = ("encdec", "deconly")  # scaling_rec.models.tiger reads them here
+# The item text encoders of scaling_rec.data.amazon_content (ENCODERS) and the width of MiniLM's vectors
+# (scaling_rec.data.text_encoder.MINILM_WIDTH): repeated here because this schema imports no data module
+# (the data layer sits below it); tests/test_schema.py checks that both agree.
+ENCODERS = ("tfidf-svd", "minilm")
+MINILM_WIDTH = 384
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -43,7 +38,10 @@ def default_config() -> ml_collections.ConfigDict:
     # Semantic IDs (Sec. 3.1): 3 levels x 256 codes + the collision token; RQ-VAE latent 32, beta 0.25.
     c.ids = dict(method="rqvae", levels=3, codebook_size=256, rqvae_steps=3000, rqvae_batch=1024, rqvae_lr=1e-3,
                  latent=32, beta=0.25)
-    c.model = {"family": "tiger", **dataclasses.asdict(TigerSpec())}  # family routes sweeps (sweep.spec.schema)
+    # Model shape (scaling_rec.models.tiger.TigerSpec; family routes sweeps, sweep.spec.schema): T5-small-like
+    # stacks of num_layers each ('deconly': one decoder of 2 x num_layers), 6 heads of 64, d_ff 1024, dropout 0.1.
+    c.model = dict(family="tiger", arch="encdec", d_model=128, num_layers=4, num_heads=6, head_dim=64, d_ff=1024,
+                   dropout=0.1, user_buckets=2000, rel_buckets=32, rel_max_distance=128)
     # Paper: batch 256, 200k steps, lr 0.01 for 10k steps then inverse-sqrt decay. AdamW needs a smaller lr.
     c.train = dict(batch_size=256, num_steps=200_000, learning_rate=1e-3, warmup_steps=1000, decay_start=10_000,
                    weight_decay=0.01, grad_clip=1.0, log_every=50, eval_every=1000, time_limit_s=0.0,
@@ -55,49 +53,40 @@ def default_config() -> ml_collections.ConfigDict:
     return c
 
 
-def _get(c: ml_collections.ConfigDict, key: str):
-    node = c
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def validate(config: ml_collections.ConfigDict) -> None:
-    """ConfigError on unknown keys, wrong choices or out-of-range values."""
-    schema = default_config()
-    for section, value in config.items():
-        if section not in schema:
-            raise ConfigError(f"tiger config: unknown key {section!r}; known: {sorted(schema.keys())}.")
-        if isinstance(value, ml_collections.ConfigDict):
-            unknown = set(value.keys()) - set(schema[section].keys())
-            if unknown:
-                raise ConfigError(f"tiger config: unknown key(s) {sorted(f'{section}.{u}' for u in unknown)}; "
-                                  f"known: {sorted(schema[section].keys())}.")
-    choices = {"data.encoder": ENCODERS, "ids.method": ID_METHODS, "model.arch": ARCHS, "model.family": FAMILIES}
-    for key, allowed in choices.items():
-        if _get(config, key) not in allowed:
-            raise ConfigError(f"{key}={_get(config, key)!r}: choose one of {allowed}.")
-    for key in _POSITIVE:
-        if not _get(config, key) > 0:
-            raise ConfigError(f"{key}={_get(config, key)!r} must be > 0.")
-    for key in _NON_NEGATIVE:
-        if not _get(config, key) >= 0:
-            raise ConfigError(f"{key}={_get(config, key)!r} must be >= 0.")
-    k = config.train.steps_per_call
+def _steps_per_call_divides(given: Mapping[str, Any]) -> str | None:
+    k = given["train.steps_per_call"]
     for key in ("train.num_steps", "train.log_every", "train.eval_every"):
-        if _get(config, key) % k:
-            raise ConfigError(f"{key}={_get(config, key)} must be a multiple of train.steps_per_call={k}: "
-                              f"logging, evaluation and the end fall between multi-step calls otherwise.")
-    if config.data.encoder == "minilm" and config.data.encoder_dim != MINILM_WIDTH:
-        raise ConfigError(f"data.encoder_dim={config.data.encoder_dim}: data.encoder='minilm' gives vectors of "
-                          f"width {MINILM_WIDTH}; set data.encoder_dim={MINILM_WIDTH}.")
-    if not 0.0 <= config.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout={config.model.dropout} must lie in [0, 1).")
-    if max(config.eval.ks) > config.eval.beam_width:
-        raise ConfigError(f"eval.ks={tuple(config.eval.ks)} needs eval.beam_width >= {max(config.eval.ks)} "
-                          f"(got {config.eval.beam_width}): the beams are the ranked list.")
+        if given[key] % k:
+            return (f"{key}={given[key]} must be a multiple of train.steps_per_call={k}: "
+                    "logging, evaluation and the end fall between multi-step calls otherwise.")
+    return None
 
 
-def model_spec(config: ml_collections.ConfigDict) -> TigerSpec:
-    """The hashable model shape of `config.model`."""
-    return TigerSpec(**{k: v for k, v in config.model.to_dict().items() if k != "family"})
+def _minilm_width(given: Mapping[str, Any]) -> str | None:
+    if given["data.encoder"] == "minilm" and given["data.encoder_dim"] != MINILM_WIDTH:
+        return (f"data.encoder_dim={given['data.encoder_dim']}: data.encoder='minilm' gives vectors of "
+                f"width {MINILM_WIDTH}; set data.encoder_dim={MINILM_WIDTH}.")
+    return None
+
+
+def _beams_cover_ks(given: Mapping[str, Any]) -> str | None:
+    ks, beams = tuple(given["eval.ks"]), given["eval.beam_width"]
+    if max(ks) > beams:
+        return f"eval.ks={ks} needs eval.beam_width >= {max(ks)} (got {beams}): the beams are the ranked list."
+    return None
+
+
+SCHEMA = Schema(
+    label="TIGER config", module="scaling_rec.tiger_config", defaults=default_config,
+    choices={"data.encoder": ENCODERS, "ids.method": ID_METHODS, "model.arch": ARCHS, "model.family": FAMILIES},
+    positive=("data.max_items", "data.encoder_dim", "ids.levels", "ids.codebook_size", "ids.rqvae_batch",
+              "ids.rqvae_lr", "ids.latent", "model.d_model", "model.num_layers", "model.num_heads", "model.head_dim",
+              "model.d_ff", "model.user_buckets", "model.rel_buckets", "model.rel_max_distance", "train.batch_size",
+              "train.num_steps", "train.learning_rate", "train.log_every", "train.eval_every", "train.steps_per_call",
+              "eval.beam_width", "eval.batch_size"),
+    non_negative=("ids.rqvae_steps", "train.warmup_steps", "train.decay_start", "train.weight_decay",
+                  "train.grad_clip", "train.time_limit_s", "eval.valid_users", "eval.test_users", "seed"),
+    fractions=("model.dropout",), positive_lists=("eval.ks",),
+    rules=(_steps_per_call_divides, _minilm_width, _beams_cover_ks),
+)
+validate = SCHEMA.validate

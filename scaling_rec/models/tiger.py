@@ -25,30 +25,37 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
 from scaling_rec.errors import ConfigError
 from scaling_rec.models.layers import Dense, Embedding, KeyChain, dropout, padded_rows, param
+from scaling_rec.tiger_config import ARCHS
 
 NEG = -1e9
-ARCHS = ("encdec", "deconly")
 
 
 @dataclasses.dataclass(frozen=True)
 class TigerSpec:
-    """Model shape (hashable, static under jit). Defaults = the paper (Sec. 4.1)."""
+    """Model shape (hashable, static under jit); the defaults (the paper's, Sec. 4.1) are the config's
+    (scaling_rec.tiger_config), `model_spec` reads them from there."""
 
-    arch: str = "encdec"
-    d_model: int = 128
-    num_layers: int = 4  # per stack; 'deconly' has 2 x num_layers decoder layers
-    num_heads: int = 6
-    head_dim: int = 64
-    d_ff: int = 1024
-    dropout: float = 0.1
-    user_buckets: int = 2000
-    rel_buckets: int = 32
-    rel_max_distance: int = 128
+    arch: str
+    d_model: int
+    num_layers: int  # per stack; 'deconly' has 2 x num_layers decoder layers
+    num_heads: int
+    head_dim: int
+    d_ff: int
+    dropout: float
+    user_buckets: int
+    rel_buckets: int
+    rel_max_distance: int
+
+
+def model_spec(config: ml_collections.ConfigDict) -> TigerSpec:
+    """The hashable model shape of a TIGER config's `model` section."""
+    return TigerSpec(**{k: v for k, v in config.model.to_dict().items() if k != "family"})
 
 
 def relative_bucket(rel: np.ndarray, bidirectional: bool, num_buckets: int, max_distance: int) -> np.ndarray:

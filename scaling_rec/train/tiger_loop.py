@@ -47,7 +47,7 @@ from scaling_rec.io import atomic_write_json, read_run_result
 from scaling_rec.metrics import MetricAccumulator, beam_ranking_metrics, ranking_metrics_from_ranks
 from scaling_rec.models.beam_search import build_prefix_table, make_search
 from scaling_rec.models.rqvae import SemanticIds, semantic_ids
-from scaling_rec.models.tiger import Tiger, history_tokens, repeat_context
+from scaling_rec.models.tiger import Tiger, history_tokens, model_spec, repeat_context
 from scaling_rec.parallel.mesh import make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import create_sharded, init_opt_state, place_batch, replicated
@@ -284,7 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     test_ex = make_examples(config, ids, *eval_pairs(split.test, config.data.max_items),
                             eval_subset(n_eval, config.eval.test_users, config.seed))
     codes_table = jnp.asarray(np.maximum(ids.codes, 0))
-    spec = tiger_config.model_spec(config)
+    spec = model_spec(config)
     mesh = make_mesh_from_config(config)
     model = create_sharded(lambda: Tiger(spec, ids.vocab_sizes, nnx.Rngs(params=config.seed)), mesh,
                            rules_for(config))

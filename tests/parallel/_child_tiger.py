@@ -25,11 +25,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from scaling_rec import tiger_config
 from scaling_rec.data.splits import leave_one_out
 from scaling_rec.data.synthetic import synthetic_sequences
 from scaling_rec.models.rqvae import semantic_ids
-from scaling_rec.models.tiger import Tiger
+from scaling_rec.models.tiger import Tiger, model_spec
 from scaling_rec.parallel.mesh import make_mesh
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import create_sharded, place_batch, replicated, shard_batch
@@ -62,7 +61,7 @@ def one_step(arch: str, mesh_name: str, out_dir: pathlib.Path) -> dict:
     sizes = MESHES[mesh_name]
     mesh = make_mesh(*sizes, devices=jax.devices()[: int(np.prod(sizes))])
     batch_np, codes, vocab_sizes = host_batch(config)
-    spec = tiger_config.model_spec(config)
+    spec = model_spec(config)
     model = create_sharded(lambda: Tiger(spec, vocab_sizes, nnx.Rngs(params=config.seed)), mesh, rules_for(config))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     capture = capture_gradients()

@@ -83,7 +83,7 @@ def test_config_errors() -> None:
         validate(c)
     c = default_config()
     c.ids.method = "kmeans"
-    with pytest.raises(ConfigError, match="ids.method='kmeans'"):
+    with pytest.raises(ConfigError, match=r"'ids\.method' = 'kmeans' is not one of"):
         validate(c)
 
 

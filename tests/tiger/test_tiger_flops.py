@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from scaling_rec.models.tiger import Tiger
-from scaling_rec.tiger_config import default_config, model_spec
+from scaling_rec.models.tiger import Tiger, model_spec
+from scaling_rec.tiger_config import default_config
 from scaling_rec.train.tiger_loop import forward_flops_per_example
 
 LEVELS, BATCH = 3, 4

@@ -16,7 +16,8 @@ CODES = np.array([[0, 1, 0], [1, 1, 0], [2, 3, 1], [3, 0, 2], [0, 1, 1]])
 
 
 def _model(arch: str) -> tuple[Tiger, jax.Array]:
-    spec = TigerSpec(arch=arch, d_model=16, num_layers=1, num_heads=2, head_dim=8, d_ff=32, user_buckets=5)
+    spec = TigerSpec(arch=arch, d_model=16, num_layers=1, num_heads=2, head_dim=8, d_ff=32, dropout=0.1, user_buckets=5,
+                     rel_buckets=32, rel_max_distance=128)
     table = np.full((6, 3), -1, np.int32)
     table[1:] = CODES
     hist = history_tokens(table, [np.array([1, 2]), np.array([3, 4, 5, 1])], np.array([7, 8]), VOCAB, 5, 3)
