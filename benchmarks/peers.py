@@ -10,7 +10,7 @@ Peers (each in its own checkout and venv outside the repository, set up as ../sh
   (hstu_jax_bench.project_config), on the very batches the torch harness generated.
 - fuxictr: FuxiCTR's DLRM, DCNv2 and WuKong at the configs in frappe_fuxictr_config/ on the rebuilt Frappe
   split, one training batch (forward, BCE + embedding regulariser, backward, grad clip, Adam); ours is the
-  project's CTR train step (scaling_rec.train.ctr_loop.make_steps) at the same configuration.
+  project's CTR train step (scaling_rec.train.engine.make_train_step on ctr_loop.make_loss) at the same configuration.
 - recbole: RecBole 1.2.1 SASRec on Beauty (CE over all items, hidden 64, 2 layers, 2 heads, inner 256, length
   50, batch 256 prefixes, one target each); ours is the project's SASRec at the same widths trained with
   the full softmax on every position of 128 users' histories. Compared per training target.
@@ -202,6 +202,28 @@ def _torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+def best_threads(step: Callable[[], int], threads: int, choices: Sequence[int] = (2, 1)) -> dict:
+    """The peer's torch thread count: `threads` when > 0, else the fastest of `choices` over one step each
+    after a warm-up step. On a loaded 2-core machine one thread is often several times faster than two
+    (OpenMP threads wait on each other); the peer gets whichever is faster now."""
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+        return {"threads": threads, "chosen_by": "flag"}
+    torch.set_num_threads(choices[0])
+    step()
+    tried = {}
+    for n in choices:
+        torch.set_num_threads(n)
+        t0 = time.perf_counter()
+        step()
+        tried[n] = time.perf_counter() - t0
+    best = min(tried, key=tried.get)
+    torch.set_num_threads(best)
+    return {"threads": best, "chosen_by": "fastest step", "tried_step_s": {str(k): v for k, v in tried.items()}}
+
+
 def worker_hstu(a: argparse.Namespace) -> None:
     """hstu_torch_bench's model, loss, sampler and step for one (config, dist); its batches saved to --batches."""
     import numpy as np
@@ -231,8 +253,8 @@ def worker_hstu(a: argparse.Namespace) -> None:
         state["i"] += 1
         return HSTU_BATCH
 
-    serve({"params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
-           "threads": torch.get_num_threads()}, step)
+    threads = best_threads(step, a.threads)
+    serve({"params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__, **threads}, step)
 
 
 def fuxictr_params(config_dir: str, model: str, split_dir: str, work_dir: str) -> tuple[str, dict]:
@@ -285,6 +307,7 @@ def worker_fuxictr(a: argparse.Namespace) -> None:
         if len(batches) == NUM_BATCHES:
             break
     model.train()
+    model._max_gradient_norm = params.get("max_gradient_norm", 10.0)  # what model.fit sets before training
     state = {"i": 0}
 
     def step() -> int:
@@ -293,8 +316,9 @@ def worker_fuxictr(a: argparse.Namespace) -> None:
         state["i"] += 1
         return int(model.get_labels(b).shape[0])
 
-    serve({"params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "expid": expid}, step)
+    threads = best_threads(step, a.threads)
+    serve({"params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__, **threads,
+           "expid": expid}, step)
 
 
 def worker_recbole(a: argparse.Namespace) -> None:
@@ -349,8 +373,9 @@ def worker_recbole(a: argparse.Namespace) -> None:
         state["i"] += 1
         return len(b)
 
-    serve({"params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "train_examples_per_epoch": len(train_data.dataset)}, step)
+    threads = best_threads(step, a.threads)
+    serve({"params": sum(p.numel() for p in model.parameters()), "torch": torch.__version__, **threads,
+           "train_examples_per_epoch": len(train_data.dataset)}, step)
 
 
 WORKERS = {"hstu": worker_hstu, "fuxictr": worker_fuxictr, "recbole": worker_recbole}
@@ -463,7 +488,7 @@ def ctr_config(model: str):
 
 
 def ours_ctr(model_name: str) -> OurSide:
-    """The project's CTR train step (ctr_loop.make_steps: BCE + embedding L2, clip 10, AdamW) at the peer's
+    """The project's CTR train step (ctr_loop.make_loss: BCE + embedding L2; clip 10, AdamW) at the peer's
     configuration on the first NUM_BATCHES batches of 4096 of our Frappe split."""
     import jax
     import jax.numpy as jnp
@@ -472,7 +497,9 @@ def ours_ctr(model_name: str) -> OurSide:
 
     from scaling_rec.data.ctr import load_ctr
     from scaling_rec.models.registry import build_ctr_model
-    from scaling_rec.train.ctr_loop import make_optimizer, make_steps
+    from scaling_rec.train.ctr_loop import make_loss
+    from scaling_rec.train.engine import make_train_step
+    from scaling_rec.train.step import TrainState, make_optimizer
 
     c = ctr_config(model_name)
     data = load_ctr(c.data)
@@ -483,8 +510,8 @@ def ours_ctr(model_name: str) -> OurSide:
     flops = 3.0 * model.forward_flops() * c.train.batch_size
     graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     optimizer = make_optimizer(c.train)
-    state = {"params": params, "stats": stats, "opt_state": optimizer.init(params), "step": jnp.asarray(0, jnp.int32)}
-    train_step, _ = make_steps(graphdef, optimizer, c)
+    state = TrainState(params=params, opt_state=optimizer.init(params), step=jnp.asarray(0, jnp.int32), rest=stats)
+    train_step = make_train_step(make_loss(graphdef, c), optimizer, c.seed)
     step = jax.jit(train_step, donate_argnums=0)
     order = np.random.default_rng(c.seed).permutation(len(data.train))
     bs = c.train.batch_size
@@ -612,7 +639,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frappe_split", default="", help="frappe_rebuild.py's output (train/valid/test.csv)")
     p.add_argument("--recbole_python", default="")
     p.add_argument("--recbole_data", default="", help="folder holding beauty/beauty.inter")
-    p.add_argument("--threads", type=int, default=2, help="torch threads of the peers")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads of the peers; 0: the faster of 2 and 1 at the start of each case")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per side (ours: the first compiles)")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--round_s", type=float, default=2.0, help="about how long one side's share of a round runs")
