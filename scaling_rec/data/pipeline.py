@@ -70,6 +70,13 @@ def make_batch(examples: Sequence[SequenceExample], spec: BatchSpec, time_origin
     return pad_examples(examples, spec.batch_size, spec.max_len, time_origin)
 
 
+def example_lengths(examples: Sequence[SequenceExample]) -> np.ndarray:
+    """int64 [N], each example's length: the sequence's own `lengths` when it knows them without building
+    its examples (scaling_rec/data/stream.py's, over a prepared log), else len() of every example."""
+    known = getattr(examples, "lengths", None)
+    return np.array([len(e) for e in examples], np.int64) if known is None else np.asarray(known, np.int64)
+
+
 class TrainStream:
     """An endless, resumable stream of training batches over `examples`.
 
@@ -92,7 +99,7 @@ class TrainStream:
         self.seed = seed
         self.time_origin = time_origin
         self.prefetch = prefetch
-        self.lengths = np.array([len(e) for e in examples], np.int64) if lengths is None else lengths
+        self.lengths = example_lengths(examples) if lengths is None else lengths
         self._plans: dict[int, list[np.ndarray]] = {}
 
     def plan(self, epoch: int) -> list[np.ndarray]:
@@ -128,8 +135,7 @@ class TrainStream:
 
 def eval_batches(examples: Sequence[SequenceExample], spec: BatchSpec, time_origin: int = 0) -> Iterator[Batch]:
     """Every example exactly once, in order (no shuffle), with a thread prefetch."""
-    lengths = np.array([len(e) for e in examples], np.int64)
-    groups = epoch_plan(lengths, spec, seed=0, epoch=0, shuffle=False)
+    groups = epoch_plan(example_lengths(examples), spec, seed=0, epoch=0, shuffle=False)
     ds = grain.MapDataset.source(groups).map(
         lambda idx: make_batch([examples[i] for i in idx], spec, time_origin)
     )

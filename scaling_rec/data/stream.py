@@ -13,6 +13,10 @@ restart (kill -9 included) continues with exactly the batches an uninterrupted r
 Several processes: with the padded layout, process i of n builds rows [i B/n, (i+1) B/n) of every
 global batch (and reads only those users' events); the processes' rows, stacked, are the global batch.
 The jagged layout is one process only here (a pack's token budget is global).
+
+Evaluation (`PreparedEvalExamples`) follows scaling_rec/train/examples.py's eval_examples the same way:
+a user with n >= 3 events is validated on event n-2 after the history events[:n-2] and tested on
+event n-1 after events[:n-1] (the most recent max_len of each history), read when its batch is built.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from scaling_rec.data.jagged import Batch, SequenceExample
-from scaling_rec.data.pipeline import BatchSpec, TrainStream, make_batch
+from scaling_rec.data.pipeline import BatchSpec, TrainStream, make_batch, nested_subset
 from scaling_rec.data.prepared import PreparedData
+from scaling_rec.data.splits import MIN_EVENTS
 from scaling_rec.errors import ConfigError
 
 
@@ -31,9 +36,13 @@ class PreparedExamples:
     users: int64 [N] the user of example i; lengths: int64 [N] its number of input positions.
     """
 
-    def __init__(self, data: PreparedData, max_len: int) -> None:
+    def __init__(self, data: PreparedData, max_len: int, fraction: float = 1.0) -> None:
+        """fraction < 1 keeps the nested subset of examples that config data.train_user_fraction names
+        (scaling_rec.data.pipeline.nested_subset), as the in-memory path does."""
         self.data, self.max_len = data, max_len
         self.users = np.flatnonzero(data.lengths >= 4).astype(np.int64)
+        if fraction < 1.0:
+            self.users = self.users[nested_subset(self.users.size, fraction)]
         self.lengths = np.minimum(data.lengths[self.users] - 3, max_len)
 
     def __len__(self) -> int:
@@ -46,6 +55,38 @@ class PreparedExamples:
         items = np.asarray(ev["items"], np.int32)
         ts = ev.get("timestamps")
         return SequenceExample(items=items[:-1], targets=items[1:], timestamps=None if ts is None else ts[:-1],
+                               query_timestamps=None if ts is None else ts[1:])
+
+
+class PreparedEvalExamples:
+    """The validation or test examples of a prepared log, built on demand (module docstring).
+
+    which: 'valid' or 'test'; max_users > 0 keeps the first max_users evaluated users (config
+    eval.max_users). users: int64 [N] the user of example i; lengths: int64 [N] its history length.
+    """
+
+    def __init__(self, data: PreparedData, max_len: int, which: str, max_users: int = 0) -> None:
+        if which not in ("valid", "test"):
+            raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
+        self.data, self.max_len = data, max_len
+        self.held_out = 2 if which == "valid" else 1  # the target is event n - held_out
+        self.users = np.flatnonzero(data.lengths >= MIN_EVENTS).astype(np.int64)
+        if max_users > 0:
+            self.users = self.users[:max_users]
+        self.lengths = np.minimum(data.lengths[self.users] - self.held_out, max_len)
+
+    def __len__(self) -> int:
+        return int(self.users.size)
+
+    def __getitem__(self, i: int) -> SequenceExample:
+        u = int(self.users[i])
+        target = int(self.data.lengths[u]) - self.held_out
+        ev = self.data.user_events(u, target - int(self.lengths[i]), target + 1)  # the history, then the target
+        items = np.asarray(ev["items"], np.int32)
+        targets = np.zeros(items.size - 1, np.int32)
+        targets[-1] = items[-1]
+        ts = ev.get("timestamps")
+        return SequenceExample(items=items[:-1], targets=targets, timestamps=None if ts is None else ts[:-1],
                                query_timestamps=None if ts is None else ts[1:])
 
 

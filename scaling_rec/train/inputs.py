@@ -1,9 +1,18 @@
-"""From a config to the examples, batch geometry and FLOPs of one run."""
+"""From a config to the examples, batch geometry and FLOPs of one run.
+
+Built-in and generated datasets, and event-log files, are read into memory and split there. A
+directory made by launch/prepare.py (data.name='events', data.path=that directory) is streamed: its
+training, validation and test examples are sequences that read each user's events from the shards when
+a batch is built (scaling_rec/data/stream.py), with the same examples, batches and metrics as the
+in-memory path over the same log, and resident memory O(users), not O(events).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import pathlib
+from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
@@ -11,11 +20,14 @@ import numpy as np
 from scaling_rec.data.jagged import SequenceExample
 from scaling_rec.data.known_answer import known_answer_sequences
 from scaling_rec.data.long_range import long_range_sequences
-from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch, nested_subset
+from scaling_rec.data.pipeline import BatchSpec, TrainStream, auto_tokens_per_batch, example_lengths, nested_subset
+from scaling_rec.data.prepared import PreparedData
 from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
-from scaling_rec.data.splits import leave_one_out
+from scaling_rec.data.splits import MIN_EVENTS, leave_one_out
+from scaling_rec.data.stream import PreparedEvalExamples, PreparedExamples, PreparedStream
 from scaling_rec.data.synthetic import synthetic_sequences
+from scaling_rec.errors import ConfigError
 from scaling_rec.train.examples import eval_examples, time_origin, train_examples
 
 
@@ -23,20 +35,28 @@ from scaling_rec.train.examples import eval_examples, time_origin, train_example
 class RunInputs:
     """Examples and static facts of one run.
 
-    train/valid/test: SequenceExamples; num_items: V (ids 1..V); has_time: the data has timestamps;
-    spec: the batch geometry; unique_train_examples: distinct training sequences (one per user).
+    train/valid/test: sequences of SequenceExamples (lists in memory; built on demand from a prepared
+    directory); num_items: V (ids 1..V); has_time: the data has timestamps; spec: the batch geometry;
+    train_flop_keys: int64 [N, 2], each training example's (length, targets), what its FLOPs depend on.
     """
 
-    data: SequenceData
-    train: list[SequenceExample]
-    valid: list[SequenceExample]
-    test: list[SequenceExample]
+    data: SequenceData | PreparedData
+    train: Sequence[SequenceExample]
+    valid: Sequence[SequenceExample]
+    test: Sequence[SequenceExample]
     num_items: int
     has_time: bool
     time_origin: int
     spec: BatchSpec
     eval_spec: BatchSpec
     num_dropped_users: int
+    train_flop_keys: np.ndarray
+
+    def train_stream(self, seed: int) -> TrainStream:
+        """The run's endless, resumable training batches (a global step names one batch)."""
+        if isinstance(self.train, PreparedExamples):
+            return PreparedStream(self.train, self.spec, seed=seed, time_origin=self.time_origin)
+        return TrainStream(self.train, self.spec, seed=seed, time_origin=self.time_origin)
 
 
 def load_data(config: ml_collections.ConfigDict) -> SequenceData:
@@ -69,7 +89,44 @@ _CACHE: dict[str, RunInputs] = {}
 _CACHE_SIZE = 4
 
 
+def streamed(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run streams its data: data.name='events' with data.path a prepared directory."""
+    return config.data.name == "events" and bool(config.data.path) and pathlib.Path(config.data.path).is_dir()
+
+
+def _specs(config: ml_collections.ConfigDict, train_lengths: np.ndarray,
+           eval_lengths: np.ndarray) -> tuple[BatchSpec, BatchSpec]:
+    max_len = config.data.max_len
+    tokens = config.data.tokens_per_batch or auto_tokens_per_batch(train_lengths, config.train.batch_size, max_len)
+    eval_tokens = auto_tokens_per_batch(eval_lengths, config.eval.batch_size, max_len)
+    return (BatchSpec(config.data.layout, config.train.batch_size, max_len, tokens),
+            BatchSpec(config.data.layout, config.eval.batch_size, max_len, eval_tokens))
+
+
+def _prepare_streamed(config: ml_collections.ConfigDict) -> RunInputs:
+    """A prepared directory's examples, read from its shards when a batch is built (module docstring)."""
+    d = config.data
+    refused = [k for k in ("min_rating", "dedup", "kcore") if d[k]]
+    if refused:
+        raise ConfigError(f"data.{refused[0]}={d[refused[0]]} filters the whole log in memory; a prepared "
+                          f"directory ({d.path}) is streamed as it was prepared. Set data.path to the log file "
+                          "itself, or filter the log before preparing it.")
+    data = PreparedData.open(d.path)
+    train = PreparedExamples(data, d.max_len, d.train_user_fraction)
+    valid = PreparedEvalExamples(data, d.max_len, "valid", config.eval.max_users)
+    test = PreparedEvalExamples(data, d.max_len, "test", config.eval.max_users)
+    spec, eval_spec = _specs(config, train.lengths, np.concatenate([valid.lengths, test.lengths]))
+    return RunInputs(
+        data=data, train=train, valid=valid, test=test, num_items=data.num_items, has_time=data.has_time,
+        time_origin=data.time_origin, spec=spec, eval_spec=eval_spec,
+        num_dropped_users=int(np.count_nonzero(data.lengths < MIN_EVENTS)),
+        train_flop_keys=np.stack([train.lengths, train.lengths], axis=1),  # every position has a target
+    )
+
+
 def _prepare(config: ml_collections.ConfigDict) -> RunInputs:
+    if streamed(config):
+        return _prepare_streamed(config)
     data = load_data(config)
     split = leave_one_out(data)
     max_len = config.data.max_len
@@ -78,14 +135,11 @@ def _prepare(config: ml_collections.ConfigDict) -> RunInputs:
         train = [train[i] for i in nested_subset(len(train), config.data.train_user_fraction)]
     valid = eval_examples(split.valid, max_len, config.eval.max_users)
     test = eval_examples(split.test, max_len, config.eval.max_users)
-    lengths = np.array([len(e) for e in train])
-    tokens = config.data.tokens_per_batch or auto_tokens_per_batch(lengths, config.train.batch_size, max_len)
-    spec = BatchSpec(config.data.layout, config.train.batch_size, max_len, tokens)
-    eval_lengths = np.array([len(e) for e in valid + test])
-    eval_tokens = auto_tokens_per_batch(eval_lengths, config.eval.batch_size, max_len)
-    eval_spec = BatchSpec(config.data.layout, config.eval.batch_size, max_len, eval_tokens)
+    lengths = example_lengths(train)
+    spec, eval_spec = _specs(config, lengths, example_lengths(valid + test))
+    targets = np.array([np.count_nonzero(e.targets) for e in train], np.int64)
     return RunInputs(
         data=data, train=train, valid=valid, test=test, num_items=data.num_items,
         has_time=data.timestamps is not None, time_origin=time_origin(data), spec=spec, eval_spec=eval_spec,
-        num_dropped_users=split.num_dropped_users,
+        num_dropped_users=split.num_dropped_users, train_flop_keys=np.stack([lengths, targets], axis=1),
     )

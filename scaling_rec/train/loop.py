@@ -59,8 +59,7 @@ def example_train_flops(config: ml_collections.ConfigDict, inputs: RunInputs) ->
     per distinct (length, targets) pair, since they depend on nothing else (a sweep of 200k examples spent
     9 s per run here otherwise)."""
     scored = scored_per_target(config.train, inputs.num_items)
-    keys = np.array([(len(e), np.count_nonzero(e.targets)) for e in inputs.train], np.int64).reshape(-1, 2)
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    unique, inverse = np.unique(inputs.train_flop_keys.reshape(-1, 2), axis=0, return_inverse=True)
     per_key = np.array([
         TRAIN_MULTIPLIER * forward_flops(config.model, np.array([n]), float(t), "jagged", config.data.max_len, scored)
         for n, t in unique
@@ -161,7 +160,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     main = bookkeeping.open_run_dir(run_dir, config)
     mesh = make_mesh_from_config(config)
     check_batch_divisible(config.train.batch_size, mesh)
-    stream = TrainStream(inputs.train, inputs.spec, seed=config.seed, time_origin=inputs.time_origin)
+    stream = inputs.train_stream(config.seed)
     sched = plan_schedule(config, inputs, stream)
     graphdef, state, train_step, counts = init_training(config, inputs.num_items,
                                                         inputs.has_time and config.model.time_bias, mesh,

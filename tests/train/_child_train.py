@@ -1,4 +1,5 @@
-"""Child process for the kill-and-resume test: trains the tiny config in argv[1], slowly."""
+"""Child process for the kill-and-resume tests: trains the tiny config in argv[1], slowly (streamed from the
+prepared directory argv[2] when given: tests/train/test_streamed.py)."""
 
 from __future__ import annotations
 
@@ -26,4 +27,9 @@ if __name__ == "__main__":
     import scaling_rec.train.loop as loop
 
     loop.make_train_step = _slow_make
-    train_and_evaluate(tiny_config(), sys.argv[1])
+    if len(sys.argv) > 2:
+        from tests.train.test_streamed import streamed_config
+
+        train_and_evaluate(streamed_config(sys.argv[2]), sys.argv[1])
+    else:
+        train_and_evaluate(tiny_config(), sys.argv[1])
