@@ -45,6 +45,10 @@ def default_config() -> ml_collections.ConfigDict:
         # (launch/prepare.py), its {role: column} mapping ('' = absent), and the k-core (0 = off).
         path="", columns=dict(user="user", item="item", timestamp="timestamp", rating="", action="", weight=""),
         kcore=0,
+        # The model's item ids 1..num_items; 0 = the data's items. A larger value reserves ids the data
+        # never uses, so that logs covering different parts of one catalogue train the same model
+        # (benchmarks/events_scale.py); a smaller one is an error.
+        num_items=0,
         # Data scaling (experiments/hstu/data_scaling.py): train on this fraction of the users' training
         # sequences, a nested seeded subset (scaling_rec.data.pipeline.nested_subset); validation and
         # test keep every user.
@@ -98,7 +102,8 @@ SCHEMA = Schema(
               "data.synthetic_users", "data.synthetic_items"),
     non_negative=("data.min_rating", "data.kcore", "data.tokens_per_batch", "data.long_gap", "train.num_epochs",
                   "train.num_steps", "train.flops_budget", "train.weight_decay", "train.warmup_steps",
-                  "train.eval_every", "train.checkpoint_every", "eval.patience", "eval.max_users", "seed"),
+                  "train.eval_every", "train.checkpoint_every", "eval.patience", "eval.max_users", "seed",
+                  "data.num_items"),
     fractions=("model.dropout", "train.b1", "train.b2", "data.long_p_signal", "train.final_lr_fraction"),
     unit_fractions=("data.train_user_fraction",), positive_lists=("eval.ks",),
     rules=(exactly_one_length, _heads_divide_width, _padded_ignores_kernel),

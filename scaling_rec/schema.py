@@ -36,7 +36,7 @@ ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p
               "train.steps_per_call": 1, "data.path": "", "data.kcore": 0, "data.train_user_fraction": 1.0,
               "data.columns": {"user": "user", "item": "item", "timestamp": "timestamp", "rating": "", "action": "",
                                "weight": ""},
-              "train.lr_decay": "constant", "train.final_lr_fraction": 0.1,
+              "train.lr_decay": "constant", "train.final_lr_fraction": 0.1, "data.num_items": 0,
               "model.num_tokens": 10, "model.token_dim": 40, "model.ffn_mult": 4}  # the last three: CTR schema
 # Keys of ADDED_KEYS that a family's schema had from its start: there they always count. The CTR schema
 # (scaling_rec.ctr_config) had data.path before the sequence schema added it; leaving it out changed

@@ -103,6 +103,15 @@ def _specs(config: ml_collections.ConfigDict, train_lengths: np.ndarray,
             BatchSpec(config.data.layout, config.eval.batch_size, max_len, eval_tokens))
 
 
+def _vocabulary(config: ml_collections.ConfigDict, data_items: int) -> int:
+    """The model's item count: config data.num_items, or the data's when that is 0."""
+    wanted = config.data.num_items
+    if wanted and wanted < data_items:
+        raise ConfigError(f"data.num_items={wanted} is below the {data_items:,} items of the data "
+                          f"({config.data.name}); set it to 0 (the data's) or at least {data_items}.")
+    return wanted or data_items
+
+
 def _prepare_streamed(config: ml_collections.ConfigDict) -> RunInputs:
     """A prepared directory's examples, read from its shards when a batch is built (module docstring)."""
     d = config.data
@@ -117,7 +126,8 @@ def _prepare_streamed(config: ml_collections.ConfigDict) -> RunInputs:
     test = PreparedEvalExamples(data, d.max_len, "test", config.eval.max_users)
     spec, eval_spec = _specs(config, train.lengths, np.concatenate([valid.lengths, test.lengths]))
     return RunInputs(
-        data=data, train=train, valid=valid, test=test, num_items=data.num_items, has_time=data.has_time,
+        data=data, train=train, valid=valid, test=test, num_items=_vocabulary(config, data.num_items),
+        has_time=data.has_time,
         time_origin=data.time_origin, spec=spec, eval_spec=eval_spec,
         num_dropped_users=int(np.count_nonzero(data.lengths < MIN_EVENTS)),
         train_flop_keys=np.stack([train.lengths, train.lengths], axis=1),  # every position has a target
@@ -139,7 +149,7 @@ def _prepare(config: ml_collections.ConfigDict) -> RunInputs:
     spec, eval_spec = _specs(config, lengths, example_lengths(valid + test))
     targets = np.array([np.count_nonzero(e.targets) for e in train], np.int64)
     return RunInputs(
-        data=data, train=train, valid=valid, test=test, num_items=data.num_items,
+        data=data, train=train, valid=valid, test=test, num_items=_vocabulary(config, data.num_items),
         has_time=data.timestamps is not None, time_origin=time_origin(data), spec=spec, eval_spec=eval_spec,
         num_dropped_users=split.num_dropped_users, train_flop_keys=np.stack([lengths, targets], axis=1),
     )

@@ -126,3 +126,15 @@ def test_a_streamed_run_killed_with_sigkill_resumes_exactly(log_and_prepared, tm
     assert not (ckpt_dir.parent / "result.json").exists()
     resumed = train_and_evaluate(streamed_config(out), tmp_path / "w")
     assert {k: resumed[k] for k in _SAME} == {k: ref[k] for k in _SAME}
+
+
+def test_data_num_items_reserves_ids_and_refuses_fewer_than_the_data(log_and_prepared):
+    _, out = log_and_prepared
+    c = streamed_config(out)
+    items = prepared.PreparedData.open(out).num_items
+    c.data.num_items = items + 50
+    assert inputs_lib.prepare(c).num_items == items + 50
+    assert run_id(c) != run_id(streamed_config(out))
+    c.data.num_items = items - 1
+    with pytest.raises(ConfigError, match=f"data.num_items={items - 1} is below"):
+        inputs_lib.prepare(c)
