@@ -55,11 +55,14 @@ _BATCH = flags.DEFINE_integer("batch_size", 128, "Sequences per batch.")
 _MAX_LEN = flags.DEFINE_integer("max_len", 50, "Longest training sequence.")
 _TOKENS = flags.DEFINE_integer("tokens_per_batch", 0, "Jagged token budget T; 0 = automatic (grows with the "
                                "log's sequence lengths); batch_size * max_len gives every log the same shapes.")
+_EVAL_USERS = flags.DEFINE_integer("eval_users", 256, "Users of the run's validation and test (eval.max_users): "
+                                   "full ranking over 1M items costs 1M scores per user on the CPU.")
 _OUT = flags.DEFINE_string("out", "", "--mode=all: the results JSON.")
 _REUSE = flags.DEFINE_bool("reuse_prepare", False, "--mode=all: keep a prepared directory and the prepare "
                            "measurement saved beside it (with its own provenance) instead of preparing again.")
 
 _ROWS_PER_CHUNK = 5_000_000
+_WARMUP = 3
 _YEAR_S = 365 * 24 * 3600
 
 
@@ -115,20 +118,24 @@ def _stage_prepare() -> dict:
             "prepared_bytes": size, "counts": manifest["counts"], "stats": manifest["stats"]}
 
 
-def _stream(prefetch: int = 4):
-    from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch
-    from scaling_rec.data.prepared import PreparedData
-    from scaling_rec.data.stream import PreparedExamples, PreparedStream
+def _train_config(steps: int):
+    """What a user runs on a prepared directory: launch.train's config with data.path = the directory."""
+    from scaling_rec.config import default_config
 
-    data = PreparedData.open(_PREPARED.value)
-    examples = PreparedExamples(data, _MAX_LEN.value)
-    tokens = _TOKENS.value or auto_tokens_per_batch(examples.lengths, _BATCH.value, _MAX_LEN.value)
-    spec = BatchSpec("jagged", _BATCH.value, _MAX_LEN.value, tokens)
-    return data, PreparedStream(examples, spec, seed=0, time_origin=data.time_origin, prefetch=prefetch)
+    c = default_config()
+    c.study = "events_scale"
+    c.data.name, c.data.path, c.data.num_items = "events", _PREPARED.value, _ITEMS.value
+    c.data.max_len, c.data.tokens_per_batch = _MAX_LEN.value, _TOKENS.value
+    c.train.batch_size, c.train.num_steps, c.train.eval_every, c.train.log_every = _BATCH.value, steps, steps, steps
+    c.eval.max_users, c.eval.batch_size = _EVAL_USERS.value, 16
+    c.logging.wandb = c.logging.progress = False
+    return c
 
 
 def _stage_pipeline() -> dict:
-    _, stream = _stream()
+    from scaling_rec.train.inputs import prepare
+
+    stream = prepare(_train_config(1)).train_stream(0)
     it = stream.iterate(0)
     next(it)
     t0, n = time.time(), 0
@@ -140,40 +147,30 @@ def _stage_pipeline() -> dict:
 
 
 def _stage_train() -> dict:
-    import jax
+    """Two runs of launch.train's entry (scaling_rec.train.loop.train_and_evaluate) streamed from the prepared
+    directory, _WARMUP and _WARMUP + --train_steps steps, each with its evaluation and checkpoint at the end;
+    the step time is the difference of their step-loop times over --train_steps (compilation cancels)."""
+    import tempfile
 
-    from scaling_rec.config import default_config
-    from scaling_rec.parallel.mesh import make_mesh_from_config
-    from scaling_rec.parallel.sharding import place_batch
-    from scaling_rec.train.loop import init_training
+    from scaling_rec.train.loop import train_and_evaluate
 
-    data, stream = _stream()
-    config = default_config()
-    config.train.batch_size, config.data.max_len = _BATCH.value, _MAX_LEN.value
-    mesh = make_mesh_from_config(config)
-    num_items = max(data.num_items, _ITEMS.value)  # the same model for every log size: only the data varies
-    _, state, step, _ = init_training(config, num_items, data.has_time, mesh)
-    it = stream.iterate(0)
-    with jax.set_mesh(mesh):
-        for _ in range(3):
-            state, metrics = step(state, place_batch(next(it), mesh))
-        jax.block_until_ready(metrics)
-        t0, n = time.time(), 0
-        for _ in range(_TRAIN_STEPS.value):
-            batch = next(it)
-            n += int(batch.num_sequences)
-            state, metrics = step(state, place_batch(batch, mesh))
-        jax.block_until_ready(metrics)
-    wall = time.time() - t0
+    with tempfile.TemporaryDirectory(dir=_WORKDIR.value) as work:
+        warm = train_and_evaluate(_train_config(_WARMUP), pathlib.Path(work) / "warm")
+        full = train_and_evaluate(_train_config(_WARMUP + _TRAIN_STEPS.value), pathlib.Path(work) / "full")
+    wall = full["wall_time_s"] - warm["wall_time_s"]
+    n = full["examples_seen"] - warm["examples_seen"]
     return {"steps": _TRAIN_STEPS.value, "examples": n, "wall_s": wall, "step_s": wall / _TRAIN_STEPS.value,
-            "examples_per_s": n / wall, "loss": float(metrics["loss"]), "peak_rss_mb": _peak_rss_mb(),
-            "tokens_per_batch": stream.spec.tokens_per_batch, "items_in_log": data.num_items, "model_items": num_items}
+            "examples_per_s": n / wall, "loss": full["final_train_loss"], "peak_rss_mb": _peak_rss_mb(),
+            "status": full["status"], "elapsed_s": warm["elapsed_s"] + full["elapsed_s"],
+            "valid_users": _EVAL_USERS.value, "valid_xent": full["final_eval_loss"],
+            "unique_examples": full["unique_examples"], "n_emb": full["n_emb"], "n_dense": full["n_dense"],
+            "model_items": full["num_items"]}
 
 
 def _child(mode: str, **kw: str) -> dict:
     args = [sys.executable, "-m", "benchmarks.events_scale", f"--mode={mode}", f"--items={_ITEMS.value}",
             f"--batch_size={_BATCH.value}", f"--max_len={_MAX_LEN.value}", f"--tokens_per_batch={_TOKENS.value}",
-            f"--train_steps={_TRAIN_STEPS.value}",
+            f"--train_steps={_TRAIN_STEPS.value}", f"--eval_users={_EVAL_USERS.value}", f"--workdir={_WORKDIR.value}",
             f"--pipeline_batches={_PIPE_BATCHES.value}"] + [f"--{k}={v}" for k, v in kw.items()]
     print(f"[events_scale] {mode} {kw}", file=sys.stderr, flush=True)
     out = subprocess.run(args, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -213,8 +210,8 @@ def _run_all() -> dict:
         "config": {"users": _USERS.value, "items": _ITEMS.value, "user_zipf": _USER_ZIPF.value,
                    "item_zipf": _ITEM_ZIPF.value, "seed": _SEED.value, "batch_size": _BATCH.value,
                    "max_len": _MAX_LEN.value, "tokens_per_batch": _TOKENS.value, "train_steps": _TRAIN_STEPS.value,
-                   "model": "hstu default_config()",
-                   "layout": "jagged"},
+                   "eval_users": _EVAL_USERS.value, "model": "hstu default_config(), data.num_items = --items",
+                   "layout": "jagged", "train_entry": "scaling_rec.train.loop.train_and_evaluate (launch.train)"},
         "sizes": sizes,
         "checks": {
             "prepare_peak_rss_le_2GiB": all(s["prepare"]["peak_rss_mb"] <= 2048 for s in sizes),
