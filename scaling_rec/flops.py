@@ -10,14 +10,18 @@ of the target and the sampled negatives (2·D per scored item).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from flax import nnx
 
+from scaling_rec.models.layers import Embedding
+
 TRAIN_MULTIPLIER = 3.0
-_EMBEDDING_PATHS = ("items", "pos")
+# Lookup tables that are plain parameters rather than a layers.Embedding: the sequential models' positions.
+_POSITION_TABLES = ("pos",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,20 +34,31 @@ class ParamCounts:
         return self.n_dense + self.n_emb
 
 
-def param_counts(model: nnx.Module) -> ParamCounts:
-    """N_dense and N_emb of a model (works on an abstract model from nnx.eval_shape).
+def _size(tree: Any) -> int:
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(tree))
 
-    Embedding parameters are the lookup tables (item table 'items', position table 'pos'); every
-    other parameter, relative-bias tables included, is dense.
+
+def param_counts(model: nnx.Module) -> ParamCounts:
+    """N_dense and N_emb of a model of any family (works on an abstract model from nnx.eval_shape).
+
+    One rule for every family: N_emb is the rows that ids can reach of every embedding table
+    (scaling_rec.models.layers.Embedding.num_rows: items and row 0 = padding of HSTU/SASRec, every field's
+    values of the CTR models, TIGER's code, user and BOS tokens) times their width, plus the position table
+    'pos' of the sequential models. A table's padding to a multiple of TABLE_ROW_MULTIPLE rows only lets it
+    split evenly over a mesh; no id reaches it, so it is in neither count. N_dense is every other nnx.Param
+    (relative-position biases included; BatchNorm statistics are not parameters).
     """
     n_dense = n_emb = 0
     for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param)):
         size = int(np.prod(leaf.shape))
-        top = str(getattr(path[0], "key", path[0]))
-        if top in _EMBEDDING_PATHS:
+        if str(getattr(path[0], "key", path[0])) in _POSITION_TABLES:
             n_emb += size
         else:
             n_dense += size
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, Embedding):
+            n_dense -= _size(nnx.state(node, nnx.Param))
+            n_emb += node.num_rows * node.table.shape[1]
     return ParamCounts(n_dense=n_dense, n_emb=n_emb)
 
 

@@ -55,11 +55,32 @@ def test_param_counts_split_dense_and_embedding(family):
     c = _config(family, d=32, blocks=3, heads=2, max_len=20)
     model = nnx.eval_shape(lambda: build(c, 1000))
     counts = param_counts(model)
-    rows = -(-1001 // 64) * 64
-    assert counts.n_emb == rows * 32 + 20 * 32
+    assert model.items.table.shape[0] == 1024  # padded to a multiple of 64 rows, which no id reaches:
+    assert counts.n_emb == 1001 * 32 + 20 * 32  # N_emb counts the 1000 items, row 0 and the positions
     d = 32
     if family == "hstu":
         per_block = d * 2 * (2 * 16 + 2 * 16) + (2 * 16 * d + d) + (2 * 20 - 1)  # time_bias off in _config
     else:
         per_block = 4 * (d * d + d) + (d * 64 + 64) + (64 * d + d)
     assert counts.n_dense == 3 * per_block
+
+
+def test_param_counts_follow_one_rule_for_every_family():
+    """N_emb = the rows ids reach x width for the CTR and TIGER tables as for the item table; the padding
+    rows to a multiple of 64 are in neither count (they are in the parameter tree)."""
+    from scaling_rec import ctr_config, tiger_config
+    from scaling_rec.models.registry import build_ctr_model
+    from scaling_rec.models.tiger import Tiger, model_spec
+
+    vocab = (7, 30, 2)
+    ctr = nnx.eval_shape(lambda: build_ctr_model(ctr_config.default_config().model, vocab, 0, nnx.Rngs(0)))
+    tc = tiger_config.default_config()
+    tc.model.update(d_model=16, num_layers=1, num_heads=2, head_dim=8, d_ff=32, user_buckets=5)
+    tiger = nnx.eval_shape(lambda: Tiger(model_spec(tc), (4, 4, 4), nnx.Rngs(0)))
+    for model, table, used in ((ctr, ctr.embedding.table, sum(vocab)), (tiger, tiger.embed, tiger.num_token_rows)):
+        counts = param_counts(model)
+        rows, width = table.table.shape
+        assert rows == 64 and used < rows
+        assert counts.n_emb == used * width
+        every = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        assert counts.n_dense == every - rows * width

@@ -8,7 +8,6 @@ multiply-add = 2, lookups and element-wise ops 0; DESIGN "Budget").
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import jax
@@ -16,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling_rec.models.layers import Dense, Embedding, KeyChain, LayerNorm, _lead, dropout, padded_rows, param
+from scaling_rec.models.layers import Dense, Embedding, KeyChain, LayerNorm, _lead, dropout, param
 
 EMBED_INIT_STD = 0.01
 
@@ -32,7 +31,7 @@ class FieldEmbedding(nnx.Module):
     def __init__(self, vocab_sizes: Sequence[int], dim: int, rngs: nnx.Rngs) -> None:
         self.offsets = tuple(int(o) for o in np.concatenate([[0], np.cumsum(vocab_sizes)[:-1]]))
         self.num_rows, self.dim = int(sum(vocab_sizes)), dim
-        self.table = Embedding(padded_rows(self.num_rows), dim, rngs, stddev=EMBED_INIT_STD)
+        self.table = Embedding(self.num_rows, dim, rngs, stddev=EMBED_INIT_STD)
 
     def used_rows(self) -> jax.Array:
         """The [num_rows, D] rows that ids can reach (what the embedding regulariser sees)."""
@@ -122,28 +121,3 @@ def mlp_flops(d_in: int, width: int, depth: int, d_out: int) -> float:
     """Forward FLOPs per example of `MLP(d_in, width, depth, d_out)` without building it."""
     dims = [d_in] + [width] * depth + ([d_out] if d_out else [])
     return float(sum(2 * a * b for a, b in zip(dims[:-1], dims[1:], strict=True)))
-
-
-@dataclasses.dataclass(frozen=True)
-class CTRParamCounts:
-    """n_emb: embedding-table entries; n_dense: every other trainable parameter."""
-
-    n_dense: int
-    n_emb: int
-
-
-def ctr_param_counts(model: nnx.Module) -> CTRParamCounts:
-    """Parameters under a FieldEmbedding's table are embeddings (its used rows only: the padding to a
-    multiple of 64 rows is not counted); the rest (BN statistics excluded) dense."""
-    n_dense = n_emb = 0
-    for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param)):
-        size = int(np.prod(leaf.shape))
-        keys = [str(getattr(p, "key", p)) for p in path]
-        if "embedding" in keys and "table" in keys:
-            n_emb += size
-        else:
-            n_dense += size
-    for _, module in nnx.iter_graph(model):
-        if isinstance(module, FieldEmbedding):
-            n_emb -= (module.table.table.shape[0] - module.num_rows) * module.dim
-    return CTRParamCounts(n_dense=n_dense, n_emb=n_emb)

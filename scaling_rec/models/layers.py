@@ -108,10 +108,13 @@ def padded_rows(num_rows: int) -> int:
 
 
 class Embedding(nnx.Module):
-    """An embedding table [num_rows, dim]; rows carry the logical axis 'vocab' (row-sharded)."""
+    """An embedding table of `num_rows` rows that ids can reach, stored as [padded_rows(num_rows), dim]; rows
+    carry the logical axis 'vocab' (row-sharded). scaling_rec.flops.param_counts counts the `num_rows`."""
 
     def __init__(self, num_rows: int, dim: int, rngs: nnx.Rngs, *, stddev: float = 0.02) -> None:
-        self.table = param(rngs, nnx.initializers.truncated_normal(stddev), (num_rows, dim), ("vocab", "embed"))
+        self.num_rows = num_rows
+        self.table = param(rngs, nnx.initializers.truncated_normal(stddev), (padded_rows(num_rows), dim),
+                           ("vocab", "embed"))
 
     def __call__(self, ids: jax.Array) -> jax.Array:
         return jnp.take(self.table[...], ids, axis=0)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scaling_rec.data.jagged import Batch, JaggedBatch, PaddedBatch
-from scaling_rec.models.layers import Embedding, KeyChain, dropout, l2_normalize, padded_rows, param
+from scaling_rec.models.layers import Embedding, KeyChain, dropout, l2_normalize, param
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,9 +99,8 @@ class SequentialRecommender(nnx.Module):
         self.max_len = max_len
         self.dropout_rate = dropout_rate
         self.l2_norm = l2_norm
-        # Rows padded to a multiple of 64 so that the table splits evenly over any mesh up to 64 ways;
-        # the extra rows are never looked up, sampled or scored.
-        self.items = Embedding(padded_rows(num_items + 1), embed_dim, rngs)
+        # Row 0 = padding; Embedding pads the rows to a multiple of 64 (never looked up, sampled or scored).
+        self.items = Embedding(num_items + 1, embed_dim, rngs)
         self.pos = param(rngs, nnx.initializers.truncated_normal(0.02), (max_len, embed_dim), ("seq", "embed"))
 
     def embed_inputs(self, view: TokenView, keys: KeyChain) -> jax.Array:

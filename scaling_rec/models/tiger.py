@@ -30,7 +30,7 @@ import numpy as np
 from flax import nnx
 
 from scaling_rec.errors import ConfigError
-from scaling_rec.models.layers import Dense, Embedding, KeyChain, dropout, padded_rows, param
+from scaling_rec.models.layers import Dense, Embedding, KeyChain, dropout, param
 from scaling_rec.tiger_config import ARCHS
 
 NEG = -1e9
@@ -168,10 +168,8 @@ class Tiger(nnx.Module):
         self.code_rows = nnx.Variable(jnp.asarray(rows))  # [L, V_max] table row of code v at position p
         self.code_valid = nnx.Variable(jnp.asarray(rows > 0))
         self.num_token_rows = self.bos + 1
-        # Rows padded to a multiple of 64 so that the table splits evenly over any mesh up to 64 ways
-        # (as the other families' tables); the extra rows are never looked up or scored.
-        padded = padded_rows(self.num_token_rows)
-        self.embed = Embedding(padded, c.d_model, rngs, stddev=1.0)
+        # Embedding pads the rows to a multiple of 64 (as the other families' tables); never looked up or scored.
+        self.embed = Embedding(self.num_token_rows, c.d_model, rngs, stddev=1.0)
         n_enc, n_dec = (c.num_layers, c.num_layers) if c.arch == "encdec" else (0, 2 * c.num_layers)
         self.encoder = nnx.List([Block(c, rngs, cross=False) for _ in range(n_enc)])
         self.decoder = nnx.List([Block(c, rngs, cross=c.arch == "encdec") for _ in range(n_dec)])

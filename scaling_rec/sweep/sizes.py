@@ -245,11 +245,11 @@ def ctr_n_dense(config: ml_collections.ConfigDict, num_fields: int = FRAPPE_NUM_
     """
     from flax import nnx
 
-    from scaling_rec.models.ctr_common import ctr_param_counts
+    from scaling_rec.flops import param_counts
     from scaling_rec.models.registry import build_ctr_model
 
     model = nnx.eval_shape(lambda: build_ctr_model(config.model, (2,) * num_fields, 0, nnx.Rngs(params=0)))
-    return ctr_param_counts(model).n_dense
+    return param_counts(model).n_dense
 
 
 def tiger_n_dense(config: ml_collections.ConfigDict) -> int:

@@ -29,9 +29,9 @@ from scaling_rec import ctr_config
 from scaling_rec.calibration import ctr_loss_metrics
 from scaling_rec.data.ctr import CTRDataset, CTRSplit, load_ctr
 from scaling_rec.errors import ConfigError
+from scaling_rec.flops import param_counts
 from scaling_rec.io import read_run_result
 from scaling_rec.metrics import auc, auc_tie_stats, logloss_from_logits
-from scaling_rec.models.ctr_common import ctr_param_counts
 from scaling_rec.models.registry import build_ctr_model
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
@@ -152,7 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
     graphdef, init = sharded_init(factory, mesh, rules_for(config))
     abstract = nnx.eval_shape(factory)
-    counts = ctr_param_counts(abstract)
+    counts = param_counts(abstract)
     flops_per_example = TRAIN_MULTIPLIER * abstract.forward_flops()
     graphdef, params, stats = nnx.split(nnx.merge(graphdef, init()), nnx.Param, nnx.BatchStat)
     optimizer = make_optimizer(t)

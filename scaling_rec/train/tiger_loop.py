@@ -43,6 +43,7 @@ from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.sources import cache_dir
 from scaling_rec.data.splits import leave_one_out
+from scaling_rec.flops import param_counts
 from scaling_rec.io import atomic_write_json, read_run_result
 from scaling_rec.metrics import MetricAccumulator, beam_ranking_metrics, ranking_metrics_from_ranks
 from scaling_rec.models.beam_search import build_prefix_table, make_search
@@ -289,8 +290,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     model = create_sharded(lambda: Tiger(spec, ids.vocab_sizes, nnx.Rngs(params=config.seed)), mesh,
                            rules_for(config))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    n_dense = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) - int(np.prod(model.embed.table.shape))
-    n_emb = model.num_token_rows * spec.d_model  # the table's padding rows are never used: not counted
+    counts = param_counts(model)
+    n_dense, n_emb = counts.n_dense, counts.n_emb
     n_params = n_dense + n_emb
     t = config.train
     lr_schedule = make_lr_schedule(t)

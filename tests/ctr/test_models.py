@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from scaling_rec import ctr_config
-from scaling_rec.models.ctr_common import ctr_param_counts
+from scaling_rec.flops import param_counts
 from scaling_rec.models.dlrm import dot_interaction
 from scaling_rec.models.registry import build_ctr_model
 from scaling_rec.models.wukong import linear_compress, naive_fm, optimized_fm
@@ -45,7 +45,7 @@ def test_shapes_finite_jit_and_eager(family, num_dense):
     np.testing.assert_allclose(eager, jitted, rtol=1e-5, atol=1e-5)
     train = model(cat, num, train=True, dropout_key=jax.random.key(1))
     assert train.shape == (16,) and bool(jnp.all(jnp.isfinite(train)))
-    counts = ctr_param_counts(model)
+    counts = param_counts(model)
     assert counts.n_emb == sum(VOCAB) * 8 and counts.n_dense > 0
 
 

@@ -13,7 +13,7 @@ from experiments.rankmixer import frappe
 from scaling_rec import ctr_config
 from scaling_rec.data.ctr import synthetic_ctr
 from scaling_rec.errors import ConfigError
-from scaling_rec.models.ctr_common import ctr_param_counts
+from scaling_rec.flops import param_counts
 from scaling_rec.models.rankmixer import per_token_dense, rankmixer_flops, token_mixing
 from scaling_rec.models.registry import build_ctr_model
 from scaling_rec.sweep.spec import expand
@@ -98,7 +98,7 @@ def test_shapes_finite_jit_and_eager_and_param_counts(num_dense, norm):
     block = 2 * 2 * d + t * (d * k * d + k * d + k * d * d + d)
     head = d * 16 + (0 if norm == "batch" else 16) + 2 * 16 + 16 + 1
     want = t * chunk * d + t * d + 2 * block - (d if norm == "batch" else 0) + head
-    counts = ctr_param_counts(model)
+    counts = param_counts(model)
     assert counts.n_dense == want and counts.n_emb == sum(VOCAB) * 8
 
 
