@@ -542,13 +542,15 @@ def ours_sasrec() -> OurSide:
     """The project's SASRec train step on the first NUM_BATCHES batches of an epoch of Beauty; examples are
     its training targets (every position of every history)."""
     import jax
+    import jax.numpy as jnp
     import numpy as np
+    from flax import nnx
 
     from scaling_rec.data.pipeline import TrainStream, make_batch
     from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, scored_per_target
-    from scaling_rec.parallel.mesh import make_mesh_from_config
+    from scaling_rec.models.registry import build
     from scaling_rec.train.inputs import prepare
-    from scaling_rec.train.loop import init_training
+    from scaling_rec.train.step import TrainState, make_optimizer, make_train_step
 
     c = sasrec_config()
     inputs = prepare(c)
@@ -556,15 +558,19 @@ def ours_sasrec() -> OurSide:
     groups = stream.plan(0)[:NUM_BATCHES]
     batches = [jax.device_put(make_batch([inputs.train[i] for i in g], inputs.spec, inputs.time_origin))
                for g in groups]
-    mesh = make_mesh_from_config(c)
-    _, state, step, counts = init_training(c, inputs.num_items, inputs.has_time, mesh)
+    model = build(c, inputs.num_items, time_bias=inputs.has_time, rngs=nnx.Rngs(params=c.seed))
+    graphdef, params = nnx.split(model)
+    opt = make_optimizer(c.train)
+    step = jax.jit(make_train_step(graphdef, opt, c.train, seed=c.seed), donate_argnums=0)
+    state = TrainState(params=params, opt_state=opt.init(params), step=jnp.asarray(0, jnp.int32))
+    n_params = int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
     scored = scored_per_target(c.train, inputs.num_items)
     flops = []
     for g in groups:
         lens = np.array([len(inputs.train[i]) for i in g])
         targets = float(sum(np.count_nonzero(inputs.train[i].targets) for i in g))
         flops.append(TRAIN_MULTIPLIER * forward_flops(c.model, lens, targets, "jagged", c.data.max_len, scored))
-    info = {"params": counts.total, "users_per_batch": c.train.batch_size, "spec": vars(inputs.spec),
+    info = {"params": n_params, "users_per_batch": c.train.batch_size, "spec": vars(inputs.spec),
             "train_targets_per_epoch": int(sum(np.count_nonzero(e.targets) for e in inputs.train)),
             "config": c.to_dict()}
     return OurSide(info, _jitted_step(step, state, batches, count_key="targets"), lambda i: flops[i % len(flops)])
@@ -581,8 +587,9 @@ def _worker_cmd(a: argparse.Namespace, python: str, kind: str, case: str, **flag
     return cmd
 
 
-def run_cases(a: argparse.Namespace, log: Any) -> list[tuple[str, str, dict, dict]]:
-    """(peer, case, interleave's timing, both sides' info) of every case asked for."""
+def run_cases(a: argparse.Namespace, log: Any, done: Callable[[list], None]) -> list[tuple[str, str, dict, dict]]:
+    """(peer, case, interleave's timing, both sides' info) of every case asked for; done(cases so far) after
+    each case."""
     peers = pathlib.Path(a.peers_dir)
     families = a.families.split(",")
     cases = []
@@ -615,6 +622,7 @@ def run_cases(a: argparse.Namespace, log: Any) -> list[tuple[str, str, dict, dic
             finally:
                 worker.close()
             cases.append((peer_name, case, timing, {"peer_info": worker.info, "ours_info": ours.info}))
+            done(cases)
             p, o = timing["peer"]["examples_per_s"], timing["ours"]["examples_per_s"]
             print(f"[peers] {peer_name} {case}: peer {p:.1f} ex/s, ours {o:.1f} ex/s, ratio {o / p:.2f}, "
                   f"load {timing['load_avg_after'][0]:.1f}", file=sys.stderr, flush=True)
@@ -668,22 +676,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     prov = provenance()
     load_before = os.getloadavg()
     matmul = {"n": 2048, "dtype": "float32", "before": matmul_samples()}
+    keep = ("families", "hstu_cases", "ctr_models", "threads", "warmup", "rounds", "round_s")
+    prov.update({"command": command_line("benchmarks.peers", [f"--{k}={getattr(a, k)}" for k in keep]),
+                 "load_avg_before": list(load_before), "config": {k: getattr(a, k) for k in keep},
+                 "peer_versions": {"generative-recommenders": "2e81fab69a497fb5e24cd23569adf1e78070e4ec",
+                                   "FuxiCTR": "0245987fdc1d43c36164ea496a02324885a8557a", "recbole": "1.2.1"}})
+
+    def write(raw: list, complete: bool) -> dict:
+        matmul["samples"] = matmul["before"] + matmul.get("after", [])
+        prov.update({"load_avg_after": list(os.getloadavg()), "complete": complete})
+        cases = [case_record(*r[:3], statistics.median(matmul["samples"]), r[3]) for r in raw]
+        return write_result(a.out, matmul, cases, prov)
+
     log = open(a.log, "a") if a.log else None  # noqa: SIM115 (the workers' stderr for the whole run)
     try:
-        raw = run_cases(a, log)
+        raw = run_cases(a, log, lambda cases: write(cases, complete=False))
     finally:
         if log:
             log.close()
     matmul["after"] = matmul_samples()
-    matmul["samples"] = matmul["before"] + matmul["after"]
-    keep = ("families", "hstu_cases", "ctr_models", "threads", "warmup", "rounds", "round_s")
-    prov.update({"command": command_line("benchmarks.peers", [f"--{k}={getattr(a, k)}" for k in keep]),
-                 "load_avg_before": list(load_before), "load_avg_after": list(os.getloadavg()),
-                 "config": {k: getattr(a, k) for k in keep},
-                 "peer_versions": {"generative-recommenders": "2e81fab69a497fb5e24cd23569adf1e78070e4ec",
-                                   "FuxiCTR": "0245987fdc1d43c36164ea496a02324885a8557a", "recbole": "1.2.1"}})
-    cases = [case_record(*r[:3], statistics.median(matmul["samples"]), r[3]) for r in raw]
-    out = write_result(a.out, matmul, cases, prov)
+    out = write(raw, complete=True)
     for c in out["cases"]:
         print(json.dumps({k: c[k] for k in ("peer", "case", "peer_examples_per_s", "ours_examples_per_s", "ratio",
                                             "ours_fraction_of_matmul", "meets_target")}))
