@@ -4,7 +4,7 @@ Two questions of the generative-retrieval literature, on the paper's setup (expe
   1. size x compute: a ladder of encoder-decoder widths/depths around the paper's model (4+4 layers,
      d_model 128, 6 x 64 heads, FFN 1024), each trained for several step counts (constant batch 256),
      so that every run has its own training compute C = 3 x forward FLOPs x examples
-     (scaling_rec.train.tiger_loop.forward_flops_per_example); the report fits 1 − test Recall@10
+     (scaling_rec.flops.tiger_forward_flops); the report fits 1 − test Recall@10
      against C on the Pareto frontier and tabulates each fixed-length ladder;
   2. codebook size: the paper's model at one length with 3-level semantic IDs of 64 … 1024 codes per
      level (a larger codebook = longer-tail IDs, fewer collisions, a larger output vocabulary).

@@ -43,7 +43,7 @@ from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.sources import cache_dir
 from scaling_rec.data.splits import leave_one_out
-from scaling_rec.flops import param_counts
+from scaling_rec.flops import TRAIN_MULTIPLIER, param_counts, tiger_forward_flops
 from scaling_rec.io import atomic_write_json, read_run_result
 from scaling_rec.metrics import MetricAccumulator, beam_ranking_metrics, ranking_metrics_from_ranks
 from scaling_rec.models.beam_search import build_prefix_table, make_search
@@ -172,25 +172,6 @@ def eval_pairs(split_part: Any, max_items: int) -> tuple[list[np.ndarray], np.nd
     h = split_part.history
     return ([h.user_items(u)[-max_items:] for u in range(h.num_users)], split_part.targets.astype(np.int32),
             split_part.user_index)
-
-
-def forward_flops_per_example(config: ml_collections.ConfigDict, length: int) -> float:
-    """Analytic forward FLOPs of one example (multiply-add = 2; attention included; embedding lookups 0).
-
-    The output layer scores ids.codebook_size codes at each of the T positions (the collision level is no wider).
-    """
-    m = config.model
-    S, T = 1 + config.data.max_items * length, length
-    inner = m.num_heads * m.head_dim
-    per_tok = 2 * (4 * m.d_model * inner + 2 * m.d_model * m.d_ff)
-    attn = lambda q, k: 2 * 2 * q * k * inner  # scores + weighted sum
-    if m.arch == "encdec":
-        enc = m.num_layers * (S * per_tok + attn(S, S))
-        dec = m.num_layers * (T * (per_tok + 2 * 2 * m.d_model * inner) + 2 * S * 2 * m.d_model * inner
-                              + attn(T, T) + attn(T, S))
-        return float(enc + dec + 2 * T * m.d_model * config.ids.codebook_size)
-    layers = 2 * m.num_layers
-    return float(layers * ((S + T) * per_tok + attn(S + T, S + T) / 2) + 2 * T * m.d_model * config.ids.codebook_size)
 
 
 def make_lr_schedule(train: ml_collections.ConfigDict) -> Callable[[jax.Array], jax.Array]:
@@ -335,7 +316,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     # holds a best step beyond `start`, which the replay would save again and orbax would refuse.
     best_ckpt.drop_after(start)
     logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
-    fwd = forward_flops_per_example(config, L)
+    train_flops = TRAIN_MULTIPLIER * tiger_forward_flops(config, L)  # per example
     progress(f"[{rid}] TIGER {spec.arch} params={n_params:,} (emb {n_emb:,}) train pairs={len(train_ex.targets_B):,} "
              f"steps {start}->{t.num_steps}")
     n_train = len(train_ex.targets_B)
@@ -372,7 +353,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                 stop_reason = "diverged"
             rec = {"step": step, "loss": loss, "grad_norm": float(last(m["grad_norm"])), "lr": float(last(m["lr"])),
                    "xent_by_position": np.asarray(last(m["xent_by_position"])).round(4).tolist(),
-                   "examples_seen": meta["examples_seen"], "flops_spent": 3 * fwd * meta["examples_seen"],
+                   "examples_seen": meta["examples_seen"], "flops_spent": train_flops * meta["examples_seen"],
                    "elapsed_s": float(meta["wall_time_s"]) + time.time() - t_loop}
             logger.log(rec)
             if config.logging.progress:
@@ -418,7 +399,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         "dataset": config.data.name, "encoder": config.data.encoder, "encoder_dim": config.data.encoder_dim,
         "ids_method": ids.method, "ids_stats": {k: v for k, v in ids.stats.items() if k != "rqvae_history"},
         "id_vocab_sizes": list(ids.vocab_sizes), "steps": step, "total_steps": t.num_steps,
-        "flops_planned": 3 * fwd * B * t.num_steps, "flops_spent": 3 * fwd * meta["examples_seen"],
+        "flops_planned": train_flops * B * t.num_steps, "flops_spent": train_flops * meta["examples_seen"],
         "n_dense": n_dense, "n_emb": n_emb, "examples_seen": meta["examples_seen"],
         "unique_examples": n_train, "epochs": meta["examples_seen"] / n_train,
         "final_train_loss": next((r["loss"] for r in reversed(_read_jsonl(logger.path)) if "loss" in r), None),

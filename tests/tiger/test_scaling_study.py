@@ -10,11 +10,11 @@ import pytest
 
 from experiments.tiger import scaling
 from scaling_rec.analysis.results import load_results
+from scaling_rec.flops import tiger_forward_flops
 from scaling_rec.sweep.executors import InlineExecutor
 from scaling_rec.sweep.runner import run_sweep
 from scaling_rec.sweep.spec import expand
 from scaling_rec.sweep.store import Store, study_root
-from scaling_rec.train.tiger_loop import forward_flops_per_example
 from tests.tiger.test_loop import _config, _data_dir
 
 
@@ -22,7 +22,7 @@ def test_gpu_points_validate_and_the_ladder_climbs():
     specs = expand(scaling.get_config("gpu"), scaling.get_sweep("gpu"))
     assert len(specs) == 16 and {s.family for s in specs} == {"tiger"}
     rungs = [s for s in specs if s.config.train.num_steps == 20_000]
-    flops = [forward_flops_per_example(s.config, length=4) for s in rungs]
+    flops = [tiger_forward_flops(s.config, length=4) for s in rungs]
     assert [s.size for s in rungs] == ["tiger/r0", "tiger/r1", "tiger/r2", "tiger/r3"]
     assert all(b > 2 * a for a, b in zip(flops, flops[1:], strict=False)), flops
     paper = next(s.config for s in rungs if s.size == "tiger/r2")
