@@ -29,6 +29,7 @@ from absl import app, flags
 
 from benchmarks.provenance import provenance
 from scaling_rec.analysis import load_results, write_report
+from scaling_rec.analysis.results import STALE_REASON
 from scaling_rec.data import known_answer as ka
 from scaling_rec.io import atomic_write_json
 from scaling_rec.sweep.spec import load_analysis
@@ -111,13 +112,14 @@ def write_known_answer_report(config_arg: str, study: pathlib.Path, out: pathlib
     prov = provenance()
     paths = write_report(study, out, metric=s.get("metric"), transform=s.get("transform", "auto"),
                          n_boot=int(s.get("n_boot", 200)), frontier=s.get("frontier", "budget"),
-                         d_rule=s.get("d_rule", "data"))
+                         d_rule=s.get("d_rule", "data"), latest_sweep_only=True)
     fits = json.loads(paths["fits.json"].read_text())
     info = known_answer(study_data_config(study))
     rows = floor_rows(fits, info["bayes_on_eval_targets"])
     report = pathlib.Path(paths["report.md"])
     report.write_text("\n".join(header_lines(info, rows, fits["target"]["label"])) + "\n" + report.read_text())
-    df, _ = load_results(study)
+    df, _ = load_results(study, latest_sweep_only=True)
+    df = df[df["exclude_reason"] != STALE_REASON]
     cols = [c for c in _RUN_COLUMNS if c in df] + sorted(c for c in df if c.startswith("eval/"))
     df[cols].sort_values(["family", "C"]).to_csv(out / "runs.csv", index=False)
     atomic_write_json(out / "known_answer.json", {"known_answer": info, "floors": rows})

@@ -369,6 +369,7 @@ def write_report(
     problems: list[ResultProblem] | None = None,
     use_wandb: bool = False,
     wandb_project: str = "scaling_rec",
+    latest_sweep_only: bool = False,
 ) -> dict[str, pathlib.Path]:
     """Fit every family in a results store and write fits.json, report.md and PNGs to out_dir.
 
@@ -379,6 +380,7 @@ def write_report(
       n_boot, seed, ci: bootstrap settings (n_boot=0: no CIs).
       d_rule: IsoFLOP D* rule, 'data' or '6nd'.  use_wandb: also log to a W&B summary run.
       frontier: 'budget' or 'pareto', the points L(C) is fitted on (see `analyze_family`).
+      latest_sweep_only: exclude the runs the study's latest sweep did not name (see `load_results`).
     Returns:
       {'fits.json': path, 'report.md': path, '<plot>.png': path, …}.
     """
@@ -389,7 +391,7 @@ def write_report(
         df, problems = results, list(problems or [])
     else:
         source = str(results)
-        df, problems = load_results(results, size=size)
+        df, problems = load_results(results, size=size, latest_sweep_only=latest_sweep_only)
     if not df.empty:
         df = df.assign(**{k: df[k] if k in df else v for k, v in (("family", "all"), ("exclude_reason", ""))})
     if df.empty:

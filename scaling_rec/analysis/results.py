@@ -173,6 +173,19 @@ def _sweep_labels(study_dir: pathlib.Path) -> dict[str, dict[str, Any]]:
     return labels
 
 
+def _latest_sweep_ids(study_dir: pathlib.Path) -> set[str] | None:
+    """Run ids of the study's latest sweep (`<study>/sweep/manifest.json`), or None without a readable one."""
+    try:
+        runs = json.loads((study_dir / "sweep" / "manifest.json").read_text())["runs"]
+        return {str(r["run_id"]) for r in runs}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+STALE_REASON = ("not in the study's latest sweep (sweep/manifest.json): a run of an earlier version of the "
+                "experiment; rerun that version's sweep to use it, or delete the run directory")
+
+
 def _run_dirs(workdir: pathlib.Path) -> list[tuple[pathlib.Path, str]]:
     """(run dir, default study name) for `workdir/runs/*` or, failing that, `workdir/*/runs/*`."""
     if (workdir / "runs").is_dir():
@@ -192,7 +205,7 @@ def _as_float(v: Any) -> float:
 
 
 def load_results(
-    workdir: str | pathlib.Path, *, size: str = "n_dense", warn: bool = True
+    workdir: str | pathlib.Path, *, size: str = "n_dense", warn: bool = True, latest_sweep_only: bool = False
 ) -> tuple[pd.DataFrame, list[ResultProblem]]:
     """Load every `runs/<run_id>/result.json` under workdir into one DataFrame.
 
@@ -201,6 +214,10 @@ def load_results(
       size: which parameter count is `N`: 'n_dense' (non-embedding, the default) or 'n_total'
         (n_dense + n_emb).
       warn: emit a ResultWarning per problem (they are returned either way).
+      latest_sweep_only: in a study whose sweep wrote a manifest, exclude the runs the latest sweep did not
+        name (STALE_REASON): for a study that belongs to one preset, whose earlier versions left their runs
+        in the same directory. Off by default, since presets may share a study on purpose (e.g. quick and
+        full IsoFLOP grids pooled in one report).
     Returns:
       (df, problems): one row per run directory with a readable result.json (partial ones kept
       but flagged unusable); problems lists every unreadable/partial result and runs without one.
@@ -215,10 +232,12 @@ def load_results(
     rows: list[dict[str, Any]] = []
     problems: list[ResultProblem] = []
     labels_by_study: dict[pathlib.Path, dict[str, dict[str, Any]]] = {}
+    latest_by_study: dict[pathlib.Path, set[str] | None] = {}
     for run_dir, study in _run_dirs(workdir):
         study_dir = run_dir.parent.parent
         if study_dir not in labels_by_study:
             labels_by_study[study_dir] = _sweep_labels(study_dir)
+            latest_by_study[study_dir] = _latest_sweep_ids(study_dir) if latest_sweep_only else None
         res_path = run_dir / "result.json"
         if not res_path.exists():
             problems.append(ResultProblem(str(run_dir), "no result.json (unfinished or not started)"))
@@ -244,8 +263,11 @@ def load_results(
             row.update({k: _as_float(v) for k, v in flatten(data["eval"], "eval").items()})
         labels = labels_by_study[study_dir].get(str(row["run_id"]), {})
         row.update(_identity(data, labels, config, study))
+        latest = latest_by_study[study_dir]
         if issues:
             row["exclude_reason"] = "partial result.json: " + "; ".join(issues)
+        elif latest is not None and str(row["run_id"]) not in latest:
+            row["exclude_reason"] = STALE_REASON
         elif row["status"] != "ok":
             why = data.get("degenerate_reason") if row["status"] == "degenerate" else None
             row["exclude_reason"] = f"status={row['status']}" + (f" ({why})" if why else "")

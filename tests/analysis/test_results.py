@@ -157,3 +157,19 @@ def test_train_loop_format_and_sweep_manifest_labels(tmp_path):
         select_target(df, "eval/ndcg@10")
     nan_only = df.assign(final_eval_loss=float("nan"))
     assert select_target(nan_only).column == "final_train_loss"  # no usable eval loss at all
+
+
+def test_runs_outside_the_latest_sweep_are_excluded_as_stale(tmp_path):
+    """A preset changed after a sweep leaves the old runs in the same study; asked to, the latest manifest
+    decides (by default every run counts: presets may share a study on purpose)."""
+    for rid in ("new1", "new2", "old1"):
+        write_run(tmp_path, rid, result(rid))
+    (tmp_path / "sweep").mkdir()
+    manifest = {"study": "s", "runs": [{"run_id": "new1"}, {"run_id": "new2"}]}
+    (tmp_path / "sweep" / "manifest.json").write_text(json.dumps(manifest))
+    df, _ = load_results(tmp_path, latest_sweep_only=True)
+    usable = df.set_index("run_id")["usable"].to_dict()
+    assert usable == {"new1": True, "new2": True, "old1": False}
+    assert "latest sweep" in df.set_index("run_id").loc["old1", "exclude_reason"]
+    everything, _ = load_results(tmp_path)
+    assert everything["usable"].all()
