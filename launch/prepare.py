@@ -1,7 +1,8 @@
 r"""Prepare an event log once (CSV / TSV / Parquet) into sharded numpy arrays that training streams from.
 
     python -m launch.prepare --input=clicks.tsv --out=/data/clicks_prepared \
-        --columns=user=uid,item=song,timestamp=ts [--skip_bad_rows] [--num_shards=0] [--chunk_mb=64]
+        --columns=user=uid,item=song,timestamp=ts [--timestamp_unit=s] [--skip_bad_rows] [--num_shards=0] \
+        [--chunk_mb=64]
     python -m launch.prepare --input=likes.parquet --out=/data/yambda_likes --preset=yambda
 
 The output (scaling_rec/data/prepared.py) holds manifest.json (counts, id maps, checksums, statistics and
@@ -29,6 +30,8 @@ _PRESET = flags.DEFINE_enum("preset", None, ["ml-20m", "amazon-2023", "yambda"],
                             "A public log's column mapping (scaling_rec.data.events.PRESETS) instead of --columns.")
 _SHARDS = flags.DEFINE_integer("num_shards", 0, "Shards (contiguous user ranges); 0 = about 4M events each.")
 _CHUNK_MB = flags.DEFINE_integer("chunk_mb", 64, "MiB of text read per chunk (memory is a few times this).")
+_UNIT = flags.DEFINE_enum("timestamp_unit", None, ["s", "ms", "us", "ns"],
+                          "The log's timestamp unit, stored as seconds; default: the preset's, else 's'.")
 _SKIP = flags.DEFINE_bool("skip_bad_rows", False, "Count and skip malformed rows instead of stopping.")
 flags.mark_flags_as_required(["input", "out"])
 
@@ -45,8 +48,9 @@ def main(argv: list[str]) -> int:
     columns = PRESETS[_PRESET.value].columns if _PRESET.value else EventColumns.from_mapping(
         {"timestamp": "", **dict(pairs)})
     command = "python -m launch.prepare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    unit = _UNIT.value or (PRESETS[_PRESET.value].timestamp_unit if _PRESET.value else "s")
     manifest = prepare(_INPUT.value, _OUT.value, columns, num_shards=_SHARDS.value, skip_bad_rows=_SKIP.value,
-                       chunk_bytes=_CHUNK_MB.value << 20, command=command)
+                       chunk_bytes=_CHUNK_MB.value << 20, command=command, timestamp_unit=unit)
     print(json.dumps(manifest["counts"]), flush=True)
     return 0
 

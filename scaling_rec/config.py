@@ -27,6 +27,9 @@ DATASETS = ("amazon-beauty", "amazon-toys", "events", "ml-100k", "ml-1m", "ml-20
 LOSSES = ("sampled_softmax", "full_softmax")
 LR_DECAYS = ("constant", "cosine")
 # "xent" (the calibrated validation cross-entropy, scaling_rec.calibration) is lower-is-better.
+# data.timestamp_unit: the unit of an event log's timestamps, converted to seconds when read (the time bias
+# buckets seconds); unit i is 1000**i per second.
+TIMESTAMP_UNITS = ("s", "ms", "us", "ns")
 SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200", "xent")
 
 
@@ -49,6 +52,8 @@ def default_config() -> ml_collections.ConfigDict:
         # never uses, so that logs covering different parts of one catalogue train the same model
         # (benchmarks/events_scale.py); a smaller one is an error.
         num_items=0,
+        # 'events' only: the unit of the log's timestamps (TIMESTAMP_UNITS), converted to seconds when read.
+        timestamp_unit="s",
         # Data scaling (experiments/hstu/data_scaling.py): train on this fraction of the users' training
         # sequences, a nested seeded subset (scaling_rec.data.pipeline.nested_subset); validation and
         # test keep every user.
@@ -95,7 +100,8 @@ def _padded_ignores_kernel(given: Mapping[str, Any]) -> str | None:
 SCHEMA = Schema(
     label="config", module="scaling_rec.config", defaults=default_config,
     choices={"data.name": DATASETS, "data.layout": LAYOUTS, "model.family": FAMILIES, "model.attention_impl": IMPLS,
-             "eval.select_metric": SELECT_METRICS, "train.loss": LOSSES, "train.lr_decay": LR_DECAYS},
+             "eval.select_metric": SELECT_METRICS, "train.loss": LOSSES, "train.lr_decay": LR_DECAYS,
+             "data.timestamp_unit": TIMESTAMP_UNITS},
     positive=("data.max_len", "model.embed_dim", "model.num_blocks", "model.num_heads", "model.qk_dim", "model.v_dim",
               "model.ffn_dim", "model.num_time_buckets", "model.time_bucket_divisor", "train.batch_size",
               "train.learning_rate", "train.num_negatives", "train.temperature", "train.log_every", "eval.batch_size",

@@ -37,6 +37,7 @@ ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p
               "data.columns": {"user": "user", "item": "item", "timestamp": "timestamp", "rating": "", "action": "",
                                "weight": ""},
               "train.lr_decay": "constant", "train.final_lr_fraction": 0.1, "data.num_items": 0,
+              "data.timestamp_unit": "s",
               "model.num_tokens": 10, "model.token_dim": 40, "model.ffn_mult": 4}  # the last three: CTR schema
 # Keys of ADDED_KEYS that a family's schema had from its start: there they always count. The CTR schema
 # (scaling_rec.ctr_config) had data.path before the sequence schema added it; leaving it out changed

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from scaling_rec.config import TIMESTAMP_UNITS
 from scaling_rec.data.sequences import SequenceData, drop_consecutive_repeats, select_events
 from scaling_rec.errors import ConfigError, DataFormatError, DataNotFoundError
 
@@ -66,13 +67,23 @@ class EventColumns:
         return {r: getattr(self, r) for r in ROLES if getattr(self, r)}
 
 
+def per_second(unit: str) -> int:
+    """Timestamps per second in `unit` (config data.timestamp_unit: 's', 'ms', 'us' or 'ns')."""
+    if unit not in TIMESTAMP_UNITS:
+        raise ConfigError(f"timestamp unit {unit!r} is not one of {list(TIMESTAMP_UNITS)} (data.timestamp_unit, "
+                          "launch.prepare --timestamp_unit).")
+    return 1000 ** TIMESTAMP_UNITS.index(unit)
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A public log's file, column mapping and download command (README, 'Your own event log')."""
+    """A public log's file, column mapping, timestamp unit and download command (README, 'Your own event
+    log')."""
 
     file: str
     columns: EventColumns
     download: str
+    timestamp_unit: str = "s"
 
 
 PRESETS = {
@@ -83,7 +94,7 @@ PRESETS = {
     # user_id,parent_asin,rating,timestamp with string ids and Unix milliseconds.
     "amazon-2023": Preset("Toys_and_Games.csv", EventColumns("user_id", "parent_asin", "timestamp", rating="rating"),
                           "download <Category>.csv from https://amazon-reviews-2023.github.io (benchmark files, "
-                          "5-core, rating_only)"),
+                          "5-core, rating_only)", timestamp_unit="ms"),
     # Yambda (Yandex music) flat Parquet, e.g. 50m/likes.parquet or listens.parquet: uid, item_id, timestamp,
     # is_organic (listens add played_ratio_pct, track_length_seconds); is_organic is kept as the action.
     "yambda": Preset("likes.parquet", EventColumns("uid", "item_id", "timestamp", action="is_organic"),
@@ -376,18 +387,23 @@ def kcore(data: SequenceData, k: int) -> SequenceData:
 
 def load_events(path: str | os.PathLike, columns: Mapping[str, str] | EventColumns | None = None, *,
                 name: str = "events", min_rating: float | None = None, dedup: bool = False,
-                kcore_k: int = 0) -> SequenceData:
-    """A log on disk (or a directory made by launch/prepare.py) → SequenceData (module docstring)."""
+                kcore_k: int = 0, timestamp_unit: str = "s") -> SequenceData:
+    """A log on disk (or a directory made by launch/prepare.py) → SequenceData (module docstring).
+
+    timestamp_unit: the log's ('s', 'ms', 'us', 'ns'); timestamps become seconds (floored) after each
+    user's events are ordered by the original ones. A prepared directory holds seconds already.
+    """
     if not path:
         raise ConfigError("data.name='events' needs data.path: an event log (.csv/.tsv/.parquet) or a "
                           "directory made by launch/prepare.py.")
     path = pathlib.Path(path)
     cols = columns if isinstance(columns, EventColumns) else EventColumns.from_mapping(columns)
     if path.is_dir():
-        from scaling_rec.data.prepared import PreparedData
+        from scaling_rec.data.prepared import PreparedData, check_seconds
 
         if min_rating is not None:
             raise ConfigError(f"data.min_rating applies to a raw log, not to the prepared directory {path}.")
+        check_seconds(timestamp_unit, path)
 
         data = PreparedData.open(path).to_sequences(name=name)
     else:
@@ -400,6 +416,8 @@ def load_events(path: str | os.PathLike, columns: Mapping[str, str] | EventColum
             if not keep.any():
                 raise ConfigError(f"data.min_rating={min_rating} keeps no events of {path}; lower it.")
         data = table_to_sequences(table, name=name, source=str(path))
+        if data.timestamps is not None and per_second(timestamp_unit) > 1:
+            data = dataclasses.replace(data, timestamps=data.timestamps // per_second(timestamp_unit))
     if dedup:
         data = drop_consecutive_repeats(data).validate()
     return kcore(data, kcore_k)

@@ -43,7 +43,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from scaling_rec.data.events import CHUNK_BYTES, EventColumns, iter_chunks
+from scaling_rec.data.events import CHUNK_BYTES, EventColumns, iter_chunks, per_second
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.errors import ConfigError, DataFormatError, DataNotFoundError
 
@@ -51,6 +51,14 @@ FORMAT_VERSION = 1
 EVENTS_PER_SHARD = 4_000_000
 _OPTIONAL = {"timestamp": ("timestamps", np.int64), "rating": ("ratings", np.float32),
              "action": ("actions", np.int64), "weight": ("weights", np.float32)}
+
+
+def check_seconds(unit: str, path: str | os.PathLike) -> None:
+    """Raises ConfigError unless `unit` is 's': a prepared directory holds seconds (prepare converted them)."""
+    if unit != "s":
+        raise ConfigError(f"data.timestamp_unit={unit!r}, but the prepared directory {path} holds seconds: "
+                          "launch.prepare converted them (--timestamp_unit, recorded in its manifest.json). "
+                          "Leave data.timestamp_unit='s'.")
 
 
 def _record_dtype(roles: list[str]) -> np.dtype:
@@ -108,7 +116,7 @@ def _as_saveable(ids: np.ndarray) -> np.ndarray:
 def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: EventColumns, *,
             num_shards: int = 0, skip_bad_rows: bool = False, chunk_bytes: int = CHUNK_BYTES,
             command: str = "", write: Callable[[str], None] | None = None,
-            stop_after_chunks: int | None = None) -> dict:
+            stop_after_chunks: int | None = None, timestamp_unit: str = "s") -> dict:
     """Prepares `input_path` into `out_dir` (module docstring) and returns the manifest.
 
     Args:
@@ -117,6 +125,8 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
       skip_bad_rows: count and skip malformed rows instead of raising DataFormatError.
       chunk_bytes: text read per chunk (memory is a small multiple of it).
       command: the command line, recorded in the manifest.
+      timestamp_unit: the log's timestamp unit ('s', 'ms', 'us', 'ns'); shards hold seconds (floored), each
+        user's events ordered by the original timestamps.
       stop_after_chunks: stop (as if killed) after this many chunks of reading — for tests of resume.
     Returns:
       the manifest dict (a directory whose manifest.json exists is returned as it is), or
@@ -128,15 +138,18 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
         raise DataNotFoundError(f"{src}: not a file; --input must name an event log (.csv, .tsv, .parquet).")
     if (out / "manifest.json").exists():
         manifest = json.loads((out / "manifest.json").read_text())
-        made_from = (manifest["source"], manifest["columns"])
-        if made_from != (_source_info(src), columns.mapped()):
+        made_from = (manifest["source"], manifest["columns"], manifest.get("timestamp_unit_of_source", "s"))
+        if made_from != (_source_info(src), columns.mapped(), timestamp_unit):
             raise ConfigError(f"{out} was prepared from {made_from}, not from {src} with columns {columns.mapped()} "
+                              f"and timestamp unit {timestamp_unit!r} "
                               "(or the file changed since); delete it or use another --out.")
         return manifest
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     args = {"input": str(src), "columns": columns.mapped(), "num_shards": num_shards, "skip_bad_rows": skip_bad_rows,
-            "chunk_bytes": chunk_bytes, "source": _source_info(src), "format_version": FORMAT_VERSION}
+            "chunk_bytes": chunk_bytes, "source": _source_info(src), "format_version": FORMAT_VERSION,
+            "timestamp_unit": timestamp_unit}
+    per_second(timestamp_unit)  # an unknown unit fails here, before anything is read
     state_path = work / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"args": args, "stage": "scan"}
     if state["args"] != args:
@@ -270,6 +283,8 @@ def _shards(out: pathlib.Path, work: pathlib.Path, state: dict, state_path: path
         rec = np.fromfile(part, dtype)
         keys = [rec["row"]] + ([rec["timestamps"]] if "timestamps" in dtype.names else []) + [rec["user"]]
         rec = rec[np.lexsort(keys)]
+        if "timestamps" in dtype.names:
+            rec["timestamps"] //= per_second(state["args"]["timestamp_unit"])
         lo, hi = int(bounds[s]), int(bounds[s + 1])
         counts = np.bincount(rec["user"] - lo, minlength=hi - lo)
         offsets = np.zeros(hi - lo + 1, np.int64)
@@ -309,6 +324,7 @@ def _manifest(out: pathlib.Path, work: pathlib.Path, state: dict, command: str) 
 
     manifest = {
         "format_version": FORMAT_VERSION, "columns": state["args"]["columns"], "source": state["args"]["source"],
+        "timestamp_unit_of_source": state["args"]["timestamp_unit"],
         "command": command, "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "counts": {"events": state["num_events"], "users": state["num_users"], "items": state["num_items"],
                    "shards": state["num_shards"], "skipped_rows": state["scan"]["skipped"]},

@@ -28,6 +28,7 @@ def load_sequences(
     log_path: str = "",
     columns: Mapping[str, str] | None = None,
     kcore: int = 0,
+    timestamp_unit: str = "s",
 ) -> SequenceData:
     """Loads a registered dataset ('amazon-beauty', 'amazon-toys', 'ml-100k', 'ml-1m', 'ml-20m',
     'ml-latest-small') or the user's own log ('events') as chronological SequenceData.
@@ -42,6 +43,7 @@ def load_sequences(
       log_path, columns: 'events' only: the log or prepared directory and its {role: column} mapping
         (scaling_rec/data/events.py).
       kcore: keep the k-core (every user and item with >= kcore events); 0 keeps all.
+      timestamp_unit: 'events' only: the log's timestamp unit ('s', 'ms', 'us', 'ns'), read as seconds.
 
     Raises:
       ConfigError: unknown name, or min_rating on a dataset without ratings.
@@ -49,7 +51,8 @@ def load_sequences(
       DataFormatError: a file is malformed (the message names file and line).
     """
     if name == "events":
-        return events.load_events(log_path, columns, min_rating=min_rating, dedup=dedup, kcore_k=kcore)
+        return events.load_events(log_path, columns, min_rating=min_rating, dedup=dedup, kcore_k=kcore,
+                                  timestamp_unit=timestamp_unit)
     spec = get_spec(name)
     if spec.format == "s3rec" and min_rating is not None:
         raise ConfigError(

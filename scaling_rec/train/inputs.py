@@ -21,7 +21,7 @@ from scaling_rec.data.jagged import SequenceExample
 from scaling_rec.data.known_answer import known_answer_sequences
 from scaling_rec.data.long_range import long_range_sequences
 from scaling_rec.data.pipeline import BatchSpec, TrainStream, auto_tokens_per_batch, example_lengths, nested_subset
-from scaling_rec.data.prepared import PreparedData
+from scaling_rec.data.prepared import PreparedData, check_seconds
 from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.splits import MIN_EVENTS, leave_one_out
@@ -69,7 +69,7 @@ def load_data(config: ml_collections.ConfigDict) -> SequenceData:
         return long_range_sequences(d.synthetic_users, d.synthetic_items, seed=config.seed, gap=d.long_gap,
                                     p_signal=d.long_p_signal, personal=d.name.endswith("personal"), name=d.name)
     return load_sequences(d.name, d.data_dir or None, min_rating=d.min_rating or None, dedup=d.dedup, log_path=d.path,
-                          columns=d.columns.to_dict(), kcore=d.kcore)
+                          columns=d.columns.to_dict(), kcore=d.kcore, timestamp_unit=d.timestamp_unit)
 
 
 def prepare(config: ml_collections.ConfigDict) -> RunInputs:
@@ -121,6 +121,7 @@ def _prepare_streamed(config: ml_collections.ConfigDict) -> RunInputs:
                           f"directory ({d.path}) is streamed as it was prepared. Set data.path to the log file "
                           "itself, or filter the log before preparing it.")
     data = PreparedData.open(d.path)
+    check_seconds(d.timestamp_unit, d.path)
     train = PreparedExamples(data, d.max_len, d.train_user_fraction)
     valid = PreparedEvalExamples(data, d.max_len, "valid", config.eval.max_users)
     test = PreparedEvalExamples(data, d.max_len, "test", config.eval.max_users)

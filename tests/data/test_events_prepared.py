@@ -123,3 +123,24 @@ def test_prepare_killed_with_sigkill_resumes_to_the_same_files(tmp_path):
     assert not (out / "manifest.json").exists()
     again = prepared.prepare(log, out, COLS, num_shards=3, chunk_bytes=1 << 20, write=lambda line: None)
     assert again["shards"] == ref["shards"] and again["counts"] == ref["counts"]
+
+
+def test_millisecond_timestamps_become_seconds_in_memory_and_prepared(tmp_path):
+    log = write_log(tmp_path / "log.csv")
+    df = pd.read_csv(log)
+    df["t"] = df["t"] * 1000 + (np.arange(len(df)) * 7919) % 1000  # ms, out of order within each second
+    ms_log = tmp_path / "log_ms.csv"
+    df.to_csv(ms_log, index=False)
+    ours = events.load_events(ms_log, COLS, timestamp_unit="ms")
+    by_ms = events.load_events(ms_log, COLS)
+    np.testing.assert_array_equal(ours.items, by_ms.items)  # ordered by the original milliseconds
+    np.testing.assert_array_equal(ours.timestamps, by_ms.timestamps // 1000)
+    prepared.prepare(ms_log, tmp_path / "out", COLS, num_shards=2, chunk_bytes=4096, timestamp_unit="ms",
+                     write=lambda line: None)
+    _same(prepared.PreparedData.open(tmp_path / "out").to_sequences(), ours)
+    with pytest.raises(ConfigError, match="holds seconds"):
+        events.load_events(tmp_path / "out", COLS, timestamp_unit="ms")
+    with pytest.raises(ConfigError, match="timestamp unit 's'"):  # a finished directory made with another unit
+        prepared.prepare(ms_log, tmp_path / "out", COLS)
+    with pytest.raises(ConfigError, match="'h' is not one of"):
+        events.load_events(ms_log, COLS, timestamp_unit="h")

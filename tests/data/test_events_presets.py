@@ -39,7 +39,7 @@ def test_preset_reads_its_format_in_memory_and_prepared(tmp_path, name):
     preset = events.PRESETS[name]
     path, df = _fixture(tmp_path, name)
     assert path.name == pathlib_name(preset.file)
-    data = events.load_events(path, preset.columns)
+    data = events.load_events(path, preset.columns, timestamp_unit=preset.timestamp_unit)
     cols = preset.columns
     assert data.num_events == len(df) and data.num_users == df[cols.user].nunique()
     assert data.num_items == df[cols.item].nunique()
@@ -49,7 +49,11 @@ def test_preset_reads_its_format_in_memory_and_prepared(tmp_path, name):
     rows = df[df[cols.user] == first_user].sort_values(cols.timestamp, kind="stable")
     item_ids = np.array(sorted(df[cols.item].unique()))
     np.testing.assert_array_equal(item_ids[data.user_items(0) - 1], rows[cols.item].to_numpy())
-    prepared.prepare(path, tmp_path / "out", cols, num_shards=2, write=lambda line: None)
+    seconds = rows[cols.timestamp].to_numpy() // events.per_second(preset.timestamp_unit)
+    np.testing.assert_array_equal(data.user_timestamps(0), seconds)
+    assert 10**9 <= data.timestamps.min() < 2 * 10**9, "Unix seconds, as the time bias buckets them"
+    prepared.prepare(path, tmp_path / "out", cols, num_shards=2, write=lambda line: None,
+                     timestamp_unit=preset.timestamp_unit)
     again = prepared.PreparedData.open(tmp_path / "out").to_sequences()
     np.testing.assert_array_equal(again.items, data.items)
     np.testing.assert_array_equal(again.timestamps, data.timestamps)
