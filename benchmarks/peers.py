@@ -461,6 +461,9 @@ def ours_hstu(case: str, batches_npz: str, harness_dir: str) -> OurSide:
     return OurSide(info, _jitted_step(step, state, batches, fixed=HSTU_BATCH), lambda i: flops[i % len(flops)])
 
 
+FUXICTR_WUKONG_WIDTHS = (512, 256)  # WuKong_frappe_bars' FMB and top MLP hidden units
+
+
 def wukong_like_fuxictr(vocab_sizes: Sequence[int], num_dense: int, seed: int):
     """Our Wukong at FuxiCTR's WuKong_frappe_bars settings: 3 layers, 40 FMB + 40 LCB embeddings of width 10,
     rank 8, FMB MLP [512, 256], top MLP [512, 256] with batch norm, layer norm, no dropout."""
@@ -469,8 +472,8 @@ def wukong_like_fuxictr(vocab_sizes: Sequence[int], num_dense: int, seed: int):
     from scaling_rec.models.wukong import Wukong
 
     return Wukong(tuple(vocab_sizes), num_dense, embed_dim=10, num_layers=3, num_fmb=40, num_lcb=40, fm_rank=8,
-                  fmb_width=(512, 256), fmb_depth=2, mlp_width=(512, 256), mlp_depth=2, bottom_width=64,
-                  bottom_depth=2, norm="batch", dropout_rate=0.0, rngs=nnx.Rngs(params=seed))
+                  fmb_width=FUXICTR_WUKONG_WIDTHS, fmb_depth=2, mlp_width=FUXICTR_WUKONG_WIDTHS, mlp_depth=2,
+                  bottom_width=64, bottom_depth=2, norm="batch", dropout_rate=0.0, rngs=nnx.Rngs(params=seed))
 
 
 def ctr_config(model: str):
@@ -492,10 +495,12 @@ def ours_ctr(model_name: str) -> OurSide:
     configuration on the first NUM_BATCHES batches of 4096 of our Frappe split."""
     import jax
     import jax.numpy as jnp
+    import ml_collections
     import numpy as np
     from flax import nnx
 
     from scaling_rec.data.ctr import load_ctr
+    from scaling_rec.flops import TRAIN_MULTIPLIER, ctr_forward_flops
     from scaling_rec.models.registry import build_ctr_model
     from scaling_rec.train.ctr_loop import make_loss
     from scaling_rec.train.engine import make_train_step
@@ -503,11 +508,14 @@ def ours_ctr(model_name: str) -> OurSide:
 
     c = ctr_config(model_name)
     data = load_ctr(c.data)
+    shape = c.model
     if model_name == "WuKong":
         model = wukong_like_fuxictr(data.vocab_sizes, data.num_dense, c.seed)
+        shape = ml_collections.ConfigDict({**c.model.to_dict(), "fmb_width": FUXICTR_WUKONG_WIDTHS,
+                                           "mlp_width": FUXICTR_WUKONG_WIDTHS})
     else:
         model = build_ctr_model(c.model, data.vocab_sizes, data.num_dense, nnx.Rngs(params=c.seed))
-    flops = 3.0 * model.forward_flops() * c.train.batch_size
+    flops = TRAIN_MULTIPLIER * ctr_forward_flops(shape, len(data.vocab_sizes), data.num_dense) * c.train.batch_size
     graphdef, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
     optimizer = make_optimizer(c.train)
     state = TrainState(params=params, opt_state=optimizer.init(params), step=jnp.asarray(0, jnp.int32), rest=stats)

@@ -84,3 +84,20 @@ def test_param_counts_follow_one_rule_for_every_family():
         assert counts.n_emb == used * width
         every = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
         assert counts.n_dense == every - rows * width
+
+
+def test_every_family_has_its_flops_in_this_module():
+    """A family added to scaling_rec.families without a FLOP formula here fails (CTR: ctr_forward_flops;
+    sequential: block_flops; TIGER: tiger_forward_flops); per-layer widths count as the equal widths do."""
+    from scaling_rec import ctr_config, tiger_config
+    from scaling_rec.families import CTR_FAMILIES, SEQUENCE_FAMILIES, TIGER_FAMILIES
+    from scaling_rec.flops import ctr_forward_flops, mlp_flops, tiger_forward_flops
+
+    for family in CTR_FAMILIES:
+        c = ctr_config.default_config()
+        c.model.family = family
+        assert ctr_forward_flops(c.model, num_fields=10) > ctr_forward_flops(c.model, num_fields=5) > 0
+    for family in SEQUENCE_FAMILIES:
+        assert block_flops(_config(family).model, tokens=10, pairs=55) > 0
+    assert TIGER_FAMILIES == ("tiger",) and tiger_forward_flops(tiger_config.default_config(), 3) > 0
+    assert mlp_flops(7, (16, 16), 2, 1) == mlp_flops(7, 16, 2, 1) == 2 * (7 * 16 + 16 * 16 + 16)

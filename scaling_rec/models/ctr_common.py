@@ -1,9 +1,9 @@
-"""Pieces shared by the CTR families (Wukong, DLRM, DCNv2): field embeddings in one row-sharded table,
-batch normalisation, the MLP block, analytic FLOPs helpers and parameter counts.
+"""Pieces shared by the CTR families (Wukong, DLRM, DCNv2, RankMixer): field embeddings in one row-sharded
+table, batch normalisation and the MLP block.
 
 Every CTR model maps `cat_BxF` int32 field ids (0 = OOV in each field) and optional `num_BxM`
-float32 dense features to `logits_B` float32, and exposes `forward_flops() -> float` (per example,
-multiply-add = 2, lookups and element-wise ops 0; DESIGN "Budget").
+float32 dense features to `logits_B` float32; its FLOPs are scaling_rec.flops.ctr_forward_flops and its
+parameter counts scaling_rec.flops.param_counts.
 """
 
 from __future__ import annotations
@@ -104,10 +104,6 @@ class MLP(nnx.Module):
                 x_BxI = dropout(jax.nn.relu(x_BxI), self.dropout_rate, keys.next() if train else None)
         return x_BxI
 
-    def flops(self) -> float:
-        """Forward FLOPs per example: 2 * d_in * d_out per layer."""
-        return float(sum(2 * a * b for a, b in zip(self.dims[:-1], self.dims[1:], strict=True)))
-
 
 def _make_norm(norm: str, width: int, rngs: nnx.Rngs) -> nnx.Module | None:
     if norm == "batch":
@@ -115,9 +111,3 @@ def _make_norm(norm: str, width: int, rngs: nnx.Rngs) -> nnx.Module | None:
     if norm == "layer":
         return LayerNorm(width, rngs, axis="mlp")
     return None
-
-
-def mlp_flops(d_in: int, width: int, depth: int, d_out: int) -> float:
-    """Forward FLOPs per example of `MLP(d_in, width, depth, d_out)` without building it."""
-    dims = [d_in] + [width] * depth + ([d_out] if d_out else [])
-    return float(sum(2 * a * b for a, b in zip(dims[:-1], dims[1:], strict=True)))

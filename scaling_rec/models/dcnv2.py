@@ -30,9 +30,6 @@ class CrossLayer(nnx.Module):
         h_BxD = self.up(self.down(x_BxD)) if self.rank > 0 else self.full(x_BxD)
         return x0_BxD * h_BxD + x_BxD
 
-    def flops(self) -> float:
-        return 4.0 * self.dim * self.rank if self.rank > 0 else 2.0 * self.dim * self.dim
-
 
 class DCNv2(nnx.Module):
     """DCNv2 CTR model (parallel cross + deep): cat_BxF (+ num_BxM) -> logits_B."""
@@ -58,7 +55,3 @@ class DCNv2(nnx.Module):
             x_BxD = layer(x0_BxD, x_BxD)
         deep_BxH = self.deep(x0_BxD, train=train, keys=keys)
         return self.out(jnp.concatenate([x_BxD, deep_BxH], axis=1))[:, 0]
-
-    def forward_flops(self) -> float:
-        """Cross layers + deep MLP + output layer, per example."""
-        return sum(c.flops() for c in self.cross) + self.deep.flops() + 2.0 * (self.d0 + self.deep.dims[-1])

@@ -54,8 +54,3 @@ class DLRM(nnx.Module):
         if self.interaction == "dot":
             top_in = jnp.concatenate([top_in, dot_interaction(z_BxMxD)], axis=1)
         return self.top(top_in, train=train, keys=keys)[:, 0]
-
-    def forward_flops(self) -> float:
-        """Bottom MLP + the full Gram matrix 2 m^2 d (what is computed) + top MLP, per example."""
-        f = self.top.flops() + (self.bottom.flops() if self.bottom is not None else 0.0)
-        return f + (2.0 * self.m * self.m * self.d if self.interaction == "dot" else 0.0)

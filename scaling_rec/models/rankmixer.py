@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scaling_rec.errors import ConfigError
-from scaling_rec.models.ctr_common import MLP, FieldEmbedding, mlp_flops
+from scaling_rec.models.ctr_common import MLP, FieldEmbedding
 from scaling_rec.models.layers import KeyChain, LayerNorm, _lead, dropout, layer_norm, param
 
 _PER_TOKEN_INIT = nnx.initializers.xavier_uniform(batch_axis=(0,))  # fans of each token's own matrix
@@ -63,11 +63,6 @@ class PerTokenFFN(nnx.Module):
         h_BxTxH = jax.nn.gelu(per_token_dense(x_BxTxD, self.w1[...], self.b1[...]))
         h_BxTxH = dropout(h_BxTxH, self.dropout_rate, keys.next() if train else None)
         return per_token_dense(h_BxTxH, self.w2[...], self.b2[...])
-
-    def flops(self) -> float:
-        """Forward FLOPs per example: two per-token matmuls, 2 · 2 · T · D · kD."""
-        t, d, h = self.w1.shape
-        return 4.0 * t * d * h
 
 
 class RankMixerBlock(nnx.Module):
@@ -130,18 +125,5 @@ class RankMixer(nnx.Module):
             x_BxTxD = block(x_BxTxD, train=train, keys=keys)
         return self.head(jnp.mean(x_BxTxD, axis=1), train=train, keys=keys)[:, 0]
 
-    def forward_flops(self) -> float:
-        """Analytic forward FLOPs per example (multiply-add = 2; the mixing, lookups, norms, pooling 0)."""
-        t, c, d = self.tokenizer.shape
-        return 2.0 * t * c * d + sum(b.ffn.flops() for b in self.blocks) + self.head.flops()
 
-
-def rankmixer_flops(input_dim: int, *, num_tokens: int, token_dim: int, num_layers: int, ffn_mult: int,
-                    mlp_width: int, mlp_depth: int) -> float:
-    """Forward FLOPs per example of RankMixer on `input_dim` concatenated features, without building it."""
-    t, d = num_tokens, token_dim
-    tokenize = 2.0 * t * math.ceil(input_dim / t) * d
-    return tokenize + num_layers * 4.0 * t * d * ffn_mult * d + mlp_flops(d, mlp_width, mlp_depth, 1)
-
-
-__all__ = ["PerTokenFFN", "RankMixer", "RankMixerBlock", "per_token_dense", "rankmixer_flops", "token_mixing"]
+__all__ = ["PerTokenFFN", "RankMixer", "RankMixerBlock", "per_token_dense", "token_mixing"]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scaling_rec.models.ctr_common import MLP, FieldEmbedding, mlp_flops
+from scaling_rec.models.ctr_common import MLP, FieldEmbedding
 from scaling_rec.models.layers import KeyChain, LayerNorm, _lead, layer_norm, param
 
 _XAVIER = nnx.initializers.xavier_uniform()
@@ -67,11 +67,6 @@ class WukongLayer(nnx.Module):
             normed_BxOD = layer_norm(flat_BxOD, self.out_norm_eps) * _lead(self.out_scale[...], 2)
         return normed_BxOD.reshape(b, self.n_out, self.d)
 
-    def flops(self) -> float:
-        """Forward FLOPs per example: FM 4 n d k, FMB MLP, LCB 2 n_L n d, residual 2 n_out n d if projected."""
-        f = 4.0 * self.n_in * self.d * self.rank + self.fmb_mlp.flops() + 2.0 * self.num_lcb * self.n_in * self.d
-        return f + (2.0 * self.n_out * self.n_in * self.d if self.residual is not None else 0.0)
-
 
 class Wukong(nnx.Module):
     """Wukong CTR model: cat_BxF (+ num_BxM) -> logits_B."""
@@ -105,27 +100,10 @@ class Wukong(nnx.Module):
             x_BxNxD = layer(x_BxNxD, train=train, keys=keys)
         return self.top(x_BxNxD.reshape(x_BxNxD.shape[0], -1), train=train, keys=keys)[:, 0]
 
-    def forward_flops(self) -> float:
-        """Analytic forward FLOPs per example (multiply-add = 2; lookups, norms, activations 0)."""
-        f = sum(layer.flops() for layer in self.layers) + self.top.flops()
-        return f + (self.bottom.flops() if self.bottom is not None else 0.0)
-
 
 def naive_fm(x_BxNxD: jax.Array) -> jax.Array:
     """X X^T per example [B, n, n]: the plain FM interaction matrix (reference for tests, §3.4)."""
     return jnp.einsum("bnd,bmd->bnm", x_BxNxD, x_BxNxD)
 
 
-def wukong_flops(n: int, d: int, *, num_layers: int, num_fmb: int, num_lcb: int, fm_rank: int, fmb_width: int,
-                 fmb_depth: int, mlp_width: int, mlp_depth: int) -> float:
-    """Forward FLOPs per example of Wukong on n input embeddings (no dense bottom), without building it."""
-    f = 0.0
-    for _ in range(num_layers):
-        n_out = num_fmb + num_lcb
-        f += 4.0 * n * d * fm_rank + mlp_flops(n * fm_rank, fmb_width, fmb_depth, num_fmb * d)
-        f += 2.0 * num_lcb * n * d + (2.0 * n_out * n * d if n_out != n else 0.0)
-        n = n_out
-    return f + mlp_flops(n * d, mlp_width, mlp_depth, 1)
-
-
-__all__ = ["Wukong", "WukongLayer", "linear_compress", "naive_fm", "optimized_fm", "wukong_flops"]
+__all__ = ["Wukong", "WukongLayer", "linear_compress", "naive_fm", "optimized_fm"]

@@ -29,7 +29,7 @@ from scaling_rec import ctr_config
 from scaling_rec.calibration import ctr_loss_metrics
 from scaling_rec.data.ctr import CTRDataset, CTRSplit, load_ctr
 from scaling_rec.errors import ConfigError
-from scaling_rec.flops import param_counts
+from scaling_rec.flops import TRAIN_MULTIPLIER, ctr_forward_flops, param_counts
 from scaling_rec.io import read_run_result
 from scaling_rec.metrics import auc, auc_tie_stats, logloss_from_logits
 from scaling_rec.models.registry import build_ctr_model
@@ -41,8 +41,6 @@ from scaling_rec.train import bookkeeping
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
 from scaling_rec.train.loop import FINISHED
-
-TRAIN_MULTIPLIER = 3.0
 
 
 def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -153,7 +151,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     graphdef, init = sharded_init(factory, mesh, rules_for(config))
     abstract = nnx.eval_shape(factory)
     counts = param_counts(abstract)
-    flops_per_example = TRAIN_MULTIPLIER * abstract.forward_flops()
+    flops_per_example = TRAIN_MULTIPLIER * ctr_forward_flops(config.model, len(data.vocab_sizes), data.num_dense)
     graphdef, params, stats = nnx.split(nnx.merge(graphdef, init()), nnx.Param, nnx.BatchStat)
     optimizer = make_optimizer(t)
     state = {"params": params, "stats": stats, "opt_state": init_opt_state(optimizer, params, mesh),
