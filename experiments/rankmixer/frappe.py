@@ -3,10 +3,12 @@
 One run:
     SCALING_REC_DATA=../shared/data python -m launch.train --config=experiments/rankmixer/frappe.py:rankmixer \
         --workdir=runs/
-Sweep (the `sweep` preset: ladder rungs r0-r2 at a fixed length) and its fit:
+Sweep (the `sweep` preset: ladder rungs r0-r2 at a fixed length); launch.sweep then runs launch.analyze
+with get_analysis's flags, which alone is
     SCALING_REC_DATA=../shared/data python -m launch.sweep --config=experiments/rankmixer/frappe.py:sweep \
         --workdir=runs/ --executor=local --workers=2
-    python -m launch.analyze --config=experiments/rankmixer/frappe.py:sweep --workdir=runs/
+    python -m launch.analyze --workdir=runs/rankmixer_sweep --out=runs/rankmixer_sweep/report \
+        --metric=eval/test/logloss --transform=none --frontier=pareto --n_boot=50
 
 Presets (embedding dim 10, batch 4096, Adam lr 1e-3, x0.1 on plateau, early stop after 2 epochs without
 validation-AUC gain, as the other Frappe presets):
