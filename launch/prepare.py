@@ -1,7 +1,7 @@
 r"""Prepare an event log once (CSV / TSV / Parquet) into sharded numpy arrays that training streams from.
 
     python -m launch.prepare --input=clicks.tsv --out=/data/clicks_prepared \
-        --columns=user=uid,item=song,timestamp=ts [--timestamp_unit=s] [--skip_bad_rows] [--num_shards=0] \
+        --columns=user=uid,item=song,timestamp=ts [--timestamp_unit=s] [--kcore=0] [--skip_bad_rows] [--num_shards=0] \
         [--chunk_mb=64]
     python -m launch.prepare --input=likes.parquet --out=/data/yambda_likes --preset=yambda
 
@@ -32,6 +32,8 @@ _SHARDS = flags.DEFINE_integer("num_shards", 0, "Shards (contiguous user ranges)
 _CHUNK_MB = flags.DEFINE_integer("chunk_mb", 64, "MiB of text read per chunk (memory is a few times this).")
 _UNIT = flags.DEFINE_enum("timestamp_unit", None, ["s", "ms", "us", "ns"],
                           "The log's timestamp unit, stored as seconds; default: the preset's, else 's'.")
+_KCORE = flags.DEFINE_integer("kcore", 0, "Keep the k-core (every user and item with >= k events, iterated); "
+                              "0 keeps every event. Chunked passes over the partitioned events.")
 _SKIP = flags.DEFINE_bool("skip_bad_rows", False, "Count and skip malformed rows instead of stopping.")
 flags.mark_flags_as_required(["input", "out"])
 
@@ -50,7 +52,8 @@ def main(argv: list[str]) -> int:
     command = "python -m launch.prepare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     unit = _UNIT.value or (PRESETS[_PRESET.value].timestamp_unit if _PRESET.value else "s")
     manifest = prepare(_INPUT.value, _OUT.value, columns, num_shards=_SHARDS.value, skip_bad_rows=_SKIP.value,
-                       chunk_bytes=_CHUNK_MB.value << 20, command=command, timestamp_unit=unit)
+                       chunk_bytes=_CHUNK_MB.value << 20, command=command, timestamp_unit=unit,
+                       kcore=_KCORE.value)
     print(json.dumps(manifest["counts"]), flush=True)
     return 0
 

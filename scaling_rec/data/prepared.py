@@ -24,7 +24,10 @@ grain still drives the stream (scaling_rec/data/stream.py) through a random-acce
 Preparing runs in three resumable stages with memory bounded by the chunk size and the id maps
 (O(users + items), not O(events)): (1) scan: read the log in chunks, collect the sorted unique user and
 item ids; (2) partition: read it again, map ids to indices, append each event to the partition file
-of its user's range; (3) shards: sort each partition by (user, timestamp, row) and write its shard.
+of its user's range; with kcore = k > 0, (2b) k-core: passes over the partition files count each user's
+and item's events among those of kept users and items and drop the ones under k, to a fixed point (the
+in-memory `events.kcore`, with O(users + items) memory); (3) shards: sort each partition by (user,
+timestamp, row), keep the k-core's events renumbered densely in the same order, and write its shard.
 The state after each chunk / shard is saved, so a killed prepare continues where it stopped.
 """
 
@@ -116,7 +119,7 @@ def _as_saveable(ids: np.ndarray) -> np.ndarray:
 def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: EventColumns, *,
             num_shards: int = 0, skip_bad_rows: bool = False, chunk_bytes: int = CHUNK_BYTES,
             command: str = "", write: Callable[[str], None] | None = None,
-            stop_after_chunks: int | None = None, timestamp_unit: str = "s") -> dict:
+            stop_after_chunks: int | None = None, timestamp_unit: str = "s", kcore: int = 0) -> dict:
     """Prepares `input_path` into `out_dir` (module docstring) and returns the manifest.
 
     Args:
@@ -127,6 +130,8 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
       command: the command line, recorded in the manifest.
       timestamp_unit: the log's timestamp unit ('s', 'ms', 'us', 'ns'); shards hold seconds (floored), each
         user's events ordered by the original timestamps.
+      kcore: keep the k-core (every user and item with >= kcore events, iterated), as data.kcore does in
+        memory; 0 keeps every event.
       stop_after_chunks: stop (as if killed) after this many chunks of reading — for tests of resume.
     Returns:
       the manifest dict (a directory whose manifest.json exists is returned as it is), or
@@ -138,17 +143,18 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
         raise DataNotFoundError(f"{src}: not a file; --input must name an event log (.csv, .tsv, .parquet).")
     if (out / "manifest.json").exists():
         manifest = json.loads((out / "manifest.json").read_text())
-        made_from = (manifest["source"], manifest["columns"], manifest.get("timestamp_unit_of_source", "s"))
-        if made_from != (_source_info(src), columns.mapped(), timestamp_unit):
-            raise ConfigError(f"{out} was prepared from {made_from}, not from {src} with columns {columns.mapped()} "
-                              f"and timestamp unit {timestamp_unit!r} "
+        made_from = (manifest["source"], manifest["columns"], manifest.get("timestamp_unit_of_source", "s"),
+                     manifest.get("kcore", {}).get("k", 0))
+        if made_from != (_source_info(src), columns.mapped(), timestamp_unit, kcore):
+            raise ConfigError(f"{out} was prepared from {made_from}, not from {src} with columns {columns.mapped()}, "
+                              f"timestamp unit {timestamp_unit!r} and kcore {kcore} "
                               "(or the file changed since); delete it or use another --out.")
         return manifest
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     args = {"input": str(src), "columns": columns.mapped(), "num_shards": num_shards, "skip_bad_rows": skip_bad_rows,
             "chunk_bytes": chunk_bytes, "source": _source_info(src), "format_version": FORMAT_VERSION,
-            "timestamp_unit": timestamp_unit}
+            "timestamp_unit": timestamp_unit, "kcore": kcore}
     per_second(timestamp_unit)  # an unknown unit fails here, before anything is read
     state_path = work / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"args": args, "stage": "scan"}
@@ -162,6 +168,8 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
     if state["stage"] == "partition" and not _partition(src, columns, skip_bad_rows, chunk_bytes, work, state,
                                                         state_path, budget, write):
         return {"status": "interrupted", "stage": "partition"}
+    if state["stage"] == "kcore":
+        _kcore(work, state, state_path, write)
     if state["stage"] == "shards":
         _shards(out, work, state, state_path, write)
     manifest = _manifest(out, work, state, command)
@@ -261,19 +269,75 @@ def _partition(src: pathlib.Path, columns: EventColumns, skip_bad_rows: bool, ch
     finally:
         for fh in files:
             fh.close()
-    state["stage"] = "shards"
+    state["stage"] = "kcore" if state["args"]["kcore"] else "shards"
     _atomic_json(state_path, state)
     return True
 
 
+def _partition_records(work: pathlib.Path, state: dict, records: int = 1 << 22):
+    """Every partition's events, `records` at a time (memory bounded by the block)."""
+    dtype = _record_dtype(list(state["args"]["columns"]))
+    for s in range(state["num_shards"]):
+        with open(work / f"part_{s:05d}.bin", "rb") as fh:
+            while (block := np.fromfile(fh, dtype, count=records)).size:
+                yield block
+
+
+def _kcore(work: pathlib.Path, state: dict, state_path: pathlib.Path, write) -> None:
+    """Stage 2b: the k-core's users and items as masks (kcore_users.npy bool [U], kcore_items.npy bool [I + 1]),
+    each pass saved, so a killed prepare repeats at most one pass."""
+    k = state["args"]["kcore"]
+    users_path, items_path = work / "kcore_users.npy", work / "kcore_items.npy"
+    if users_path.exists():
+        user_keep, item_keep = np.load(users_path), np.load(items_path)
+    else:
+        user_keep, item_keep = np.ones(state["num_users"], bool), np.ones(state["num_items"] + 1, bool)
+        item_keep[0] = False
+    bar = Progress("kcore", 1, "passes", write)
+    passes = state.get("kcore_passes", 0)
+    while True:
+        user_n, item_n = np.zeros(user_keep.size, np.int64), np.zeros(item_keep.size, np.int64)
+        for rec in _partition_records(work, state):
+            kept = rec[user_keep[rec["user"]] & item_keep[rec["item"]]]
+            user_n += np.bincount(kept["user"], minlength=user_n.size)
+            item_n += np.bincount(kept["item"], minlength=item_n.size)
+        new_users, new_items = user_keep & (user_n >= k), item_keep & (item_n >= k)
+        passes += 1
+        bar.update(passes, f"pass {passes}: {int(new_users.sum()):,} users, {int(new_items.sum()):,} items")
+        if np.array_equal(new_users, user_keep) and np.array_equal(new_items, item_keep):
+            break
+        user_keep, item_keep = new_users, new_items
+        _save_npy(users_path, user_keep)
+        _save_npy(items_path, item_keep)
+        state["kcore_passes"] = passes
+        _atomic_json(state_path, state)
+    if not user_keep.any():
+        raise ConfigError(f"kcore={k} leaves no events of {state['args']['input']}; lower it.")
+    _save_npy(users_path, user_keep)
+    _save_npy(items_path, item_keep)
+    state.update(stage="shards", kcore_passes=passes)
+    _atomic_json(state_path, state)
+
+
+def _kept(work: pathlib.Path, state: dict, num_users: int, num_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Old index -> new index of users (int64 [U], -1 = dropped) and items (int64 [I + 1], 0 = dropped)."""
+    if not state["args"]["kcore"]:
+        return np.arange(num_users, dtype=np.int64), np.arange(num_items + 1, dtype=np.int64)
+    user_keep, item_keep = np.load(work / "kcore_users.npy"), np.load(work / "kcore_items.npy")
+    return (np.where(user_keep, np.cumsum(user_keep) - 1, -1).astype(np.int64),
+            np.where(item_keep, np.cumsum(item_keep), 0).astype(np.int64))
+
+
 def _shards(out: pathlib.Path, work: pathlib.Path, state: dict, state_path: pathlib.Path, write) -> None:
-    """Stage 3: each partition sorted by (user, timestamp, row) and written as a shard."""
+    """Stage 3: each partition sorted by (user, timestamp, row), cut to the k-core and written as a shard."""
     roles = list(state["args"]["columns"])
     dtype = _record_dtype(roles)
-    bounds = shard_bounds(state["num_users"], state["num_shards"])
+    user_new, item_new = _kept(work, state, state["num_users"], state["num_items"])
+    kept_before = np.concatenate([[0], np.cumsum(user_new >= 0)])  # kept users below each old index
+    bounds = kept_before[shard_bounds(state["num_users"], state["num_shards"])]
     done = state.setdefault("shards_done", {})
     bar = Progress("shards", state["num_shards"], "shards", write)
-    item_counts = np.zeros(state["num_items"] + 1, np.int64)
+    item_counts = np.zeros(int(item_new.max()) + 1, np.int64)
     for s in range(state["num_shards"]):
         part = work / f"part_{s:05d}.bin"
         shard_dir = out / f"shard_{s:05d}"
@@ -283,6 +347,8 @@ def _shards(out: pathlib.Path, work: pathlib.Path, state: dict, state_path: path
         rec = np.fromfile(part, dtype)
         keys = [rec["row"]] + ([rec["timestamps"]] if "timestamps" in dtype.names else []) + [rec["user"]]
         rec = rec[np.lexsort(keys)]
+        rec = rec[(user_new[rec["user"]] >= 0) & (item_new[rec["item"]] > 0)]
+        rec["user"], rec["item"] = user_new[rec["user"]], item_new[rec["item"]]
         if "timestamps" in dtype.names:
             rec["timestamps"] //= per_second(state["args"]["timestamp_unit"])
         lo, hi = int(bounds[s]), int(bounds[s + 1])
@@ -312,8 +378,10 @@ def _shards(out: pathlib.Path, work: pathlib.Path, state: dict, state_path: path
 
 
 def _manifest(out: pathlib.Path, work: pathlib.Path, state: dict, command: str) -> dict:
-    for name in ("users", "items"):
-        os.replace(work / f"scan_{name}.npy", out / f"{name}.npy")
+    user_new, item_new = _kept(work, state, state["num_users"], state["num_items"])
+    for name, keep in (("users", user_new >= 0), ("items", item_new[1:] > 0)):
+        ids = np.load(work / f"scan_{name}.npy", allow_pickle=False)
+        _save_npy(out / f"{name}.npy", ids[keep])
     shards = [{"dir": f"shard_{s:05d}", **state["shards_done"][str(s)]} for s in range(state["num_shards"])]
     lengths = np.concatenate([np.diff(np.load(out / sh["dir"] / "offsets.npy")) for sh in shards])
     item_counts = np.load(work / "item_counts.npy")[1:]
@@ -326,8 +394,11 @@ def _manifest(out: pathlib.Path, work: pathlib.Path, state: dict, command: str) 
         "format_version": FORMAT_VERSION, "columns": state["args"]["columns"], "source": state["args"]["source"],
         "timestamp_unit_of_source": state["args"]["timestamp_unit"],
         "command": command, "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "counts": {"events": state["num_events"], "users": state["num_users"], "items": state["num_items"],
+        "counts": {"events": int(lengths.sum()), "users": int(lengths.size), "items": int(item_counts.size),
                    "shards": state["num_shards"], "skipped_rows": state["scan"]["skipped"]},
+        "kcore": {"k": state["args"]["kcore"], "passes": state.get("kcore_passes", 0),
+                  "events_before": state["scan"]["events"], "users_before": state["num_users"],
+                  "items_before": state["num_items"]},
         "skipped_examples": state["scan"]["skipped_examples"],
         "stats": {"events_per_user_percentiles": percentiles(lengths),
                   "events_per_user_mean": float(lengths.mean()),

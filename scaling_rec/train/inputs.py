@@ -119,7 +119,7 @@ def _prepare_streamed(config: ml_collections.ConfigDict) -> RunInputs:
     if refused:
         raise ConfigError(f"data.{refused[0]}={d[refused[0]]} filters the whole log in memory; a prepared "
                           f"directory ({d.path}) is streamed as it was prepared. Set data.path to the log file "
-                          "itself, or filter the log before preparing it.")
+                          "itself, or filter the log before preparing it (launch.prepare --kcore).")
     data = PreparedData.open(d.path)
     check_seconds(d.timestamp_unit, d.path)
     train = PreparedExamples(data, d.max_len, d.train_user_fraction)

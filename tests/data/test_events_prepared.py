@@ -144,3 +144,37 @@ def test_millisecond_timestamps_become_seconds_in_memory_and_prepared(tmp_path):
         prepared.prepare(ms_log, tmp_path / "out", COLS)
     with pytest.raises(ConfigError, match="'h' is not one of"):
         events.load_events(ms_log, COLS, timestamp_unit="h")
+
+
+@pytest.mark.parametrize("k", [3, 12])
+def test_kcore_inside_prepare_equals_the_in_memory_kcore(tmp_path, k):
+    log = write_log(tmp_path / "log.csv", string_ids=True)
+    ref = events.load_events(log, COLS, kcore_k=k)
+    assert ref.num_events < 3000 and ref.num_items < events.load_events(log, COLS).num_items
+    manifest = prepared.prepare(log, tmp_path / "out", COLS, num_shards=3, chunk_bytes=4096, kcore=k,
+                                write=lambda line: None)
+    data = prepared.PreparedData.open(tmp_path / "out")
+    _same(data.to_sequences(), ref)
+    assert manifest["counts"]["events"] == ref.num_events and manifest["kcore"]["k"] == k
+    assert manifest["kcore"]["passes"] >= 2 and manifest["kcore"]["events_before"] == 3000
+    items = np.load(tmp_path / "out" / "items.npy")
+    assert items.size == ref.num_items and list(items) == sorted(items)  # the kept ids, ascending
+    with pytest.raises(ConfigError, match="kcore 0"):
+        prepared.prepare(log, tmp_path / "out", COLS)
+
+
+def test_a_prepare_killed_in_its_kcore_passes_resumes_to_the_same_files(tmp_path, monkeypatch):
+    log = write_log(tmp_path / "log.csv")
+    ref = prepared.prepare(log, tmp_path / "ref", COLS, num_shards=2, kcore=12, write=lambda line: None)
+    real = prepared._save_npy
+
+    def killed_after_first_pass(path, arr):
+        real(path, arr)
+        if path.name == "kcore_items.npy":
+            raise KeyboardInterrupt
+    monkeypatch.setattr(prepared, "_save_npy", killed_after_first_pass)
+    with pytest.raises(KeyboardInterrupt):
+        prepared.prepare(log, tmp_path / "out", COLS, num_shards=2, kcore=12, write=lambda line: None)
+    monkeypatch.setattr(prepared, "_save_npy", real)
+    again = prepared.prepare(log, tmp_path / "out", COLS, num_shards=2, kcore=12, write=lambda line: None)
+    assert again["shards"] == ref["shards"] and again["counts"] == ref["counts"]
