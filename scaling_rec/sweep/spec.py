@@ -43,6 +43,7 @@ import ml_collections
 from scaling_rec import config as config_lib
 from scaling_rec.errors import ConfigError
 from scaling_rec.sweep.sizes import SIZES, apply_size, size_name
+from scaling_rec.train.tasks import schema_for
 
 LENGTH_KEYS = ("train.num_steps", "train.num_epochs", "train.flops_budget")
 GRID_KEYS = ("budgets", "sizes", "sizes_per_budget", "families", "ladder", "points", "overrides")
@@ -73,14 +74,8 @@ class RunSpec:
 
 
 def schema(family: str) -> types.ModuleType:
-    """The config module (default_config, validate) of a model family: scaling_rec.ctr_config for the
-    CTR families (Wukong, DLRM, DCNv2), scaling_rec.tiger_config for TIGER, scaling_rec.config for the
-    sequential retrievers (HSTU, SASRec)."""
-    from scaling_rec import ctr_config, tiger_config
-
-    if family in ctr_config.FAMILIES:
-        return ctr_config
-    return tiger_config if family in tiger_config.FAMILIES else config_lib
+    """The config module (default_config, validate) of a model family (scaling_rec.train.tasks)."""
+    return schema_for(family)
 
 
 def load_experiment(path: str | pathlib.Path) -> types.ModuleType:

@@ -17,6 +17,7 @@ from scaling_rec import config as config_lib
 from scaling_rec.errors import RunBusyError
 from scaling_rec.sweep.spec import schema
 from scaling_rec.sweep.store import FINISHED, Store, read_spec, study_root
+from scaling_rec.train.tasks import train_one
 
 EXIT_BUSY = 75  # EX_TEMPFAIL: another process is running this run; try again later.
 
@@ -46,30 +47,18 @@ def cache_dir(workdir: str | os.PathLike, value: str) -> str | None:
 def run_one(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, lock: bool = True) -> dict[str, Any]:
     """Runs (resumes, or returns the finished result of) `config` under `<workdir>/<study>/`.
 
-    The trainer follows the family: scaling_rec.train.ctr_loop for the CTR families (Wukong, DLRM,
-    DCNv2), scaling_rec.train.tiger_loop for TIGER, scaling_rec.train.loop for HSTU and SASRec.
-
-    Holds the run's lock while training (RunBusyError when another live process holds it), so two
-    launches of the same run never train it at once.
+    The trainer follows the family (scaling_rec.train.tasks.train_one). Holds the run's lock while
+    training (RunBusyError when another live process holds it), so two launches of the same run never train
+    it at once.
     """
-    from scaling_rec.ctr_config import FAMILIES as CTR_FAMILIES
-    from scaling_rec.tiger_config import FAMILIES as TIGER_FAMILIES
-
-    if config.model.family in CTR_FAMILIES:
-        from scaling_rec.train.ctr_loop import train_and_evaluate
-    elif config.model.family in TIGER_FAMILIES:
-        from scaling_rec.train.tiger_loop import train_and_evaluate
-    else:
-        from scaling_rec.train.loop import train_and_evaluate
-
     schema(config.model.family).validate(config)  # a rejected config takes no lock (and writes nothing)
     root = study_root(workdir, config)
     store = Store(root)
     rid = config_lib.run_id(config)
     if not lock:
-        return train_and_evaluate(config, root)
+        return train_one(config, root)
     with store.lock(rid):
-        return train_and_evaluate(config, root)
+        return train_one(config, root)
 
 
 def run_spec_file(spec_path: str, workdir: str, compilation_cache: str | None = None) -> dict[str, Any]:

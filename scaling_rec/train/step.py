@@ -18,40 +18,86 @@ from scaling_rec.metrics import ranking_metrics
 from scaling_rec.models.sequential import jagged_to_padded, token_view
 from scaling_rec.train.losses import full_softmax_loss, sampled_softmax_loss
 
+# loss_fn(params, rest, batch, key) -> (objective, (metrics, rest)): the objective is differentiated; the
+# metrics hold at least 'loss' (and 'loss_sum' / 'targets' when the loss is a mean over a varying count).
+LossFn = Callable[[nnx.State, nnx.State, Any, jax.Array], tuple[jax.Array, tuple[dict[str, jax.Array], nnx.State]]]
+
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class TrainState:
-    """Everything a step changes: parameters, optimiser state, step counter (int32 scalar)."""
+    """Everything a step changes: parameters, optimiser state, step counter (int32 scalar), the model's
+    non-parameter variables."""
 
     params: nnx.State
     opt_state: Any
     step: jax.Array
+    rest: Any = dataclasses.field(default_factory=dict)  # the model's other variables (batch statistics)
+
+
+def warmup_rsqrt_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
+    """Learning rate of a 0-based int step (TIGER, Rajput et al. 2023): linear warm-up over `warmup_steps`
+    counted from 1, then constant or, with `decay_start` > 0, inverse-square-root decay from step
+    `decay_start` on (float32 scalar)."""
+
+    def lr_schedule(step: jax.Array) -> jax.Array:
+        s = jnp.asarray(step).astype(jnp.float32) + 1.0
+        warm = jnp.minimum(1.0, s / max(train.warmup_steps, 1))
+        if not train.decay_start:
+            return train.learning_rate * warm
+        return train.learning_rate * warm * jnp.sqrt(train.decay_start / jnp.maximum(s, train.decay_start))
+
+    return lr_schedule
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -> float | optax.Schedule:
-    """The learning rate of `train` over a run of `total_steps` optimizer steps: an optional linear warm-up
+    """The learning rate of `train` over a run of `total_steps` optimizer steps.
+
+    With train.decay_start (TIGER's schema): `warmup_rsqrt_schedule`. Otherwise an optional linear warm-up
     over train.warmup_steps, then constant (train.lr_decay='constant') or a cosine from learning_rate down
-    to final_lr_fraction × learning_rate at step total_steps ('cosine')."""
+    to final_lr_fraction × learning_rate at step total_steps ('cosine'). A learning rate that decays on a
+    validation plateau (train.lr_decay_factor < 1) is set by the loop through `make_optimizer`'s injected
+    hyperparameter.
+    """
+    if "decay_start" in train:
+        return warmup_rsqrt_schedule(train)
     peak = train.learning_rate
-    warmup = min(int(train.warmup_steps), max(total_steps - 1, 0))
+    warmup = min(int(train.get("warmup_steps", 0)), max(total_steps - 1, 0))
     if train.get("lr_decay", "constant") == "cosine":
         decay = optax.cosine_decay_schedule(peak, max(total_steps - warmup, 1), alpha=train.final_lr_fraction)
         if warmup == 0:
             return decay
         return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
-    if train.warmup_steps > 0:
+    if train.get("warmup_steps", 0) > 0:
         return optax.linear_schedule(0.0, peak, train.warmup_steps)
     return peak
 
 
 def make_optimizer(train: ml_collections.ConfigDict, total_steps: int = 0) -> optax.GradientTransformation:
-    """AdamW (Loshchilov & Hutter 2019) on learning_rate_schedule(train, total_steps); total_steps only
-    matters for a decaying schedule, which raises ValueError without it."""
+    """The optimizer of every family, on learning_rate_schedule(train, total_steps).
+
+    Global-norm clipping when train.grad_clip > 0, then AdamW (Loshchilov & Hutter 2019; b1, b2 as
+    configured, else 0.9 and 0.999) or, with train.optimizer='adagrad', Adagrad (Duchi et al. 2011). With
+    train.lr_decay_factor < 1 (reduce on plateau) the learning rate is an injected hyperparameter:
+    state.opt_state.hyperparams['learning_rate'], which the loop lowers. total_steps only matters for a
+    decaying schedule, which raises ValueError without it.
+    """
     if train.get("lr_decay", "constant") != "constant" and total_steps <= 0:
         raise ValueError(f"train.lr_decay={train.lr_decay!r} needs the run's total number of steps")
+
+    def make(learning_rate: float | optax.Schedule) -> optax.GradientTransformation:
+        if train.get("optimizer", "adamw") == "adagrad":
+            opt = optax.adagrad(learning_rate, initial_accumulator_value=0.1, eps=1e-7)
+        else:
+            opt = optax.adamw(learning_rate, b1=train.get("b1", 0.9), b2=train.get("b2", 0.999), eps=1e-8,
+                              weight_decay=train.weight_decay)
+        clip = train.get("grad_clip", 0.0)
+        return optax.chain(optax.clip_by_global_norm(clip), opt) if clip > 0 else opt
+
     lr = learning_rate_schedule(train, total_steps)
-    return optax.adamw(lr, b1=train.b1, b2=train.b2, eps=1e-8, weight_decay=train.weight_decay)
+    if train.get("lr_decay_factor", 1.0) < 1.0:
+        return optax.inject_hyperparams(make)(learning_rate=lr)
+    return make(lr)
 
 
 def _flat_targets(batch: Batch) -> jax.Array:

@@ -1,6 +1,6 @@
 """One tiny run per family on synthetic data (CPU, f32), reduced to the numbers a refactor must not move.
 
-`record(family, workdir)` trains the family's tiny config with the family's own trainer and returns
+`record(family, workdir)` trains the family's tiny config with the family's trainer and returns
 {'losses': {step: loss}, 'result': {key: value}}: the logged training losses and every result field
 except the ones that depend on the machine or the clock (VOLATILE). tests/golden/test_golden_runs.py
 compares it with golden_values.json, which `python -m tests.golden.regenerate` writes.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-from collections.abc import Callable
 from typing import Any
 
 import ml_collections
@@ -108,16 +107,6 @@ def config(family: str, workdir: pathlib.Path) -> ml_collections.ConfigDict:
     raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
 
 
-def _trainer(family: str) -> Callable[[ml_collections.ConfigDict, pathlib.Path], dict[str, Any]]:
-    if family in ("wukong", "dlrm", "dcnv2"):
-        from scaling_rec.train.ctr_loop import train_and_evaluate
-    elif family == "tiger":
-        from scaling_rec.train.tiger_loop import train_and_evaluate
-    else:
-        from scaling_rec.train.loop import train_and_evaluate
-    return train_and_evaluate
-
-
 def _stable(value: Any) -> Any:
     """`value` without its volatile fields (recursively)."""
     if isinstance(value, dict):
@@ -131,7 +120,9 @@ def record(family: str, workdir: pathlib.Path) -> dict[str, Any]:
     """Trains `family`'s tiny run in `workdir` and returns its losses by step and its stable result fields."""
     workdir = pathlib.Path(workdir)
     os.environ["SCALING_REC_CACHE"] = str(workdir / "cache")
-    result = _trainer(family)(config(family, workdir), workdir / "runs_root")
+    from scaling_rec.train.tasks import train_one
+
+    result = train_one(config(family, workdir), workdir / "runs_root")
     metrics = workdir / "runs_root" / "runs" / result["run_id"] / "metrics.jsonl"
     lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
     losses = {str(r["step"]): r["loss"] for r in lines if "loss" in r}

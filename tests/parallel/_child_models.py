@@ -81,7 +81,8 @@ def _sequence_setup(family: str, mesh):
 def _ctr_setup(family: str, mesh):
     """The same for a CTR model (Wukong, DLRM, DCNv2): BCE step of scaling_rec.train.ctr_loop."""
     from scaling_rec.models.registry import build_ctr_model
-    from scaling_rec.train.ctr_loop import make_steps
+    from scaling_rec.train.ctr_loop import make_loss
+    from scaling_rec.train.engine import make_train_step as engine_step
 
     config = tiny_ctr_config(family)
     data = load_ctr_data(config)
@@ -92,26 +93,18 @@ def _ctr_setup(family: str, mesh):
     graphdef, init = sharded_init(factory, mesh, rules_for(config))
     graphdef, params, stats = nnx.split(nnx.merge(graphdef, init()), nnx.Param, nnx.BatchStat)
     capture = capture_gradients()
-    state = {"params": params, "stats": stats, "opt_state": _init_capture(capture, params),
-             "step": jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh))}
+    state = TrainState(params=params, opt_state=_init_capture(capture, params),
+                       step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)), rest=stats)
     rows = np.arange(config.train.batch_size)
     host_batch = {"cat": data.train.cat_NxF[rows], "label": data.train.label_N[rows]}
     if data.train.num_NxM is not None:
         host_batch["num"] = data.train.num_NxM[rows]
-    train_step, _ = make_steps(graphdef, capture, config)
-    return state, host_batch, train_step
+    return state, host_batch, engine_step(make_loss(graphdef, config), capture, config.seed)
 
 
 def _init_capture(capture: optax.GradientTransformation, params):
     """The capturing optimiser's state, placed like the parameters."""
     return jax.jit(capture.init, out_shardings=jax.tree.map(lambda x: x.sharding, params))(params)
-
-
-def _parts(state) -> tuple:
-    """(params, opt_state) of a sequence TrainState or a CTR state dict."""
-    if isinstance(state, dict):
-        return state["params"], state["opt_state"]
-    return state.params, state.opt_state
 
 
 def one_step(family: str, mesh_name: str, out_dir: pathlib.Path) -> dict:
@@ -125,8 +118,8 @@ def one_step(family: str, mesh_name: str, out_dir: pathlib.Path) -> dict:
     with jax.set_mesh(mesh):
         batch = place_batch(host_batch, mesh)
         new_state, metrics = step(state, batch)
-    params, _ = _parts(state)
-    new_params, grads_tree = _parts(new_state)
+    params = state.params
+    new_params, grads_tree = new_state.params, new_state.opt_state
     grads, flat_params = _flat(grads_tree), _flat(params)
     np.savez(out_dir / f"grads_{family}_{mesh_name}.npz", **{k: np.asarray(v) for k, v in grads.items()})
     table = next(k for k in flat_params if k in TABLES)

@@ -2,14 +2,14 @@
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=8 python _child_tiger.py OUT_DIR WHAT [WHAT ...]
 with WHAT in encdec, deconly, errors, loop.
-For the architecture and each mesh ((1,1,1) on one device, data=8, fsdp=8, data=2 x fsdp=2 x tensor=2) one
-call of `tiger_loop.make_train_step` (teacher forcing, dropout keyed by the step) on the same batch of 16
-(history, next item) pairs of synthetic sequences with random semantic IDs, placed by `place_batch` as the
-loop does, with an optimiser that stores the gradients in its state. Writes OUT_DIR/grads_<arch>_<mesh>.npz
-and prints `RESULT {json}` ({what: losses, shardings}). With `errors`: the config errors of
-`tiger_loop.train_and_evaluate` on these 8 devices and the compilations they triggered. With `loop`: a whole
-run of `train_and_evaluate` (`loop_config`: tiny Beauty-like files, 2 steps per call, the best validation
-checkpoint restored onto the mesh and tested) on data=2 x fsdp=2 x tensor=2.
+For the architecture and each mesh ((1,1,1) on one device, data=8, fsdp=8, data=2 x fsdp=2 x tensor=2) one call of
+the engine's train step on `tiger_loop.make_loss` (teacher forcing, dropout keyed by the step) on the same batch of
+16 (history, next item) pairs of synthetic sequences with random semantic IDs, placed by `place_batch` as the loop
+does, with an optimiser that stores the gradients in its state. Writes OUT_DIR/grads_<arch>_<mesh>.npz and prints
+`RESULT {json}` ({what: losses, shardings}). With `errors`: the config errors of `tiger_loop.train_and_evaluate` on
+these 8 devices and the compilations they triggered. With `loop`: a whole run of `train_and_evaluate`
+(`loop_config`: tiny Beauty-like files, 2 steps per call, the best validation checkpoint restored onto the mesh and
+tested) on data=2 x fsdp=2 x tensor=2.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from scaling_rec.parallel.mesh import make_mesh
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import create_sharded, place_batch, replicated, shard_batch
 from scaling_rec.train import tiger_loop
+from scaling_rec.train.engine import make_train_step
+from scaling_rec.train.step import TrainState
 from tests.parallel._child_common import TIGER_ITEMS, config_error, record_compiles, tiny_tiger_config
 from tests.parallel._child_models import _flat, _init_capture, _shards, capture_gradients
 
@@ -65,16 +67,15 @@ def one_step(arch: str, mesh_name: str, out_dir: pathlib.Path) -> dict:
     model = create_sharded(lambda: Tiger(spec, vocab_sizes, nnx.Rngs(params=config.seed)), mesh, rules_for(config))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     capture = capture_gradients()
-    state = {"params": params, "opt": _init_capture(capture, params),
-             "step": jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh))}
-    codes_table = jax.device_put(jnp.asarray(codes), replicated(mesh))
-    step = tiger_loop.make_train_step(config, graphdef, rest, capture, codes_table,
-                                      tiger_loop.make_lr_schedule(config.train),
-                                      jax.tree.map(lambda x: x.sharding, state))
+    state = TrainState(params=params, opt_state=_init_capture(capture, params),
+                       step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)), rest=rest)
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    step = jax.jit(make_train_step(tiger_loop.make_loss(graphdef, codes), capture, config.seed),
+                   in_shardings=(shardings, None), out_shardings=(shardings, None))
     with jax.set_mesh(mesh):
         batch = place_batch(batch_np, mesh)
         new_state, metrics = step(state, batch)
-    grads, flat_params = _flat(new_state["opt"]), _flat(params)
+    grads, flat_params = _flat(new_state.opt_state), _flat(params)
     np.savez(out_dir / f"grads_{arch}_{mesh_name}.npz", **{k: np.asarray(v) for k, v in grads.items()})
     placed_like_shard_batch = all(
         a.sharding == b.sharding and np.array_equal(np.asarray(a), np.asarray(b))
@@ -90,7 +91,7 @@ def one_step(arch: str, mesh_name: str, out_dir: pathlib.Path) -> dict:
         "batch_rows": int(batch["targets_B"].shape[0]),
         "placed_like_shard_batch": placed_like_shard_batch,
         "params_unchanged": all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
-                                zip(jax.tree.leaves(params), jax.tree.leaves(new_state["params"]), strict=True)),
+                                zip(jax.tree.leaves(params), jax.tree.leaves(new_state.params), strict=True)),
     }
 
 
