@@ -164,7 +164,11 @@ def summarize(seconds: Sequence[float], examples: Sequence[int]) -> dict:
 
 
 def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, extra: dict | None = None) -> dict:
-    """One entry of the result's "cases" in issue 17's layout (plus the timing details and the targets)."""
+    """One entry of the result's "cases" in issue 17's layout (plus the timing details and the targets);
+    timing None (the peer failed) gives None rates."""
+    if timing is None:
+        return {"peer": peer, "case": case, "peer_examples_per_s": None, "ours_examples_per_s": None,
+                "ratio": None, "ours_fraction_of_matmul": None, "meets_target": None, **(extra or {})}
     p, o = timing["peer"]["examples_per_s"], timing["ours"]["examples_per_s"]
     useful = timing["ours"].get("useful_flops_per_s")
     fraction = useful / matmul_flops_per_s if useful is not None else None
@@ -429,7 +433,8 @@ def ours_hstu(case: str, batches_npz: str, harness_dir: str) -> OurSide:
     from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch, make_batch
     from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops
     from scaling_rec.models.registry import build
-    from scaling_rec.train.step import TrainState, make_optimizer, make_train_step
+    from scaling_rec.train.engine import make_train_step
+    from scaling_rec.train.step import TrainState, make_loss, make_optimizer
 
     sys.path.insert(0, os.path.abspath(harness_dir))
     import hstu_jax_bench as hj
@@ -451,7 +456,7 @@ def ours_hstu(case: str, batches_npz: str, harness_dir: str) -> OurSide:
     model = build(c, num_items, time_bias=True)
     graphdef, params = nnx.split(model)
     opt = make_optimizer(c.train)
-    step = jax.jit(make_train_step(graphdef, opt, c.train, seed=HSTU_SEED), donate_argnums=0)
+    step = jax.jit(make_train_step(make_loss(graphdef, c.train), opt, seed=HSTU_SEED), donate_argnums=0)
     state = TrainState(params=params, opt_state=opt.init(params), step=jnp.asarray(0, jnp.int32))
     n_params = int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
     flops = [TRAIN_MULTIPLIER * forward_flops(c.model, x, float(x.sum()), "jagged", model_max_len,
@@ -557,8 +562,9 @@ def ours_sasrec() -> OurSide:
     from scaling_rec.data.pipeline import TrainStream, make_batch
     from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, scored_per_target
     from scaling_rec.models.registry import build
+    from scaling_rec.train.engine import make_train_step
     from scaling_rec.train.inputs import prepare
-    from scaling_rec.train.step import TrainState, make_optimizer, make_train_step
+    from scaling_rec.train.step import TrainState, make_loss, make_optimizer
 
     c = sasrec_config()
     inputs = prepare(c)
@@ -569,7 +575,7 @@ def ours_sasrec() -> OurSide:
     model = build(c, inputs.num_items, time_bias=inputs.has_time, rngs=nnx.Rngs(params=c.seed))
     graphdef, params = nnx.split(model)
     opt = make_optimizer(c.train)
-    step = jax.jit(make_train_step(graphdef, opt, c.train, seed=c.seed), donate_argnums=0)
+    step = jax.jit(make_train_step(make_loss(graphdef, c.train), opt, seed=c.seed), donate_argnums=0)
     state = TrainState(params=params, opt_state=opt.init(params), step=jnp.asarray(0, jnp.int32))
     n_params = int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
     scored = scored_per_target(c.train, inputs.num_items)
@@ -621,9 +627,18 @@ def run_cases(a: argparse.Namespace, log: Any, done: Callable[[list], None]) -> 
             cmd = _worker_cmd(a, a.recbole_python or str(peers / "venv_recbole/bin/python"), "recbole", "SASRec",
                               data_root=a.recbole_data or str(peers / "data"), work_dir=str(peers / "work/recbole"))
             plans.append(("recbole", "SASRec/beauty", cmd, ours_sasrec))
+        # The torch reference's large ML-1M step holds ~12 GB: it runs last, so that being killed for memory
+        # on a shared machine loses no other case.
+        plans.sort(key=lambda plan: plan[:2] == ("hstu-torch", "large/ml1m"))
         for peer_name, case, cmd, make_ours in plans:
             print(f"[peers] {peer_name} {case}: starting the peer worker", file=sys.stderr, flush=True)
-            worker = Worker(cmd, log=log)
+            try:
+                worker = Worker(cmd, log=log)
+            except RuntimeError as e:  # e.g. killed for memory (-9): the case is recorded as failed
+                cases.append((peer_name, case, None, {"error": str(e)}))
+                done(cases)
+                print(f"[peers] {peer_name} {case}: {e}", file=sys.stderr, flush=True)
+                continue
             try:
                 ours = make_ours()
                 timing = interleave(worker, ours, a.warmup, a.rounds, a.round_s)
