@@ -51,14 +51,15 @@ def streamed_config(path: pathlib.Path | str, layout: str = "jagged", **train: f
     return c
 
 
-@pytest.mark.parametrize("layout", ["jagged", "padded"])
+@pytest.mark.parametrize("layout", ["jagged", pytest.param("padded", marks=pytest.mark.slow)])
 def test_a_prepared_directory_trains_like_its_log_in_memory(log_and_prepared, tmp_path, layout):
     log, out = log_and_prepared
     assert not inputs_lib.streamed(streamed_config(log)) and inputs_lib.streamed(streamed_config(out))
     streamed = inputs_lib.prepare(streamed_config(out, layout))
     assert isinstance(streamed.train, PreparedExamples) and isinstance(streamed.valid, PreparedEvalExamples)
-    memory = train_and_evaluate(streamed_config(log, layout), tmp_path)
-    ours = train_and_evaluate(streamed_config(out, layout), tmp_path)
+    short = {"num_steps": 6, "eval_every": 3, "checkpoint_every": 0}
+    memory = train_and_evaluate(streamed_config(log, layout, **short), tmp_path)
+    ours = train_and_evaluate(streamed_config(out, layout, **short), tmp_path)
     assert ours["run_id"] != memory["run_id"] and ours["status"] == memory["status"] == "ok"
     assert {k: ours[k] for k in _SAME} == {k: memory[k] for k in _SAME}
 
@@ -79,6 +80,7 @@ def test_streamed_evaluation_sees_every_user_once_as_in_memory(log_and_prepared)
         assert a == b
 
 
+@pytest.mark.slow  # two tiny runs: about 70 s on the loaded 2-core CPU
 def test_a_subset_of_training_users_is_the_in_memory_one(log_and_prepared, tmp_path):
     log, out = log_and_prepared
     results = []
@@ -100,6 +102,8 @@ def test_in_memory_filters_on_a_prepared_directory_name_the_fix(log_and_prepared
             train_and_evaluate(c, tmp_path)
 
 
+@pytest.mark.slow  # three tiny runs, one killed: about 110 s on the loaded 2-core CPU (the stream's own SIGKILL
+# test, tests/data/test_events_stream.py, is not slow)
 def test_a_streamed_run_killed_with_sigkill_resumes_exactly(log_and_prepared, tmp_path):
     _, out = log_and_prepared
     ref = train_and_evaluate(streamed_config(out), tmp_path / "ref")
