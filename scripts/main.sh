@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job of the README: an HSTU IsoFLOP study on known-answer data (experiments/hstu/known_answer.py
-# explains why not real data on a CPU budget): sets up .venv, trains 18 runs, fits L(C), L(N, D) and the
+# explains why not real data on a CPU budget): sets up .venv, trains 32 runs, fits L(C), L(N, D) and the
 # IsoFLOP optima, and writes the report, with the true loss floor beside the fitted one, to
 # docs/example_quick_report/ (REPORT_OUT to change). Extra flags go to launch.sweep (e.g. --executor=local).
 # Real data instead: python -m launch.sweep --config=experiments/hstu/isoflop.py:quick --workdir=runs

@@ -30,41 +30,44 @@ item table limits how well 64 interests can be told apart, so a narrow model lea
 saturates early; a wide one costs more per example and keeps improving. The ladder's deeper rungs lost
 in a pilot (validation xent at 3.5e11: hstu/S 3.525, hstu/XS 3.48): depth does not help this one-step-
 memory process. Sizes are shifted per budget so that the optimum is bracketed (as FULL_SIZES in
-experiments/hstu/isoflop.py). AdamW, constant learning rate, batch 128.
+experiments/hstu/isoflop.py). AdamW, batch 128, learning rate 1e-2 decayed by a cosine to 1e-3 over each
+run (train.lr_decay='cosine', matched to the run's length as Hoffmann et al. 2022 do).
 
-Presets:
-  quick  11 budgets 1.41e10 … 4.53e11 (×√2 apart, 1.5 decades), widths 16 and 32 at every budget (the
-         two that are best somewhere in this range, so that every budget's frontier point is its best
-         run), plus 8 below them at the 3 lowest even budgets and 64 above them at the 3 highest, to
-         bracket the optimum: 28 runs, learning rate 1e-2 (pilot: hstu/XS reached 3.90 / 3.73 at 2e10 /
-         4e10 against 4.70 / 3.93 with 3e-3, whose slow start bent the frontier away from a power law
-         and left α's CI 6.8× wide over 6 budgets), one evaluation at the end on 5,000 users.
-  cpu    8 budgets 1e10 … 1.28e12 (×2), widths 16, 32, 64 (32, 64, 128 at the top two) = 24 runs,
-         learning rate 3e-3: the known-answer check.
-  gpu    the cpu budgets × 100 (1e12 … 1.28e14), widths shifting from 32-128 to 256-1024 (every
-         budget's narrowest width then consumes at most 2.1M of the 2.5M histories). Not run yet; the
-         widths are a guess from the CPU optima, and the loop holds every history in host memory as
-         a Python object, which is why the users stop at 2.5M.
+Why the cosine (measured on the quick grid, same runs otherwise): with a constant rate each run's last
+loss is still noisy and above what its budget buys, and the frontier bent towards a flat top (4.53e11:
+3.525 constant vs 3.473 cosine); α's 95% CI over the same 11 budgets went from 4.85× (constant) to 2.08×
+wide. Extending the grid to 9.05e11 (13 budgets, 1.8 decades) and 400 bootstrap resamples (100 left the
+2.5% tails to 2-3 resamples) gave the figures below. A lower start (down to 2.5e9, 11-90 steps) was tried
+and dropped: those runs are in the first rapid fall of training, not on the law (E's CI then missed
+the floor). Learning rate 1e-2 rather than 3e-3: with 3e-3 and the cosine, runs under 1e11 barely learn
+(5.66 nats at 1e10, 21 steps), which bends the frontier away from a power law.
 
-Runtime and expected results (2-core CPU shared with 4-5 other jobs, load average 12-16 throughout, so
-every time here is several times an idle machine's; the true floor is 3.3689 nats on the 5,000 test
-targets, chance ln 1000 = 6.908, item popularity 6.164):
-  quick  28 runs, 884 s summed run time (elapsed_s; 65 s of it setup) + 40 s report, under that load;
-         on 2 idle cores `bash scripts/main.sh` from a fresh clone took 5 min 05 s wall, venv build,
-         28 runs and report included (/usr/bin/time, 2026-12-06, commit 92d0ce9).
-         docs/example_quick_report/: L(C) α = 0.743 [0.287, 1.391] (CI
-         ends 4.85× apart: the ≤ 2× target is MISSED), E = 3.488 [3.335, 3.579]; the largest budget held
-         out is predicted within 0.60% (L(C)) and 0.72% (L(N, D)); all 6 bracketed budgets have an
-         interior IsoFLOP optimum (d16 at the 3 lowest, moving to d32), N* ∝ C^a with a = 0.324 [0.176,
-         0.421]; test xent 3.50-4.04 nats, far below chance. α's CI narrows with the span of budgets
-         fitted (same runs, frontier sub-ranges: 1.2 decades 44×, 1.35 decades 6.4×, 1.5 decades
-         4.9×): E and α trade off while the loss is within 0.2 nats of its floor, so ≤ 2× needs a
-         wider span than a 10-minute CPU budget buys.
-  cpu    24 runs, 1,204 s wall under that load (budget: 30 min). benchmarks/results/known_answer_cpu/:
-         L(C) E = 3.450 [3.153, 3.500], the CI holds the true floor but E is 2.42% above it (the 2%
-         target is MISSED: the frontier model hstu/XS-d32 is still improving at 1.28e12, 3.463);
-         L(N, D) E = 3.364 [0, 3.482], 0.15% from the truth but its CI is uninformative below;
-         α (L(C)) = 1.008 [0.503, 1.658]; holdout 0.14% (L(C)).
+Presets (_ladder(n): n budgets 1e10·√2^k, k = 1 … n; widths 16 and 32 at every budget, 32 and 64 from
+the 12th; 8 … 32, 16 … 64 or 32 … 128 at every other budget to bracket the optimum):
+  quick  13 budgets 1.41e10 … 9.05e11 (1.8 decades): 32 runs, 300,000 generated users, one evaluation
+         at the end on 5,000 users.
+  cpu    15 budgets 1.41e10 … 1.81e12 (2.1 decades): 38 runs, 600,000 users (the top width-32 run reads
+         470k): the known-answer check.
+  gpu    8 budgets 1e12 … 1.28e14 (×2), widths shifting from 32-128 to 256-1024 (every budget's
+         narrowest width then consumes at most 2.1M of the 2.5M histories), learning rate 3e-3. Not run
+         yet (no GPU was lent); the widths are a guess from the CPU optima.
+
+Measured (the true floor is 3.3689 nats on the 5,000 test targets, chance ln 1000 = 6.908, item
+popularity 6.164; commit and machine in each report's provenance.json):
+  quick  (docs/example_quick_report/, written by `bash scripts/main.sh`): L(C) α = 1.094 [0.682, 1.276]
+         (CI ends 1.87× apart: ≤ 2× met), E = 3.452 [3.401, 3.506]; the largest budget held out (1.41×
+         the largest fitted) is predicted within 0.79% (L(C)) and 0.26% (L(N, D)); 6 budgets have an
+         interior IsoFLOP optimum (d16 up to 8e10, then d32), a = 0.337 [0.131, 0.517]; test xent
+         3.44-4.52 nats, far below chance. L(N, D): E = 3.396 [3.326, 3.430], 0.80% from the truth.
+         Wall time: see README (fresh clone, idle 2 cores).
+  cpu    38 runs, 1,964 s summed run time on the 2-core machine shared with 5 other jobs (load average
+         19-21 throughout; several times an idle machine's). benchmarks/results/known_answer_cpu/:
+         L(N, D) E = 3.368 [3.316, 3.420]: the CI holds the true floor and E is 0.03% from it (the 2%
+         target met by the Chinchilla fit, which models the width limit). L(C) on the frontier: E = 3.438
+         [3.413, 3.455], 2.06% above the truth, CI missing it: with widths ×2 apart the frontier is a
+         chain of saturating curves (d32 flattens at 3.44-3.46 until d64 takes over at 1.28e12), and a
+         single E + A·C^−α over it settles on the chain's current level; α = 1.040 [0.810, 1.201] (1.48×);
+         holdout 0.49% (L(C)), 0.93% (L(N, D)); 6 interior optima, a = 0.373 [0.215, 0.476].
 """
 
 from __future__ import annotations
@@ -77,12 +80,31 @@ from scaling_rec.config import default_config
 LENGTH = 20  # events per history (scaling_rec.data.known_answer.make_hmm default)
 NUM_ITEMS = 1000
 Q = (1e10, 2e10, 4e10, 8e10, 1.6e11, 3.2e11)  # ×2 apart
-QUICK = tuple(1e10 * 2 ** (k / 2) for k in range(1, 12))  # 1.41e10 … 4.53e11, ×√2 apart: 11 frontier points
+
+
+def _ladder(n: int) -> tuple[tuple[tuple[float, ...], ...], tuple[tuple[int, ...], ...]]:
+    """n budgets 1e10·√2^k (k = 1 … n), ×√2 apart, and the widths trained at each: the two widths that are
+    best somewhere in the range at every budget (16, 32; 32, 64 from the 12th on), plus one narrower and
+    one wider width at every other budget (8 … 32 below 8e10, 16 … 64 up to 4.5e11, 32 … 128 above 1e12)
+    so that the IsoFLOP optimum is bracketed."""
+    budgets = tuple(1e10 * 2 ** (k / 2) for k in range(1, n + 1))
+    widths = []
+    for k in range(n):
+        if k > 12:
+            widths.append((32, 64, 128))
+        elif k > 10:
+            widths.append((32, 64))
+        elif k % 2:
+            widths.append((16, 32))
+        else:
+            widths.append((8, 16, 32) if k < 6 else (16, 32, 64))
+    return budgets, tuple(widths)
+
+
 PRESETS = {
     # preset: (budgets, widths per budget, users generated, learning rate)
-    "quick": (QUICK, tuple(((8, 16, 32) if k < 6 else (16, 32, 64)) if k % 2 == 0 else (16, 32) for k in range(11)),
-              300_000, 1e-2),
-    "cpu": ((*Q, 6.4e11, 1.28e12), ((16, 32, 64),) * 6 + ((32, 64, 128),) * 2, 400_000, 3e-3),
+    "quick": (*_ladder(13), 300_000, 1e-2),
+    "cpu": (*_ladder(15), 600_000, 1e-2),
     "gpu": (tuple(100 * c for c in (*Q, 6.4e11, 1.28e12)),
             ((32, 64, 128),) * 2 + ((64, 128, 256),) * 2 + ((128, 256, 512),) * 2 + ((256, 512, 1024),) * 2,
             2_500_000, 3e-3),
@@ -104,6 +126,7 @@ def get_config(preset: str = "quick") -> ml_collections.ConfigDict:
     c.train.loss = "full_softmax"
     c.train.temperature = 1.0
     c.train.learning_rate = PRESETS[preset][3]
+    c.train.lr_decay = "cosine"
     c.train.flops_budget = PRESETS[preset][0][0]  # each sweep point sets its own budget
     return quick_eval(c, max_users=5000)
 
@@ -122,4 +145,4 @@ def get_sweep(preset: str = "quick") -> list[dict[str, object]]:
 
 def get_analysis(preset: str = "quick") -> dict[str, str]:
     """launch.analyze flags: the calibrated test cross-entropy, as is."""
-    return {"metric": "eval/test/xent", "transform": "none", "n_boot": "100" if preset == "quick" else "200"}
+    return {"metric": "eval/test/xent", "transform": "none", "n_boot": "400"}
