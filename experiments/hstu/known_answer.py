@@ -52,8 +52,8 @@ the 12th; 8 … 32, 16 … 64 or 32 … 128 at every other budget to bracket the
          narrowest width then consumes at most 2.1M of the 2.5M histories), learning rate 3e-3. Not run
          yet (no GPU was lent); the widths are a guess from the CPU optima.
 
-Runtime and measured results (the true floor is 3.3689 nats on the 5,000 test targets, chance ln 1000 = 6.908, item
-popularity 6.164; commit and machine in each report's provenance.json):
+Runtime and expected results, as measured (the true floor is 3.3689 nats on the 5,000 test targets,
+chance ln 1000 = 6.908, item popularity 6.164; commit and machine in each report's provenance.json):
   quick  (docs/example_quick_report/, written by `bash scripts/main.sh`): L(C) α = 1.094 [0.682, 1.276]
          (CI ends 1.87× apart: ≤ 2× met), E = 3.452 [3.401, 3.506]; the largest budget held out (1.41×
          the largest fitted) is predicted within 0.79% (L(C)) and 0.26% (L(N, D)); 6 budgets have an
