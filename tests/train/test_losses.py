@@ -45,6 +45,20 @@ def test_sampled_softmax_with_every_item_as_negative_bounds_the_full_softmax():
     assert float(n_full) == float(n_s) and float(sampled) > float(full)
 
 
+def test_sampled_softmax_dense_logits_equal_gathered_ones():
+    """Scoring the negatives by the full logits matrix gives the gathered path's loss and gradients."""
+    hidden, targets, table = (jnp.asarray(x) for x in _inputs(n=9, v=40, d=6))
+
+    def loss(h, w, dense):
+        return sampled_softmax_loss(h, targets, w, jax.random.key(3), num_negatives=16, temperature=0.1,
+                                    dense_logits=dense)[0]
+
+    dense = jax.value_and_grad(loss, argnums=(0, 1))(hidden, table, True)
+    gathered = jax.value_and_grad(loss, argnums=(0, 1))(hidden, table, False)
+    for a, b in zip(jax.tree.leaves(dense), jax.tree.leaves(gathered), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
 def _xla_flops(fn, *args) -> float:
     cost = jax.jit(fn).lower(*args).compile().cost_analysis()
     return float((cost[0] if isinstance(cost, list) else cost)["flops"])
@@ -67,8 +81,8 @@ def test_loss_flops_match_xla(loss):
     else:
         k = c.train.num_negatives
         key = jax.random.key(0)
-        xla = _xla_flops(lambda h, t, w: sampled_softmax_loss(h, t, w, key, num_negatives=k, temperature=0.05),
-                         hidden, targets, table)
+        xla = _xla_flops(lambda h, t, w: sampled_softmax_loss(h, t, w, key, num_negatives=k, temperature=0.05,
+                                                              dense_logits=False), hidden, targets, table)
         xla -= _xla_flops(lambda key: jax.random.randint(key, (n, k), 1, v), key)
         xla -= _xla_flops(lambda w, i: jnp.take(w, i, axis=0), table, np.ones((n, k), np.int32))
     analytic = loss_flops(c.model, n, scored_per_target(c.train, v - 1))
