@@ -30,8 +30,9 @@ from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch, make_bat
 from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, scored_per_target
 from scaling_rec.io import atomic_write_json
 from scaling_rec.models.registry import build
+from scaling_rec.train.engine import make_train_step
 from scaling_rec.train.inputs import prepare
-from scaling_rec.train.step import TrainState, make_optimizer, make_train_step
+from scaling_rec.train.step import TrainState, make_loss, make_optimizer
 
 _STEPS = flags.DEFINE_integer("steps", 12, "timed steps per layout and repeat")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "interleaved repeats (A B A B ...)")
@@ -105,7 +106,7 @@ def bench(name: str, examples: list[SequenceExample], num_items: int, max_len: i
     model = build(c, num_items, time_bias=True)
     graphdef, params = nnx.split(model)
     opt = make_optimizer(c.train)
-    step = jax.jit(make_train_step(graphdef, opt, c.train, seed=0), donate_argnums=0)
+    step = jax.jit(make_train_step(make_loss(graphdef, c.train), opt, seed=0), donate_argnums=0)
 
     def timed(bs: list) -> float:
         state = TrainState(params=jax.tree.map(jnp.copy, params), opt_state=opt.init(params),

@@ -3,9 +3,9 @@ r"""Train (or resume, or report the finished result of) one run.
     python -m launch.train --config=experiments/hstu/beauty.py:tiny --workdir=runs/ \
         [--config.model.num_blocks=4]
 
-CTR configs (model.family wukong, dlrm or dcnv2: scaling_rec.ctr_config) go to the CTR trainer
-(scaling_rec.train.ctr_loop), e.g. --config=experiments/wukong/frappe.py:wukong; the rest to the
-sequential one. The run lives in <workdir>/<config.study>/runs/<run_id>/ (the same place a sweep puts it). Exit
+Every family (e.g. --config=experiments/wukong/frappe.py:wukong) trains on the one engine
+(scaling_rec.train.engine) with its task; scaling_rec.train.tasks says which schema and trainer a family uses.
+The run lives in <workdir>/<config.study>/runs/<run_id>/ (the same place a sweep puts it). Exit
 status: 0 finished (ok, diverged or degenerate), 1 failed, 2 rejected input (flags, config, data, checkpoint: one line
 says the cause and the fix; --verbose or SCALING_REC_TRACEBACK=1 adds the traceback; launch/_cli.py),
 75 another process is running this run now. A rejected config leaves nothing on disk.

@@ -16,9 +16,10 @@ from scaling_rec.data.pipeline import TrainStream
 from scaling_rec.metrics import rank_of_target
 from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import make_mesh_from_config
+from scaling_rec.train.engine import make_train_step
 from scaling_rec.train.inputs import prepare
 from scaling_rec.train.loop import evaluate, train_and_evaluate
-from scaling_rec.train.step import TrainState, make_eval_step, make_optimizer, make_train_step
+from scaling_rec.train.step import TrainState, make_eval_step, make_loss, make_optimizer
 from tests.train._tiny import tiny_config
 
 
@@ -141,7 +142,7 @@ def trained():
     graphdef, params = nnx.split(model)
     optimizer = make_optimizer(c.train)
     state = TrainState(params=params, opt_state=optimizer.init(params), step=jnp.asarray(0, jnp.int32))
-    train_step = jax.jit(make_train_step(graphdef, optimizer, c.train, c.seed))
+    train_step = jax.jit(make_train_step(make_loss(graphdef, c.train), optimizer, c.seed))
     batches = TrainStream(inputs.train, inputs.spec, seed=c.seed, time_origin=inputs.time_origin).iterate(0)
     for _ in range(c.train.num_steps):
         state, _ = train_step(state, next(batches))

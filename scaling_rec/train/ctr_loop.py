@@ -132,9 +132,8 @@ class CTRTask(engine.Task):
         return make_loss(graphdef, self.config)
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
-        b = self.config.train.batch_size
-        epoch, i = divmod(step, self.n_train // b)
-        return _batch(self.data.train, engine.epoch_order(self.config.seed, epoch, self.n_train)[i * b:(i + 1) * b])
+        return _batch(self.data.train, engine.epoch_rows(self.config.seed, step, self.n_train,
+                                                         self.config.train.batch_size))
 
     def start(self, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh) -> None:
         self.mesh = mesh

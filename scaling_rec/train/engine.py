@@ -83,6 +83,13 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def epoch_rows(seed: int, step: int, n: int, batch_size: int) -> np.ndarray:
+    """The examples of global step `step` when each epoch is a seeded order of `n` examples cut into
+    n // batch_size batches (the remainder left out)."""
+    epoch, i = divmod(step, n // batch_size)
+    return epoch_order(seed, epoch, n)[i * batch_size:(i + 1) * batch_size]
+
+
 class Task:
     """One family's part of a run; the engine makes one per run, after the run directory exists.
 

@@ -1,21 +1,19 @@
-"""One training run, end to end: data → model → jitted steps under a mesh → evaluation → result.json.
+"""The sequence task (HSTU, SASRec) of the training engine (scaling_rec.train.engine): next-item retrieval
+trained with a sampled or full softmax over jagged or padded batches and evaluated by full ranking.
 
-The run directory `<workdir>/runs/<run_id>/` holds config.json, metrics.jsonl, result.json and ckpt/.
-A finished run (result.json with status ok, diverged or degenerate) is returned as is; an unfinished
-one resumes from its last checkpoint and, because batches, dropout and negatives are keyed by the global step,
-ends with the same numbers as an uninterrupted run.
+The run's examples and batches come from scaling_rec.train.inputs (in memory, or streamed from a prepared
+directory); the run's length (steps, epochs or FLOPs) is planned by walking the deterministic epoch plans
+(`plan_schedule`), FLOPs per example from scaling_rec.flops.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import pathlib
-import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -24,34 +22,13 @@ from scaling_rec import config as config_lib
 from scaling_rec.calibration import XentGridAccumulator, at_grid_edge
 from scaling_rec.data.pipeline import TrainStream, eval_batches
 from scaling_rec.flops import TRAIN_MULTIPLIER, forward_flops, param_counts, scored_per_target
-from scaling_rec.io import FINISHED, read_run_result
 from scaling_rec.metrics import MetricAccumulator
 from scaling_rec.models.registry import build
-from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
-from scaling_rec.parallel.rules import rules_for
-from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
-from scaling_rec.provenance import data_provenance
-from scaling_rec.train import bookkeeping
-from scaling_rec.train.checkpoint import Checkpointer
+from scaling_rec.parallel.sharding import place_batch
+from scaling_rec.train import engine
 from scaling_rec.train.inputs import RunInputs, prepare
-from scaling_rec.train.logging import RunLogger, progress
-from scaling_rec.train.step import TrainState, make_eval_step, make_optimizer, make_train_step
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    """The run's length, fixed before the first step.
-
-    total_steps: steps to run; flops_per_step / examples_per_step / tokens_per_step: float64 [S].
-    eval_every: steps between evaluations.
-    """
-
-    total_steps: int
-    flops_per_step: np.ndarray
-    examples_per_step: np.ndarray
-    tokens_per_step: np.ndarray
-    eval_every: int
-    steps_per_epoch: int
+from scaling_rec.train.logging import progress
+from scaling_rec.train.step import LossFn, TrainState, make_eval_step, make_loss
 
 
 def example_train_flops(config: ml_collections.ConfigDict, inputs: RunInputs) -> np.ndarray:
@@ -67,7 +44,7 @@ def example_train_flops(config: ml_collections.ConfigDict, inputs: RunInputs) ->
     return per_key[inverse.reshape(-1)]
 
 
-def plan_schedule(config: ml_collections.ConfigDict, inputs: RunInputs, stream: TrainStream) -> Schedule:
+def plan_schedule(config: ml_collections.ConfigDict, inputs: RunInputs, stream: TrainStream) -> engine.Plan:
     """Walks the deterministic epoch plans until the configured length (steps, epochs or FLOPs)."""
     t = config.train
     per_example = example_train_flops(config, inputs)
@@ -97,10 +74,9 @@ def plan_schedule(config: ml_collections.ConfigDict, inputs: RunInputs, stream: 
             continue
         break
     steps_per_epoch = stream.batches_per_epoch(0)
-    return Schedule(
-        total_steps=len(flops), flops_per_step=np.array(flops), examples_per_step=np.array(examples, np.float64),
-        tokens_per_step=np.array(tokens), eval_every=t.eval_every or steps_per_epoch, steps_per_epoch=steps_per_epoch,
-    )
+    return engine.Plan(total_steps=len(flops), steps_per_epoch=steps_per_epoch,
+                       eval_every=t.eval_every or steps_per_epoch, flops_per_step=np.array(flops),
+                       examples_per_step=np.array(examples, np.float64), tokens_per_step=np.array(tokens))
 
 
 def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_origin: int, mesh: Any,
@@ -117,158 +93,89 @@ def evaluate(eval_step: Any, params: nnx.State, examples: list, spec: Any, time_
     return {**result, **xent.result(result["num_examples"], temperature)}
 
 
+def _factory(config: ml_collections.ConfigDict, num_items: int, has_time: bool) -> Callable[[], nnx.Module]:
+    return lambda: build(config, num_items, time_bias=has_time, rngs=nnx.Rngs(params=config.seed))
+
+
 def init_training(config: ml_collections.ConfigDict, num_items: int, has_time: bool,
                   mesh: jax.sharding.Mesh, total_steps: int = 0) -> tuple[nnx.GraphDef, TrainState, Any, Any]:
-    """The model of `config` over items 1..num_items, initialised sharded on `mesh` by the config's
-    logical-axis rules: (graphdef, step-0 TrainState, the jitted train step on the state's shardings with
-    the state donated, the parameter counts). total_steps: the run's length, for a decaying learning rate."""
-
-    def factory() -> nnx.Module:
-        return build(config, num_items, time_bias=has_time, rngs=nnx.Rngs(params=config.seed))
-
-    graphdef, init = sharded_init(factory, mesh, rules_for(config))
-    optimizer = make_optimizer(config.train, total_steps)
-    params = init()
-    state = TrainState(params=params, opt_state=init_opt_state(optimizer, params, mesh),
-                       step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
-    state_sharding = jax.tree.map(lambda x: x.sharding, state)
-    train_step = jax.jit(make_train_step(graphdef, optimizer, config.train, config.seed),
-                         in_shardings=(state_sharding, None), out_shardings=(state_sharding, None),
-                         donate_argnums=0)
+    """The model of `config` over items 1..num_items through engine.init_training: (graphdef, step-0
+    TrainState, the jitted donating train step, the parameter counts). total_steps: the run's length, for a
+    decaying learning rate."""
+    factory = _factory(config, num_items, has_time)
+    graphdef, state, train_step = engine.init_training(config, factory, lambda g: make_loss(g, config.train), mesh,
+                                                       total_steps)
     return graphdef, state, train_step, param_counts(nnx.eval_shape(factory))
+
+
+class SequenceTask(engine.Task):
+    """Data: scaling_rec.train.inputs.prepare (RunInputs); batches: its TrainStream, a global step naming one
+    batch; validation fits the cross-entropy's temperature, which the test of the same step applies."""
+
+    schema = config_lib
+    eval_loss_metric = "xent"
+
+    def __init__(self, config: ml_collections.ConfigDict, data: RunInputs, run_dir: pathlib.Path,
+                 main: bool) -> None:
+        super().__init__(config, data, run_dir, main)
+        self.select_metric = config.eval.select_metric
+        self.higher_is_better = self.select_metric != "xent"
+        self.stream = data.train_stream(config.seed)
+        self.batches: Iterator[Any] | None = None
+        self.next_step = -1
+        self.temperature: float | None = None
+
+    @staticmethod
+    def load(config: ml_collections.ConfigDict) -> RunInputs:
+        return prepare(config)
+
+    def model(self) -> nnx.Module:
+        d = self.data
+        return _factory(self.config, d.num_items, d.has_time and self.config.model.time_bias)()
+
+    def counts(self, abstract: nnx.Module) -> tuple[int, int]:
+        counts = param_counts(abstract)
+        return counts.n_dense, counts.n_emb
+
+    def plan(self, abstract: nnx.Module) -> engine.Plan:
+        return plan_schedule(self.config, self.data, self.stream)
+
+    def loss(self, graphdef: nnx.GraphDef) -> LossFn:
+        return make_loss(graphdef, self.config.train)
+
+    def batch(self, step: int) -> Any:
+        if step != self.next_step:
+            self.batches = self.stream.iterate(step)
+        self.next_step = step + 1
+        return next(self.batches)
+
+    def start(self, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh) -> None:
+        self.mesh = mesh
+        self.eval_step = jax.jit(make_eval_step(graphdef, self.config))
+
+    def evaluate(self, state: TrainState, split: str) -> dict[str, float]:
+        d = self.data
+        out = evaluate(self.eval_step, state.params, getattr(d, split), d.eval_spec, d.time_origin, self.mesh,
+                       temperature=None if split == "valid" else self.temperature)
+        if split == "valid":
+            self.temperature = out["temperature"]
+            if at_grid_edge(self.temperature):
+                progress(f"valid xent={out['xent']:.3f} (raw {out['xent_raw']:.3f}): its temperature "
+                         f"{self.temperature:.3g} is at the edge of its grid")
+        return out
+
+    def describe(self) -> str:
+        d = self.data
+        return f"layout={d.spec.layout} T={d.spec.tokens_per_batch} train examples={len(d.train):,}"
+
+    def result_fields(self, state: TrainState | None, meta: dict[str, Any]) -> dict[str, Any]:
+        d = self.data
+        return {"layout": self.config.data.layout, "unique_examples": len(d.train), "num_items": d.num_items,
+                "dropped_users": d.num_dropped_users}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
                        *, stop_after_steps: int | None = None) -> dict[str, Any]:
-    """Runs (or resumes, or returns the finished result of) the run described by `config`.
-
-    Args:
-      config: a full config (scaling_rec.config.default_config() plus changes); validated first.
-      workdir: the study directory; the run lives in workdir/runs/<run_id>/.
-      stop_after_steps: stop (without a result) after this many steps of this call — for tests of resume.
-    Returns:
-      the result dict written to result.json (or {'status': 'interrupted', ...} with stop_after_steps).
-    """
-    config_lib.validate(config, num_devices=jax.device_count())
-    rid = config_lib.run_id(config)
-    run_dir = pathlib.Path(workdir) / "runs" / rid
-    done = read_run_result(run_dir)
-    if done is not None and done.get("status") in FINISHED:
-        return done
-    t_start = time.time()
-    inputs = prepare(config)  # data errors surface here, before anything is written
-    main = bookkeeping.open_run_dir(run_dir, config)
-    mesh = make_mesh_from_config(config)
-    check_batch_divisible(config.train.batch_size, mesh)
-    stream = inputs.train_stream(config.seed)
-    sched = plan_schedule(config, inputs, stream)
-    graphdef, state, train_step, counts = init_training(config, inputs.num_items,
-                                                        inputs.has_time and config.model.time_bias, mesh,
-                                                        total_steps=sched.total_steps)
-    eval_step = jax.jit(make_eval_step(graphdef, config))
-    ckpt = Checkpointer(run_dir / "ckpt")
-    meta: dict[str, Any] = {"best": None, "evals_since_best": 0, "wall_time_s": 0.0, "recent": [],
-                            "last_valid": None}
-    start, state, meta = bookkeeping.resume(ckpt, state, meta, rid)
-    logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
-    logger.summary({"n_dense": counts.n_dense, "n_emb": counts.n_emb})
-    progress(f"[{rid}] {config.model.family} N_dense={counts.n_dense:,} N_emb={counts.n_emb:,} "
-             f"steps={sched.total_steps} ({sched.steps_per_epoch}/epoch) layout={inputs.spec.layout} "
-             f"T={inputs.spec.tokens_per_batch} train examples={len(inputs.train):,}")
-
-    def run_eval(step: int) -> None:
-        """Validation, and test when validation improves (the best point in meta)."""
-        valid = evaluate(eval_step, state.params, inputs.valid, inputs.eval_spec, inputs.time_origin, mesh)
-        sel = config.eval.select_metric
-        best = bookkeeping.best_valid(meta, sel)
-        test = lambda: evaluate(eval_step, state.params, inputs.test, inputs.eval_spec, inputs.time_origin, mesh,
-                                temperature=valid["temperature"])
-        improved = best is None or (valid[sel] < best if sel == "xent" else valid[sel] > best)
-        fields = bookkeeping.record_eval(meta, step, valid, improved, test)
-        logger.log({"step": step, **fields})
-        progress(f"[{rid}] step {step} valid {sel}={valid[sel]:.4f} xent={valid['xent']:.3f} "
-                 f"(raw {valid['xent_raw']:.3f}, T={valid['temperature']:.3g}"
-                 f"{' at the edge of its grid' if at_grid_edge(valid['temperature']) else ''}) "
-                 f"(best {meta['best']['valid'][sel]:.4f} @ {meta['best']['step']})")
-
-    status, step = "ok", start
-    window = max(1, min(config.train.log_every, sched.total_steps))
-    book = bookkeeping.Bookkeeper(rid, ckpt, logger, meta, config.eval.patience, start, stop_after_steps)
-    t_last, last_logged = time.time(), start
-    batches = stream.iterate(start)
-    pending: list[dict] = []
-    try:
-        with jax.set_mesh(mesh):
-            while step < sched.total_steps:
-                batch = place_batch(next(batches), mesh)
-                state, metrics = train_step(state, batch)
-                step += 1
-                pending.append(metrics)
-                ckpt_due = config.train.checkpoint_every > 0 and step % config.train.checkpoint_every == 0
-                if step % config.train.log_every and step != sched.total_steps and step % sched.eval_every \
-                        and not ckpt_due:
-                    continue
-                fetched, pending = jax.device_get(pending), []
-                for m in fetched:
-                    meta["recent"] = (meta["recent"] + [[float(m["loss_sum"]), float(m["targets"])]])[-window:]
-                if book.diverged(step, [float(f["loss"]) for f in fetched]):
-                    status = "diverged"
-                    break
-                now = time.time()
-                rate = (step - last_logged) / max(now - t_last, 1e-9)
-                t_last, last_logged = now, step
-                eta = (sched.total_steps - step) / max(rate, 1e-9)
-                loss = float(m["loss"])
-                logger.log({"step": step, "loss": loss, "grad_norm": float(m["grad_norm"]),
-                            "examples_seen": float(sched.examples_per_step[:step].sum()),
-                            "tokens_seen": float(sched.tokens_per_step[:step].sum()),
-                            "flops_spent": float(sched.flops_per_step[:step].sum())})
-                if config.logging.progress:
-                    progress(f"[{rid}] step {step}/{sched.total_steps} loss {loss:.4f} {rate:.1f} steps/s "
-                             f"ETA {eta:.0f}s")
-                eval_due = step % sched.eval_every == 0 or step == sched.total_steps
-                if eval_due:
-                    run_eval(step)
-                action = book.after_step(step, state, save=eval_due or ckpt_due, evaluated=eval_due)
-                if action == "early_stop":
-                    break
-                if action == "interrupt":
-                    return book.interrupted(step)
-    except Exception as e:
-        logger.close()
-        result = _result(config, rid, "failed", inputs, sched, counts, step, meta, t_start, error=repr(e))
-        bookkeeping.write_result(run_dir, result, main)
-        raise
-    book.stop_clock()
-    status_fields = bookkeeping.final_status(status, bookkeeping.reported_evaluations(meta), rid)
-    result = {**_result(config, rid, status, inputs, sched, counts, step, meta, t_start), **status_fields}
-    book.finish(result, run_dir, main)
-    return result
-
-
-def _result(config: ml_collections.ConfigDict, rid: str, status: str, inputs: RunInputs, sched: Schedule,
-            counts: Any, step: int, meta: dict, t_start: float, error: str | None = None) -> dict[str, Any]:
-    recent = np.array(meta["recent"], np.float64).reshape(-1, 2)
-    final_loss = float(recent[:, 0].sum() / max(recent[:, 1].sum(), 1.0)) if len(recent) else float("nan")
-    best = meta.get("best") or {}
-    last_valid = meta.get("last_valid") or {}
-    result = {
-        "status": status, "run_id": rid, "study": config.study, "family": config.model.family,
-        "dataset": config.data.name, "layout": config.data.layout,
-        "flops_planned": float(config.train.flops_budget or sched.flops_per_step.sum()),
-        "flops_spent": float(sched.flops_per_step[:step].sum()),
-        "flops_per_example": float(sched.flops_per_step.sum() / max(sched.examples_per_step.sum(), 1.0)),
-        "n_dense": counts.n_dense, "n_emb": counts.n_emb,
-        "examples_seen": float(sched.examples_per_step[:step].sum()),
-        "tokens_seen": float(sched.tokens_per_step[:step].sum()),
-        "unique_examples": len(inputs.train), "epochs": step / max(sched.steps_per_epoch, 1),
-        "steps": step, "total_steps": sched.total_steps, "best_step": best.get("step"),
-        "final_train_loss": final_loss, "final_eval_loss": float(last_valid.get("xent", float("nan"))),
-        "eval": bookkeeping.flatten_best(best),
-        **bookkeeping.run_times(meta["wall_time_s"], t_start, meta.get("resumed_wall_time_s", 0.0)),
-        "num_items": inputs.num_items, "dropped_users": inputs.num_dropped_users, **bookkeeping.run_provenance(),
-        **data_provenance(config),
-    }
-    if error is not None:
-        result["error"] = error
-    return result
+    """Runs (or resumes, or returns the finished result of) the run of `config` (engine.run); stop_after_steps:
+    stop without a result after this many steps of this call (resume tests)."""
+    return engine.run(SequenceTask, config, workdir, stop_after_steps=stop_after_steps)

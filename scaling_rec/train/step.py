@@ -104,13 +104,13 @@ def _flat_targets(batch: Batch) -> jax.Array:
     return batch.target_ids_T if isinstance(batch, JaggedBatch) else batch.target_ids_BxL.reshape(-1)
 
 
-def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                    train: ml_collections.ConfigDict, seed: int) -> Callable[[TrainState, Batch], tuple]:
-    """train_step(state, batch) -> (state, metrics); dropout and negatives keyed by (seed, step)."""
-    base_key = jax.random.key(seed)
+def make_loss(graphdef: nnx.GraphDef, train: ml_collections.ConfigDict) -> LossFn:
+    """The sequence models' loss for the engine's train step: the sampled or full softmax over the targets
+    (mean over the batch's targets); dropout and negatives keyed by the step's key. Metrics: 'loss',
+    'loss_sum' and 'targets' (its sum and count, so that a window's mean weighs steps by their targets)."""
 
-    def loss_fn(params: nnx.State, batch: Batch, key: jax.Array) -> tuple[jax.Array, tuple]:
-        model = nnx.merge(graphdef, params)
+    def loss_fn(params: nnx.State, rest: nnx.State, batch: Batch, key: jax.Array):
+        model = nnx.merge(graphdef, params, rest)
         k_drop, k_neg = jax.random.split(key)
         hidden = model(batch, dropout_key=k_drop)
         hidden_NxD = hidden.reshape(-1, hidden.shape[-1])
@@ -122,17 +122,10 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
                 hidden_NxD, _flat_targets(batch), model.item_embeddings(), k_neg,
                 num_negatives=train.num_negatives, temperature=train.temperature,
             )
-        return loss_sum / jnp.maximum(count, 1.0), (loss_sum, count)
+        loss = loss_sum / jnp.maximum(count, 1.0)
+        return loss, ({"loss": loss, "loss_sum": loss_sum, "targets": count}, rest)
 
-    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
-        key = jax.random.fold_in(base_key, state.step)
-        (loss, (loss_sum, count)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "loss_sum": loss_sum, "targets": count, "grad_norm": optax.global_norm(grads)}
-        return TrainState(params=params, opt_state=opt_state, step=state.step + 1), metrics
-
-    return train_step
+    return loss_fn
 
 
 def last_token(batch: Batch, x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -225,9 +225,8 @@ class TigerTask(engine.Task):
         return make_loss(graphdef, np.maximum(self.ids.codes, 0))
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
-        b = self.config.train.batch_size
-        epoch, i = divmod(step, self.n_train // b)
-        return train_batch(self.train_ex, engine.epoch_order(self.config.seed, epoch, self.n_train)[i * b:(i + 1) * b])
+        return train_batch(self.train_ex, engine.epoch_rows(self.config.seed, step, self.n_train,
+                                                            self.config.train.batch_size))
 
     def start(self, graphdef: nnx.GraphDef, mesh: jax.sharding.Mesh) -> None:
         """The constrained beam search over the items' code prefixes, on (params, rest)."""

@@ -2,7 +2,7 @@
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=8 python _child_models.py OUT_DIR FAMILY|errors
 For the family and each mesh ((1,1,1) on one device, data=8, fsdp=8, data=2 x fsdp=2 x tensor=2) one
-call of the loop's jitted `make_train_step` on the same jagged batch, with an optimiser that stores
+call of the engine's `make_train_step` on the same jagged batch, with an optimiser that stores
 the gradients in its state (so the gradients are exactly the ones the real step computes).
 Writes OUT_DIR/<family>.json and OUT_DIR/grads_<family>_<mesh>.npz. With `errors`: OUT_DIR/errors.json,
 the config errors of `train_and_evaluate` on these 8 devices and the compilations they triggered.
@@ -25,9 +25,10 @@ from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import make_mesh
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import replicated, shard_batch, sharded_init
+from scaling_rec.train.engine import make_train_step
 from scaling_rec.train.inputs import prepare
 from scaling_rec.train.loop import place_batch, train_and_evaluate
-from scaling_rec.train.step import TrainState, make_train_step
+from scaling_rec.train.step import TrainState, make_loss
 from tests.parallel._child_common import config_error, load_ctr_data, record_compiles, tiny_config, tiny_ctr_config
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -75,14 +76,13 @@ def _sequence_setup(family: str, mesh):
     capture = capture_gradients()
     state = TrainState(params=params, opt_state=_init_capture(capture, params),
                        step=jax.device_put(jnp.asarray(0, jnp.int32), replicated(mesh)))
-    return state, host_batch, make_train_step(graphdef, capture, config.train, config.seed)
+    return state, host_batch, make_train_step(make_loss(graphdef, config.train), capture, config.seed)
 
 
 def _ctr_setup(family: str, mesh):
     """The same for a CTR model (Wukong, DLRM, DCNv2): BCE step of scaling_rec.train.ctr_loop."""
     from scaling_rec.models.registry import build_ctr_model
-    from scaling_rec.train.ctr_loop import make_loss
-    from scaling_rec.train.engine import make_train_step as engine_step
+    from scaling_rec.train.ctr_loop import make_loss as ctr_loss
 
     config = tiny_ctr_config(family)
     data = load_ctr_data(config)
@@ -99,7 +99,7 @@ def _ctr_setup(family: str, mesh):
     host_batch = {"cat": data.train.cat_NxF[rows], "label": data.train.label_N[rows]}
     if data.train.num_NxM is not None:
         host_batch["num"] = data.train.num_NxM[rows]
-    return state, host_batch, engine_step(make_loss(graphdef, config), capture, config.seed)
+    return state, host_batch, make_train_step(ctr_loss(graphdef, config), capture, config.seed)
 
 
 def _init_capture(capture: optax.GradientTransformation, params):

@@ -6,11 +6,11 @@ from __future__ import annotations
 import sys
 import time
 
-from scaling_rec.train import step as step_lib
+from scaling_rec.train import engine
 from scaling_rec.train.loop import train_and_evaluate
 from tests.train._tiny import tiny_config
 
-_make = step_lib.make_train_step
+_make = engine.make_train_step
 
 
 def _slow_make(*args, **kwargs):
@@ -24,9 +24,7 @@ def _slow_make(*args, **kwargs):
 
 
 if __name__ == "__main__":
-    import scaling_rec.train.loop as loop
-
-    loop.make_train_step = _slow_make
+    engine.make_train_step = _slow_make
     if len(sys.argv) > 2:
         from tests.train.test_streamed import streamed_config
 

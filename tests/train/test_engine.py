@@ -12,7 +12,7 @@ from scaling_rec import families
 from scaling_rec.train import engine, tasks
 from tests.golden import runs
 
-TASKS = {"dcnv2": "CTRTask", "tiger": "TigerTask"}
+TASKS = {"dcnv2": "CTRTask", "tiger": "TigerTask", "sasrec": "SequenceTask"}
 
 
 @pytest.mark.parametrize("family", sorted(TASKS))
