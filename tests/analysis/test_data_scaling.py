@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from benchmarks.data_scaling import R_STAR_MUENNIGHOFF, analyze, effective_data, predict_repeated
-from scaling_rec.config import ConfigError, run_id, validate
+from scaling_rec.config import run_id, validate
 from scaling_rec.data.pipeline import nested_subset
+from scaling_rec.errors import ConfigError
 from scaling_rec.sweep.spec import load_experiment
 
 
