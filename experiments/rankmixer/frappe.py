@@ -24,10 +24,12 @@ T = 10, D = 20, 200x2: .9293 / .9400 (then .9446, .9481, .9526, .9570, .9590, pl
 same at lr 3e-3: .9242 / .9308; T = 5, D = 40, 200x2: .9320 / .9457. At embedding L2 0.2 (Wukong's Frappe
 value) train and validation logloss stay within .01 (.23 at epoch 6): the model underfits. T = 5, D = 40,
 200x2 at L2 0.2 / 0.05 / 0.01 (runs a064fededfb1 / fe03272b43ec / 57c561f252b0), best validation AUC:
-.9768 (finished: early stop after 19 epochs, test AUC .9769, logloss .1761) / .9762 at epoch 12 (running) /
-.9795 at epoch 12 (running; test AUC .9793, logloss .1715, lr 1e-4 after one plateau): L2 0.01 is the
-preset. Measured so far (commit ca5a152 model code): test AUC .9793, not yet the .980 target (DLRM .9828,
-DCNv2 .9832 here); that run was still improving when this file was last edited. One seed: no SE yet.
+.9768 (early stop after 19 epochs, test AUC .9769, logloss .1761) / .9762 at epoch 12 (stopped) /
+.9798 (early stop after 18 epochs, best at epoch 16; 30 min): L2 0.01 is the preset.
+Measured (run 57c561f252b0, model code of commit ca5a152, N_dense 183,481, 1.08e6 forward FLOPs per
+example): test AUC .9796 (SE ~.001 from the test set's 28,860 examples, Hanley-McNeil; one seed, so no
+seed-to-seed SE), test logloss .1742 +- .0047: .0004 short of the .980 target, .003 below DLRM (.9828)
+and DCNv2 (.9832) here.
 Sweep preset (launch.sweep at L2 0.2, 6 runs, then its launch.analyze): test logloss / AUC at 1 epoch,
 r0 -> r2: .2992 / .9316, .3109 / .9304, .2953 / .9337; at 3 epochs .2562 / .9485, .2586 / .9530, .2346 / .9583.
 The report's ladder table shows r2 best at both lengths; L(C) on the Pareto frontier needs 4 frontier points
