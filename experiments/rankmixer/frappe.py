@@ -25,7 +25,9 @@ same at lr 3e-3: .9242 / .9308; T = 5, D = 40, 200x2: .9320 / .9457. At embeddin
 value) train and validation logloss stay within .01 (.23 at epoch 6): the model underfits. T = 5, D = 40,
 200x2 at L2 0.2 / 0.05 / 0.01 (runs a064fededfb1 / fe03272b43ec / 57c561f252b0), best validation AUC:
 .9768 (early stop after 19 epochs, test AUC .9769, logloss .1761) / .9762 at epoch 12 (stopped) /
-.9798 (early stop after 18 epochs, best at epoch 16; 30 min): L2 0.01 is the preset.
+.9798 (early stop after 18 epochs, best at epoch 16; 30 min): L2 0.01 is the preset. Lower, L2 0.005
+(run 8112f8c33a39, engine of a2465e8, idle machine, 291 s): best validation .9784 at epoch 14, early stop
+after 16 (test .9786), so the embedding L2 lead is spent; width, depth or more seeds are what is left.
 Measured (run 57c561f252b0, model code of commit ca5a152, N_dense 183,481, 1.08e6 forward FLOPs per
 example): test AUC .9796 (SE ~.001 from the test set's 28,860 examples, Hanley-McNeil; one seed, so no
 seed-to-seed SE), test logloss .1742 +- .0047: .0004 short of the .980 target, .003 below DLRM (.9828)
