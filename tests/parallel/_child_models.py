@@ -34,7 +34,7 @@ from tests.parallel._child_common import config_error, load_ctr_data, record_com
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 MESHES = {"ref": (1, 1, 1), "data8": (8, 1, 1), "fsdp8": (1, 8, 1), "d2f2t2": (2, 2, 2)}
-CTR_FAMILIES = ("wukong", "dlrm", "dcnv2")
+CTR_FAMILIES = ("wukong", "dlrm", "dcnv2", "rankmixer")
 TABLES = ("['items']['table'].value", "['embedding']['table']['table'].value")
 
 

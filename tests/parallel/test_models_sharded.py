@@ -30,7 +30,7 @@ MESHES = ("data8", "fsdp8", "d2f2t2")
 CTR_READY = all(importlib.util.find_spec(m) is not None for m in (
     "scaling_rec.models.wukong", "scaling_rec.models.dlrm", "scaling_rec.models.dcnv2", "scaling_rec.train.ctr_loop"))
 FAMILIES = ["hstu", "sasrec", *(pytest.param(f, marks=pytest.mark.skipif(not CTR_READY, reason="CTR models absent"))
-                                for f in ("wukong", "dlrm", "dcnv2"))]
+                                for f in ("wukong", "dlrm", "dcnv2", "rankmixer"))]
 SEQ_TABLE, CTR_TABLE = "['items']['table'].value", "['embedding']['table']['table'].value"
 # (embedding table, largest dense weight) of each family. Tables ('vocab', 'embed'): rows over
 # ('fsdp', 'tensor'); sequence tables [128, 32] (rows padded to 64s), the CTR table [64, 8]. Largest
@@ -41,12 +41,13 @@ PARAMS = {
     "wukong": (CTR_TABLE, "['top']['layers'][0]['kernel'].value"),
     "dlrm": (CTR_TABLE, "['top']['layers'][1]['kernel'].value"),
     "dcnv2": (CTR_TABLE, "['deep']['layers'][1]['kernel'].value"),
+    "rankmixer": (CTR_TABLE, "['head']['layers'][1]['kernel'].value"),
 }
 DENSE_SHARDS = {  # per-device shard of the largest dense weight
     "hstu": {"ref": [32, 128], "data8": [32, 128], "fsdp8": [4, 128], "d2f2t2": [16, 64]},
     "sasrec": {"ref": [32, 64], "data8": [32, 64], "fsdp8": [4, 64], "d2f2t2": [16, 32]},
     **{f: {"ref": [64, 64], "data8": [64, 64], "fsdp8": [8, 64], "d2f2t2": [32, 32]}
-       for f in ("wukong", "dlrm", "dcnv2")},
+       for f in ("wukong", "dlrm", "dcnv2", "rankmixer")},
 }
 TABLE_SHARDS = {  # per-device shard of the embedding table
     "seq": {"ref": [128, 32], "data8": [128, 32], "fsdp8": [16, 32], "d2f2t2": [32, 32]},
