@@ -53,11 +53,9 @@ def run_one(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, lo
     """
     schema(config.model.family).validate(config)  # a rejected config takes no lock (and writes nothing)
     root = study_root(workdir, config)
-    store = Store(root)
-    rid = config_lib.run_id(config)
     if not lock:
         return train_one(config, root)
-    with store.lock(rid):
+    with Store(root).lock(config_lib.run_id(config)):
         return train_one(config, root)
 
 

@@ -422,7 +422,7 @@ def _result(task: Task, trainer: Trainer, state: TrainState | None, meta: dict[s
     config, plan = task.config, trainer.plan
     best = meta.get("best") or {}
     result = {
-        "run_id": task.schema.run_id(config), "study": config.study, "family": config.model.family,
+        "run_id": task.run_dir.name, "study": config.study, "family": config.model.family,
         "dataset": config.data.name,
         "flops_planned": float(config.train.get("flops_budget", 0.0) or plan.flops_per_step.sum()),
         "flops_per_example": float(plan.flops_per_step.sum() / max(plan.examples_per_step.sum(), 1.0)),
