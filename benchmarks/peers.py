@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -305,11 +306,7 @@ def worker_fuxictr(a: argparse.Namespace) -> None:
     with contextlib.redirect_stdout(sys.stderr):
         model = getattr(src, params["model"])(feature_map, **params)
     train_gen, _ = RankDataLoader(feature_map, stage="train", **params).make_iterator()
-    batches = []
-    for b in train_gen:
-        batches.append(b)
-        if len(batches) == NUM_BATCHES:
-            break
+    batches = list(itertools.islice(train_gen, NUM_BATCHES))
     model.train()
     model._max_gradient_norm = params.get("max_gradient_norm", 10.0)  # what model.fit sets before training
     state = {"i": 0}
@@ -359,11 +356,7 @@ def worker_recbole(a: argparse.Namespace) -> None:
         train_data, _, _ = data_preparation(config, dataset)
         model = SASRec(config, train_data._dataset)
         optimizer = Trainer(config, model).optimizer
-    batches = []
-    for b in train_data:
-        batches.append(b)
-        if len(batches) == NUM_BATCHES:
-            break
+    batches = list(itertools.islice(train_data, NUM_BATCHES))
     model.train()
     state = {"i": 0}
 
