@@ -9,6 +9,10 @@ benchmarks/results/step_time_<device>.json: examples/s of each layout, their rat
 same run, layouts interleaved), useful FLOP/s (analytic jagged FLOPs, flops.py) as a fraction of this
 machine's matmul FLOP/s measured in the same run, and the full-softmax loss of both layouts on the
 same examples (it must agree: same model, same examples, different layout).
+
+No-regression check (issue 17): the command exits with status 1, after writing the JSON, when the jagged
+layout trains fewer examples/s than the padded one on any measured distribution, and prints which rows
+and by how much. Packing exists to be faster than padding; a slower jagged step is a regression.
 """
 
 from __future__ import annotations
@@ -151,6 +155,24 @@ def bench(name: str, examples: list[SequenceExample], num_items: int, max_len: i
     return row
 
 
+def slower_than_padded(rows: list[dict]) -> list[str]:
+    """One message per row whose jagged examples/s is below its padded examples/s (same run)."""
+    out = []
+    for r in rows:
+        j, p = r["examples_per_s"]["jagged"], r["examples_per_s"]["padded"]
+        if j < p:
+            out.append(f"{r['distribution']}: jagged {j:.1f} examples/s < padded {p:.1f} "
+                       f"(speedup {j / p:.2f}x, must be >= 1)")
+    return out
+
+
+def check_no_regression(rows: list[dict]) -> None:
+    """Exit with status 1 and a message naming the rows where the jagged step is slower than padded."""
+    slow = slower_than_padded(rows)
+    if slow:
+        raise SystemExit("REGRESSION: the jagged step is slower than the padded one\n  " + "\n  ".join(slow))
+
+
 def main(argv: list[str]) -> None:
     del argv
     peak = matmul_flops_per_s()
@@ -167,6 +189,7 @@ def main(argv: list[str]) -> None:
     path = pathlib.Path(_OUT.value) / f"step_time_{kind}.json"
     atomic_write_json(path, out)
     print(f"wrote {path}")
+    check_no_regression(rows)
 
 
 if __name__ == "__main__":
