@@ -467,7 +467,7 @@ def wukong_like_fuxictr(vocab_sizes: Sequence[int], num_dense: int, seed: int):
     rank 8, FMB MLP [512, 256], top MLP [512, 256] with batch norm, layer norm, no dropout."""
     from flax import nnx
 
-    from scaling_rec.models.wukong import Wukong
+    from scaling_rec.models.ctr.wukong import Wukong
 
     return Wukong(tuple(vocab_sizes), num_dense, embed_dim=10, num_layers=3, num_fmb=40, num_lcb=40, fm_rank=8,
                   fmb_width=FUXICTR_WUKONG_WIDTHS, fmb_depth=2, mlp_width=FUXICTR_WUKONG_WIDTHS, mlp_depth=2,

@@ -67,8 +67,8 @@ def main(argv: list[str]) -> int:
     from scaling_rec.sweep import executors
     from scaling_rec.sweep.runner import run_sweep
     from scaling_rec.sweep.spec import load_sweep
-    from scaling_rec.sweep.store import Store, study_root
-    from scaling_rec.sweep.worker import cache_dir, enable_compilation_cache
+    from scaling_rec.sweep.store import Store
+    from scaling_rec.train.run import cache_dir, enable_compilation_cache, study_root
 
     config_arg = flags.FLAGS["config"].config_filename
     specs = load_sweep(config_arg, _CONFIG.value)

@@ -4,7 +4,8 @@ r"""Train (or resume, or report the finished result of) one run.
         [--config.model.num_blocks=4]
 
 Every family (e.g. --config=experiments/wukong/frappe.py:wukong) trains on the one engine
-(scaling_rec.train.engine) with its task; scaling_rec.train.tasks says which schema and trainer a family uses.
+(scaling_rec.train.engine) with its task, through scaling_rec.train.run.run_one (lock, compilation cache);
+scaling_rec.train.tasks says which schema and trainer a family uses.
 The run lives in <workdir>/<config.study>/runs/<run_id>/ (the same place a sweep puts it). Exit
 status: 0 finished (ok, diverged or degenerate), 1 failed, 2 rejected input (flags, config, data, checkpoint: one line
 says the cause and the fix; --verbose or SCALING_REC_TRACEBACK=1 adds the traceback; launch/_cli.py),
@@ -65,14 +66,15 @@ def main(argv: list[str]) -> int:
         from scaling_rec.parallel.distributed import maybe_initialize
 
         process_id = maybe_initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value).process_id
-    from scaling_rec import config as config_lib
-    from scaling_rec.sweep.spec import schema
-    from scaling_rec.sweep.store import FINISHED, RunBusyError, study_root
-    from scaling_rec.sweep.worker import EXIT_BUSY, cache_dir, enable_compilation_cache, run_one
+    from scaling_rec.errors import RunBusyError
+    from scaling_rec.io import FINISHED
+    from scaling_rec.schema import run_id
+    from scaling_rec.train.run import EXIT_BUSY, cache_dir, enable_compilation_cache, run_one, study_root
+    from scaling_rec.train.tasks import schema_for
 
     config = _CONFIG.value
-    schema(config.model.family).validate(config)  # before the cache directory and the lock exist
-    run_dir = study_root(_WORKDIR.value, config) / "runs" / config_lib.run_id(config)  # checks data.data_dir
+    schema_for(config.model.family).validate(config)  # before the cache directory and the lock exist
+    run_dir = study_root(_WORKDIR.value, config) / "runs" / run_id(config)  # checks data.data_dir
     enable_compilation_cache(cache_dir(_WORKDIR.value, _CACHE.value))
     try:
         result = run_one(config, _WORKDIR.value, lock=process_id == 0)  # one lock per run, not per process

@@ -1,4 +1,5 @@
-"""The CTR config schema (Wukong, DLRM, DCNv2): its defaults and constraints, validated by scaling_rec.schema.
+"""The CTR config schema (every family of scaling_rec/models/ctr/): its defaults and constraints, validated by
+scaling_rec.schema.
 
 `default_config()` is the schema: experiments start from it and change values, never add keys.
 `validate(config, num_devices)` raises ConfigError naming the key, the value and what is allowed.
@@ -13,6 +14,7 @@ from typing import Any
 import ml_collections
 
 from scaling_rec.families import CTR_FAMILIES
+from scaling_rec.models import ctr
 from scaling_rec.schema import Schema, exactly_one_length, run_id
 
 __all__ = ["SCHEMA", "default_config", "run_id", "validate"]
@@ -21,7 +23,6 @@ FAMILIES = CTR_FAMILIES
 DATASETS = ("frappe", "criteo", "synthetic")
 OPTIMIZERS = ("adamw", "adagrad")
 NORMS = ("batch", "layer", "none")
-INTERACTIONS = ("dot", "cat")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -33,20 +34,10 @@ def default_config() -> ml_collections.ConfigDict:
         name="frappe", data_dir="", path="", cache_dir="", split=(0.7, 0.2, 0.1), split_seed=2024, min_count=1,
         hash_buckets=0, numeric="log", synthetic_examples=4000, synthetic_cardinalities=(50, 40, 30, 20, 10, 8),
     )
-    c.model = dict(
-        family="wukong", embed_dim=10, norm="batch", dropout=0.2,
-        # Wukong (Zhang et al. 2024 §3): l layers, n_F FMB and n_L LCB embeddings, rank k, FMB MLP.
-        num_layers=2, num_fmb=10, num_lcb=10, fm_rank=8, fmb_width=200, fmb_depth=1,
-        # Top MLP of all three families: mlp_depth hidden layers of mlp_width, then the logit.
-        mlp_width=400, mlp_depth=3,
-        # DLRM bottom MLP for dense features (Naumov et al. 2019 §2), interaction op.
-        bottom_width=64, bottom_depth=2, interaction="dot",
-        # DCNv2 cross layers (Wang et al. 2021 §3, parallel structure), rank 0 = full-rank W.
-        cross_layers=4, cross_rank=0,
-        # RankMixer (Zhu et al. 2025 §3): T tokens of width D (a multiple of T), per-token FFN width k·D;
-        # num_layers and the top MLP (the output tower) are shared with the keys above.
-        num_tokens=10, token_dim=40, ffn_mult=4,
-    )
+    # The keys every family reads (scaling_rec.models.ctr.COMMON_KEYS), then each family's own keys, declared
+    # in its module of scaling_rec/models/ctr/ (Wukong's layers, DLRM's bottom MLP, DCNv2's cross layers, ...).
+    c.model = dict(family="wukong", embed_dim=10, norm="batch", dropout=0.2, mlp_width=400, mlp_depth=3,
+                   **ctr.own_keys())
     c.train = dict(
         batch_size=4096, num_epochs=100.0, num_steps=0, flops_budget=0.0, optimizer="adamw", learning_rate=1e-3,
         b1=0.9, b2=0.999, weight_decay=0.0, embedding_l2=0.0, grad_clip=10.0, lr_decay_factor=0.1,
@@ -65,19 +56,21 @@ def _split(given: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _family_keys(attribute: str) -> tuple:
+    """The 'model.<key>' names of one constraint (positive, non_negative) over every CTR family."""
+    return tuple(dict.fromkeys(f"model.{k}" for name in FAMILIES for k in getattr(ctr.get(name), attribute)))
+
+
 SCHEMA = Schema(
     label="CTR config", module="scaling_rec.ctr_config", defaults=default_config,
     choices={"data.name": DATASETS, "data.numeric": ("log", "bucket"), "model.family": FAMILIES, "model.norm": NORMS,
-             "model.interaction": INTERACTIONS, "train.optimizer": OPTIMIZERS,
-             "eval.select_metric": ("auc", "logloss")},
-    positive=("model.embed_dim", "model.num_layers", "model.num_fmb", "model.num_lcb", "model.fm_rank",
-              "model.fmb_width", "model.mlp_width", "model.bottom_width", "model.cross_layers", "model.num_tokens",
-              "model.token_dim", "model.ffn_mult", "train.batch_size", "train.learning_rate", "train.log_every",
-              "eval.batch_size", "data.synthetic_examples", "data.min_count"),
-    non_negative=("model.fmb_depth", "model.mlp_depth", "model.bottom_depth", "data.hash_buckets", "train.num_epochs",
-                  "train.num_steps", "train.flops_budget", "train.weight_decay", "train.embedding_l2",
-                  "train.grad_clip", "train.min_learning_rate", "train.eval_every", "eval.patience", "seed",
-                  "data.split_seed", "model.cross_rank"),  # cross_rank 0 = full rank
+             "train.optimizer": OPTIMIZERS, "eval.select_metric": ("auc", "logloss"),
+             **{f"model.{k}": v for name in FAMILIES for k, v in ctr.get(name).choices.items()}},
+    positive=("model.embed_dim", "model.mlp_width", "train.batch_size", "train.learning_rate", "train.log_every",
+              "eval.batch_size", "data.synthetic_examples", "data.min_count", *_family_keys("positive")),
+    non_negative=("model.mlp_depth", "data.hash_buckets", "train.num_epochs", "train.num_steps", "train.flops_budget",
+                  "train.weight_decay", "train.embedding_l2", "train.grad_clip", "train.min_learning_rate",
+                  "train.eval_every", "eval.patience", "seed", "data.split_seed", *_family_keys("non_negative")),
     fractions=("model.dropout", "train.b1", "train.b2"),
     # train.lr_decay_factor = 1 disables reduce-on-plateau.
     unit_fractions=("train.lr_decay_factor",),

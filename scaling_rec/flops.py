@@ -1,7 +1,8 @@
 """Analytic FLOPs and parameter counts of every family: the one source of truth for budgets (DESIGN "Budget").
 
 Sequential retrievers (HSTU, SASRec): forward_flops / block_flops / loss_flops; CTR models:
-ctr_forward_flops; TIGER: tiger_forward_flops; parameters of any model: param_counts. Each formula is
+ctr_forward_flops, which indexes the formula each family's module declares (scaling_rec/models/ctr/); TIGER:
+tiger_forward_flops; parameters of any model: param_counts. Each formula is
 checked against XLA's cost analysis (tests/test_flops.py, tests/ctr/test_models.py,
 tests/models/test_rankmixer.py, tests/tiger/test_tiger_flops.py).
 
@@ -15,8 +16,6 @@ the training loss's scoring of the target and the sampled negatives (2·D per sc
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -24,6 +23,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from scaling_rec.models import ctr
 from scaling_rec.models.layers import Embedding
 
 TRAIN_MULTIPLIER = 3.0
@@ -155,65 +155,10 @@ def tiger_forward_flops(config: ml_collections.ConfigDict, length: int) -> float
     return float(history + targets + output)
 
 
-def mlp_flops(d_in: int, width: int | Sequence[int], depth: int, d_out: int) -> float:
-    """Forward FLOPs per example of scaling_rec.models.ctr_common.MLP(d_in, width, depth, d_out): 2 · a · b per
-    layer of a inputs and b outputs (`width`: one width for the `depth` hidden layers, or one per layer)."""
-    widths = list(width) if isinstance(width, Sequence) else [width] * depth
-    dims = [d_in, *widths, *([d_out] if d_out else [])]
-    return float(sum(2 * a * b for a, b in zip(dims[:-1], dims[1:], strict=False)))
-
-
-def _wukong(m: Any, n: int, num_dense: int) -> float:
-    """Wukong (Zhang et al. 2024 §3), per layer on n embeddings of width d: FM via the rank-k projection
-    4 n d k, the FMB MLP, LCB 2 n_L n d, and the residual projection 2 n_out n d when n_out != n; then the top
-    MLP (and the bottom MLP of the dense features)."""
-    d, f = m.embed_dim, 0.0
-    for _ in range(m.num_layers):
-        n_out = m.num_fmb + m.num_lcb
-        f += 4.0 * n * d * m.fm_rank + mlp_flops(n * m.fm_rank, m.fmb_width, m.fmb_depth, m.num_fmb * d)
-        f += 2.0 * m.num_lcb * n * d + (2.0 * n_out * n * d if n_out != n else 0.0)
-        n = n_out
-    return f + mlp_flops(n * d, m.mlp_width, m.mlp_depth, 1)
-
-
-def _dlrm(m: Any, n: int, num_dense: int) -> float:
-    """DLRM (Naumov et al. 2019 §2): the full Gram matrix 2 n² d of the n embeddings ('dot'; what is computed,
-    not its upper triangle) and the top MLP over the embeddings and the pairwise products."""
-    d = m.embed_dim
-    d_top = n * d + (n * (n - 1) // 2 if m.interaction == "dot" else 0)
-    gram = 2.0 * n * n * d if m.interaction == "dot" else 0.0
-    return gram + mlp_flops(d_top, m.mlp_width, m.mlp_depth, 1)
-
-
-def _dcnv2(m: Any, n: int, num_dense: int) -> float:
-    """DCNv2 (Wang et al. 2021 §3, parallel): cross layers 2 d0² (full rank) or 4 d0 r (rank r) on the
-    d0 = fields · d + dense inputs, the deep MLP, and the output layer over both."""
-    d0 = (n - (1 if num_dense else 0)) * m.embed_dim + num_dense
-    cross = m.cross_layers * (4.0 * d0 * m.cross_rank if m.cross_rank > 0 else 2.0 * d0 * d0)
-    widths = list(m.mlp_width) if isinstance(m.mlp_width, Sequence) else [m.mlp_width] * m.mlp_depth
-    return cross + mlp_flops(d0, m.mlp_width, m.mlp_depth, 0) + 2.0 * (d0 + ([d0, *widths])[-1])
-
-
-def _rankmixer(m: Any, n: int, num_dense: int) -> float:
-    """RankMixer (Zhu et al. 2025 §3): the tokenizer (T chunks of ceil(E / T) of the E concatenated inputs,
-    each projected to D), per layer the per-token FFNs 2 · 2 · T · D · kD (token mixing is a reshape), and the
-    output MLP on the mean-pooled token."""
-    t, d = m.num_tokens, m.token_dim
-    inputs = (n - (1 if num_dense else 0)) * m.embed_dim + num_dense
-    tokenize = 2.0 * t * math.ceil(inputs / t) * d
-    return tokenize + m.num_layers * 4.0 * t * d * m.ffn_mult * d + mlp_flops(d, m.mlp_width, m.mlp_depth, 1)
-
-
-_CTR_FLOPS = {"wukong": _wukong, "dlrm": _dlrm, "dcnv2": _dcnv2, "rankmixer": _rankmixer}
-
-
 def ctr_forward_flops(model_cfg: Any, num_fields: int, num_dense: int = 0) -> float:
     """Forward FLOPs per example of a CTR model (scaling_rec.ctr_config's model section, or any object with
     its attributes; widths may be per-layer sequences) over `num_fields` categorical fields and `num_dense`
-    dense features. Wukong and DLRM embed the dense features as one more field through the bottom MLP
-    (counted); DCNv2 and RankMixer concatenate them to the embeddings."""
-    n = num_fields + (1 if num_dense else 0)
-    bottom = 0.0
-    if num_dense and model_cfg.family in ("wukong", "dlrm"):
-        bottom = mlp_flops(num_dense, model_cfg.bottom_width, model_cfg.bottom_depth, model_cfg.embed_dim)
-    return bottom + _CTR_FLOPS[model_cfg.family](model_cfg, n, num_dense)
+    dense features: the formula its family declares (scaling_rec/models/ctr/<family>.py, `forward_flops`).
+    Wukong and DLRM embed the dense features as one more field through the bottom MLP (counted); DCNv2 and
+    RankMixer concatenate them to the embeddings."""
+    return float(ctr.get(model_cfg.family).forward_flops(model_cfg, num_fields, num_dense))

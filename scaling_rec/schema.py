@@ -7,8 +7,9 @@ first problem: unknown keys (with "did you mean" suggestions), missing keys, typ
 family's rules, and the mesh against the devices. Every message starts with the schema's label ("config",
 "CTR config", "TIGER config") and names the key, the value and what is allowed.
 
-This module imports no model or data module (tests/test_import_graph.py); `run_id` reaches the data only
-through scaling_rec.provenance, because a run's identity includes its data's.
+This module imports no model or data module at import time; `run_id` reaches the data only through
+scaling_rec.provenance, because a run's identity includes its data's, and a CTR family's late-added keys through
+that family's declaration (scaling_rec.models.ctr).
 """
 
 from __future__ import annotations
@@ -31,14 +32,14 @@ _MESH_KEYS = ("mesh.data", "mesh.fsdp", "mesh.tensor")
 
 # Keys added to a schema after results were first stored, with the default that reproduces the older
 # behaviour: run_id() leaves them out at that value. One list for every schema (a key listed here that a
-# family lacks is simply absent from its configs).
+# family lacks is simply absent from its configs); the model keys of a CTR family added later are declared by
+# its module instead (scaling_rec.models.ctr.CtrFamily.in_run_id_at_default).
 ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p_signal": 0.02,
               "train.steps_per_call": 1, "data.path": "", "data.kcore": 0, "data.train_user_fraction": 1.0,
               "data.columns": {"user": "user", "item": "item", "timestamp": "timestamp", "rating": "", "action": "",
                                "weight": ""},
               "train.lr_decay": "constant", "train.final_lr_fraction": 0.1, "data.num_items": 0,
-              "data.timestamp_unit": "s",
-              "model.num_tokens": 10, "model.token_dim": 40, "model.ffn_mult": 4}  # the last three: CTR schema
+              "data.timestamp_unit": "s"}
 # Keys of ADDED_KEYS that a family's schema had from its start: there they always count. The CTR schema
 # (scaling_rec.ctr_config) had data.path before the sequence schema added it; leaving it out changed
 # every CTR run id (caught by tests/golden).
@@ -206,8 +207,14 @@ def run_id(config: ml_collections.ConfigDict) -> str:
     d = config.to_dict()
     d.pop("logging", None)
     d.get("data", {}).pop("data_dir", None)
-    original = _ORIGINAL_KEYS.get(d.get("model", {}).get("family"), ())
-    for key, default in ADDED_KEYS.items():
+    family = d.get("model", {}).get("family")
+    original = _ORIGINAL_KEYS.get(family, ())
+    added = ADDED_KEYS
+    if family in CTR_FAMILIES:  # a CTR family added later declares its keys so (scaling_rec.models.ctr)
+        from scaling_rec.models import ctr
+
+        added = {**ADDED_KEYS, **ctr.added_keys()}
+    for key, default in added.items():
         section, name = key.split(".")
         if key not in original and d.get(section, {}).get(name, default) == default:
             d.get(section, {}).pop(name, None)

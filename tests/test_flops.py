@@ -91,7 +91,8 @@ def test_every_family_has_its_flops_in_this_module():
     sequential: block_flops; TIGER: tiger_forward_flops); per-layer widths count as the equal widths do."""
     from scaling_rec import ctr_config, tiger_config
     from scaling_rec.families import CTR_FAMILIES, SEQUENCE_FAMILIES, TIGER_FAMILIES
-    from scaling_rec.flops import ctr_forward_flops, mlp_flops, tiger_forward_flops
+    from scaling_rec.flops import ctr_forward_flops, tiger_forward_flops
+    from scaling_rec.models.ctr_common import mlp_flops
 
     for family in CTR_FAMILIES:
         c = ctr_config.default_config()

@@ -227,7 +227,7 @@ def test_scaling_curves_notebook_on_a_real_tiny_sweep(tmp_path, monkeypatch):
     from scaling_rec.sweep.executors import InlineExecutor
     from scaling_rec.sweep.runner import run_sweep
     from scaling_rec.sweep.spec import load_experiment
-    from scaling_rec.sweep.worker import enable_compilation_cache
+    from scaling_rec.train.run import enable_compilation_cache
 
     base = load_experiment(REPO / "tests" / "sweep" / "tiny_study.py").get_config("steps")
     points = [{"train.flops_budget": c, **{f"model.{k}": d for k in ("embed_dim", "qk_dim", "v_dim", "ffn_dim")}}

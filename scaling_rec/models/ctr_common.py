@@ -111,3 +111,19 @@ def _make_norm(norm: str, width: int, rngs: nnx.Rngs) -> nnx.Module | None:
     if norm == "layer":
         return LayerNorm(width, rngs, axis="mlp")
     return None
+
+
+def mlp_flops(d_in: int, width: int | Sequence[int], depth: int, d_out: int) -> float:
+    """Forward FLOPs per example of MLP(d_in, width, depth, d_out): 2 · a · b per layer of a inputs and b
+    outputs (`width`: one width for the `depth` hidden layers, or one per layer; d_out = 0: no output layer)."""
+    widths = list(width) if isinstance(width, Sequence) else [width] * depth
+    dims = [d_in, *widths, *([d_out] if d_out else [])]
+    return float(sum(2 * a * b for a, b in zip(dims[:-1], dims[1:], strict=False)))
+
+
+def bottom_mlp_flops(model_cfg, num_dense: int) -> float:
+    """Forward FLOPs per example of the bottom MLP that embeds `num_dense` dense features as one more field
+    (Wukong, DLRM: bottom_width x bottom_depth -> embed_dim); 0 without dense features."""
+    if not num_dense:
+        return 0.0
+    return mlp_flops(num_dense, model_cfg.bottom_width, model_cfg.bottom_depth, model_cfg.embed_dim)

@@ -8,13 +8,10 @@ from collections.abc import Sequence
 import ml_collections
 from flax import nnx
 
-from scaling_rec.models.dcnv2 import DCNv2
-from scaling_rec.models.dlrm import DLRM
+from scaling_rec.models import ctr
 from scaling_rec.models.hstu import HSTU
-from scaling_rec.models.rankmixer import RankMixer
 from scaling_rec.models.sasrec import SASRec
 from scaling_rec.models.sequential import SequentialRecommender
-from scaling_rec.models.wukong import Wukong
 
 
 def build(config: ml_collections.ConfigDict, num_items: int, *, time_bias: bool | None = None,
@@ -40,21 +37,9 @@ def build(config: ml_collections.ConfigDict, num_items: int, *, time_bias: bool 
 
 
 def build_ctr_model(model_config, vocab_sizes: Sequence[int], num_dense: int, rngs: nnx.Rngs) -> nnx.Module:
-    """The CTR model of `config.model` (scaling_rec.ctr_config) over fields of `vocab_sizes`."""
+    """The CTR model of `config.model` (scaling_rec.ctr_config) over fields of `vocab_sizes`, built by its
+    family's declaration (scaling_rec/models/ctr/<family>.py)."""
     m = model_config
-    vocab_sizes = tuple(int(v) for v in vocab_sizes)
     common = dict(embed_dim=m.embed_dim, mlp_width=m.mlp_width, mlp_depth=m.mlp_depth, norm=m.norm,
                   dropout_rate=m.dropout, rngs=rngs)
-    if m.family == "wukong":
-        return Wukong(vocab_sizes, num_dense, num_layers=m.num_layers, num_fmb=m.num_fmb, num_lcb=m.num_lcb,
-                      fm_rank=m.fm_rank, fmb_width=m.fmb_width, fmb_depth=m.fmb_depth, bottom_width=m.bottom_width,
-                      bottom_depth=m.bottom_depth, **common)
-    if m.family == "dlrm":
-        return DLRM(vocab_sizes, num_dense, bottom_width=m.bottom_width, bottom_depth=m.bottom_depth,
-                    interaction=m.interaction, **common)
-    if m.family == "dcnv2":
-        return DCNv2(vocab_sizes, num_dense, cross_layers=m.cross_layers, cross_rank=m.cross_rank, **common)
-    if m.family == "rankmixer":
-        return RankMixer(vocab_sizes, num_dense, num_tokens=m.num_tokens, token_dim=m.token_dim,
-                         num_layers=m.num_layers, ffn_mult=m.ffn_mult, **common)
-    raise ValueError(f"unknown CTR model.family {m.family!r}")
+    return ctr.get(m.family).build(m, tuple(int(v) for v in vocab_sizes), num_dense, common)

@@ -5,5 +5,5 @@
   store.py      <workdir>/<study>/: run statuses, spec files, run locks, manifest (atomic writes)
   executors.py  inline · local (worker processes running launch.train) · slurm (submitit)
   runner.py     skip finished, resume unfinished, console progress with ETA, summary, overhead
-  worker.py     one run in this process (compilation cache + run lock + train loop)
+  worker.py     a SLURM job's run (spec file -> scaling_rec.train.run.run_one: cache, lock, trainer)
 """

@@ -29,7 +29,8 @@ from typing import Any, Protocol
 from scaling_rec.errors import RunBusyError
 from scaling_rec.sweep.spec import RunSpec
 from scaling_rec.sweep.store import Store
-from scaling_rec.sweep.worker import EXIT_BUSY, run_one, run_spec_file
+from scaling_rec.sweep.worker import run_spec_file
+from scaling_rec.train.run import EXIT_BUSY, run_one
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 JSON_CONFIG = pathlib.Path(__file__).resolve().with_name("json_config.py")

@@ -24,46 +24,10 @@ position table adds 2·max_len − 1 per block, its time table num_time_buckets 
 | sasrec/L | 128 | 8      | 4 × 32 (ffn 512) | 1,582,080 |
 | sasrec/XL| 256 | 12     | 8 × 32 (ffn 1024)| 9,464,832 |
 
-CTR ladders (experiments/wukong/scaling.py). Zhang et al. 2024 (Wukong, §5-6) scale Wukong by more and
-wider layers (l, n_F = n_L, rank k, the FMB MLP) and a wider top MLP, and DLRM (Naumov et al. 2019 §2)
-by its top MLP; DCNv2 (Wang et al. 2021 §3, parallel, full-rank cross layers) by cross layers and top
-MLP. The rungs are ours, about 4-6× N_dense apart, spanning ~2e4 -> ~5e7 forward FLOPs per example.
-N_dense on Frappe's 10 fields (no dense features), embedding dim 10 and batch norm as in the Frappe
-presets (experiments/wukong/frappe.py), DLRM with the 'dot' interaction:
-
-| name      | l, n_F = n_L, k, FMB MLP / cross layers | top MLP | N_dense    |
-|-----------|-----------------------------------------|---------|------------|
-| wukong/r0 | 1, 4, 4, 64x1                           | 64x1    | 10,857     |
-| wukong/r1 | 2, 8, 8, 128x1                          | 128x2   | 86,497     |
-| wukong/r2 | 2, 16, 16, 256x1                        | 256x2   | 407,489    |
-| wukong/r3 | 4, 16, 16, 256x2                        | 256x3   | 1,086,977  |
-| wukong/r4 | 4, 32, 24, 512x2                        | 512x3   | 5,073,169  |
-| wukong/r5 | 8, 32, 32, 1024x2                       | 1024x3  | 28,865,281 |
-| dlrm/r0   | -                                       | 64x1    | 9,473      |
-| dlrm/r1   | -                                       | 128x2   | 35,585     |
-| dlrm/r2   | -                                       | 256x2   | 103,937    |
-| dlrm/r3   | -                                       | 512x3   | 602,113    |
-| dlrm/r4   | -                                       | 1024x3  | 2,252,801  |
-| dlrm/r5   | -                                       | 2048x4  | 12,898,305 |
-| dcnv2/r0  | 1 cross layer                           | 64x1    | 16,793     |
-| dcnv2/r1  | 2                                       | 128x2   | 50,125     |
-| dcnv2/r2  | 3                                       | 256x2   | 122,817    |
-| dcnv2/r3  | 4                                       | 512x3   | 619,573    |
-| dcnv2/r4  | 6                                       | 1024x3  | 2,267,421  |
-| dcnv2/r5  | 8                                       | 2048x4  | 12,887,045 |
-
-RankMixer ladder (experiments/rankmixer/frappe.py). Zhu et al. 2025 (§4) scale RankMixer by the token width
-D and the token count T at L = 2 (100M: D = 768, T = 16; 1B: D = 1536, T = 32) with per-token FFNs k·D wide;
-our rungs (same settings as the CTR table above) grow D, then L, with T = 5 or 10 (Frappe's 10 fields):
-
-| name         | T, D, L, k    | output MLP | N_dense    |
-|--------------|---------------|------------|------------|
-| rankmixer/r0 | 5, 20, 1, 2   | 64x1       | 11,933     |
-| rankmixer/r1 | 5, 40, 2, 2   | 128x1      | 75,185     |
-| rankmixer/r2 | 10, 40, 2, 4  | 128x1      | 270,185    |
-| rankmixer/r3 | 10, 80, 2, 4  | 256x2      | 1,128,657  |
-| rankmixer/r4 | 10, 160, 2, 4 | 256x2      | 4,238,497  |
-| rankmixer/r5 | 10, 320, 3, 4 | 512x2      | 25,091,265 |
+CTR ladders (experiments/wukong/scaling.py, experiments/rankmixer/frappe.py): each CTR family declares its
+ladder in its own module (scaling_rec/models/ctr/<family>.py, `FAMILY.ladder`: rung values, stated N_dense and
+source), named here '<family>/<rung>'. N_dense is on Frappe's 10 fields (no dense features) with embedding dim
+10 and batch norm, as in the Frappe presets; `python -m scaling_rec.sweep.sizes` prints every ladder.
 
 TIGER ladder (experiments/tiger/scaling.py). `tiger/r2` is the paper's model (Rajput et al. 2023 §4.1:
 4 + 4 T5 layers, d_model 128, 6 heads × 64, FFN 1024); the other rungs are ours, widths and depths
@@ -80,7 +44,8 @@ which is also the tied output layer:
 | tiger/r2 | 128     | 4                | 6 × 64           | 1024 | 4,459,648  |
 | tiger/r3 | 256     | 6                | 8 × 64           | 2048 | 22,028,800 |
 
-`tests/sweep/test_sizes.py` recomputes every N_dense column; `python -m scaling_rec.sweep.sizes` prints them.
+`tests/sweep/test_sizes.py` recomputes every N_dense column and every CTR rung's stated N_dense;
+`python -m scaling_rec.sweep.sizes` prints them.
 """
 
 from __future__ import annotations
@@ -93,6 +58,7 @@ import numpy as np
 
 from scaling_rec.errors import ConfigError
 from scaling_rec.families import CTR_FAMILIES
+from scaling_rec.models import ctr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,27 +101,6 @@ class FamilySize:
         return {"model.family": self.family, **{f"model.{k}": v for k, v in self.values}}
 
 
-def _wukong(layers: int, n: int, rank: int, fmb_width: int, fmb_depth: int, mlp_width: int,
-            mlp_depth: int) -> FamilySize:
-    return FamilySize("wukong", (("num_layers", layers), ("num_fmb", n), ("num_lcb", n), ("fm_rank", rank),
-                                 ("fmb_width", fmb_width), ("fmb_depth", fmb_depth), ("mlp_width", mlp_width),
-                                 ("mlp_depth", mlp_depth)))
-
-
-def _dlrm(mlp_width: int, mlp_depth: int) -> FamilySize:
-    return FamilySize("dlrm", (("mlp_width", mlp_width), ("mlp_depth", mlp_depth)))
-
-
-def _dcnv2(cross_layers: int, mlp_width: int, mlp_depth: int) -> FamilySize:
-    return FamilySize("dcnv2", (("cross_layers", cross_layers), ("mlp_width", mlp_width), ("mlp_depth", mlp_depth)))
-
-
-def _rankmixer(tokens: int, token_dim: int, layers: int, ffn_mult: int, mlp_width: int,
-               mlp_depth: int) -> FamilySize:
-    return FamilySize("rankmixer", (("num_tokens", tokens), ("token_dim", token_dim), ("num_layers", layers),
-                                    ("ffn_mult", ffn_mult), ("mlp_width", mlp_width), ("mlp_depth", mlp_depth)))
-
-
 def _tiger(d_model: int, layers: int, heads: int, head_dim: int, d_ff: int) -> FamilySize:
     return FamilySize("tiger", (("d_model", d_model), ("num_layers", layers), ("num_heads", heads),
                                 ("head_dim", head_dim), ("d_ff", d_ff)))
@@ -172,36 +117,14 @@ SIZES: dict[str, ModelSize | FamilySize] = {
     "sasrec/M": _sasrec(64, 4, 2, 256),
     "sasrec/L": _sasrec(128, 8, 4, 512),
     "sasrec/XL": _sasrec(256, 12, 8, 1024),
-    "wukong/r0": _wukong(1, 4, 4, 64, 1, 64, 1),
-    "wukong/r1": _wukong(2, 8, 8, 128, 1, 128, 2),
-    "wukong/r2": _wukong(2, 16, 16, 256, 1, 256, 2),
-    "wukong/r3": _wukong(4, 16, 16, 256, 2, 256, 3),
-    "wukong/r4": _wukong(4, 32, 24, 512, 2, 512, 3),
-    "wukong/r5": _wukong(8, 32, 32, 1024, 2, 1024, 3),
-    "dlrm/r0": _dlrm(64, 1),
-    "dlrm/r1": _dlrm(128, 2),
-    "dlrm/r2": _dlrm(256, 2),
-    "dlrm/r3": _dlrm(512, 3),
-    "dlrm/r4": _dlrm(1024, 3),
-    "dlrm/r5": _dlrm(2048, 4),
-    "dcnv2/r0": _dcnv2(1, 64, 1),
-    "dcnv2/r1": _dcnv2(2, 128, 2),
-    "dcnv2/r2": _dcnv2(3, 256, 2),
-    "dcnv2/r3": _dcnv2(4, 512, 3),
-    "dcnv2/r4": _dcnv2(6, 1024, 3),
-    "dcnv2/r5": _dcnv2(8, 2048, 4),
-    "rankmixer/r0": _rankmixer(5, 20, 1, 2, 64, 1),
-    "rankmixer/r1": _rankmixer(5, 40, 2, 2, 128, 1),
-    "rankmixer/r2": _rankmixer(10, 40, 2, 4, 128, 1),
-    "rankmixer/r3": _rankmixer(10, 80, 2, 4, 256, 2),
-    "rankmixer/r4": _rankmixer(10, 160, 2, 4, 256, 2),
-    "rankmixer/r5": _rankmixer(10, 320, 3, 4, 512, 2),
     "tiger/s0": _tiger(16, 1, 2, 8, 32),
     "tiger/s1": _tiger(32, 1, 2, 16, 64),
     "tiger/r0": _tiger(64, 2, 4, 32, 256),
     "tiger/r1": _tiger(96, 3, 4, 48, 512),
     "tiger/r2": _tiger(128, 4, 6, 64, 1024),
     "tiger/r3": _tiger(256, 6, 8, 64, 2048),
+    **{f"{name}/{rung}": FamilySize(name, tuple(r.values.items()))
+       for name in CTR_FAMILIES for rung, r in ctr.get(name).ladder.items()},
 }
 # Frappe (Baltrunas et al. 2015, the BARS Frappe_x1 protocol): 10 categorical fields, no dense features.
 FRAPPE_NUM_FIELDS = 10
@@ -291,4 +214,4 @@ def table(max_len: int = 50, time_bias: bool = False) -> list[tuple[str, int]]:
 
 if __name__ == "__main__":
     for name, n in table():
-        print(f"{name:10s} {n:>12,}")
+        print(f"{name:13s} {n:>12,}")

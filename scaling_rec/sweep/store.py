@@ -4,7 +4,7 @@
     sweep/manifest.json        the sweep's runs and their labels (size, family, budget)
     sweep/status.json          each run's state as the runner last saw it
     sweep/specs/<run_id>.json  the resolved config a worker process or SLURM job runs
-    sweep/locks/<run_id>.lock  held (flock) by the process running that run
+    sweep/locks/<run_id>.lock  held (flock) by the process running that run (scaling_rec.train.run)
     sweep/logs/<run_id>.log    console output of local worker processes
 
 Every file is written atomically (scaling_rec.io). The lock is an advisory `flock`, released by the
@@ -14,13 +14,10 @@ kernel when its holder dies (SIGKILL included), so a crashed run never blocks a 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import pathlib
-import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import ml_collections
@@ -29,11 +26,9 @@ from scaling_rec import config as config_lib
 from scaling_rec.errors import ResultError, RunBusyError
 from scaling_rec.io import FINISHED, atomic_write_json, read_run_result
 from scaling_rec.sweep.spec import RunSpec, schema, set_key
+from scaling_rec.train.run import run_lock, study_root
 
-
-def study_root(workdir: str | os.PathLike, config: ml_collections.ConfigDict) -> pathlib.Path:
-    """`<workdir>/<study>`: where a config's runs live (launch.train and launch.sweep agree on it)."""
-    return pathlib.Path(workdir) / config.study
+__all__ = ["FINISHED", "RunBusyError", "Store", "config_from_dict", "read_spec", "study_root"]
 
 
 def config_from_dict(d: dict[str, Any], where: str = "") -> ml_collections.ConfigDict:
@@ -107,23 +102,10 @@ class Store:
         path = self.sweep_dir / "status.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    @contextlib.contextmanager
-    def lock(self, run_id: str) -> Iterator[None]:
-        """Holds the run's lock for the body; RunBusyError at once if a live process holds it."""
-        path = self.sweep_dir / "locks" / f"{run_id}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = pathlib.Path(path).read_text().strip() or "another process"
-                raise RunBusyError(f"run {run_id} is being run by {holder} ({path}).") from None
-            os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-            yield
-        finally:
-            os.close(fd)
+    def lock(self, run_id: str) -> contextlib.AbstractContextManager[None]:
+        """Holds the run's lock for the body (scaling_rec.train.run.run_lock); RunBusyError at once if a live
+        process holds it."""
+        return run_lock(self.root, run_id)
 
 
 def read_spec(path: str | os.PathLike) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:

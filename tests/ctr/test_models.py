@@ -10,9 +10,9 @@ from flax import nnx
 
 from scaling_rec import ctr_config
 from scaling_rec.flops import ctr_forward_flops, param_counts
-from scaling_rec.models.dlrm import dot_interaction
+from scaling_rec.models.ctr.dlrm import dot_interaction
+from scaling_rec.models.ctr.wukong import linear_compress, naive_fm, optimized_fm
 from scaling_rec.models.registry import build_ctr_model
-from scaling_rec.models.wukong import linear_compress, naive_fm, optimized_fm
 
 VOCAB = (11, 7, 5, 9, 13)
 

@@ -50,6 +50,7 @@ def _sequence_config(family: str) -> ml_collections.ConfigDict:
 
 def _ctr_config(family: str) -> ml_collections.ConfigDict:
     from scaling_rec.ctr_config import default_config
+    from scaling_rec.models import ctr
 
     c = default_config()
     c.study = "golden"
@@ -58,8 +59,7 @@ def _ctr_config(family: str) -> ml_collections.ConfigDict:
     c.model.family = family
     c.model.update(embed_dim=4, num_layers=1, num_fmb=4, num_lcb=4, fm_rank=4, fmb_width=16, mlp_width=16,
                    mlp_depth=1, bottom_width=8, bottom_depth=1, cross_layers=2)
-    if family == "rankmixer":  # only here: the keys are in every CTR config, and other run ids are pinned
-        c.model.update(num_tokens=2, token_dim=8)
+    c.model.update(ctr.get(family).tiny)  # the family's own test shapes (scaling_rec/models/ctr/<family>.py)
     c.train.update(batch_size=64, num_epochs=0.0, num_steps=4 * STEPS, log_every=1, eval_every=12, learning_rate=3e-2)
     c.eval.update(patience=0, batch_size=256)
     c.logging.progress = False

@@ -14,7 +14,7 @@ from scaling_rec import ctr_config
 from scaling_rec.data.ctr import synthetic_ctr
 from scaling_rec.errors import ConfigError
 from scaling_rec.flops import ctr_forward_flops, param_counts
-from scaling_rec.models.rankmixer import per_token_dense, token_mixing
+from scaling_rec.models.ctr.rankmixer import per_token_dense, token_mixing
 from scaling_rec.models.registry import build_ctr_model
 from scaling_rec.sweep.spec import expand
 from scaling_rec.train.ctr_loop import train_and_evaluate

@@ -57,6 +57,7 @@ def tiny_ctr_config(family: str) -> ml_collections.ConfigDict:
     OOV row), so the stacked table splits evenly 8 ways.
     """
     from scaling_rec import ctr_config
+    from scaling_rec.models import ctr
 
     c = ctr_config.default_config()
     c.study = "parallel_tests"
@@ -65,8 +66,7 @@ def tiny_ctr_config(family: str) -> ml_collections.ConfigDict:
     c.model.num_layers, c.model.num_fmb, c.model.num_lcb, c.model.fm_rank = 1, 4, 4, 8
     c.model.fmb_width, c.model.fmb_depth, c.model.mlp_width, c.model.mlp_depth = 32, 1, 64, 2
     c.model.cross_layers = 2
-    if family == "rankmixer":  # 2 tokens of width 32 (a multiple of the 2 heads), split over 8 devices
-        c.model.num_tokens, c.model.token_dim = 2, 32
+    c.model.update(ctr.get(family).tiny)  # the family's own test shapes (scaling_rec/models/ctr/<family>.py)
     c.train.batch_size, c.train.num_epochs, c.train.num_steps = 16, 0.0, 2
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 1, -1, 1
     c.logging.wandb, c.logging.progress = False, False

@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 
 from scaling_rec.data.pipeline import TrainStream
+from scaling_rec.families import CTR_FAMILIES
 from scaling_rec.models.registry import build
 from scaling_rec.parallel.mesh import make_mesh
 from scaling_rec.parallel.rules import rules_for
@@ -34,7 +35,6 @@ from tests.parallel._child_common import config_error, load_ctr_data, record_com
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 MESHES = {"ref": (1, 1, 1), "data8": (8, 1, 1), "fsdp8": (1, 8, 1), "d2f2t2": (2, 2, 2)}
-CTR_FAMILIES = ("wukong", "dlrm", "dcnv2", "rankmixer")
 TABLES = ("['items']['table'].value", "['embedding']['table']['table'].value")
 
 

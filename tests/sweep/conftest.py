@@ -15,7 +15,7 @@ def jax_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path
     """A persistent compilation cache, on in this process for the session and passed to children."""
     from jax._src import compilation_cache
 
-    from scaling_rec.sweep.worker import enable_compilation_cache
+    from scaling_rec.train.run import enable_compilation_cache
     from tests.sweep.helpers import shared_cache_dir
 
     path = shared_cache_dir(tmp_path_factory)

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from scaling_rec.families import CTR_FAMILIES
+from scaling_rec.models import ctr
 from scaling_rec.sweep import sizes
 
 
@@ -18,6 +19,7 @@ def computed() -> dict[str, int]:
 def test_stated_n_dense_matches_the_built_models(computed):
     stated = {m.group(1): int(m.group(2).replace(",", ""))
               for m in re.finditer(r"^\| (\w+/\w+)\s*\|.*\|\s*([\d,]+)\s*\|$", sizes.__doc__, re.M)}
+    stated |= {f"{name}/{rung}": r.n_dense for name in CTR_FAMILIES for rung, r in ctr.get(name).ladder.items()}
     assert set(stated) == set(sizes.SIZES)
     assert computed == stated
 

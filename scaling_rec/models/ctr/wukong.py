@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scaling_rec.models.ctr_common import MLP, FieldEmbedding
+from scaling_rec.models.ctr import CtrFamily, Rung
+from scaling_rec.models.ctr_common import MLP, FieldEmbedding, bottom_mlp_flops, mlp_flops
 from scaling_rec.models.layers import KeyChain, LayerNorm, _lead, layer_norm, param
 
 _XAVIER = nnx.initializers.xavier_uniform()
@@ -107,3 +108,45 @@ def naive_fm(x_BxNxD: jax.Array) -> jax.Array:
 
 
 __all__ = ["Wukong", "WukongLayer", "linear_compress", "naive_fm", "optimized_fm"]
+
+
+def forward_flops(m, num_fields: int, num_dense: int) -> float:
+    """Per layer on n embeddings of width d: FM via the rank-k projection 4 n d k, the FMB MLP, LCB 2 n_L n d,
+    and the residual projection 2 n_out n d when n_out != n; then the top MLP (and the bottom MLP of the dense
+    features, one more embedding)."""
+    n, d = num_fields + (1 if num_dense else 0), m.embed_dim
+    f = bottom_mlp_flops(m, num_dense)
+    for _ in range(m.num_layers):
+        n_out = m.num_fmb + m.num_lcb
+        f += 4.0 * n * d * m.fm_rank + mlp_flops(n * m.fm_rank, m.fmb_width, m.fmb_depth, m.num_fmb * d)
+        f += 2.0 * m.num_lcb * n * d + (2.0 * n_out * n * d if n_out != n else 0.0)
+        n = n_out
+    return f + mlp_flops(n * d, m.mlp_width, m.mlp_depth, 1)
+
+
+FAMILY = CtrFamily(
+    name="wukong",
+    keys={"num_layers": 2, "num_fmb": 10, "num_lcb": 10, "fm_rank": 8, "fmb_width": 200, "fmb_depth": 1,
+          "bottom_width": 64, "bottom_depth": 2},
+    build=lambda m, vocab_sizes, num_dense, common: Wukong(
+        vocab_sizes, num_dense, num_layers=m.num_layers, num_fmb=m.num_fmb, num_lcb=m.num_lcb, fm_rank=m.fm_rank,
+        fmb_width=m.fmb_width, fmb_depth=m.fmb_depth, bottom_width=m.bottom_width, bottom_depth=m.bottom_depth,
+        **common),
+    forward_flops=forward_flops,
+    ladder={"r0": Rung({"num_layers": 1, "num_fmb": 4, "num_lcb": 4, "fm_rank": 4, "fmb_width": 64, "fmb_depth": 1,
+                 "mlp_width": 64, "mlp_depth": 1}, 10_857),
+            "r1": Rung({"num_layers": 2, "num_fmb": 8, "num_lcb": 8, "fm_rank": 8, "fmb_width": 128, "fmb_depth": 1,
+                 "mlp_width": 128, "mlp_depth": 2}, 86_497),
+            "r2": Rung({"num_layers": 2, "num_fmb": 16, "num_lcb": 16, "fm_rank": 16, "fmb_width": 256, "fmb_depth": 1,
+                 "mlp_width": 256, "mlp_depth": 2}, 407_489),
+            "r3": Rung({"num_layers": 4, "num_fmb": 16, "num_lcb": 16, "fm_rank": 16, "fmb_width": 256, "fmb_depth": 2,
+                 "mlp_width": 256, "mlp_depth": 3}, 1_086_977),
+            "r4": Rung({"num_layers": 4, "num_fmb": 32, "num_lcb": 32, "fm_rank": 24, "fmb_width": 512, "fmb_depth": 2,
+                 "mlp_width": 512, "mlp_depth": 3}, 5_073_169),
+            "r5": Rung({"num_layers": 8, "num_fmb": 32, "num_lcb": 32, "fm_rank": 32, "fmb_width": 1024, "fmb_depth": 2,
+                 "mlp_width": 1024, "mlp_depth": 3}, 28_865_281)},
+    ladder_doc="Zhang et al. 2024 (§5-6) scale Wukong by more and wider layers (l, n_F = n_L, rank k, the FMB "
+               "MLP) and a wider top MLP; the rungs are ours, about 4-6x N_dense apart.",
+    positive=("num_layers", "num_fmb", "num_lcb", "fm_rank", "fmb_width", "bottom_width"),
+    non_negative=("fmb_depth", "bottom_depth"),
+)

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from scaling_rec.models.ctr_common import MLP, FieldEmbedding
+from scaling_rec.models.ctr import CtrFamily, Rung
+from scaling_rec.models.ctr_common import MLP, FieldEmbedding, bottom_mlp_flops, mlp_flops
 from scaling_rec.models.layers import KeyChain
 
 
@@ -54,3 +55,30 @@ class DLRM(nnx.Module):
         if self.interaction == "dot":
             top_in = jnp.concatenate([top_in, dot_interaction(z_BxMxD)], axis=1)
         return self.top(top_in, train=train, keys=keys)[:, 0]
+
+
+def forward_flops(m, num_fields: int, num_dense: int) -> float:
+    """The bottom MLP, the full Gram matrix 2 m² d of the m embeddings ('dot'; what is computed, not its upper
+    triangle) and the top MLP over the embeddings and the pairwise products."""
+    n, d = num_fields + (1 if num_dense else 0), m.embed_dim
+    d_top = n * d + (n * (n - 1) // 2 if m.interaction == "dot" else 0)
+    gram = 2.0 * n * n * d if m.interaction == "dot" else 0.0
+    return bottom_mlp_flops(m, num_dense) + gram + mlp_flops(d_top, m.mlp_width, m.mlp_depth, 1)
+
+
+FAMILY = CtrFamily(
+    name="dlrm",
+    keys={"bottom_width": 64, "bottom_depth": 2, "interaction": "dot"},
+    build=lambda m, vocab_sizes, num_dense, common: DLRM(
+        vocab_sizes, num_dense, bottom_width=m.bottom_width, bottom_depth=m.bottom_depth,
+        interaction=m.interaction, **common),
+    forward_flops=forward_flops,
+    ladder={"r0": Rung({"mlp_width": 64, "mlp_depth": 1}, 9_473),
+            "r1": Rung({"mlp_width": 128, "mlp_depth": 2}, 35_585),
+            "r2": Rung({"mlp_width": 256, "mlp_depth": 2}, 103_937),
+            "r3": Rung({"mlp_width": 512, "mlp_depth": 3}, 602_113),
+            "r4": Rung({"mlp_width": 1024, "mlp_depth": 3}, 2_252_801),
+            "r5": Rung({"mlp_width": 2048, "mlp_depth": 4}, 12_898_305)},
+    ladder_doc="Naumov et al. 2019 (§2) scale DLRM by its top MLP; the rungs are ours, 'dot' interaction.",
+    positive=("bottom_width",), non_negative=("bottom_depth",), choices={"interaction": ("dot", "cat")},
+)

@@ -7,11 +7,14 @@ rank r when cross_rank > 0); a deep MLP runs on x_0 in parallel; logit = w^T con
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from scaling_rec.models.ctr_common import MLP, FieldEmbedding
+from scaling_rec.models.ctr import CtrFamily, Rung
+from scaling_rec.models.ctr_common import MLP, FieldEmbedding, mlp_flops
 from scaling_rec.models.layers import Dense, KeyChain
 
 
@@ -55,3 +58,30 @@ class DCNv2(nnx.Module):
             x_BxD = layer(x0_BxD, x_BxD)
         deep_BxH = self.deep(x0_BxD, train=train, keys=keys)
         return self.out(jnp.concatenate([x_BxD, deep_BxH], axis=1))[:, 0]
+
+
+def forward_flops(m, num_fields: int, num_dense: int) -> float:
+    """Cross layers 2 d0² (full rank) or 4 d0 r (rank r) on the d0 = fields · d + dense inputs, the deep MLP,
+    and the output layer over both."""
+    d0 = num_fields * m.embed_dim + num_dense
+    cross = m.cross_layers * (4.0 * d0 * m.cross_rank if m.cross_rank > 0 else 2.0 * d0 * d0)
+    widths = list(m.mlp_width) if isinstance(m.mlp_width, Sequence) else [m.mlp_width] * m.mlp_depth
+    return cross + mlp_flops(d0, m.mlp_width, m.mlp_depth, 0) + 2.0 * (d0 + ([d0, *widths])[-1])
+
+
+FAMILY = CtrFamily(
+    name="dcnv2",
+    keys={"cross_layers": 4, "cross_rank": 0},
+    build=lambda m, vocab_sizes, num_dense, common: DCNv2(
+        vocab_sizes, num_dense, cross_layers=m.cross_layers, cross_rank=m.cross_rank, **common),
+    forward_flops=forward_flops,
+    ladder={"r0": Rung({"cross_layers": 1, "mlp_width": 64, "mlp_depth": 1}, 16_793),
+            "r1": Rung({"cross_layers": 2, "mlp_width": 128, "mlp_depth": 2}, 50_125),
+            "r2": Rung({"cross_layers": 3, "mlp_width": 256, "mlp_depth": 2}, 122_817),
+            "r3": Rung({"cross_layers": 4, "mlp_width": 512, "mlp_depth": 3}, 619_573),
+            "r4": Rung({"cross_layers": 6, "mlp_width": 1024, "mlp_depth": 3}, 2_267_421),
+            "r5": Rung({"cross_layers": 8, "mlp_width": 2048, "mlp_depth": 4}, 12_887_045)},
+    ladder_doc="Wang et al. 2021 (§3, parallel, full-rank cross layers): more cross layers and a wider deep "
+               "MLP; the rungs are ours.",
+    positive=("cross_layers",), non_negative=("cross_rank",),  # cross_rank 0 = full rank
+)

@@ -29,7 +29,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from scaling_rec.errors import ConfigError
-from scaling_rec.models.ctr_common import MLP, FieldEmbedding
+from scaling_rec.models.ctr import CtrFamily, Rung
+from scaling_rec.models.ctr_common import MLP, FieldEmbedding, mlp_flops
 from scaling_rec.models.layers import KeyChain, LayerNorm, _lead, dropout, layer_norm, param
 
 _PER_TOKEN_INIT = nnx.initializers.xavier_uniform(batch_axis=(0,))  # fans of each token's own matrix
@@ -127,3 +128,40 @@ class RankMixer(nnx.Module):
 
 
 __all__ = ["PerTokenFFN", "RankMixer", "RankMixerBlock", "per_token_dense", "token_mixing"]
+
+
+def forward_flops(m, num_fields: int, num_dense: int) -> float:
+    """The tokenizer (T chunks of ceil(E / T) of the E concatenated inputs, each projected to D), per layer the
+    per-token FFNs 2 · 2 · T · D · kD (token mixing is a reshape), and the output MLP on the mean-pooled token."""
+    t, d = m.num_tokens, m.token_dim
+    inputs = num_fields * m.embed_dim + num_dense
+    tokenize = 2.0 * t * math.ceil(inputs / t) * d
+    return tokenize + m.num_layers * 4.0 * t * d * m.ffn_mult * d + mlp_flops(d, m.mlp_width, m.mlp_depth, 1)
+
+
+FAMILY = CtrFamily(
+    name="rankmixer",
+    keys={"num_tokens": 10, "token_dim": 40, "ffn_mult": 4, "num_layers": 2},
+    build=lambda m, vocab_sizes, num_dense, common: RankMixer(
+        vocab_sizes, num_dense, num_tokens=m.num_tokens, token_dim=m.token_dim, num_layers=m.num_layers,
+        ffn_mult=m.ffn_mult, **common),
+    forward_flops=forward_flops,
+    ladder={"r0": Rung({"num_tokens": 5, "token_dim": 20, "num_layers": 1, "ffn_mult": 2, "mlp_width": 64,
+                 "mlp_depth": 1}, 11_933),
+            "r1": Rung({"num_tokens": 5, "token_dim": 40, "num_layers": 2, "ffn_mult": 2, "mlp_width": 128,
+                 "mlp_depth": 1}, 75_185),
+            "r2": Rung({"num_tokens": 10, "token_dim": 40, "num_layers": 2, "ffn_mult": 4, "mlp_width": 128,
+                 "mlp_depth": 1}, 270_185),
+            "r3": Rung({"num_tokens": 10, "token_dim": 80, "num_layers": 2, "ffn_mult": 4, "mlp_width": 256,
+                 "mlp_depth": 2}, 1_128_657),
+            "r4": Rung({"num_tokens": 10, "token_dim": 160, "num_layers": 2, "ffn_mult": 4, "mlp_width": 256,
+                 "mlp_depth": 2}, 4_238_497),
+            "r5": Rung({"num_tokens": 10, "token_dim": 320, "num_layers": 3, "ffn_mult": 4, "mlp_width": 512,
+                 "mlp_depth": 2}, 25_091_265)},
+    ladder_doc="Zhu et al. 2025 (§4) scale RankMixer by the token width D and the token count T at L = 2 "
+               "(100M: D = 768, T = 16; 1B: D = 1536, T = 32) with per-token FFNs kD wide; our rungs grow D, "
+               "then L, with T = 5 or 10 (Frappe's 10 fields).",
+    positive=("num_tokens", "token_dim", "ffn_mult", "num_layers"),
+    in_run_id_at_default=False,  # added after the Wukong/DLRM/DCNv2 results were stored
+    tiny={"num_tokens": 2, "token_dim": 8},
+)
