@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from scaling_rec import ctr_config
+from scaling_rec.families import CTR_FAMILIES
 from scaling_rec.flops import ctr_forward_flops, param_counts
 from scaling_rec.models.ctr.dlrm import dot_interaction
 from scaling_rec.models.ctr.wukong import linear_compress, naive_fm, optimized_fm
@@ -33,7 +34,7 @@ def _inputs(b: int, num_dense: int):
     return cat, (jnp.asarray(rng.normal(size=(b, num_dense)), jnp.float32) if num_dense else None)
 
 
-@pytest.mark.parametrize("family", ["wukong", "dlrm", "dcnv2"])
+@pytest.mark.parametrize("family", CTR_FAMILIES)  # every module of scaling_rec/models/ctr/
 @pytest.mark.parametrize("num_dense", [0, 3])
 def test_shapes_finite_jit_and_eager(family, num_dense):
     model = build_ctr_model(_config(family).model, VOCAB, num_dense, nnx.Rngs(0))
