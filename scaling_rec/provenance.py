@@ -74,7 +74,7 @@ def data_files(config: Any) -> list[pathlib.Path]:
 
     Sequential (HSTU, SASRec) and TIGER: the registered dataset's file (scaling_rec.data.sources.locate),
     or data.path for 'events' (every file under it when it is a prepared directory); TIGER adds its item
-    content files; CTR families: scaling_rec.data.ctr.source_file. Generated data ('synthetic*',
+    content files; CTR families: scaling_rec.data.ctr.source_files. Generated data ('synthetic*',
     'known-answer') reads none. A dataset not found where no data_dir was given yields [] (the loader
     downloads it or names every place it looked).
 
@@ -91,12 +91,11 @@ def data_files(config: Any) -> list[pathlib.Path]:
     data_dir = data.get("data_dir") or None
     if family in CTR_FAMILIES:
         try:
-            src = ctr.source_file(data)
+            return ctr.source_files(data)
         except DataNotFoundError:
             if data_dir or data.get("path"):
                 raise
             return []  # the default place lacks the file: the loader names it when the run starts
-        return [src] if src is not None else []
     files: list[pathlib.Path] = []
     if data.name in sources.DATASETS:
         try:

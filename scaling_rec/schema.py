@@ -39,7 +39,7 @@ ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p
               "data.columns": {"user": "user", "item": "item", "timestamp": "timestamp", "rating": "", "action": "",
                                "weight": ""},
               "train.lr_decay": "constant", "train.final_lr_fraction": 0.1, "data.num_items": 0,
-              "data.timestamp_unit": "s"}
+              "data.timestamp_unit": "s", "data.fields": {"label": "label", "categorical": "", "numeric": ""}}
 # Keys of ADDED_KEYS that a family's schema had from its start: there they always count. The CTR schema
 # (scaling_rec.ctr_config) had data.path before the sequence schema added it; leaving it out changed
 # every CTR run id (caught by tests/golden).
