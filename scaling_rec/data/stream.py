@@ -12,7 +12,9 @@ restart (kill -9 included) continues with exactly the batches an uninterrupted r
 
 Several processes: with the padded layout, process i of n builds rows [i B/n, (i+1) B/n) of every
 global batch (and reads only those users' events); the processes' rows, stacked, are the global batch.
-The jagged layout is one process only here (a pack's token budget is global).
+`ProcessRowsStream` yields them as `ProcessRows`, which the training loop (scaling_rec/train/engine.py)
+turns into the global jax Arrays with `place_process_rows`, so that host memory and reading per process
+are 1/n of the batch. The jagged layout is one process only here (a pack's token budget is global).
 
 Evaluation (`PreparedEvalExamples`) follows scaling_rec/train/examples.py's eval_examples the same way:
 a user with n >= 3 events is validated on event n-2 after the history events[:n-2] and tested on
@@ -21,13 +23,19 @@ event n-1 after events[:n-1] (the most recent max_len of each history), read whe
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
 
-from scaling_rec.data.jagged import Batch, SequenceExample
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
+
+from scaling_rec.data.jagged import Batch, PaddedBatch, SequenceExample
 from scaling_rec.data.pipeline import BatchSpec, TrainStream, make_batch, nested_subset
 from scaling_rec.data.prepared import PreparedData
 from scaling_rec.data.splits import MIN_EVENTS
-from scaling_rec.errors import ConfigError
+from scaling_rec.errors import ConfigError, MeshError
+from scaling_rec.parallel.rules import DATA_PARALLEL_AXES
+from scaling_rec.parallel.sharding import process_rows
 
 
 class PreparedExamples:
@@ -125,3 +133,55 @@ class PreparedStream(TrainStream):
         return make_batch([self.examples[int(i)] for i in local], self.local_spec, self.time_origin)
 
     _build = build
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessRows:
+    """This process's rows [lo, hi) of a global batch of `size` rows, built by this process alone.
+
+    batch: a PaddedBatch whose leading axis holds the hi - lo rows (steps stacked after it, if any) and
+    whose num_sequences is the global batch's (a scalar every process holds alike).
+    """
+
+    batch: PaddedBatch
+    lo: int
+    hi: int
+    size: int
+
+
+jax.tree_util.register_dataclass(ProcessRows, data_fields=["batch"], meta_fields=["lo", "hi", "size"])
+
+
+class ProcessRowsStream(PreparedStream):
+    """A PreparedStream of several processes whose batches are `ProcessRows`: this process's block of rows
+    of every global batch, with the global batch's num_sequences, for `place_process_rows`."""
+
+    def _build(self, global_idx: np.ndarray) -> ProcessRows:
+        local = self.build(global_idx)
+        local = dataclasses.replace(local, num_sequences=np.asarray(len(global_idx), np.int32))
+        per = self.local_spec.batch_size
+        return ProcessRows(local, self.process_index * per, (self.process_index + 1) * per, self.spec.batch_size)
+
+
+def place_process_rows(rows: ProcessRows, mesh: jax.sharding.Mesh) -> PaddedBatch:
+    """The global batch as jax Arrays on `mesh` from every process's `rows` (no process holds the others'):
+    the leading axis split over ('data', 'fsdp') as `scaling_rec.parallel.sharding.place_batch` splits a
+    global batch, num_sequences replicated. MeshError unless the mesh puts this process's rows on its
+    devices (the batch axis split over the processes in process order)."""
+    split = NamedSharding(mesh, PartitionSpec(DATA_PARALLEL_AXES))
+    placed = {}
+    for f in dataclasses.fields(rows.batch):
+        x = np.asarray(getattr(rows.batch, f.name))
+        if f.name == "num_sequences":
+            placed[f.name] = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec()), x, x.shape)
+            continue
+        shape = (rows.size, *x.shape[1:])
+        held = process_rows(split, shape)
+        if held != (rows.lo, rows.hi):
+            raise MeshError(f"process {jax.process_index()} of {jax.process_count()} streamed rows [{rows.lo}, "
+                            f"{rows.hi}) of each batch of {rows.size}, but the mesh {dict(mesh.shape)} puts rows "
+                            f"[{held[0]}, {held[1]}) on its devices: streamed training on several processes needs "
+                            "the batch axis (mesh.data x mesh.fsdp) split over the processes, a multiple of their "
+                            "number.")
+        placed[f.name] = jax.make_array_from_process_local_data(split, x, shape)
+    return dataclasses.replace(rows.batch, **placed)

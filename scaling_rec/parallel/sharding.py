@@ -216,14 +216,21 @@ def _place_rows(x: Any, mesh: Any) -> Any:
     sharding = NamedSharding(mesh, PartitionSpec(DATA_PARALLEL_AXES) if split else PartitionSpec())
     local = x
     if split and jax.process_count() > 1:
-        rows = {(s[0].start or 0, x.shape[0] if s[0].stop is None else s[0].stop)
-                for s in sharding.addressable_devices_indices_map(x.shape).values()}
-        lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
-        if sum(b - a for a, b in rows) != hi - lo:
-            raise MeshError(f"process {jax.process_index()} holds non-contiguous rows {sorted(rows)} of a batch "
-                            f"axis of {x.shape[0]}; build the mesh so that each process's devices are adjacent")
+        lo, hi = process_rows(sharding, x.shape)
         local = x[lo:hi]
     return jax.make_array_from_process_local_data(sharding, local, x.shape)
+
+
+def process_rows(sharding: NamedSharding, shape: tuple[int, ...]) -> tuple[int, int]:
+    """The rows [lo, hi) of the leading axis of an array of `shape` that this process's devices hold under
+    `sharding`; MeshError when they are not contiguous."""
+    rows = {(s[0].start or 0, shape[0] if s[0].stop is None else s[0].stop)
+            for s in sharding.addressable_devices_indices_map(shape).values()}
+    lo, hi = min(r[0] for r in rows), max(r[1] for r in rows)
+    if sum(b - a for a, b in rows) != hi - lo:
+        raise MeshError(f"process {jax.process_index()} holds non-contiguous rows {sorted(rows)} of a batch "
+                        f"axis of {shape[0]}; build the mesh so that each process's devices are adjacent")
+    return lo, hi
 
 
 def place_batch(batch: Any, mesh: Any) -> Any:
@@ -293,6 +300,7 @@ __all__: Sequence[str] = (
     "replicated",
     "shard_batch",
     "place_batch",
+    "process_rows",
     "init_opt_state",
     "shard_shapes",
     "sharded_init",

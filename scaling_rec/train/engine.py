@@ -35,6 +35,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from scaling_rec.data.stream import ProcessRows, place_process_rows
 from scaling_rec.io import FINISHED, read_run_result
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
@@ -348,7 +349,8 @@ def _train(task: Task, trainer: Trainer, mesh: jax.sharding.Mesh, rid: str, run_
         while step < plan.total_steps:
             host = [task.batch(step + i) for i in range(k)]
             batch = host[0] if k == 1 else jax.tree.map(lambda *xs: np.stack(xs, axis=1), *host)
-            state, metrics = trainer.train_step(state, place_batch(batch, mesh))
+            placed = place_process_rows(batch, mesh) if isinstance(batch, ProcessRows) else place_batch(batch, mesh)
+            state, metrics = trainer.train_step(state, placed)
             step += k
             progress_step[0] = step
             pending.append(metrics)

@@ -4,7 +4,9 @@ Built-in and generated datasets, and event-log files, are read into memory and s
 directory made by launch/prepare.py (data.name='events', data.path=that directory) is streamed: its
 training, validation and test examples are sequences that read each user's events from the shards when
 a batch is built (scaling_rec/data/stream.py), with the same examples, batches and metrics as the
-in-memory path over the same log, and resident memory O(users), not O(events).
+in-memory path over the same log, and resident memory O(users), not O(events). With several processes
+and the padded layout, each process builds and reads only its rows of every training batch
+(scaling_rec.data.stream.ProcessRowsStream); the jagged layout builds the whole batch on every process.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import pathlib
 from collections.abc import Sequence
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -25,7 +28,7 @@ from scaling_rec.data.prepared import PreparedData, check_seconds
 from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.splits import MIN_EVENTS, leave_one_out
-from scaling_rec.data.stream import PreparedEvalExamples, PreparedExamples, PreparedStream
+from scaling_rec.data.stream import PreparedEvalExamples, PreparedExamples, PreparedStream, ProcessRowsStream
 from scaling_rec.data.synthetic import synthetic_sequences
 from scaling_rec.errors import ConfigError
 from scaling_rec.train.examples import eval_examples, time_origin, train_examples
@@ -53,8 +56,13 @@ class RunInputs:
     train_flop_keys: np.ndarray
 
     def train_stream(self, seed: int) -> TrainStream:
-        """The run's endless, resumable training batches (a global step names one batch)."""
+        """The run's endless, resumable training batches (a global step names one batch); over a prepared
+        directory on several processes with the padded layout, this process's rows of each (module docstring)."""
         if isinstance(self.train, PreparedExamples):
+            count = jax.process_count()
+            if count > 1 and self.spec.layout == "padded":
+                return ProcessRowsStream(self.train, self.spec, seed=seed, time_origin=self.time_origin,
+                                         process_index=jax.process_index(), process_count=count)
             return PreparedStream(self.train, self.spec, seed=seed, time_origin=self.time_origin)
         return TrainStream(self.train, self.spec, seed=seed, time_origin=self.time_origin)
 
