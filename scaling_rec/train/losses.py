@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+
+# Tokens per chunk when the negatives' rows are gathered chunk by chunk (the default on CPU): a chunk's
+# rows, 16 x K x D floats (2 MB at K = 128, D = 256), stay in cache between the gather and the dot.
+# Measured at N = 16k, K = 128, D = 256, V = 3953, loss + gradient: 1.1-1.5 s at 16 tokens against
+# 1.9-2.8 s at 32 and 2.5 s at 8 (loaded 2-core CPU).
+CPU_GATHER_CHUNK = 16
 
 
 def sampled_softmax_loss(
@@ -15,6 +23,7 @@ def sampled_softmax_loss(
     num_negatives: int,
     temperature: float,
     dense_logits: bool | None = None,
+    chunk: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Sampled softmax over the target and `num_negatives` uniform negatives per token.
 
@@ -22,20 +31,26 @@ def sampled_softmax_loss(
     uniformly from items 1..V-1 for every target token; a negative equal to the target is masked;
     logits are dot products / temperature (cosines when embeddings are L2-normalised).
 
-    The negatives' logits come one of two ways, equal up to summation order: gathering each token's K
-    rows ([N, K, D], whose gradient is a scatter-add of as many rows into the table), or all N x V
-    logits by one matmul and then each token's K of them (`dense_logits`; None = when the table has no
-    more than K·D rows, so that it holds no more memory than the gathered rows). The dense way does
-    V/K times the scoring FLOPs (flops.loss_flops counts the K) but runs on matmuls instead of
-    gathers and scatters: on a loaded 2-core CPU, loss + gradient at the HSTU reference's large
-    ML-1M shapes (N = 16k tokens, D = 256, V = 3953, K = 128) took 6.1 s dense against 13.4 s
-    gathered, and 1.3 s against 1.7 s at Beauty-like ones (N = 1.2k, V = 12102) (issue 17).
+    The negatives' logits come one of three ways, equal up to summation order:
+    - gathered: each token's K rows ([N, K, D], whose gradient is a scatter-add of as many rows into
+      the table);
+    - gathered in chunks of `chunk` tokens (`_gathered_dots`): the same dot products, a loop over
+      chunks forward and backward, so that a chunk's rows stay in cache and [N, K, D] never exists;
+    - dense: all N x V logits by one matmul and then each token's K of them, V/K times the scoring
+      FLOPs (flops.loss_flops counts the K) on matmuls instead of gathers and scatters.
+    Default (dense_logits=None): on CPU, chunks of CPU_GATHER_CHUNK tokens; elsewhere dense when the
+    table has no more than K·D rows (no more memory than the gathered rows), else gathered. On a
+    loaded 2-core CPU, loss + gradient at the HSTU reference's large ML-1M shapes (N = 16k tokens,
+    D = 256, V = 3953, K = 128) took 1.1-1.5 s in chunks against 4.1-4.3 s dense (and 13.4 s
+    gathered in one piece); at Beauty-like ones (N = 1.3k, V = 12102) 0.08-0.15 s against 0.7 s
+    dense (issue 17).
 
     Args:
       hidden_NxD: user vectors; targets_N: int item ids, 0 = no target (ignored);
       table_VxD: the scoring table (row 0 = padding).
       dense_logits: score the negatives by the full N x V matmul (True), by gathered rows (False), or
         by the rule above (None).
+      chunk: with gathered rows, tokens per chunk (None or 0: one piece; the default rule sets it).
     Returns:
       (sum of per-token losses, number of target tokens), both float32 scalars.
     """
@@ -44,9 +59,13 @@ def sampled_softmax_loss(
     neg_NxK = jax.random.randint(key, (n, num_negatives), 1, num_items + 1)
     pos_logit_N = jnp.sum(hidden_NxD * jnp.take(table_VxD, targets_N, axis=0), axis=-1) / temperature
     if dense_logits is None:
-        dense_logits = table_VxD.shape[0] <= num_negatives * table_VxD.shape[1]
+        on_cpu = jax.default_backend() == "cpu"
+        dense_logits = not on_cpu and table_VxD.shape[0] <= num_negatives * table_VxD.shape[1]
+        chunk = CPU_GATHER_CHUNK if on_cpu and chunk is None else chunk
     if dense_logits:
         neg_logit_NxK = jnp.take_along_axis(hidden_NxD @ table_VxD.T / temperature, neg_NxK, axis=1)
+    elif chunk:
+        neg_logit_NxK = _gathered_dots(hidden_NxD, table_VxD, neg_NxK, int(chunk)) / temperature
     else:
         neg_NxKxD = jnp.take(table_VxD, neg_NxK, axis=0)
         neg_logit_NxK = jnp.einsum("nd,nkd->nk", hidden_NxD, neg_NxKxD) / temperature
@@ -55,6 +74,50 @@ def sampled_softmax_loss(
     loss_N = jax.nn.logsumexp(logits, axis=1) - pos_logit_N
     weight_N = (targets_N > 0).astype(jnp.float32)
     return jnp.sum(loss_N * weight_N), jnp.sum(weight_N)
+
+
+def _chunked(x: jax.Array, chunk: int) -> jax.Array:
+    """Rows of x [N, ...] zero-padded to a multiple of `chunk` and cut into [N / chunk, chunk, ...]."""
+    m = -(-x.shape[0] // chunk)
+    x = jnp.pad(x, [(0, m * chunk - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
+    return x.reshape((m, chunk) + x.shape[1:])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _gathered_dots(hidden_NxD: jax.Array, table_VxD: jax.Array, idx_NxK: jax.Array, chunk: int) -> jax.Array:
+    """[N, K] dot products hidden[n] · table[idx[n, k]], `chunk` tokens at a time (a loop; padding
+    tokens of the last chunk use row 0 and are dropped)."""
+
+    def one(args):
+        h_CxD, i_CxK = args
+        return jnp.einsum("nd,nkd->nk", h_CxD, table_VxD[i_CxK])
+
+    out = jax.lax.map(one, (_chunked(hidden_NxD, chunk), _chunked(idx_NxK, chunk)))
+    return out.reshape(-1, idx_NxK.shape[1])[: idx_NxK.shape[0]]
+
+
+def _gathered_dots_fwd(hidden_NxD, table_VxD, idx_NxK, chunk):
+    return _gathered_dots(hidden_NxD, table_VxD, idx_NxK, chunk), (hidden_NxD, table_VxD, idx_NxK)
+
+
+def _gathered_dots_bwd(chunk, res, g_NxK):
+    """Per chunk: the rows gathered again; d hidden = g · rows, and g ⊗ hidden scatter-added into the
+    table's gradient (a loop carry)."""
+    hidden_NxD, table_VxD, idx_NxK = res
+    dim = hidden_NxD.shape[1]
+
+    def body(dtable_VxD, args):
+        h_CxD, i_CxK, g_CxK = args
+        dh_CxD = jnp.einsum("nk,nkd->nd", g_CxK, table_VxD[i_CxK])
+        rows = (g_CxK[:, :, None] * h_CxD[:, None, :]).reshape(-1, dim)
+        return dtable_VxD.at[i_CxK.reshape(-1)].add(rows), dh_CxD
+
+    xs = (_chunked(hidden_NxD, chunk), _chunked(idx_NxK, chunk), _chunked(g_NxK, chunk))
+    dtable_VxD, dh = jax.lax.scan(body, jnp.zeros_like(table_VxD), xs)
+    return dh.reshape(-1, dim)[: hidden_NxD.shape[0]], dtable_VxD, None
+
+
+_gathered_dots.defvjp(_gathered_dots_fwd, _gathered_dots_bwd)
 
 
 def full_softmax_loss(

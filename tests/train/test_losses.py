@@ -59,6 +59,23 @@ def test_sampled_softmax_dense_logits_equal_gathered_ones():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+def test_sampled_softmax_chunked_gather_equals_dense():
+    """Gathering the negatives' rows a few tokens at a time (custom gradient, last chunk padded) gives the
+    dense path's loss and gradients, and is what dense_logits=None picks on CPU."""
+    hidden, targets, table = (jnp.asarray(x) for x in _inputs(n=9, v=40, d=6))
+
+    def loss(h, w, dense, chunk):
+        return sampled_softmax_loss(h, targets, w, jax.random.key(3), num_negatives=16, temperature=0.1,
+                                    dense_logits=dense, chunk=chunk)[0]
+
+    dense = jax.value_and_grad(loss, argnums=(0, 1))(hidden, table, True, None)
+    for dense_logits, chunk in ((False, 4), (False, 16), (None, None)):
+        got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3))(hidden, table, dense_logits,
+                                                                                       chunk)
+        for a, b in zip(jax.tree.leaves(dense), jax.tree.leaves(got), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
 def _xla_flops(fn, *args) -> float:
     cost = jax.jit(fn).lower(*args).compile().cost_analysis()
     return float((cost[0] if isinstance(cost, list) else cost)["flops"])
