@@ -24,6 +24,19 @@ position table adds 2·max_len − 1 per block, its time table num_time_buckets 
 | sasrec/L | 128 | 8      | 4 × 32 (ffn 512) | 1,582,080 |
 | sasrec/XL| 256 | 12     | 8 × 32 (ffn 1024)| 9,464,832 |
 
+The paired ladder (experiments/hstu/size_ladder.py: HSTU vs SASRec at the same width, depth and heads,
+SASRec's FFN as wide as d as in its paper) is XS, S and these three per family (hstu/d128x8 has
+hstu/L's shape):
+
+| name            | d   | blocks | heads × head dim | N_dense   |
+|-----------------|-----|--------|------------------|-----------|
+| hstu/d64x4      | 64  | 4      | 2 × 32           | 82,572    |
+| hstu/d128x8     | 128 | 8      | 4 × 32           | 657,176   |
+| hstu/d256x16    | 256 | 16     | 8 × 32           | 5,248,560 |
+| sasrec/d64x4    | 64  | 4      | 2 × 32 (ffn 64)  | 99,840    |
+| sasrec/d128x8   | 128 | 8      | 4 × 32 (ffn 128) | 792,576   |
+| sasrec/d256x16  | 256 | 16     | 8 × 32 (ffn 256) | 6,316,032 |
+
 CTR ladders (experiments/wukong/scaling.py, experiments/rankmixer/frappe.py): each CTR family declares its
 ladder in its own module (scaling_rec/models/ctr/<family>.py, `FAMILY.ladder`: rung values, stated N_dense and
 source), named here '<family>/<rung>'. N_dense is on Frappe's 10 fields (no dense features) with embedding dim
@@ -117,6 +130,12 @@ SIZES: dict[str, ModelSize | FamilySize] = {
     "sasrec/M": _sasrec(64, 4, 2, 256),
     "sasrec/L": _sasrec(128, 8, 4, 512),
     "sasrec/XL": _sasrec(256, 12, 8, 1024),
+    "hstu/d64x4": _hstu(64, 4, 2, 32),
+    "hstu/d128x8": _hstu(128, 8, 4, 32),
+    "hstu/d256x16": _hstu(256, 16, 8, 32),
+    "sasrec/d64x4": _sasrec(64, 4, 2, 64),
+    "sasrec/d128x8": _sasrec(128, 8, 4, 128),
+    "sasrec/d256x16": _sasrec(256, 16, 8, 256),
     "tiger/s0": _tiger(16, 1, 2, 8, 32),
     "tiger/s1": _tiger(32, 1, 2, 16, 64),
     "tiger/r0": _tiger(64, 2, 4, 32, 256),

@@ -24,14 +24,21 @@ def test_stated_n_dense_matches_the_built_models(computed):
     assert computed == stated
 
 
-@pytest.mark.parametrize(("family", "rungs"), [("hstu", ("XS", "S", "M", "L", "XL")),
-                                               ("sasrec", ("XS", "S", "M", "L", "XL")),
-                                               *((f, tuple(f"r{i}" for i in range(6))) for f in CTR_FAMILIES),
-                                               ("tiger", ("s0", "s1", "r0", "r1", "r2", "r3"))])
+PAIRED = ("XS", "S", "d64x4", "d128x8", "d256x16")  # experiments/hstu/size_ladder.py
+LADDERS = [("hstu", ("XS", "S", "M", "L", "XL")), ("hstu", PAIRED), ("sasrec", ("XS", "S", "M", "L", "XL")),
+           ("sasrec", PAIRED), *((f, tuple(f"r{i}" for i in range(6))) for f in CTR_FAMILIES),
+           ("tiger", ("s0", "s1", "r0", "r1", "r2", "r3"))]
+
+
+@pytest.mark.parametrize(("family", "rungs"), LADDERS)
 def test_each_ladder_grows_in_n_dense(computed, family, rungs):
     ladder = [computed[f"{family}/{s}"] for s in rungs]
     assert ladder == sorted(ladder) and ladder[-1] > 100 * ladder[0]
-    assert {name for name in sizes.SIZES if name.startswith(f"{family}/")} == {f"{family}/{s}" for s in rungs}
+
+
+def test_every_size_is_on_a_ladder():
+    on_ladders = {f"{family}/{s}" for family, rungs in LADDERS for s in rungs}
+    assert set(sizes.SIZES) == on_ladders
 
 
 def test_every_size_names_its_own_family():

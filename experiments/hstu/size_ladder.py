@@ -1,0 +1,49 @@
+r"""HSTU vs SASRec as a scaling question (issue 19): both families along one size ladder on Amazon Beauty and Toys.
+
+Zhai et al. 2024 (HSTU, §4.3 and Fig. 6) report that HSTU keeps gaining with depth and width where SASRec
+saturates. Here both families train at the same width d, depth and heads (the paired ladder of
+scaling_rec/sweep/sizes.py: XS = d32 x 1 block, S = d50 x 2, d64x4, d128x8, d256x16; SASRec's FFN is d wide,
+as in Kang & McAuley 2018) with one recipe: the reproductions' full-softmax cross-entropy over all items,
+dropout 0.2, AdamW 1e-3, batch 128, max_len 50, 24 epochs with an evaluation every 350 steps and the test
+metrics at the best validation NDCG@10 (experiments/hstu/reproduce.py, preset beauty_hstu_ce_d02).
+
+Commands (the sweep, then the table: benchmarks/results/size_ladder_<preset>_<device>.json):
+  SCALING_REC_DATA=../shared/data python -m launch.sweep --config=experiments/hstu/size_ladder.py:cpu \
+      --workdir=runs/ --executor=local --workers=1
+  python -m benchmarks.size_ladder --config=experiments/hstu/size_ladder.py:cpu --workdir=runs/
+Presets:
+  cpu   rungs XS and S on both datasets (8 runs; the S runs take about 20 min each on the 2-core CPU).
+  gpu   all five rungs on both datasets (20 runs; for one H100/H200).
+  tiny  rungs XS and S on synthetic sequences, a few steps (the tests' end-to-end run).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.hstu.reproduce import get_config as reproduce_config
+
+FAMILIES = ("hstu", "sasrec")
+RUNGS = {"cpu": ("XS", "S"), "gpu": ("XS", "S", "d64x4", "d128x8", "d256x16"), "tiny": ("XS", "S")}
+DATASETS = {"cpu": ("amazon-beauty", "amazon-toys"), "gpu": ("amazon-beauty", "amazon-toys"), "tiny": ("synthetic",)}
+
+
+def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
+    """The shared recipe (the sizes and the dataset come from the sweep's points)."""
+    if preset not in RUNGS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {list(RUNGS)}")
+    c = reproduce_config("beauty_hstu_ce_d02")
+    c.study = f"size_ladder_{preset}"
+    c.logging.wandb = False
+    if preset == "tiny":
+        c.data.synthetic_users, c.data.synthetic_items, c.data.max_len = 300, 60, 12
+        c.train.num_epochs, c.train.num_steps, c.train.eval_every, c.train.log_every = 0.0, 12, 6, 6
+        c.eval.batch_size = 64
+        c.logging.progress = False
+    return c
+
+
+def get_sweep(preset: str = "cpu") -> list[dict]:
+    """One point per dataset x rung x family (dataset-major, so a partial sweep has whole rows)."""
+    return [{"size": f"{family}/{rung}", "data.name": dataset}
+            for dataset in DATASETS[preset] for rung in RUNGS[preset] for family in FAMILIES]
