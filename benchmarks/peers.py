@@ -20,6 +20,10 @@ builds the model and its batches once and then times the steps it is asked for. 
 two sides round by round (peer k steps, ours k steps, ...), so that the shared machine's load hits both
 alike, and reports medians of the per-step rates. Batch building is outside every timer on both sides.
 
+A subset (--families, --hstu_cases, --ctr_models) goes to its own file with --out, e.g. the HSTU cases alone:
+    python -m benchmarks.peers --families=hstu --out=benchmarks/results/peers_cpu_hstu.json
+so that peers_cpu.json stays the record of one run of every case.
+
 Writes benchmarks/results/peers_cpu.json: {"matmul_flops_per_s", "cases": [{"peer", "case",
 "peer_examples_per_s", "ours_examples_per_s", "ratio", "ours_fraction_of_matmul", ...}], "provenance"}.
 ours_fraction_of_matmul: our useful training FLOP/s (scaling_rec.flops conventions: 3 x the analytic
@@ -693,7 +697,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_before = os.getloadavg()
     matmul = {"n": 2048, "dtype": "float32", "before": matmul_samples()}
     keep = ("families", "hstu_cases", "ctr_models", "threads", "warmup", "rounds", "round_s")
-    prov.update({"command": command_line("benchmarks.peers", [f"--{k}={getattr(a, k)}" for k in keep]),
+    prov.update({"command": command_line("benchmarks.peers", [f"--{k}={getattr(a, k)}" for k in (*keep, "out")]),
                  "load_avg_before": list(load_before), "config": {k: getattr(a, k) for k in keep},
                  "peer_versions": {"generative-recommenders": "2e81fab69a497fb5e24cd23569adf1e78070e4ec",
                                    "FuxiCTR": "0245987fdc1d43c36164ea496a02324885a8557a", "recbole": "1.2.1"}})
