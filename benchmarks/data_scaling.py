@@ -23,7 +23,7 @@ from absl import app, flags
 from benchmarks.provenance import command_line, provenance
 from scaling_rec.analysis import fit_power_law, load_results
 from scaling_rec.analysis.flags import bound_flag, flat_test
-from scaling_rec.analysis.report import _fit_with_ci, _md_table, flag_law, identified
+from scaling_rec.analysis.report import fit_with_ci, flag_law, identified, md_table
 from scaling_rec.analysis.results import select_target, split_usable
 from scaling_rec.io import atomic_write_json
 from scaling_rec.sweep.spec import load_analysis
@@ -72,7 +72,7 @@ def analyze(df: pd.DataFrame, n_boot: int) -> dict:
         out["chance_xent"] = float(np.log(used["num_items"].max()))  # uniform over the catalogue, nats
     fit = None
     for key, saturating in (("L_of_U", True), ("L_of_U_pure", False)):
-        entry, law, _ = _fit_with_ci(fit_power_law, (u, y), n_boot, 0, 0.95, saturating=saturating)
+        entry, law, _ = fit_with_ci(fit_power_law, (u, y), n_boot, 0, 0.95, saturating=saturating)
         if law is not None:
             n_params = 3 if saturating else 2
             flag_law(entry, law.at_bound, flat_test(np.log(y), np.log(law.predict(u)), n_params))
@@ -97,7 +97,7 @@ def render(summary: dict, runs: pd.DataFrame, title: str) -> str:
           "per event; lower is better), with test NDCG@10 beside it. U = training users in the nested subset "
           "(all users are validated and tested).\n", "## Runs\n"]
     cols = ["family", "unique_examples", "epochs", "steps", METRIC, f"{METRIC}_se", RANK, f"{RANK}_se", "wall_time_s"]
-    md.append(_md_table([c.replace("eval/test/", "test ") for c in cols],
+    md.append(md_table([c.replace("eval/test/", "test ") for c in cols],
                         runs[[c for c in cols if c in runs]].values.tolist()))
     if "chance_xent" in summary:
         md.append(f"Chance level (uniform over the catalogue): xent = ln V = {summary['chance_xent']:.4g} nats.\n")
@@ -112,7 +112,7 @@ def render(summary: dict, runs: pd.DataFrame, title: str) -> str:
         names = list(rep["predicted"])
         rows = [[u, ep, obs] + [rep["predicted"][n][i] for n in names]
                 for i, (u, ep, obs) in enumerate(zip(rep["unique"], rep["epochs"], rep["observed"], strict=True))]
-        md.append(_md_table(["U", "epochs", "observed"] + [f"pred. {n}" for n in names], rows))
+        md.append(md_table(["U", "epochs", "observed"] + [f"pred. {n}" for n in names], rows))
         fr = rep["fitted_r_star"]
         md.append(f"R* fitted to these {len(rep['unique'])} runs (least squares in ln L, no CI): {fr['r_star']:.3g} "
                   f"(Muennighoff: {R_STAR_MUENNIGHOFF})"
@@ -131,7 +131,7 @@ def _law_md(e: dict, title: str, names: tuple[str, ...]) -> list[str]:
     params = e.get("bootstrap", {}).get("params", {})
     rows = [[k, e["fit"][k], params.get(k, {}).get("low", "–"), params.get(k, {}).get("high", "–"),
              identified(k, params.get(k, {}), e["flags"]["law"] + e["flags"]["params"][k])] for k in names]
-    out.append(_md_table(["parameter", "estimate", "95% CI low", "95% CI high", "identified?"], rows))
+    out.append(md_table(["parameter", "estimate", "95% CI low", "95% CI high", "identified?"], rows))
     ft = e["flat_test"]
     out.append(f"Flatness vs a constant: F = {ft['F']:.3g}, p = {ft['p_value']:.2g} "
                f"({'FLAT' if ft['flat'] else 'not flat'}); the law spans {ft['span_rel']:.3g} in ln L over "

@@ -44,7 +44,7 @@ def _boot_dict(res: BootstrapResult) -> dict[str, Any]:
     }
 
 
-def _fit_with_ci(fit_fn: Any, arrays: tuple[np.ndarray, ...], n_boot: int, seed: int, ci: float,
+def fit_with_ci(fit_fn: Any, arrays: tuple[np.ndarray, ...], n_boot: int, seed: int, ci: float,
                  groups: np.ndarray | None = None,
                  **kw: Any) -> tuple[dict[str, Any], Any, BootstrapResult | None]:
     """{'fit': …, 'bootstrap': …} or {'error': why}; the fit and bootstrap objects (or None)."""
@@ -168,14 +168,14 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
         c_front, l_front = pareto_frontier(c, y)
     else:
         c_front, l_front = compute_frontier(c, y, budget_rtol, budgets=used["budget"].to_numpy(float))
-    summary["power_law"], pl_fit, pl_boot = _fit_with_ci(fit_power_law, (c_front, l_front), n_boot, seed, ci)
+    summary["power_law"], pl_fit, pl_boot = fit_with_ci(fit_power_law, (c_front, l_front), n_boot, seed, ci)
     if pl_fit is not None:
         flag_law(summary["power_law"], pl_fit.at_bound,
                  flags.flat_test(np.log(l_front), np.log(pl_fit.predict(c_front)), len(pl_fit.params())))
     summary["power_law"]["on"] = (f"the {c_front.size} runs no cheaper run beats (Pareto frontier) of {len(used)}"
                                   if frontier == "pareto" else f"best run of each of {c_front.size} budgets")
     nd = (used["N"].to_numpy(float), used["D"].to_numpy(float), y)
-    summary["chinchilla"], ch_fit, _ = _fit_with_ci(fit_chinchilla, nd, n_boot, seed, ci)
+    summary["chinchilla"], ch_fit, _ = fit_with_ci(fit_chinchilla, nd, n_boot, seed, ci)
     if ch_fit is not None:
         flag_law(summary["chinchilla"], ch_fit.at_bound,
                  flags.flat_test(np.log(nd[2]), np.log(ch_fit.predict(*nd[:2])), len(ch_fit.params())))
@@ -186,7 +186,7 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
                                and summary["chinchilla"]["identified"]["beta"])}
     iso_arrays = (used["budget"].to_numpy(float), *nd[:2], y)
     # Budgets are resampled whole: a parabola needs all of a budget's sizes.
-    summary["isoflop"], iso, _ = _fit_with_ci(isoflop_optima, iso_arrays, n_boot, seed, ci,
+    summary["isoflop"], iso, _ = fit_with_ci(isoflop_optima, iso_arrays, n_boot, seed, ci,
                                               groups=group_budgets(iso_arrays[0], budget_rtol),
                                               budget_rtol=budget_rtol, d_rule=d_rule,
                                               metric=target.column, transform=target.transform)
@@ -210,7 +210,7 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
     return summary
 
 
-def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+def md_table(header: list[str], rows: list[list[Any]]) -> str:
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return f"{v:.4g}"
@@ -254,7 +254,7 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
         if isinstance(v, float) and k != "loss"
     ]
     ci_label = f"{boot['ci']:.0%} CI" if "ci" in boot else "CI"
-    out.append(_md_table(["parameter", "estimate", f"{ci_label} low", f"{ci_label} high", "identified?"], rows))
+    out.append(md_table(["parameter", "estimate", f"{ci_label} low", f"{ci_label} high", "identified?"], rows))
     notes = [f"{entry['fit'].get('n_points', '?')} points"]
     if "on" in entry:
         notes.append(entry["on"])
@@ -275,7 +275,7 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
         out.append(f"Flatness ({'pooled IsoFLOP surface' if 'n_interior' in entry['fit'] else 'this law'} "
                    f"vs a constant, in ln L): {flags.FlatTest(**entry['flat_test']).describe()}.\n")
     if entry.get("optima"):
-        out.append(_md_table(
+        out.append(md_table(
             ["budget C", "sizes", "N*", "D*", "L*", "extrapolated"],
             [[o["C"], o["n_sizes"], o["N_opt"], o["D_opt"], o["L_opt"], o["extrapolated"]]
              for o in entry["optima"]]))
@@ -296,7 +296,7 @@ def _ladder_section(summary: dict[str, Any]) -> list[str]:
             "last gain = best smaller rung − largest rung (> 0: the largest still improves); top-decade "
             "slope = change per 10× FLOPs per example over the rungs within 10× of the largest "
             "(< 0: still falling).\n",
-            _md_table(["family", "D (examples)", "values, small → large", "FLOPs/example", "best size",
+            md_table(["family", "D (examples)", "values, small → large", "FLOPs/example", "best size",
                        "last gain", "top-decade slope"], rows)]
 
 
@@ -310,7 +310,7 @@ def render_markdown(summary: dict[str, Any], pngs: list[str]) -> str:
     ]
     if summary["problems"]:
         md.append("## Unreadable or partial results\n")
-        md.append(_md_table(["path", "problem"], [[p["path"], p["reason"]] for p in summary["problems"]]))
+        md.append(md_table(["path", "problem"], [[p["path"], p["reason"]] for p in summary["problems"]]))
     md.append("## Points\n")
     rows = []
     for fam, s in summary["families"].items():
@@ -319,7 +319,7 @@ def render_markdown(summary: dict[str, Any], pngs: list[str]) -> str:
             reasons[e["reason"]] = reasons.get(e["reason"], 0) + 1
         why = "; ".join(f"{n}× {r}" for r, n in reasons.items()) or "–"
         rows.append([fam, s["points"]["used"], len(s["points"]["excluded"]), why])
-    md.append(_md_table(["family", "used", "excluded", "why excluded"], rows))
+    md.append(md_table(["family", "used", "excluded", "why excluded"], rows))
     md.append("## Fits\n")
     for fam, s in summary["families"].items():
         md.append(f"### {fam}\n")
@@ -340,7 +340,7 @@ def render_markdown(summary: dict[str, Any], pngs: list[str]) -> str:
                 if "flat" in h["flags"]:
                     err += " (flat data: a constant predicts as well; not evidence of a law)"
                 rows.append([fam, f"{law} ({h['law']})", h["n_train"], len(h["observed"]), reach, err])
-    md.append(_md_table(["family", "law", "train points", "held out", "held-out C / largest fitted C",
+    md.append(md_table(["family", "law", "train points", "held out", "held-out C / largest fitted C",
                          "mean abs rel. error"], rows))
     md.append("## Plots\n")
     md += [f"![{p}]({p})\n" for p in pngs]

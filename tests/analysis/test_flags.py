@@ -12,7 +12,7 @@ import pytest
 from scaling_rec.analysis import fit_power_law, isoflop_optima, load_results, write_report
 from scaling_rec.analysis.fits import EXPONENT_BOX
 from scaling_rec.analysis.flags import flat_test
-from scaling_rec.analysis.report import _fit_with_ci, flag_law, identified
+from scaling_rec.analysis.report import fit_with_ci, flag_law, identified
 from tests.analysis.test_fits import isoflop_grid, planted_c
 from tests.analysis.test_report import make_store
 
@@ -48,7 +48,7 @@ def test_exponent_at_its_bound_is_flagged():
     """A loss that rises with compute puts α on the lower edge of its box (α ≥ 0)."""
     c = np.logspace(10, 16, 7)
     y = 2.0 + 0.05 * np.log10(c)
-    entry, fit, _ = _fit_with_ci(fit_power_law, (c, y), n_boot=20, seed=0, ci=0.95)
+    entry, fit, _ = fit_with_ci(fit_power_law, (c, y), n_boot=20, seed=0, ci=0.95)
     assert ("alpha", "at_lower_bound") in fit.at_bound
     flag_law(entry, fit.at_bound, flat_test(np.log(y), np.log(fit.predict(c)), 3))
     assert "at_lower_bound" in entry["flags"]["params"]["alpha"] and entry["identified"]["alpha"] is False
@@ -59,7 +59,7 @@ def test_exponent_at_its_bound_is_flagged():
 
 def test_planted_law_stays_identified():
     c, y = planted_c(0)
-    entry, fit, _ = _fit_with_ci(fit_power_law, (c, y), n_boot=30, seed=0, ci=0.95)
+    entry, fit, _ = fit_with_ci(fit_power_law, (c, y), n_boot=30, seed=0, ci=0.95)
     flag_law(entry, fit.at_bound, flat_test(np.log(y), np.log(fit.predict(c)), 3))
     assert fit.at_bound == () and entry["flags"]["law"] == []
     assert entry["identified"] == {"E": True, "A": True, "alpha": True}, entry["flags"]
