@@ -126,7 +126,7 @@ class TrainStream:
         epoch, index = self.locate(start_step)
         while True:
             groups = self.plan(epoch)[index:]
-            ds = grain.MapDataset.source(groups).map(self._build).to_iter_dataset()
+            ds = grain.MapDataset.source(groups).map(self._build).to_iter_dataset(read_options(self.prefetch))
             if self.prefetch:
                 ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=self.prefetch)
             yield from ds
@@ -139,7 +139,15 @@ def eval_batches(examples: Sequence[SequenceExample], spec: BatchSpec, time_orig
     ds = grain.MapDataset.source(groups).map(
         lambda idx: make_batch([examples[i] for i in idx], spec, time_origin)
     )
-    yield from grain.experimental.ThreadPrefetchIterDataset(ds.to_iter_dataset(), prefetch_buffer_size=4)
+    yield from grain.experimental.ThreadPrefetchIterDataset(ds.to_iter_dataset(read_options(4)),
+                                                            prefetch_buffer_size=4)
+
+
+def read_options(prefetch: int) -> grain.ReadOptions:
+    """grain's read options for a batch pipeline: `prefetch` batches built ahead by 2 threads (none, in the
+    caller's thread, for prefetch = 0). grain's defaults (16 threads, 500 elements ahead) would hold up to
+    500 built batches: a whole epoch of a small log, gigabytes at batch 1024 x length 200 (issue 18)."""
+    return grain.ReadOptions(num_threads=2 if prefetch else 0, prefetch_buffer_size=prefetch)
 
 
 NESTED_SUBSET_SEED = 0

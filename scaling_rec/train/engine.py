@@ -19,6 +19,7 @@ status 'partial' (the next call resumes).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import functools
 import math
@@ -284,6 +285,21 @@ def run(task_cls: type[Task], config: ml_collections.ConfigDict, workdir: str | 
             result = {**_result(task, trainer, None, meta, progress_step[0], t_start), **result}
         bookkeeping.write_result(run_dir, result, main)
         raise
+    finally:
+        _return_freed_heap()
+
+
+def _return_freed_heap() -> None:
+    """Hands the C heap's free pages back to the OS at the end of a run (glibc's malloc_trim; a no-op where
+    there is no glibc). Without it the memory a run freed (batches, host copies, compilation scratch) stays
+    in glibc's per-thread arenas, so a process that runs several runs (an inline sweep; the events_scale
+    benchmark's warm-up and timed runs) grows to the sum of their high-water marks: measured on the 100M-event
+    log, RSS 1,561 MB after a run of which 191 MB was live, 1,097 MB after the trim (issue 18)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
 
 
 def _train(task: Task, trainer: Trainer, mesh: jax.sharding.Mesh, rid: str, run_dir: pathlib.Path, main: bool,
