@@ -15,16 +15,17 @@ preparing runs on 2 cores. Targets checked in the JSON: prepare peak RSS <= 2 Gi
 the largest log within 10% of the smallest; pipeline examples/s >= 5x the train step's.
 
 Measured on the shared 2-core CPU, 1M users x 1M items, events_scale_cpu_fixed_tokens.json (the command
-above with --reuse_prepare --tokens_per_batch=6400, so both logs train on batches of the same shapes;
-load average 18-21 from other jobs):
+above with --reuse_prepare --tokens_per_batch=6400, so both logs train on batches of the same shapes):
   prepare     10M: 91 s, peak RSS 755 MB       100M: 1470 s (24.5 min, 68k events/s), peak RSS 883 MB
-  train RSS   through the loop: 2495 MB vs 2758 MB (+10.5%; the target is 10%); the input pipeline alone:
-              386 vs 349 MB, so the growth is on the model side, not the data's (the same --mode=train
-              with --train_steps=2: 2348 vs 2529 MB, +7.7%). The earlier train stage, which called the
-              step directly (no evaluation or checkpoint), measured 2224 vs 2257 MB (+1.5%) at this T
-              (events_scale_cpu_fixed_tokens.json at commit 88bbaf9); events_scale_cpu.json is that stage's run
-              with the automatic T (1216 vs 6400 tokens: 1992 vs 2251 MB).
-  throughput  pipeline alone 13-16k examples/s vs HSTU train 20 examples/s (650-800x)
+              (load 18-21; kept from that run by --reuse_prepare, its own provenance inside)
+  train RSS   through the loop: 2208 MB vs 2212 MB (+0.2%; target 10%; load 8-10). Before the engine
+              trimmed the C heap at the end of each run (commit 8862674) the same command measured 2495 vs
+              2758 MB (+10.5%): the warm-up run's freed memory stayed in glibc's per-thread arenas and the
+              timed run grew on top of it, more on the larger log (helper probe: 1,561 MB RSS after a
+              100M run with 191 MB live, 1,097 MB after malloc_trim); within one run the per-step peak was
+              already flat (2303 vs 2367 MB over 12 steps).
+  throughput  pipeline alone 47-65k examples/s vs HSTU train 30-68 examples/s (690-2100x; the pipeline
+              now reads ahead 4 batches with 2 threads instead of grain's default 500 with 16)
 Runtime: about 40 min for both sizes (generation 5 min and preparation 25 min of it for 100M).
 
 Log: every event's user is drawn with P(rank k) ~ k^-user_zipf, its item with P(rank k) ~ k^-item_zipf
