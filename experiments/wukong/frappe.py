@@ -39,6 +39,7 @@ epoch's, test AUC is at that epoch; the 2026-11-25 runs above are in the same pr
 | wukong_fuxictr (FuxiCTR template sizes, L2 0.2) | 7905ab779093 | .9817 | .9808 | 11 (9) | 29 min |
 | wukong, embedding L2 0.3 | aaac0c22a96f | .9793 | .9787 | 14 (12) | 14 min |
 | wukong, n_F = n_L = 16 | 7487ce977ba3 | .9815 | .9808 | 14 (12) | 14 min |
+| wukong, FMB MLP 400x2 (from 200x1) | 84f72a3da775 | .9817 | .9813 | 14 (12) | 13 min |
 The FuxiCTR template sizes (5.5x the dense parameters, 5.6x the FLOPs per example) tie the preset on
 validation and stop at the same epoch as FuxiCTR's own WuKong on this split (11 epochs, best 9; its
 valid AUC .9794 at L2 0.05). With dropout 0.4 (.9817, above), 1 or 4 layers (.9814 / .9819) and these,
