@@ -27,7 +27,14 @@ value) train and validation logloss stay within .01 (.23 at epoch 6): the model 
 .9768 (early stop after 19 epochs, test AUC .9769, logloss .1761) / .9762 at epoch 12 (stopped) /
 .9798 (early stop after 18 epochs, best at epoch 16; 30 min): L2 0.01 is the preset. Lower, L2 0.005
 (run 8112f8c33a39, engine of a2465e8, idle machine, 291 s): best validation .9784 at epoch 14, early stop
-after 16 (test .9786), so the embedding L2 lead is spent; width, depth or more seeds are what is left.
+after 16 (test .9786), so the embedding L2 lead is spent. Width and the BARS baselines' head, at L2 0.01
+(engines of 72feb3f / 2fe5717 with others' edits, 2 cores shared with ~10 other jobs, load 9-14: 1.5-4.5 min
+per epoch): dropout 0.4 with output MLP 400x3 (run f16e0cc089c4, N_dense 473,281) learns slower (.9745 at
+epoch 11 against .9788) and reaches .97838 at epoch 20 (lr already 1e-5; stopped there, 35 min; test .9786 at
+that step); D = 80 (run b34e308b1968, N_dense 581,961, 3.46e6 forward FLOPs per example, 3.2x the preset's)
+tracks the preset's curve within .002 and ties it: best .97977 at epoch 15 (preset .97975 at 16), early stop
+after 17, test .9795 at the best step, 52 min. Neither clears .9798 on validation, so the preset stays; left
+untried: L = 3, dropout 0.3, L2 0.02, and seeds 1-2 (each ~5 min idle, 30-50 min under this load).
 Measured (run 57c561f252b0, model code of commit ca5a152, N_dense 183,481, 1.08e6 forward FLOPs per
 example): test AUC .9796 (SE ~.001 from the test set's 28,860 examples, Hanley-McNeil; one seed, so no
 seed-to-seed SE), test logloss .1742 +- .0047: .0004 short of the .980 target, .003 below DLRM (.9828)
