@@ -28,6 +28,9 @@ Writes benchmarks/results/peers_cpu.json: {"matmul_flops_per_s", "cases": [{"pee
 "peer_examples_per_s", "ours_examples_per_s", "ratio", "ours_fraction_of_matmul", ...}], "provenance"}.
 ours_fraction_of_matmul: our useful training FLOP/s (scaling_rec.flops conventions: 3 x the analytic
 forward FLOPs, causal pairs only) over the f32 matmul FLOP/s measured in the same run.
+peer_fraction_of_matmul: the peer's examples/s times the same FLOPs per example, over that matmul rate;
+ratio_at_matmul_rate = 1 / peer_fraction_of_matmul is the ratio our step would reach if every useful FLOP ran
+at the measured f32 matmul rate: a target ratio above it is out of reach in f32 on this machine.
 """
 
 from __future__ import annotations
@@ -177,6 +180,11 @@ def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, e
     p, o = timing["peer"]["examples_per_s"], timing["ours"]["examples_per_s"]
     useful = timing["ours"].get("useful_flops_per_s")
     fraction = useful / matmul_flops_per_s if useful is not None else None
+    ceiling = {}
+    if useful is not None and p > 0:
+        per_example = timing["ours"]["useful_flops_per_step_mean"] / timing["ours"]["examples_per_step_mean"]
+        peer_fraction = p * per_example / matmul_flops_per_s
+        ceiling = {"peer_fraction_of_matmul": peer_fraction, "ratio_at_matmul_rate": 1.0 / peer_fraction}
     key = f"{peer}/{case}"
     target = {"ratio": TARGET_RATIO[peer]}
     met = p > 0 and o / p >= TARGET_RATIO[peer]
@@ -184,7 +192,7 @@ def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, e
         target["fraction_of_matmul"] = TARGET_MATMUL_FRACTION[key]
         met = met and fraction is not None and fraction >= TARGET_MATMUL_FRACTION[key]
     return {"peer": peer, "case": case, "peer_examples_per_s": p, "ours_examples_per_s": o,
-            "ratio": o / p if p > 0 else None, "ours_fraction_of_matmul": fraction, "target": target,
+            "ratio": o / p if p > 0 else None, "ours_fraction_of_matmul": fraction, **ceiling, "target": target,
             "meets_target": met, "timing": timing, **(extra or {})}
 
 

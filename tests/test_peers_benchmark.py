@@ -74,6 +74,10 @@ def test_result_layout_and_ratio(tmp_path):
     assert 0.1 < case["ours_fraction_of_matmul"] <= 1.0
     assert case["target"] == {"ratio": 3.0, "fraction_of_matmul": 0.30}
     assert case["meets_target"] == (case["ratio"] >= 3.0 and case["ours_fraction_of_matmul"] >= 0.30)
+    # The peer's 64 examples at 1e9 / 64 FLOPs each, over the 2e11 matmul rate; its inverse bounds the ratio.
+    assert case["peer_fraction_of_matmul"] == pytest.approx(case["peer_examples_per_s"] * 1e9 / 64 / 2e11)
+    assert case["ratio_at_matmul_rate"] == pytest.approx(1 / case["peer_fraction_of_matmul"])
+    assert case["ratio"] == pytest.approx(case["ours_fraction_of_matmul"] / case["peer_fraction_of_matmul"])
 
 
 def test_summary_is_the_median_of_per_step_rates():
