@@ -33,7 +33,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.data = dict(
         name="frappe", data_dir="", path="", cache_dir="", split=(0.7, 0.2, 0.1), split_seed=2024, min_count=1,
         hash_buckets=0, numeric="log", synthetic_examples=4000, synthetic_cardinalities=(50, 40, 30, 20, 10, 8),
-        # data.name='table' (scaling_rec.data.ctr.read_table): the label column and comma-separated column names.
+        # data.name='table' (scaling_rec.data.ctr_readers.read_table): the label and comma-separated column names.
         fields=dict(label="label", categorical="", numeric=""),
     )
     # The keys every family reads (scaling_rec.models.ctr.COMMON_KEYS), then each family's own keys, declared

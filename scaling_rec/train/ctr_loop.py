@@ -20,7 +20,8 @@ from flax import nnx
 
 from scaling_rec import ctr_config
 from scaling_rec.calibration import ctr_loss_metrics
-from scaling_rec.data.ctr import CTRDataset, CTRSplit, load_ctr
+from scaling_rec.data.ctr import load_ctr
+from scaling_rec.data.ctr_dataset import CTRDataset, CTRSplit
 from scaling_rec.errors import ConfigError
 from scaling_rec.flops import TRAIN_MULTIPLIER, ctr_forward_flops, param_counts
 from scaling_rec.metrics import auc, auc_tie_stats, logloss_from_logits

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from scaling_rec import ctr_config
-from scaling_rec.data import ctr
+from scaling_rec.data import ctr, ctr_dataset, ctr_readers
 from scaling_rec.errors import DataFormatError
 
 
@@ -47,7 +47,7 @@ def test_frappe_negatives_avoid_used_apps():
 
 
 def test_split_sizes_match_bars():
-    assert ctr.split_sizes(288_609, (0.7, 0.2, 0.1)) == (202_027, 57_722, 28_860)
+    assert ctr_dataset.split_sizes(288_609, (0.7, 0.2, 0.1)) == (202_027, 57_722, 28_860)
 
 
 def _criteo_path(real_data_dir):
@@ -56,7 +56,7 @@ def _criteo_path(real_data_dir):
 
 @pytest.mark.data
 def test_criteo_csv_and_tsv_agree(real_data_dir, tmp_path):
-    csv = ctr.read_criteo(_criteo_path(real_data_dir))
+    csv = ctr_readers.read_criteo(_criteo_path(real_data_dir))
     assert len(csv.train) + len(csv.valid) + len(csv.test) == 200
     assert csv.num_dense == 13 and csv.num_fields == 26 and csv.train.num_NxM.shape[1] == 13
     assert np.all(np.isfinite(csv.train.num_NxM)) and np.all(csv.train.num_NxM >= 0)
@@ -64,18 +64,18 @@ def test_criteo_csv_and_tsv_agree(real_data_dir, tmp_path):
     lines = _criteo_path(real_data_dir).read_text().splitlines()[1:]
     tsv = tmp_path / "train.txt"
     tsv.write_text("".join(line.replace(",", "\t") + "\n" for line in lines))
-    raw = ctr.read_criteo(tsv)
+    raw = ctr_readers.read_criteo(tsv)
     np.testing.assert_array_equal(raw.train.cat_NxF, csv.train.cat_NxF)
     np.testing.assert_allclose(raw.test.num_NxM, csv.test.num_NxM)
 
 
 @pytest.mark.data
 def test_criteo_bucket_and_hash_modes(real_data_dir):
-    b = ctr.read_criteo(_criteo_path(real_data_dir), numeric="bucket", hash_buckets=1000)
+    b = ctr_readers.read_criteo(_criteo_path(real_data_dir), numeric="bucket", hash_buckets=1000)
     assert b.num_dense == 0 and b.num_fields == 39 and b.vocab_sizes == (1001,) * 39
     assert b.train.cat_NxF.min() >= 1 and b.train.cat_NxF.max() <= 1000
-    assert ctr.criteo_numeric_token("") == "NA" and ctr.criteo_numeric_token("1") == "1"
-    assert ctr.criteo_numeric_token("100") == str(int(np.floor(np.log(100) ** 2)))
+    assert ctr_readers.criteo_numeric_token("") == "NA" and ctr_readers.criteo_numeric_token("1") == "1"
+    assert ctr_readers.criteo_numeric_token("100") == str(int(np.floor(np.log(100) ** 2)))
 
 
 def test_criteo_errors_name_file_and_line(tmp_path):
@@ -84,10 +84,10 @@ def test_criteo_errors_name_file_and_line(tmp_path):
     path = tmp_path / "c.txt"
     path.write_text(good + "\n" + bad_label + "\n")
     with pytest.raises(DataFormatError, match=r"c.txt:2: label '2'"):
-        ctr.read_criteo(path)
+        ctr_readers.read_criteo(path)
     path.write_text(good + "\n" + good + "\n" + "1\t2\t3\n")
     with pytest.raises(DataFormatError, match=r"c.txt:3: 3 columns"):
-        ctr.read_criteo(path)
+        ctr_readers.read_criteo(path)
 
 
 def test_libfm_reader_and_errors(tmp_path):
@@ -107,11 +107,11 @@ def test_libfm_reader_and_errors(tmp_path):
 def test_unseen_values_map_to_oov_and_are_counted():
     cols = [["a", "b", "a", "c", "z"], ["x", "x", "y", "x", "x"]]
     split = np.array([0, 0, 0, 1, 2])
-    ids, sizes, oov = ctr.encode_columns(cols, split)
+    ids, sizes, oov = ctr_dataset.encode_columns(cols, split)
     assert sizes == (3, 3)
     np.testing.assert_array_equal(ids[:, 0], [1, 2, 1, 0, 0])  # 'c' and 'z' never seen in train
     assert oov == {"train": 0, "valid": 1, "test": 1}
-    ids2, sizes2, _ = ctr.encode_columns(cols, split, min_count=2)
+    ids2, sizes2, _ = ctr_dataset.encode_columns(cols, split, min_count=2)
     np.testing.assert_array_equal(ids2[:, 0], [1, 0, 1, 0, 0]) and sizes2[0] == 2
 
 

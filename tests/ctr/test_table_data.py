@@ -14,14 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from scaling_rec import ctr_config
-from scaling_rec.data import ctr
+from scaling_rec.data import ctr, ctr_dataset, ctr_readers
 from scaling_rec.errors import ConfigError, DataFormatError
 
-FIELDS = ctr.TableFields("click", ("site", "app", "device"), ("price", "age"))
+FIELDS = ctr_readers.TableFields("click", ("site", "app", "device"), ("price", "age"))
 
 
-def _fields(label: str, categorical: str, numeric: str) -> ctr.TableFields:
-    return ctr.TableFields.from_config(ml_collections.ConfigDict(
+def _fields(label: str, categorical: str, numeric: str) -> ctr_readers.TableFields:
+    return ctr_readers.TableFields.from_config(ml_collections.ConfigDict(
         dict(label=label, categorical=categorical, numeric=numeric)))
 
 
@@ -41,7 +41,7 @@ def _clicks(n: int = 600, seed: int = 0) -> pa.Table:
     })
 
 
-def _assert_same(a: ctr.CTRDataset, b: ctr.CTRDataset) -> None:
+def _assert_same(a: ctr_dataset.CTRDataset, b: ctr_dataset.CTRDataset) -> None:
     assert (a.field_names, a.vocab_sizes, a.num_dense, a.oov_counts) == (b.field_names, b.vocab_sizes, b.num_dense,
                                                                           b.oov_counts)
     for s in ("train", "valid", "test"):
@@ -64,19 +64,19 @@ def test_parquet_csv_tsv_and_a_parquet_directory_give_one_dataset(tmp_path):
     parts.mkdir()
     for k, start in enumerate(range(0, len(table), 250)):
         pq.write_table(table.slice(start, 250), parts / f"part-{k:03d}.parquet")
-    base = ctr.read_table(tmp_path / "clicks.parquet", FIELDS)
+    base = ctr_readers.read_table(tmp_path / "clicks.parquet", FIELDS)
     assert base.field_names == ("site", "app", "device") and base.num_dense == 2
-    assert (len(base.train), len(base.valid), len(base.test)) == ctr.split_sizes(600, (0.8, 0.1, 0.1))
+    assert (len(base.train), len(base.valid), len(base.test)) == ctr_dataset.split_sizes(600, (0.8, 0.1, 0.1))
     assert base.vocab_sizes[2] == 5  # ios, android, web and '' (null) + the OOV row
     assert base.train.num_NxM.min() >= 0 and np.isfinite(base.train.num_NxM).all()
-    for other in (ctr.read_table(tmp_path / "clicks.csv", FIELDS, chunk_bytes=2048),
-                  ctr.read_table(tmp_path / "clicks.tsv", FIELDS),
-                  ctr.read_table(parts, FIELDS, chunk_rows=64),
-                  ctr.read_table(tmp_path / "clicks.parquet", FIELDS, chunk_rows=37)):
+    for other in (ctr_readers.read_table(tmp_path / "clicks.csv", FIELDS, chunk_bytes=2048),
+                  ctr_readers.read_table(tmp_path / "clicks.tsv", FIELDS),
+                  ctr_readers.read_table(parts, FIELDS, chunk_rows=64),
+                  ctr_readers.read_table(tmp_path / "clicks.parquet", FIELDS, chunk_rows=37)):
         _assert_same(base, other)
-    bucket = ctr.read_table(tmp_path / "clicks.parquet", FIELDS, numeric="bucket", min_count=2)
+    bucket = ctr_readers.read_table(tmp_path / "clicks.parquet", FIELDS, numeric="bucket", min_count=2)
     assert bucket.field_names == ("site", "app", "device", "price", "age") and bucket.num_dense == 0
-    _assert_same(bucket, ctr.read_table(tmp_path / "clicks.csv", FIELDS, numeric="bucket", min_count=2))
+    _assert_same(bucket, ctr_readers.read_table(tmp_path / "clicks.csv", FIELDS, numeric="bucket", min_count=2))
 
 
 def _criteo_tsv(path, n: int = 300, seed: int = 1) -> None:
@@ -100,11 +100,11 @@ def test_criteo_tsv_converted_to_parquet_gives_read_criteo(tmp_path, options):
                            pacsv.ConvertOptions(column_types=types | {f"C{j}": pa.string() for j in range(1, 27)}))
     pq.write_table(table, tmp_path / "day_0.parquet")
     fields = _fields("label", ",".join(f"C{j}" for j in range(1, 27)), ",".join(f"I{j}" for j in range(1, 14)))
-    assert fields == ctr.CRITEO_FIELDS
-    criteo = ctr.read_criteo(tsv, **options)
+    assert fields == ctr_readers.CRITEO_FIELDS
+    criteo = ctr_readers.read_criteo(tsv, **options)
     assert criteo.num_fields == (39 if options.get("numeric") == "bucket" else 26)
-    _assert_same(criteo, ctr.read_table(tmp_path / "day_0.parquet", fields, **options))
-    _assert_same(criteo, ctr.read_criteo(tsv, chunk_bytes=1024, **options))  # many chunks, same numbers
+    _assert_same(criteo, ctr_readers.read_table(tmp_path / "day_0.parquet", fields, **options))
+    _assert_same(criteo, ctr_readers.read_criteo(tsv, chunk_bytes=1024, **options))  # many chunks, same numbers
 
 
 def test_criteo_rules_by_hand(tmp_path):
@@ -116,14 +116,14 @@ def test_criteo_rules_by_hand(tmp_path):
     rows = ["\t".join(["1", v, *["7"] * 12, c, *["x"] * 25]) for v, c in zip(i1, c1, strict=True)]
     tsv.write_text("".join(row + "\n" for row in rows))
     everything = dict(fractions=(1.0, 0.0, 0.0))
-    logs = ctr.read_criteo(tsv, **everything)
+    logs = ctr_readers.read_criteo(tsv, **everything)
     np.testing.assert_array_equal(logs.train.cat_NxF[:, 0], [3, 2, 1, 3, 2, 4, 3])  # '' < 'a' < 'b' < 'c'
     np.testing.assert_array_equal(logs.train.num_NxM[:, 0],
                                   np.float32([0, 0, 0, np.log(2), np.log(3), np.log(4), np.log(101)]))
     assert logs.vocab_sizes[:2] == (5, 2) and logs.num_dense == 13
-    rare = ctr.read_criteo(tsv, min_count=2, **everything)
+    rare = ctr_readers.read_criteo(tsv, min_count=2, **everything)
     np.testing.assert_array_equal(rare.train.cat_NxF[:, 0], [2, 1, 0, 2, 1, 0, 2])  # '' and 'c' seen once: OOV
-    buckets = ctr.read_criteo(tsv, numeric="bucket", **everything)
+    buckets = ctr_readers.read_criteo(tsv, numeric="bucket", **everything)
     # tokens NA, -5, 0, 1, 2, floor(ln(3)^2) = 1, floor(ln(100)^2) = 21; by string: -5 0 1 2 21 NA
     np.testing.assert_array_equal(buckets.train.cat_NxF[:, 26], [6, 1, 2, 3, 4, 3, 5])
     assert buckets.field_names[26] == "I1" and buckets.num_dense == 0
@@ -131,7 +131,7 @@ def test_criteo_rules_by_hand(tmp_path):
 
 def test_fields_from_the_command_line_strings():
     f = _fields(" click ", "site, app,device,", "price")
-    assert f == ctr.TableFields("click", ("site", "app", "device"), ("price",))
+    assert f == ctr_readers.TableFields("click", ("site", "app", "device"), ("price",))
     with pytest.raises(ConfigError, match="name no column"):
         _fields("click", "", " ")
     with pytest.raises(ConfigError, match=r"\['site'\] more than once"):
@@ -144,16 +144,16 @@ def test_a_missing_column_is_named_with_the_columns_the_file_has(tmp_path):
     table = _clicks(20)
     pq.write_table(table, tmp_path / "c.parquet")
     pacsv.write_csv(table, tmp_path / "c.csv")
-    wrong = ctr.TableFields("click", ("site", "country"), ())
+    wrong = ctr_readers.TableFields("click", ("site", "country"), ())
     with pytest.raises(DataFormatError, match=r"c.parquet: no column 'country' \(data.fields.categorical\); its "
                                               r"columns are \['user', 'click', 'site'"):
-        ctr.read_table(tmp_path / "c.parquet", wrong)
+        ctr_readers.read_table(tmp_path / "c.parquet", wrong)
     with pytest.raises(DataFormatError, match=r"c.csv:1: no column 'clicked' \(data.fields.label\); the header has "
                                               r"\['user', 'click'"):
-        ctr.read_table(tmp_path / "c.csv", dataclasses.replace(FIELDS, label="clicked"))
+        ctr_readers.read_table(tmp_path / "c.csv", dataclasses.replace(FIELDS, label="clicked"))
     (tmp_path / "c.json").write_text("{}")
     with pytest.raises(ConfigError, match="cannot tell the format"):
-        ctr.read_table(tmp_path / "c.json", FIELDS)
+        ctr_readers.read_table(tmp_path / "c.json", FIELDS)
 
 
 def _csv(path, rows: list[str]) -> None:
@@ -161,28 +161,28 @@ def _csv(path, rows: list[str]) -> None:
 
 
 def test_bad_labels_and_numbers_name_file_and_line_or_row(tmp_path):
-    fields = ctr.TableFields("click", ("site",), ("price",))
+    fields = ctr_readers.TableFields("click", ("site",), ("price",))
     good = [f"{i % 2},s{i % 7},{i}.5" for i in range(300)]
     path = tmp_path / "c.csv"
     _csv(path, good[:150] + ["2,s1,3.0"] + good[150:])  # data row 151 is line 152, in a later chunk
     with pytest.raises(DataFormatError, match=r"c.csv:152: label '2' is not 0 or 1"):
-        ctr.read_table(path, fields, chunk_bytes=1024)
+        ctr_readers.read_table(path, fields, chunk_bytes=1024)
     _csv(path, good[:200] + ["1,s1,cheap"] + good[200:])
     with pytest.raises(DataFormatError, match=r"c.csv:202: numeric column price 'cheap' is not a finite number"):
-        ctr.read_table(path, fields, chunk_bytes=1024)
+        ctr_readers.read_table(path, fields, chunk_bytes=1024)
     _csv(path, good[:3] + ["1,s1,inf"])
     with pytest.raises(DataFormatError, match=r"c.csv:5: numeric column price 'inf' is not a finite number"):
-        ctr.read_table(path, fields)
+        ctr_readers.read_table(path, fields)
     _csv(path, good[:3] + ["1,s1"])
     with pytest.raises(DataFormatError, match=r"c.csv:5: 2 columns, expected 3"):
-        ctr.read_table(path, fields)
+        ctr_readers.read_table(path, fields)
     pq.write_table(pa.table({"click": [0, 1, 1, 3], "site": ["a", "b", "c", "d"], "price": [1.0, 2, 3, 4]}),
                    tmp_path / "p.parquet")
     with pytest.raises(DataFormatError, match=r"p.parquet: row 4: label '3' is not 0 or 1"):
-        ctr.read_table(tmp_path / "p.parquet", fields)
+        ctr_readers.read_table(tmp_path / "p.parquet", fields)
     pq.write_table(pa.table({"click": [0, 1], "site": ["a", "b"], "price": ["1.5", "n/a"]}), tmp_path / "s.parquet")
     with pytest.raises(DataFormatError, match=r"s.parquet: row 2: numeric column price 'n/a' is not a finite"):
-        ctr.read_table(tmp_path / "s.parquet", fields)
+        ctr_readers.read_table(tmp_path / "s.parquet", fields)
 
 
 def _table_config(path, **data) -> ml_collections.ConfigDict:

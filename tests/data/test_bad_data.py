@@ -9,7 +9,8 @@ import zipfile
 import pytest
 
 from scaling_rec.data.amazon import read_s3rec
-from scaling_rec.data.ctr import read_criteo, read_frappe_logs, read_libfm
+from scaling_rec.data.ctr import read_frappe_logs, read_libfm
+from scaling_rec.data.ctr_readers import read_criteo
 from scaling_rec.data.movielens import read_ml1m_ratings, read_ml100k_udata, read_ml_ratings_csv
 from scaling_rec.data.sequences import from_user_lists
 from scaling_rec.data.splits import leave_one_out
