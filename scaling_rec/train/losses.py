@@ -24,12 +24,19 @@ def sampled_softmax_loss(
     temperature: float,
     dense_logits: bool | None = None,
     chunk: int | None = None,
+    share: int = 1,
 ) -> tuple[jax.Array, jax.Array]:
     """Sampled softmax over the target and `num_negatives` uniform negatives per token.
 
     As in the HSTU reference (SampledSoftmaxLoss with the local sampler): negatives are drawn
     uniformly from items 1..V-1 for every target token; a negative equal to the target is masked;
     logits are dot products / temperature (cosines when embeddings are L2-normalised).
+
+    Shared negatives (share = s > 1): consecutive tokens in groups of s use one draw of K negatives
+    (token n gets draw n // s), so a group's logits are one [s, D] x [D, K] product and the table's
+    gradient a scatter of K rows per group instead of per token: s times fewer gathered and scattered
+    rows for the same K scored items per token. share = 1 is the reference's per-token draw (the same
+    random numbers as before this option existed).
 
     The negatives' logits come one of three ways, equal up to summation order:
     - gathered: each token's K rows ([N, K, D], whose gradient is a scatter-add of as many rows into
@@ -51,13 +58,26 @@ def sampled_softmax_loss(
       dense_logits: score the negatives by the full N x V matmul (True), by gathered rows (False), or
         by the rule above (None).
       chunk: with gathered rows, tokens per chunk (None or 0: one piece; the default rule sets it).
+      share: tokens per draw of negatives (see above); with share > 1 the shared scoring is used unless
+        dense_logits is True.
     Returns:
       (sum of per-token losses, number of target tokens), both float32 scalars.
     """
     n = hidden_NxD.shape[0]
     num_items = table_VxD.shape[0] - 1
-    neg_NxK = jax.random.randint(key, (n, num_negatives), 1, num_items + 1)
+    if share < 1:
+        raise ValueError(f"share = {share}: tokens per draw of negatives must be >= 1")
     pos_logit_N = jnp.sum(hidden_NxD * jnp.take(table_VxD, targets_N, axis=0), axis=-1) / temperature
+    if share > 1:
+        neg_MxK = jax.random.randint(key, (-(-n // share), num_negatives), 1, num_items + 1)
+        neg_NxK = jnp.repeat(neg_MxK, share, axis=0)[:n]
+    else:
+        neg_NxK = jax.random.randint(key, (n, num_negatives), 1, num_items + 1)
+    if share > 1 and not dense_logits:
+        h_MxSxD = _chunked(hidden_NxD, share)
+        rows_MxKxD = jnp.take(table_VxD, neg_MxK, axis=0)
+        neg_logit_NxK = jnp.einsum("msd,mkd->msk", h_MxSxD, rows_MxKxD).reshape(-1, num_negatives)[:n]
+        return _softmax_terms(pos_logit_N, neg_logit_NxK / temperature, neg_NxK, targets_N)
     if dense_logits is None:
         on_cpu = jax.default_backend() == "cpu"
         dense_logits = not on_cpu and table_VxD.shape[0] <= num_negatives * table_VxD.shape[1]
@@ -69,6 +89,13 @@ def sampled_softmax_loss(
     else:
         neg_NxKxD = jnp.take(table_VxD, neg_NxK, axis=0)
         neg_logit_NxK = jnp.einsum("nd,nkd->nk", hidden_NxD, neg_NxKxD) / temperature
+    return _softmax_terms(pos_logit_N, neg_logit_NxK, neg_NxK, targets_N)
+
+
+def _softmax_terms(pos_logit_N: jax.Array, neg_logit_NxK: jax.Array, neg_NxK: jax.Array,
+                   targets_N: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(sum over target tokens of logsumexp(pos, negatives) - pos, number of target tokens); a negative
+    equal to its token's target is masked."""
     neg_logit_NxK = jnp.where(neg_NxK == targets_N[:, None], -jnp.inf, neg_logit_NxK)
     logits = jnp.concatenate([pos_logit_N[:, None], neg_logit_NxK], axis=1)
     loss_N = jax.nn.logsumexp(logits, axis=1) - pos_logit_N

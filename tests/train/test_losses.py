@@ -76,6 +76,43 @@ def test_sampled_softmax_chunked_gather_equals_dense():
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("share", [3, 4, 9])
+def test_shared_negatives_match_numpy(share):
+    """share = s: token n is scored against draw n // s of K negatives (the last group short), the target's
+    duplicates masked; the value is a plain-numpy sampled softmax over exactly those negatives, and the
+    gradients equal the dense path's on the same draws."""
+    hidden, targets, table = _inputs(n=9, v=40, d=6)
+    n, k, tau, key = len(targets), 16, 0.1, jax.random.key(3)
+    neg = np.asarray(jax.random.randint(key, (-(-n // share), k), 1, table.shape[0]))[np.arange(n) // share]
+    pos = (hidden * table[targets]).sum(1) / tau
+    neg_logits = np.einsum("nd,nkd->nk", hidden, table[neg]) / tau
+    neg_logits[neg == targets[:, None]] = -np.inf
+    logits = np.concatenate([pos[:, None], neg_logits], axis=1)
+    m = logits.max(axis=1, keepdims=True)
+    per_token = (m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))) - pos
+    keep = targets > 0
+
+    def loss(h, w, dense):
+        return sampled_softmax_loss(h, jnp.asarray(targets), w, key, num_negatives=k, temperature=tau,
+                                    dense_logits=dense, share=share)[0]
+
+    shared = jax.value_and_grad(loss, argnums=(0, 1))(jnp.asarray(hidden), jnp.asarray(table), None)
+    np.testing.assert_allclose(float(shared[0]), per_token[keep].sum(), rtol=1e-5)
+    dense = jax.value_and_grad(loss, argnums=(0, 1))(jnp.asarray(hidden), jnp.asarray(table), True)
+    for a, b in zip(jax.tree.leaves(dense), jax.tree.leaves(shared), strict=True):  # summation order only
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_share_one_is_the_per_token_draw_and_share_zero_is_an_error():
+    hidden, targets, table = (jnp.asarray(x) for x in _inputs(n=9, v=40, d=6))
+    args = dict(num_negatives=16, temperature=0.1)
+    a = sampled_softmax_loss(hidden, targets, table, jax.random.key(3), **args)
+    b = sampled_softmax_loss(hidden, targets, table, jax.random.key(3), share=1, **args)
+    assert float(a[0]) == float(b[0])
+    with pytest.raises(ValueError, match="share"):
+        sampled_softmax_loss(hidden, targets, table, jax.random.key(3), share=0, **args)
+
+
 def _xla_flops(fn, *args) -> float:
     cost = jax.jit(fn).lower(*args).compile().cost_analysis()
     return float((cost[0] if isinstance(cost, list) else cost)["flops"])
