@@ -25,6 +25,7 @@ ARCHS = ("encdec", "deconly")  # scaling_rec.models.tiger reads them here
 # (the data layer sits below it); tests/test_schema.py checks that both agree.
 ENCODERS = ("tfidf-svd", "minilm")
 MINILM_WIDTH = 384
+OPTIMIZERS = ("adamw", "adafactor")  # scaling_rec.train.step.make_optimizer
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -42,9 +43,12 @@ def default_config() -> ml_collections.ConfigDict:
     # stacks of num_layers each ('deconly': one decoder of 2 x num_layers), 6 heads of 64, d_ff 1024, dropout 0.1.
     c.model = dict(family="tiger", arch="encdec", d_model=128, num_layers=4, num_heads=6, head_dim=64, d_ff=1024,
                    dropout=0.1, user_buckets=2000, rel_buckets=32, rel_max_distance=128)
-    # Paper: batch 256, 200k steps, lr 0.01 for 10k steps then inverse-sqrt decay. AdamW needs a smaller lr.
-    c.train = dict(batch_size=256, num_steps=200_000, learning_rate=1e-3, warmup_steps=1000, decay_start=10_000,
-                   weight_decay=0.01, grad_clip=1.0, log_every=50, eval_every=1000, time_limit_s=0.0,
+    # Paper: batch 256, 200k steps, Adafactor at lr 0.01 for 10k steps then inverse-sqrt decay (optimizer
+    # 'adafactor', learning_rate 0.01, warmup_steps 0, decay_start 10_000). AdamW needs a smaller lr.
+    # label_smoothing: of each code's cross-entropy over that position's codes (tiger_loop.code_xent).
+    c.train = dict(batch_size=256, num_steps=200_000, optimizer="adamw", learning_rate=1e-3, warmup_steps=1000,
+                   decay_start=10_000, weight_decay=0.01, grad_clip=1.0, label_smoothing=0.0, log_every=50,
+                   eval_every=1000, time_limit_s=0.0,
                    steps_per_call=1)  # steps per jitted call (lax.scan); log_every, eval_every, num_steps: multiples
     # Evaluation: beam search over valid IDs; valid_users / test_users = 0 means every user.
     c.eval = dict(beam_width=20, batch_size=128, ks=(5, 10), valid_users=2000, test_users=0)
@@ -78,7 +82,8 @@ def _beams_cover_ks(given: Mapping[str, Any]) -> str | None:
 
 SCHEMA = Schema(
     label="TIGER config", module="scaling_rec.tiger_config", defaults=default_config,
-    choices={"data.encoder": ENCODERS, "ids.method": ID_METHODS, "model.arch": ARCHS, "model.family": FAMILIES},
+    choices={"data.encoder": ENCODERS, "ids.method": ID_METHODS, "model.arch": ARCHS, "model.family": FAMILIES,
+             "train.optimizer": OPTIMIZERS},
     positive=("data.max_items", "data.encoder_dim", "ids.levels", "ids.codebook_size", "ids.rqvae_batch",
               "ids.rqvae_lr", "ids.latent", "model.d_model", "model.num_layers", "model.num_heads", "model.head_dim",
               "model.d_ff", "model.user_buckets", "model.rel_buckets", "model.rel_max_distance", "train.batch_size",
@@ -86,7 +91,7 @@ SCHEMA = Schema(
               "eval.beam_width", "eval.batch_size"),
     non_negative=("ids.rqvae_steps", "train.warmup_steps", "train.decay_start", "train.weight_decay",
                   "train.grad_clip", "train.time_limit_s", "eval.valid_users", "eval.test_users", "seed"),
-    fractions=("model.dropout",), positive_lists=("eval.ks",),
+    fractions=("model.dropout", "train.label_smoothing"), positive_lists=("eval.ks",),
     rules=(_steps_per_call_divides, _minilm_width, _beams_cover_ks),
 )
 validate = SCHEMA.validate

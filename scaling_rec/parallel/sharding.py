@@ -244,10 +244,11 @@ def place_batch(batch: Any, mesh: Any) -> Any:
 
 def init_opt_state(optimizer: Any, params: Any, mesh: jax.sharding.Mesh) -> Any:
     """optimizer.init(params) with the state placed explicitly: moments sharded like their parameters,
-    counters replicated. (A plain jit would put the zeros, which do not depend on the parameters'
+    counters and moments of another shape than their parameter's (Adafactor's factored row and column
+    statistics) replicated. (A plain jit would put the zeros, which do not depend on the parameters'
     values, on one device.)"""
-    shardings = optax.tree_map_params(optimizer, lambda _, s: s, jax.eval_shape(optimizer.init, params),
-                                      jax.tree.map(lambda x: x.sharding, params),
+    shardings = optax.tree_map_params(optimizer, lambda m, p: p.sharding if m.shape == p.shape else replicated(mesh),
+                                      jax.eval_shape(optimizer.init, params), params,
                                       transform_non_params=lambda _: replicated(mesh))
     return jax.jit(optimizer.init, out_shardings=shardings)(params)
 

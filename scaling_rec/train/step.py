@@ -77,7 +77,11 @@ def make_optimizer(train: ml_collections.ConfigDict, total_steps: int = 0) -> op
     """The optimizer of every family, on learning_rate_schedule(train, total_steps).
 
     Global-norm clipping when train.grad_clip > 0, then AdamW (Loshchilov & Hutter 2019; b1, b2 as
-    configured, else 0.9 and 0.999) or, with train.optimizer='adagrad', Adagrad (Duchi et al. 2011). With
+    configured, else 0.9 and 0.999), with train.optimizer='adagrad' Adagrad (Duchi et al. 2011), or with
+    'adafactor' Adafactor (Shazeer & Stern 2018; optax.adafactor's defaults: factored second moments, decay
+    0.8, update clipping at block RMS 1, steps relative to the parameters' RMS, no momentum) with the weight
+    decay of AdamW (train.weight_decay x learning rate per step; optax.adafactor's weight_decay_rate is not
+    scaled by the learning rate, so the same key would mean a per-step decay 1 / lr times stronger). With
     train.lr_decay_factor < 1 (reduce on plateau) the learning rate is an injected hyperparameter:
     state.opt_state.hyperparams['learning_rate'], which the loop lowers. total_steps only matters for a
     decaying schedule, which raises ValueError without it.
@@ -86,8 +90,13 @@ def make_optimizer(train: ml_collections.ConfigDict, total_steps: int = 0) -> op
         raise ValueError(f"train.lr_decay={train.lr_decay!r} needs the run's total number of steps")
 
     def make(learning_rate: float | optax.Schedule) -> optax.GradientTransformation:
-        if train.get("optimizer", "adamw") == "adagrad":
+        name = train.get("optimizer", "adamw")
+        if name == "adagrad":
             opt = optax.adagrad(learning_rate, initial_accumulator_value=0.1, eps=1e-7)
+        elif name == "adafactor":
+            opt = optax.chain(optax.scale_by_factored_rms(), optax.clip_by_block_rms(1.0),
+                              optax.scale_by_param_block_rms(), optax.add_decayed_weights(train.weight_decay),
+                              optax.scale_by_learning_rate(learning_rate))
         else:
             opt = optax.adamw(learning_rate, b1=train.get("b1", 0.9), b2=train.get("b2", 0.999), eps=1e-8,
                               weight_decay=train.weight_decay)
@@ -120,7 +129,7 @@ def make_loss(graphdef: nnx.GraphDef, train: ml_collections.ConfigDict) -> LossF
         else:
             loss_sum, count = sampled_softmax_loss(
                 hidden_NxD, _flat_targets(batch), model.item_embeddings(), k_neg,
-                num_negatives=train.num_negatives, temperature=train.temperature,
+                num_negatives=train.num_negatives, temperature=train.temperature, share=train.negative_sharing,
             )
         loss = loss_sum / jnp.maximum(count, 1.0)
         return loss, ({"loss": loss, "loss_sum": loss_sum, "targets": count}, rest)

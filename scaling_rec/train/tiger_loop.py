@@ -160,18 +160,43 @@ def train_batch(ex: Examples, idx: np.ndarray) -> dict[str, np.ndarray]:
     return {"history_BxS": ex.history_BxS[idx], "targets_B": ex.targets_B[idx]}
 
 
-def make_loss(graphdef: nnx.GraphDef, codes_table: np.ndarray) -> engine.LossFn:
+def code_xent(logits_BxLxV: jax.Array, codes_BxL: jax.Array, vocab_sizes: tuple[int, ...],
+              label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array]:
+    """(objective_BxL, xent_BxL) in nats: the cross-entropy of each code and the objective trained on.
+
+    With label_smoothing = e > 0 the target of position p is (1 - e) on the code plus e spread uniformly over
+    that position's vocab_sizes[p] codes (Szegedy et al. 2016, Sec. 7), not over the padded V_max: the
+    model's logits past V_p are -1e9 (scaling_rec.models.tiger), which a uniform target over V_max would
+    make infinite. At e = 0 the objective is the cross-entropy itself.
+    """
+    xent_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, codes_BxL)
+    if not label_smoothing:
+        return xent_BxL, xent_BxL
+    sizes_1xLx1 = jnp.asarray(vocab_sizes)[None, :, None]
+    valid_1xLxV = jnp.arange(logits_BxLxV.shape[-1])[None, None, :] < sizes_1xLx1
+    logp_BxLxV = jax.nn.log_softmax(logits_BxLxV, axis=-1)
+    uniform_BxL = -jnp.where(valid_1xLxV, logp_BxLxV, 0.0).sum(-1) / sizes_1xLx1[..., 0].astype(jnp.float32)
+    return (1.0 - label_smoothing) * xent_BxL + label_smoothing * uniform_BxL, xent_BxL
+
+
+def make_loss(graphdef: nnx.GraphDef, codes_table: np.ndarray, vocab_sizes: tuple[int, ...] = (),
+              label_smoothing: float = 0.0) -> engine.LossFn:
     """The engine's loss: teacher forcing on the target items' codes (codes_table: int32 [num_items + 1, L],
-    each item's codes, padding row 0); the metrics are 'loss' (mean cross-entropy in nats per code) and
-    'xent_by_position' float32 [L]."""
+    each item's codes, padding row 0), `code_xent` with `label_smoothing` (which needs the IDs'
+    `vocab_sizes`, one per position; ValueError without them); the metrics are 'loss' (the mean
+    objective in nats per code, the cross-entropy when label_smoothing = 0) and 'xent_by_position' float32
+    [L] (the plain cross-entropy, comparable across label smoothings)."""
 
     def loss_fn(params: nnx.State, rest: nnx.State, batch: dict[str, jax.Array], key: jax.Array):
         codes_BxL = jnp.take(codes_table, batch["targets_B"], axis=0)
         logits_BxLxV = nnx.merge(graphdef, params, rest)(batch["history_BxS"], codes_BxL, key)
-        xent_BxL = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, codes_BxL)
-        loss = xent_BxL.mean()
+        objective_BxL, xent_BxL = code_xent(logits_BxLxV, codes_BxL, vocab_sizes, label_smoothing)
+        loss = objective_BxL.mean()
         return loss, ({"loss": loss, "xent_by_position": xent_BxL.mean(0)}, rest)
 
+    if label_smoothing and len(vocab_sizes) != codes_table.shape[1]:
+        raise ValueError(f"label_smoothing={label_smoothing} needs one vocab size per ID position "
+                         f"({codes_table.shape[1]}); got vocab_sizes={vocab_sizes}.")
     return loss_fn
 
 
@@ -222,7 +247,8 @@ class TigerTask(engine.Task):
                                    TRAIN_MULTIPLIER * fwd)
 
     def loss(self, graphdef: nnx.GraphDef) -> engine.LossFn:
-        return make_loss(graphdef, np.maximum(self.ids.codes, 0))
+        return make_loss(graphdef, np.maximum(self.ids.codes, 0), self.ids.vocab_sizes,
+                         self.config.train.label_smoothing)
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         return train_batch(self.train_ex, engine.epoch_rows(self.config.seed, step, self.n_train,
