@@ -71,6 +71,9 @@ def default_config() -> ml_collections.ConfigDict:
         # After warm-up: 'constant', or 'cosine' decay to final_lr_fraction × learning_rate at the run's
         # last step (Hoffmann et al. 2022 match the cosine length to each run; 10× decay as theirs).
         lr_decay="constant", final_lr_fraction=0.1,
+        # Sampled softmax: consecutive target tokens per draw of num_negatives negatives (1: every token its
+        # own draw, as the HSTU reference; s > 1: shared, s times fewer gathered rows; train.losses).
+        negative_sharing=1,
     )
     c.eval = dict(
         ks=(10, 50, 200), exclude_history=False, select_metric="ndcg@10", batch_size=256, patience=0,
@@ -104,7 +107,8 @@ SCHEMA = Schema(
              "data.timestamp_unit": TIMESTAMP_UNITS},
     positive=("data.max_len", "model.embed_dim", "model.num_blocks", "model.num_heads", "model.qk_dim", "model.v_dim",
               "model.ffn_dim", "model.num_time_buckets", "model.time_bucket_divisor", "train.batch_size",
-              "train.learning_rate", "train.num_negatives", "train.temperature", "train.log_every", "eval.batch_size",
+              "train.learning_rate", "train.num_negatives", "train.negative_sharing",
+              "train.temperature", "train.log_every", "eval.batch_size",
               "data.synthetic_users", "data.synthetic_items"),
     non_negative=("data.min_rating", "data.kcore", "data.tokens_per_batch", "data.long_gap", "train.num_epochs",
                   "train.num_steps", "train.flops_budget", "train.weight_decay", "train.warmup_steps",

@@ -66,9 +66,10 @@ def test_result_layout_and_ratio(tmp_path):
     for key in ("peer", "case", "peer_examples_per_s", "ours_examples_per_s", "ratio", "ours_fraction_of_matmul"):
         assert key in case
     assert case["peer"] == "hstu-torch" and case["case"] == "large/ml1m"
-    # 64 examples per 20 ms sleep vs per 5 ms: ours is about 4x (sleeps overshoot, never undershoot).
+    # 64 examples per 20 ms sleep vs per 5 ms: ours is about 4x. Sleeps overshoot, never undershoot, and by
+    # more on a loaded machine, so each side's rate has an upper bound but the ratio only the one of ours.
     assert case["peer_examples_per_s"] < 64 / 0.02 * 1.01
-    assert 2.0 < case["ratio"] < 4.2
+    assert 2.0 < case["ratio"] <= 64 / 0.005 * 1.01 / case["peer_examples_per_s"]
     assert case["ratio"] == pytest.approx(case["ours_examples_per_s"] / case["peer_examples_per_s"])
     # 1 GFLOP per step over >= 5 ms is at most 200 GFLOP/s: at most the whole matmul rate.
     assert 0.1 < case["ours_fraction_of_matmul"] <= 1.0

@@ -31,17 +31,20 @@ def get_config(preset: str = "beauty_sasrec") -> ml_collections.ConfigDict:
     """Presets '<dataset>_<model>[_ce][_d02][_h20]' with dataset in {beauty, toys}, model in {sasrec, hstu,
     hstu_large}; '_ce' trains with the full-softmax cross-entropy over all items instead of 128 sampled negatives,
     '_d02' uses dropout 0.2 (the HSTU reference's ML-1M value) instead of SASRec's 0.5 for sparse Amazon data,
-    '_h20' caps histories at the last 20 items and reports @5 too: the TIGER protocol (issue 8's SASRec row)."""
-    base, full_softmax, dropout, history = preset, False, 0.5, 50
-    for suffix in ("_h20", "_d02", "_ce"):
+    '_h20' caps histories at the last 20 items and reports @5 too: the TIGER protocol (issue 8's SASRec row);
+    '_s128' draws the sampled negatives once per 128 consecutive target tokens (train.negative_sharing)."""
+    base, full_softmax, dropout, history, sharing = preset, False, 0.5, 50, 1
+    for suffix in ("_s128", "_h20", "_d02", "_ce"):
         if base.endswith(suffix):
             base = base.removesuffix(suffix)
             full_softmax |= suffix == "_ce"
             dropout = 0.2 if suffix == "_d02" else dropout
             history = 20 if suffix == "_h20" else history
+            sharing = 128 if suffix == "_s128" else sharing
     dataset, _, model = base.partition("_")
     if dataset not in _DATASETS or model not in ("sasrec", "hstu", "hstu_large"):
-        raise ValueError(f"unknown preset {preset!r}: use <beauty|toys>_<sasrec|hstu|hstu_large>[_ce][_d02][_h20]")
+        raise ValueError(f"unknown preset {preset!r}: use "
+                         "<beauty|toys>_<sasrec|hstu|hstu_large>[_ce][_d02][_h20][_s128]")
     c = default_config()
     c.study = "reproduce"
     c.data.name = _DATASETS[dataset]
@@ -58,4 +61,8 @@ def get_config(preset: str = "beauty_sasrec") -> ml_collections.ConfigDict:
     c.eval.select_metric = "ndcg@10"
     if full_softmax:
         c.train.loss = "full_softmax"
+    if sharing > 1:
+        if full_softmax:
+            raise ValueError(f"preset {preset!r}: '_s128' shares sampled negatives; '_ce' samples none")
+        c.train.negative_sharing = sharing
     return c
