@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# TIGER on Amazon Beauty on a lent GPU (issue 8), run from the repo root in one call: the 'gpu' preset
-# of experiments/tiger/beauty.py (the paper's model and batch, semantic IDs built there) trains for
-# TIGER_S seconds (default 420), then is tested on every user; benchmarks.tiger_beauty writes
-# $OUT/tiger_beauty_gpu.json (learning curve, where it stands against the paper) and $OUT/tiger.log
-# (TIGER_PRESET=tiny: a smoke test of this script).
+# TIGER on Amazon Beauty on a lent GPU (issues 8, 19), run from the repo root in one call: the presets of
+# experiments/tiger/beauty.py listed in TIGER_PRESET (comma-separated, run in order; default 'gpu', the paper's
+# model and batch for 7 minutes), each then tested on every user. benchmarks.tiger_beauty rewrites
+# $OUT/tiger_beauty_gpu.json after every preset (learning curves, test metrics with SEs, where each stands
+# against the paper), so a call stopped by TIGER_WALL_S (default 560 s, the whole call) keeps the presets that
+# finished; $OUT/tiger.log holds the progress. TIGER_S > 0 overrides every preset's train.time_limit_s
+# (seconds of training each); unset, each preset's own limit holds (the gpu_paper ladder: 11k steps, ~95 s on
+# an H200, about 3 presets per call). TIGER_PRESET=tiny (with OUT=/tmp/x): a CPU smoke test of this script.
+# Semantic IDs are built once per call and shared by the presets with the same encoder and ids config.
 # The data travel in .data/ (ignored by git), made here once with
 #   mkdir -p .data && cp -r ../shared/data/amazon-beauty-s3rec ../shared/data/amazon-beauty-meta .data/
-#   echo /.data/ >> .git/info/exclude
+#   echo /.data/ >> "$(git rev-parse --git-path info/exclude)"
 # and the call carries [".whl", ".data"]. Environment and wheels: scripts/device_env.sh.
 set -u
 source scripts/device_env.sh
-timeout "${TIGER_WALL_S:-560}" python3 -m benchmarks.tiger_beauty --presets="${TIGER_PRESET:-gpu}" --workdir=/tmp/runs/tiger \
-  --time_limit_s="${TIGER_S:-420}" --out="$OUT/tiger_beauty_gpu.json" 2>&1 \
+timeout "${TIGER_WALL_S:-560}" python3 -m benchmarks.tiger_beauty --presets="${TIGER_PRESET:-gpu}" \
+  --workdir=/tmp/runs/tiger --time_limit_s="${TIGER_S:-0}" --out="$OUT/tiger_beauty_gpu.json" 2>&1 \
   | grep -v '^[IW][0-9]\{4\} ' | tee "$OUT/tiger.log"
