@@ -17,9 +17,10 @@ are left unwritten by theirs (torch.empty) and are zeros in ours: compare real t
 reference's other options (num_targets, max_attn_len, contextual_seq_len, sort_by_length, TMA) stay
 off; it autotunes its tiles per (2^floor(log2 B), H, D) on the first call of each shape.
 
-CPU check (the peer venv's python; in.npz holds q, k, v, dout float32 [T, H, D], offsets int [B+1],
-max_len; out.npz gets out, dq, dk, dv):
+CPU checks (the peer venv's python; in.npz holds q, k, v, dout float32 [T, H, D], offsets int [B+1],
+max_len; out.npz gets out, dq, dk, dv), and a compile-only check for Hopper (no GPU needed):
     TRITON_INTERPRET=1 python -m benchmarks.triton_reference --gr_dir=../peers/gr in.npz out.npz
+    python -m benchmarks.triton_reference --gr_dir=../peers/gr --compile_arch=90
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import json
 import operator
 import os
 import pathlib
@@ -41,8 +43,16 @@ KERNEL_FILE = "generative_recommenders/ops/triton/triton_hstu_attention.py"
 KERNEL_MODULE = "generative_recommenders.ops.triton.triton_hstu_attention"
 
 
+# Set on triton.language by load() where this Triton lacks them (recorded in provenance()).
+SHIMS: list[str] = []
+
+
 class Unavailable(RuntimeError):
     """The reference kernel cannot run here; str(self) says why."""
+
+
+def _tma_api_absent(*args, **kwargs):
+    raise RuntimeError("the reference's TMA path runs only with enable_tma=True, which is never set here")
 
 
 def load(gr_dir: str | os.PathLike, interpret: bool = False) -> ModuleType:
@@ -54,6 +64,11 @@ def load(gr_dir: str | os.PathLike, interpret: bool = False) -> ModuleType:
     kernel builds its causal mask so): see _interpret_like_the_compiler; and each autotuner keeps
     only its first tile configuration (the interpreter would run them all; the tile does not change
     the result). Compiled runs use the module untouched.
+    Compiled or not: the kernel's TMA branches (dead: enable_tma stays False) name
+    tl._experimental_descriptor_load / _store, which Triton >= 3.4 no longer has, and Triton's check
+    for early returns looks every `tl.<name>` up, dead branch or not, so the kernel does not compile
+    (Triton 3.6, sm_90: AttributeError) unless the names exist: where absent they are set to a
+    function that raises if ever called (SHIMS lists them).
     Raises Unavailable (missing checkout, torch or triton).
     """
     root = pathlib.Path(gr_dir).resolve()
@@ -61,9 +76,13 @@ def load(gr_dir: str | os.PathLike, interpret: bool = False) -> ModuleType:
         raise Unavailable(f"no generative-recommenders checkout at {gr_dir!s} ({KERNEL_FILE} missing)")
     try:
         import torch  # noqa: F401
-        import triton  # noqa: F401
+        import triton.language as tl
     except ImportError as e:
         raise Unavailable(f"torch / triton not importable: {e}") from e
+    for name in ("_experimental_descriptor_load", "_experimental_descriptor_store"):
+        if not hasattr(tl, name):
+            setattr(tl, name, _tma_api_absent)
+            SHIMS.append(f"triton.language.{name} (absent; the TMA path stays off)")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
     try:
@@ -118,13 +137,14 @@ def _interpret_like_the_compiler() -> None:
 
 
 def provenance(gr_dir: str | os.PathLike) -> dict:
-    """Which reference ran: the checkout as given, the expected commit, the kernel file's sha256."""
+    """Which reference ran: the checkout as given, the expected commit, the kernel file's sha256,
+    the versions and the names load() had to set."""
     import torch
     import triton
 
     digest = hashlib.sha256((pathlib.Path(gr_dir) / KERNEL_FILE).read_bytes()).hexdigest()
     return dict(checkout=str(gr_dir), expected_commit=GR_COMMIT, kernel_sha256=digest,
-                torch=torch.__version__, triton=triton.__version__)
+                torch=torch.__version__, triton=triton.__version__, shims=list(SHIMS))
 
 
 def attention(mod: ModuleType, q, k, v, offsets, max_len: int):
@@ -187,15 +207,55 @@ def measure_gpu(mod: ModuleType, q, k, v, offsets, max_len: int, reps: int,
     return {"fwd": t_fwd, "fwd_bwd": t_bwd}, tuple(o.float().cpu().numpy() for o in outs)
 
 
+def compile_check(mod: ModuleType, arch: int, dim: int = 64) -> dict:
+    """Compile the first tile configuration of the forward and backward kernels, bf16 with head
+    dimension dim, for CUDA compute capability arch (90: Hopper) with the reference's own options
+    (no targets, window, context, sorting or TMA); no GPU needed (Triton's wheel brings ptxas).
+
+    Returns {'fwd' | 'bwd': {'config', 'num_warps', 'num_stages', 'shared_bytes'}}; raises
+    triton's CompilationError where the kernel does not compile with this Triton.
+    """
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    pointers = {n: "*bf16" for n in ("Q", "K", "V", "Out", "DOut", "DQ", "DK", "DV")}
+    pointers.update(seq_offsets="*i64", LOCK="*i32")
+    constants = dict(workspace_ptr=None, tma_workspace_ptr=None, sort_by_length_indices=None,
+                     num_targets=None, HAS_MULTIPLE_TARGETS=False, IS_DELTA_Q=False, ALLOW_TF32=False,
+                     BLOCK_D_Q=dim, BLOCK_D_V=dim, HAS_CONTEXTUAL_SEQ_LEN=False, HAS_MAX_ATTN_LEN=False,
+                     HAS_SORT_BY_LENGTH_INDICES=False, ENABLE_TMA=False, TMA_DESC_SIZE=128,
+                     ENABLE_BUFFER_OPS_ASSUMES=False)
+    result = {}
+    for name, tuner in (("fwd", mod._hstu_attn_fwd), ("bwd", mod._hstu_attn_bwd)):
+        cfg = tuner.configs[0]
+        values = {**constants, **cfg.kwargs}
+        args = tuner.fn.arg_names
+        signature = {a: pointers.get(a) or ("constexpr" if a in values else "fp32" if a == "alpha"
+                                            else "i32") for a in args}
+        kernel = triton.compile(ASTSource(tuner.fn, signature, {a: values[a] for a in args if a in values}),
+                                target=GPUTarget("cuda", arch, 32),
+                                options=dict(num_warps=cfg.num_warps, num_stages=cfg.num_stages))
+        result[name] = dict(config=dict(cfg.kwargs), num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+                            shared_bytes=kernel.metadata.shared)
+    return result
+
+
 def main() -> None:
-    """The CPU check's worker: in.npz -> out.npz through the reference kernel on CPU tensors."""
+    """The CPU checks' worker: parity (in.npz -> out.npz on CPU tensors) or --compile_arch."""
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--gr_dir", required=True)
-    p.add_argument("inputs")
-    p.add_argument("outputs")
+    p.add_argument("--compile_arch", type=int, default=None,
+                   help="instead: compile the kernels for this CUDA compute capability (90) and print "
+                        "what compile_check returns")
+    p.add_argument("inputs", nargs="?")
+    p.add_argument("outputs", nargs="?")
     a = p.parse_args()
-    if os.environ.get("TRITON_INTERPRET") != "1":
-        p.error("set TRITON_INTERPRET=1: this check runs the Triton kernel on CPU tensors")
+    if a.compile_arch is not None:
+        print(json.dumps(compile_check(load(a.gr_dir), a.compile_arch)))
+        return
+    if os.environ.get("TRITON_INTERPRET") != "1" or not a.outputs:
+        p.error("the parity run takes in.npz out.npz and TRITON_INTERPRET=1 (the kernel on CPU tensors)")
     mod = load(a.gr_dir, interpret=True)
     import torch
 

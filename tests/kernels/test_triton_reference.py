@@ -4,7 +4,8 @@ benchmarks/hstu_attention.py times it beside ours on a GPU ('triton_reference');
 CPU, that the wiring there (benchmarks/triton_reference.py: alpha = 1, N = max_len, the same q, k, v and
 offsets) gives our `hstu_attention_reference` without bias tables, forward and backward, on tiny jagged
 inputs with an empty sequence and padding tokens. The kernel runs under TRITON_INTERPRET=1 in the
-peer venv's python (torch and triton; no JAX there), driven as a subprocess.
+peer venv's python (torch and triton; no JAX there), driven as a subprocess. A second check compiles
+the kernels for Hopper (sm_90) with that Triton, no GPU needed, as the GPU run will.
 
 Where: SCALING_REC_GR_DIR (default ../peers/gr from the repo root) and SCALING_REC_GR_PYTHON (default
 ../peers/venv_hstu/bin/python; set up as ../shared/peers/README_hstu.md says, plus
@@ -14,6 +15,7 @@ Tolerance: f32 both sides, max |theirs - ours| / max |ours| <= 1e-5 per output.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -76,3 +78,16 @@ def test_triton_reference_matches_ours_without_bias(tmp_path):
         got = theirs[name][:real]
         err = np.max(np.abs(got - want)) / np.max(np.abs(want))
         assert err <= 1e-5, f"{name}: max rel err {err:.2e}"
+
+
+def test_triton_reference_compiles_for_hopper():
+    reason = _peer_ready()
+    if reason:
+        pytest.skip(reason)
+    run = subprocess.run([str(GR_PYTHON), "-m", "benchmarks.triton_reference", f"--gr_dir={GR_DIR}",
+                          "--compile_arch=90"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    compiled = json.loads(run.stdout.strip().splitlines()[-1])
+    assert set(compiled) == {"fwd", "bwd"}
+    assert all(c["shared_bytes"] > 0 for c in compiled.values())
