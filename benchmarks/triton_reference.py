@@ -65,7 +65,7 @@ def load(gr_dir: str | os.PathLike, interpret: bool = False) -> ModuleType:
     only its first tile configuration (the interpreter would run them all; the tile does not change
     the result). Compiled runs use the module untouched.
     Compiled or not: the kernel's TMA branches (dead: enable_tma stays False) name
-    tl._experimental_descriptor_load / _store, which Triton >= 3.4 no longer has, and Triton's check
+    tl._experimental_descriptor_load / _store, which Triton 3.6 and 3.8 do not have, and Triton's check
     for early returns looks every `tl.<name>` up, dead branch or not, so the kernel does not compile
     (Triton 3.6, sm_90: AttributeError) unless the names exist: where absent they are set to a
     function that raises if ever called (SHIMS lists them).
