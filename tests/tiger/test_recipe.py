@@ -12,9 +12,13 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from experiments.tiger.beauty import PRESETS, get_config
 from scaling_rec.errors import ConfigError
+from scaling_rec.parallel.mesh import make_mesh
+from scaling_rec.parallel.sharding import init_opt_state
 from scaling_rec.schema import ADDED_KEYS
 from scaling_rec.tiger_config import default_config, run_id, validate
 from scaling_rec.train.step import learning_rate_schedule, make_optimizer
@@ -138,6 +142,21 @@ def test_adafactor_lowers_a_least_squares_loss_with_factored_moments() -> None:
     for _ in range(30):
         params, state = step(params, state)
     assert float(loss(params)) < 0.5 * first
+
+
+def test_adafactor_state_is_placed_beside_sharded_parameters() -> None:
+    """The engine's explicit placement: full-shape moments take their parameter's sharding, Adafactor's factored
+    rows and columns (another shape) are replicated instead of failing on the parameter's spec."""
+    mesh = make_mesh(1, 1, 1)
+    train = ml_collections.ConfigDict(dict(optimizer="adafactor", learning_rate=0.01, warmup_steps=0,
+                                           decay_start=10_000, weight_decay=0.0, grad_clip=0.0))
+    opt = make_optimizer(train)
+    params = {"w": jax.device_put(jnp.ones((128, 130)), NamedSharding(mesh, P(None, "tensor"))),
+              "b": jax.device_put(jnp.ones(130), NamedSharding(mesh, P("tensor")))}
+    state = init_opt_state(opt, params, mesh)
+    factored = state[0]
+    assert factored.v_row["w"].shape == (128,) and factored.v_row["w"].sharding.spec == P()
+    assert factored.v["b"].shape == (130,) and factored.v["b"].sharding.spec == P("tensor")
 
 
 @pytest.mark.slow
