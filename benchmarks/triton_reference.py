@@ -63,7 +63,7 @@ def load(gr_dir: str | os.PathLike, interpret: bool = False) -> ModuleType:
     runs `and` / `or` as Python does, where the compiler makes them elementwise on block tensors (the
     kernel builds its causal mask so): see _interpret_like_the_compiler; and each autotuner keeps
     only its first tile configuration (the interpreter would run them all; the tile does not change
-    the result). Compiled runs use the module untouched.
+    the result). Compiled runs keep all three as the reference wrote them.
     Compiled or not: the kernel's TMA branches (dead: enable_tma stays False) name
     tl._experimental_descriptor_load / _store, which Triton 3.6 and 3.8 do not have, and Triton's check
     for early returns looks every `tl.<name>` up, dead branch or not, so the kernel does not compile
