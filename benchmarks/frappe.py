@@ -1,13 +1,15 @@
-"""Frappe reproduction benchmark: Wukong, DLRM, DCNv2 x 3 seeds on our rebuilt Frappe split.
+"""Frappe reproduction benchmark: Wukong, DLRM, DCNv2 and RankMixer x 3 seeds on our rebuilt Frappe split.
 
-    python -m benchmarks.frappe --workdir=/tmp/runs/wukong_frappe [--presets=wukong,dcnv2,dlrm] [--seeds=0,1,2]
+    python -m benchmarks.frappe --workdir=/tmp/runs/wukong_frappe [--presets=wukong,dcnv2,dlrm,rankmixer]
+        [--seeds=0,1,2]
         [--mlp_width=200 --mlp_depth=2]   (a cheaper top MLP for small CPUs; recorded in the output's config)
         [--jobs=2]   (runs trained in that many worker processes at once; the same numbers as --jobs=1)
 
-Writes benchmarks/results/frappe_cpu.json after every finished run: per preset the mean and standard
+Writes benchmarks/results/frappe_cpu.json after every finished run (as runs finish): per preset the mean and standard
 deviation (ddof=1) of test AUC and logloss over seeds, each seed's numbers, the config, the git commit,
 the machine, the split's comparison with the NFM files, and the published reference numbers.
 The data split is fixed (data.split_seed); the seed changes initialisation, batch order and dropout.
+The rankmixer preset comes from experiments/rankmixer/frappe.py, the others from experiments/wukong/frappe.py.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ import argparse
 import multiprocessing
 import os
 import pathlib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 
 from benchmarks.provenance import command_line, provenance
-from experiments.wukong.frappe import get_config
+from experiments.rankmixer import frappe as rankmixer_frappe
+from experiments.wukong import frappe as wukong_frappe
 from scaling_rec.data.ctr import compare_with_nfm, load_ctr
 from scaling_rec.io import atomic_write_json
 from scaling_rec.train.ctr_loop import train_and_evaluate
 
+PRESETS = ("wukong", "dcnv2", "dlrm", "rankmixer")  # the default --presets
 REFERENCE = {
     "wukong": {"test/auc": 0.9868, "source": "Zhang et al. 2024, Wukong, Table 2 (Frappe)"},
     "dcnv2": {"test/auc": 0.9845, "test/logloss": 0.1491, "source": "BARS DCNv2_frappe_x1 (best run; 5-run mean "
@@ -33,6 +37,11 @@ REFERENCE = {
     "dlrm": {"test/auc": 0.9840, "test/logloss": 0.1444, "source": "BARS DLRM_frappe_x1 (interaction 'cat')"},
     "dlrm_dot": {"test/auc": 0.9840, "source": "BARS DLRM_frappe_x1 ('cat'; no 'dot' reference)"},
 }
+
+
+def get_config(preset: str):
+    """The preset's config: rankmixer from experiments/rankmixer/frappe.py, any other from experiments/wukong."""
+    return (rankmixer_frappe if preset == "rankmixer" else wukong_frappe).get_config(preset)
 
 
 def run_config(preset: str, seed: int, mlp_width: int, mlp_depth: int):
@@ -50,16 +59,16 @@ def train_one(preset: str, seed: int, mlp_width: int, mlp_depth: int, workdir: s
     return train_and_evaluate(c, workdir, data=load_ctr(c.data))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", default="/tmp/runs/wukong_frappe")
-    p.add_argument("--presets", default="wukong,dcnv2,dlrm")
+    p.add_argument("--presets", default=",".join(PRESETS))
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--mlp_width", type=int, default=0, help="override the presets' top MLP width (0: keep)")
     p.add_argument("--mlp_depth", type=int, default=0, help="override the presets' top MLP depth (0: keep)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes training runs at once")
     p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "frappe_cpu.json"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
     presets, seeds = args.presets.split(","), [int(s) for s in args.seeds.split(",")]
     data = load_ctr(get_config(presets[0]).data)
     nfm_dir = pathlib.Path(os.environ.get("SCALING_REC_DATA", "../shared/data")) / "frappe-nfm"
@@ -69,33 +78,32 @@ def main() -> None:
            "machine": prov["machine"],
            "split": compare_with_nfm(data, nfm_dir) if data.name == "frappe" else None,
            "oov_counts": data.oov_counts, "models": {}}
-    pool = None
     if args.jobs > 1:  # spawn: JAX does not survive fork
         pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
-        futures = {(preset, seed): pool.submit(train_one, preset, seed, args.mlp_width, args.mlp_depth, args.workdir)
+        futures = {pool.submit(train_one, preset, seed, args.mlp_width, args.mlp_depth, args.workdir): (preset, seed)
                    for preset in presets for seed in seeds}
-    for preset in presets:
-        runs = []
-        for seed in seeds:
-            c = run_config(preset, seed, args.mlp_width, args.mlp_depth)
-            if pool is None:
-                r = train_and_evaluate(c, args.workdir, data=data)
-            else:
-                r = futures[(preset, seed)].result()
-            runs.append({"seed": seed, "run_id": r["run_id"], "status": r["status"], **r["eval"],
-                         "epochs": r["epochs"], "wall_time_s": r["wall_time_s"], "n_dense": r["n_dense"],
-                         "n_emb": r["n_emb"], "flops_per_example": r["flops_per_example"]})
-            summary = {}
-            for key in ("test/auc", "test/logloss", "valid/auc", "valid/logloss"):
-                vals = np.array([x[key] for x in runs if key in x])
-                summary[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
-            out["models"][preset] = {"summary": summary, "runs": runs, "reference": REFERENCE.get(preset),
-                                     "config": c.to_dict()}
-            atomic_write_json(args.out, out)
-            print(preset, seed, r["eval"].get("test/auc"), r["eval"].get("test/logloss"), flush=True)
+        finished = ((*futures[f], f.result()) for f in as_completed(futures))
+    else:
+        pool = None
+        finished = ((preset, seed, train_and_evaluate(run_config(preset, seed, args.mlp_width, args.mlp_depth),
+                                                      args.workdir, data=data))
+                    for preset in presets for seed in seeds)
+    runs = {preset: {} for preset in presets}
+    for preset, seed, r in finished:  # in the order they finish, so that a stopped benchmark keeps every run
+        runs[preset][seed] = {"seed": seed, "run_id": r["run_id"], "status": r["status"], **r["eval"],
+                              "epochs": r["epochs"], "wall_time_s": r["wall_time_s"], "n_dense": r["n_dense"],
+                              "n_emb": r["n_emb"], "flops_per_example": r["flops_per_example"]}
+        rows = [runs[preset][s] for s in sorted(runs[preset])]
+        summary = {}
+        for key in ("test/auc", "test/logloss", "valid/auc", "valid/logloss"):
+            vals = np.array([x[key] for x in rows if key in x])
+            summary[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
+        out["models"][preset] = {"summary": summary, "runs": rows, "reference": REFERENCE.get(preset),
+                                 "config": run_config(preset, seeds[-1], args.mlp_width, args.mlp_depth).to_dict()}
+        atomic_write_json(args.out, {**out, "models": {k: out["models"][k] for k in presets if k in out["models"]}})
+        print(preset, seed, r["eval"].get("test/auc"), r["eval"].get("test/logloss"), flush=True)
     if pool is not None:
         pool.shutdown()
-
 
 if __name__ == "__main__":
     main()
