@@ -7,8 +7,8 @@ Peers (each in its own checkout and venv outside the repository, set up as ../sh
 - hstu-torch: the PyTorch reference HSTU (generative-recommenders, research path, fbgemm CPU jagged ops), one
   training step (forward, sampled softmax with 128 negatives, backward, AdamW) through the harness
   hstu_torch_bench.py; our side is the project's jitted HSTU train step at the same shapes
-  (hstu_jax_bench.project_config), on the very batches the torch harness generated, with shared negatives
-  (HSTU_NEGATIVE_SHARING).
+  (hstu_jax_bench.project_config), on the very batches the torch harness generated, negatives drawn per
+  token as the reference's (train.negative_sharing = 1: sharing them cost quality, see the README).
 - fuxictr: FuxiCTR's DLRM, DCNv2 and WuKong at the configs in frappe_fuxictr_config/ on the rebuilt Frappe
   split, one training batch (forward, BCE + embedding regulariser, backward, grad clip, Adam); ours is the
   project's CTR train step (scaling_rec.train.engine.make_train_step on ctr_loop.make_loss) at the same configuration.
@@ -60,9 +60,6 @@ HSTU_SEED, HSTU_BATCH, HSTU_MAX_LEN, HSTU_GR_OUTPUT, HSTU_NEGATIVES, HSTU_BATCHE
 SASREC = {"hidden": 64, "layers": 2, "heads": 2, "inner": 256, "max_len": 50, "dropout": 0.5, "batch": 256,
           "lr": 1e-3}
 NUM_BATCHES = 8  # distinct pre-built batches each side cycles through (CTR, SASRec)
-# Our HSTU side draws its 128 sampled negatives once per 128 target tokens (train.negative_sharing), where the
-# reference draws them per token: the same number of scored items per token, 128x fewer gathered rows.
-HSTU_NEGATIVE_SHARING = 128
 MARK = "@@peers "  # starts every line of the worker protocol
 
 
@@ -457,7 +454,6 @@ def ours_hstu(case: str, batches_npz: str, harness_dir: str) -> OurSide:
     args = types.SimpleNamespace(seed=HSTU_SEED, attention_impl="auto", batch_size=HSTU_BATCH, lr=1e-3,
                                  loss="ssm", num_negatives=HSTU_NEGATIVES, warmup=1, steps=1)
     c = hj.project_config(hj.MODEL_CONFIGS[config], args, model_max_len, "jagged")
-    c.train.negative_sharing = HSTU_NEGATIVE_SHARING
     tokens = auto_tokens_per_batch(np.concatenate(lens), HSTU_BATCH, model_max_len)
     tokens = max(tokens, int(math.ceil(max(int(x.sum()) for x in lens) / 64.0)) * 64)
     spec = BatchSpec("jagged", HSTU_BATCH, model_max_len, tokens)
@@ -472,8 +468,7 @@ def ours_hstu(case: str, batches_npz: str, harness_dir: str) -> OurSide:
     flops = [TRAIN_MULTIPLIER * forward_flops(c.model, x, float(x.sum()), "jagged", model_max_len,
                                              1 + HSTU_NEGATIVES) for x in lens]
     info = {"params": n_params, "tokens_per_batch": tokens, "layout": "jagged",
-            "real_tokens_per_batch": [int(x.sum()) for x in lens], "config": c.model.to_dict(),
-            "negative_sharing": c.train.negative_sharing}
+            "real_tokens_per_batch": [int(x.sum()) for x in lens], "config": c.model.to_dict()}
     return OurSide(info, _jitted_step(step, state, batches, fixed=HSTU_BATCH), lambda i: flops[i % len(flops)])
 
 
