@@ -15,6 +15,7 @@ The rankmixer preset comes from experiments/rankmixer/frappe.py, the others from
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing
 import os
 import pathlib
@@ -26,7 +27,8 @@ from benchmarks.provenance import command_line, provenance
 from experiments.rankmixer import frappe as rankmixer_frappe
 from experiments.wukong import frappe as wukong_frappe
 from scaling_rec.data.ctr import compare_with_nfm, load_ctr
-from scaling_rec.io import atomic_write_json
+from scaling_rec.io import FINISHED, atomic_write_json, read_run_result
+from scaling_rec.schema import run_id
 from scaling_rec.train.ctr_loop import train_and_evaluate
 
 PRESETS = ("wukong", "dcnv2", "dlrm", "rankmixer")  # the default --presets
@@ -51,6 +53,12 @@ def run_config(preset: str, seed: int, mlp_width: int, mlp_depth: int):
     c.model.mlp_width = mlp_width or c.model.mlp_width
     c.model.mlp_depth = mlp_depth or c.model.mlp_depth
     return c
+
+
+def finished_result(c, workdir: str) -> dict | None:
+    """The result of the finished run of config `c` in `workdir` (None when it has not finished)."""
+    r = read_run_result(pathlib.Path(workdir) / "runs" / run_id(c))
+    return r if r is not None and r.get("status") in FINISHED else None
 
 
 def train_one(preset: str, seed: int, mlp_width: int, mlp_depth: int, workdir: str) -> dict:
@@ -78,18 +86,23 @@ def main(argv: list[str] | None = None) -> None:
            "machine": prov["machine"],
            "split": compare_with_nfm(data, nfm_dir) if data.name == "frappe" else None,
            "oov_counts": data.oov_counts, "models": {}}
-    if args.jobs > 1:  # spawn: JAX does not survive fork
+
+    def cfg(preset: str, seed: int):
+        return run_config(preset, seed, args.mlp_width, args.mlp_depth)
+
+    pairs = [(preset, seed) for preset in presets for seed in seeds]
+    done = {ps: r for ps in pairs if (r := finished_result(cfg(*ps), args.workdir))}
+    todo = [ps for ps in pairs if ps not in done]
+    pool = None
+    if args.jobs > 1 and todo:  # spawn: JAX does not survive fork
         pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
-        futures = {pool.submit(train_one, preset, seed, args.mlp_width, args.mlp_depth, args.workdir): (preset, seed)
-                   for preset in presets for seed in seeds}
-        finished = ((*futures[f], f.result()) for f in as_completed(futures))
+        futures = {pool.submit(train_one, *ps, args.mlp_width, args.mlp_depth, args.workdir): ps for ps in todo}
+        trained = ((*futures[f], f.result()) for f in as_completed(futures))
     else:
-        pool = None
-        finished = ((preset, seed, train_and_evaluate(run_config(preset, seed, args.mlp_width, args.mlp_depth),
-                                                      args.workdir, data=data))
-                    for preset in presets for seed in seeds)
+        trained = ((*ps, train_and_evaluate(cfg(*ps), args.workdir, data=data)) for ps in todo)
+    finished = itertools.chain(((*ps, r) for ps, r in done.items()), trained)
     runs = {preset: {} for preset in presets}
-    for preset, seed, r in finished:  # in the order they finish, so that a stopped benchmark keeps every run
+    for preset, seed, r in finished:  # finished runs first, then as they finish: a stopped benchmark keeps each
         runs[preset][seed] = {"seed": seed, "run_id": r["run_id"], "status": r["status"], **r["eval"],
                               "epochs": r["epochs"], "wall_time_s": r["wall_time_s"], "n_dense": r["n_dense"],
                               "n_emb": r["n_emb"], "flops_per_example": r["flops_per_example"]}
@@ -99,11 +112,12 @@ def main(argv: list[str] | None = None) -> None:
             vals = np.array([x[key] for x in rows if key in x])
             summary[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0}
         out["models"][preset] = {"summary": summary, "runs": rows, "reference": REFERENCE.get(preset),
-                                 "config": run_config(preset, seeds[-1], args.mlp_width, args.mlp_depth).to_dict()}
+                                 "config": cfg(preset, seeds[-1]).to_dict()}
         atomic_write_json(args.out, {**out, "models": {k: out["models"][k] for k in presets if k in out["models"]}})
         print(preset, seed, r["eval"].get("test/auc"), r["eval"].get("test/logloss"), flush=True)
     if pool is not None:
         pool.shutdown()
+
 
 if __name__ == "__main__":
     main()

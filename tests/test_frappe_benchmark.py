@@ -33,7 +33,7 @@ def test_the_top_mlp_override_reaches_rankmixer():
 
 
 @pytest.mark.slow
-def test_the_benchmark_writes_every_finished_seed(tmp_path):
+def test_the_benchmark_writes_every_finished_seed(tmp_path, monkeypatch):
     out = tmp_path / "frappe.json"
     frappe.main(["--presets=tiny", "--seeds=1,0", f"--workdir={tmp_path / 'runs'}", f"--out={out}", "--jobs=2"])
     model = json.loads(out.read_text())["models"]["tiny"]
@@ -42,3 +42,6 @@ def test_the_benchmark_writes_every_finished_seed(tmp_path):
     assert model["summary"]["test/auc"]["mean"] == pytest.approx(np.mean(aucs))
     assert model["summary"]["test/auc"]["std"] == pytest.approx(np.std(aucs, ddof=1))
     assert len({r["run_id"] for r in model["runs"]}) == 2
+    monkeypatch.setattr(frappe, "train_and_evaluate", None)  # a rerun reads finished runs, trains none
+    frappe.main(["--presets=tiny", "--seeds=0,1", f"--workdir={tmp_path / 'runs'}", f"--out={out}"])
+    assert json.loads(out.read_text())["models"]["tiny"]["runs"] == model["runs"]
