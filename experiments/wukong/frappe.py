@@ -1,6 +1,7 @@
 """Frappe_x1 reproduction: Wukong, DLRM and DCNv2 on Frappe rebuilt from the raw log (NFM/BARS protocol).
 
-Run all three (3 seeds each) and write benchmarks/results/frappe_cpu.json:
+Run all three and RankMixer (experiments/rankmixer/frappe.py), 3 seeds each, and write
+benchmarks/results/frappe_cpu.json:
     SCALING_REC_DATA=../shared/data python -m benchmarks.frappe --workdir=/tmp/runs/frappe_final --jobs=2
 One run:
     python -m launch.train --config=experiments/wukong/frappe.py:dcnv2 --workdir=/tmp/runs
@@ -29,13 +30,16 @@ Measured (2026-11-25, commit 0a254a3, 2 shared CPU cores, --jobs=2: 29 min for t
 each), test AUC mean +- std over seeds 0-2: Wukong .9814 +- .0008, DCNv2 .9832 +- .0001, DLRM .9828 +-
 .0005. DCNv2 and DLRM are within .0013 of BARS on our rebuilt split (its sampled negatives differ from
 Frappe_x1's); Wukong clears .980 but stays .0054 below the paper and below both baselines here.
+Rerun with the hashed dropout masks of 427a350 (benchmarks/results/frappe_cpu.json, 2026-12-06, 2 CPU cores at
+load 5-21, 24-35 min a run): Wukong test AUC .9815 / .9802 / .9821 at seeds 0 / 1 / 2, mean .9813 +- .0006 SE,
+-.0001 +- .0007 from the threefry-mask mean (within one SE); DCNv2 seed 0 .9827 (threefry .9833).
 
 Tuning record, issue 19 (2026-12-06, seed 0, one run each, chosen on validation AUC only; 2 CPU cores
 shared with other jobs at load 9-15, so the wall times are 3-5x an idle machine's). Valid AUC is the best
 epoch's, test AUC is at that epoch; the 2026-11-25 runs above are in the same protocol.
 | setting | run id | valid AUC | test AUC | epochs (best) | wall |
 |---|---|---|---|---|---|
-| wukong (preset: L2 0.2, dropout 0.2), frappe_cpu.json | 2209fa3636f3 | .9817 | .9823 | 15 | 6 min (--jobs=2) |
+| wukong (preset: L2 0.2, dropout 0.2), 0a254a3 frappe_cpu.json | 2209fa3636f3 | .9817 | .9823 | 15 | 6 min (--jobs=2) |
 | wukong_fuxictr (FuxiCTR template sizes, L2 0.2) | 7905ab779093 | .9817 | .9808 | 11 (9) | 29 min |
 | wukong, embedding L2 0.3 | aaac0c22a96f | .9793 | .9787 | 14 (12) | 14 min |
 | wukong, n_F = n_L = 16 | 7487ce977ba3 | .9815 | .9808 | 14 (12) | 14 min |
