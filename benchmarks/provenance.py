@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import pathlib
 import platform
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 
@@ -56,3 +58,42 @@ def command_line(module: str, args: Sequence[str] | None = None) -> str:
         flag, eq, value = a.partition("=")
         return f"{flag}={portable_path(value)}" if eq and flag.startswith("-") else portable_path(a)
     return " ".join(["python -m", module, *(arg(a) for a in (sys.argv[1:] if args is None else args))])
+
+
+def portable_paths(value: Any) -> Any:
+    """`value` (a JSON-like tree) with every string that is an absolute path of this machine made
+    portable_path: what a committed result may hold (run results name their data files by resolved path)."""
+    if isinstance(value, str):
+        return portable_path(value)
+    if isinstance(value, dict):
+        return {k: portable_paths(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable_paths(v) for v in value]
+    return value
+
+
+def make_portable(path: str | os.PathLike) -> bool:
+    """Rewrite the result file `path` with portable_paths, noting the rewrite (command, UTC) under
+    'paths_made_portable'; every other value stays as its command wrote it. False if nothing changed."""
+    from scaling_rec.io import atomic_write_json
+
+    original = json.loads(pathlib.Path(path).read_text())
+    portable = portable_paths(original)
+    if portable == original:
+        return False
+    portable["paths_made_portable"] = {
+        "command": command_line("benchmarks.provenance", [portable_path(str(pathlib.Path(path).resolve()))]),
+        "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    atomic_write_json(path, portable)
+    return True
+
+
+def main(argv: Sequence[str]) -> None:
+    """python -m benchmarks.provenance RESULT.json ...: rewrite results written before their benchmark made
+    its paths portable (with $SCALING_REC_DATA set as when they ran)."""
+    for path in argv:
+        print(f"{path}: {'rewritten' if make_portable(path) else 'already portable'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

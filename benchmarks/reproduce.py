@@ -14,7 +14,7 @@ import pathlib
 from absl import app, flags
 from ml_collections import config_flags
 
-from benchmarks.provenance import command_line, provenance
+from benchmarks.provenance import command_line, portable_paths, provenance
 from scaling_rec.io import atomic_write_json
 from scaling_rec.train.loop import train_and_evaluate
 
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
         "finished_utc": provenance()["utc"],
     }
     path = pathlib.Path(_OUT.value) / f"reproduce_{preset}.json"
-    atomic_write_json(path, out)
+    atomic_write_json(path, portable_paths(out))  # the run's result names its data files by resolved path
     print(json.dumps({"preset": preset, **{k: result["eval"].get(k) for k in ("test/hr@10", "test/ndcg@10")},
                       "best_step": result["best_step"], "wall_time_s": result["wall_time_s"]}))
 

@@ -26,3 +26,25 @@ def test_code_version_reads_this_checkout(monkeypatch: pytest.MonkeyPatch) -> No
 def test_code_version_prefers_the_callers_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCALING_REC_COMMIT", "abc123")
     assert code_version() == {"git_commit": "abc123", "git_dirty": False}
+
+
+def test_make_portable_rewrites_machine_paths_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result naming data under $SCALING_REC_DATA by absolute path gets '$SCALING_REC_DATA/...', other
+    values stay, the rewrite is recorded, and a second pass changes nothing."""
+    import json
+
+    from benchmarks.provenance import make_portable
+
+    data = tmp_path / "data"
+    (data / "beauty").mkdir(parents=True)
+    monkeypatch.setenv("SCALING_REC_DATA", str(data))
+    result = {"result": {"data_files": [{"path": str(data / "beauty" / "Beauty.txt"), "size_bytes": 3}]},
+              "scratch": "/tmp/runs/x", "note": "a/b", "n": 1.5}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(result))
+    assert make_portable(path)
+    out = json.loads(path.read_text())
+    assert out["result"]["data_files"] == [{"path": "$SCALING_REC_DATA/beauty/Beauty.txt", "size_bytes": 3}]
+    assert (out["scratch"], out["note"], out["n"]) == ("/tmp/runs/x", "a/b", 1.5)
+    assert out["paths_made_portable"]["command"].startswith("python -m benchmarks.provenance")
+    assert not make_portable(path)
