@@ -44,7 +44,10 @@ early stop after 18, test .9793 at that step, 60 min; dropout 0.3 (run 3fc1654b1
 early stop after 15, test .9784, 53 min. Dropout 0.3 loses by .0013, so the preset (dropout 0.2) stays; the
 new masks leave its validation AUC where it was (.98002 vs .97998) and move its test AUC by -.0011, about one
 run's own test SE. Untried for time: embedding L2 0.03. benchmarks/frappe.py runs this preset at seeds 0-2
-beside the other families (benchmarks/results/frappe_cpu.json; seed 0 is run ab1588e94cd1 above).
+beside the other families (benchmarks/results/frappe_cpu.json; seed 0 is run ab1588e94cd1 above): best
+validation AUC .98002 / .97955 / .97972, test AUC .9793 / .9795 / .9787 (runs ab1588e94cd1 / 0fabc4c7552c /
+fc360a658bfb, seeds 1 and 2 resumed from checkpoints at load 1-9), mean .9792 +- .0002 (SE over seeds):
+.0008 short of .980 with the new masks, where the threefry masks gave .9797 +- .0004 (below).
 Measured with the threefry masks (before 427a350), the preset at seeds 0 / 1 / 2 (runs ab1588e94cd1 /
 0fabc4c7552c / fc360a658bfb, N_dense 183,481, 1.08e6 forward FLOPs per example; seeds 1 and 2 ran side by
 side at load ~6): best validation AUC .97998 /
