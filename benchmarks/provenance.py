@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 
+from scaling_rec.io import atomic_write_json
 from scaling_rec.provenance import code_version
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -75,8 +76,6 @@ def portable_paths(value: Any) -> Any:
 def make_portable(path: str | os.PathLike) -> bool:
     """Rewrite the result file `path` with portable_paths, noting the rewrite (command, UTC) under
     'paths_made_portable'; every other value stays as its command wrote it. False if nothing changed."""
-    from scaling_rec.io import atomic_write_json
-
     original = json.loads(pathlib.Path(path).read_text())
     portable = portable_paths(original)
     if portable == original:
