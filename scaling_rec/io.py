@@ -11,12 +11,27 @@ from typing import Any
 from scaling_rec.errors import ResultError
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()  # read once, at import: os.umask can only be read by setting it
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to `path` so that readers see the old file or the whole new one, never a part."""
+    """Writes `text` to `path` so that readers see the old file or the whole new one, never a part.
+
+    The file gets the permissions an ordinary open() would give it (0666 less the umask), or keeps those of
+    the file it replaces; mkstemp's temporary file alone would be 0600, unreadable to collaborators.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()

@@ -61,3 +61,20 @@ def test_lock_is_exclusive_and_released_when_the_holder_is_killed(tmp_path):
     time.sleep(0.1)
     with store.lock(rid):
         pass
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    """A result file gets the mode open() would give it (0666 less the umask), and a replaced file keeps its
+    mode; mkstemp alone leaves 0600."""
+    from scaling_rec import io
+
+    fresh = tmp_path / "fresh.json"
+    atomic_write_json(fresh, {"a": 1})
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~io._UMASK
+    assert fresh.stat().st_mode & 0o044 or io._UMASK & 0o044  # group/other can read unless the umask says no
+    kept = tmp_path / "kept.json"
+    kept.write_text("{}")
+    kept.chmod(0o640)
+    atomic_write_json(kept, {"b": 2})
+    assert kept.stat().st_mode & 0o777 == 0o640
+    assert json.loads(kept.read_text()) == {"b": 2}
