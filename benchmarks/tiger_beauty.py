@@ -38,8 +38,9 @@ def popularity_baseline(config) -> dict:
 
 
 def standing(out: dict) -> dict:
-    """Where each run stands: share of the paper's training examples, test metrics (last step; and of the
-    best validation step) vs the paper and the popularity floor on the same test users."""
+    """Where each run stands: share of the paper's training examples, test metrics with their SEs over test
+    users (last step; and of the best validation step) vs the paper and the popularity floor on the same
+    test users."""
     paper = out["paper"]["TIGER"]
     rows = {}
     for preset, r in out.get("runs", {}).items():
@@ -52,6 +53,7 @@ def standing(out: dict) -> dict:
             **{f"{k}_se": r["eval"].get(f"test/{k}_se") for k in paper},
             "best_valid_step": best.get("step"),
             **{f"best_valid_step_{k}": (best.get("test") or {}).get(k) for k in paper},
+            **{f"best_valid_step_{k}_se": (best.get("test") or {}).get(f"{k}_se") for k in paper},
             "paper": paper, "popularity_same_users": r.get("popularity_test"),
         }
     return rows

@@ -41,3 +41,16 @@ def test_tables_and_figure(tmp_path) -> None:
     assert np.isnan(c["recall@10"].iloc[0])  # not recorded in this curve
     fig = plot_tiger(t, c)
     assert len(fig.axes) == 2 and fig.axes[1].get_xscale() == "log"
+
+
+def test_benchmark_standing_carries_the_best_steps_ses() -> None:
+    """benchmarks.tiger_beauty.standing: the best validation step's test metrics come with their SEs."""
+    from benchmarks.tiger_beauty import standing
+
+    bench = _bench()
+    run = bench["runs"]["gpu"]
+    run.update(status="ok", arch={}, examples_seen=102_400, wall_time_s=1.0, final_train_loss=2.0)
+    row = standing(bench | {"runs": {"gpu": run}})["gpu"]
+    assert row["best_valid_step"] == 200 and row["best_valid_step_recall@10"] == 0.06
+    assert row["best_valid_step_ndcg@10_se"] == 0.0005 and row["best_valid_step_recall@10_se"] == 0.001
+    assert row["ndcg@10_se"] == 0.0005 and row["best_valid_step_ndcg@5_se"] is None
