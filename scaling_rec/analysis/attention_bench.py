@@ -19,7 +19,8 @@ from matplotlib.figure import Figure
 
 from scaling_rec.analysis.plots import family_colour
 
-IMPLS = ("xla", "pallas", "softmax_padded")  # colour order in the figures
+# Colour order in the figures; an implementation the benchmark adds later is drawn after these.
+IMPLS = ("xla", "pallas", "softmax_padded", "pallas_no_bias", "triton_reference")
 _LINESTYLE = {"padded": "--", "jagged": "-"}
 
 
@@ -58,7 +59,8 @@ def plot_attention(table: pd.DataFrame, title: str = "") -> Figure:
     solid lines jagged, dashed padded; one colour per implementation."""
     fig = Figure(figsize=(11, 4.2))
     ax_t, ax_s = fig.subplots(1, 2)
-    for i, impl in enumerate(IMPLS):
+    impls = [*IMPLS, *sorted(set(table["impl"]) - set(IMPLS))]
+    for i, impl in enumerate(impls):
         for layout, style in _LINESTYLE.items():
             rows = table[(table["impl"] == impl) & (table["layout"] == layout)].dropna(subset=["fwd_bwd_ms"])
             if rows.empty:
