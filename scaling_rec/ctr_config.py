@@ -39,7 +39,7 @@ def default_config() -> ml_collections.ConfigDict:
     # The keys every family reads (scaling_rec.models.ctr.COMMON_KEYS), then each family's own keys, declared
     # in its module of scaling_rec/models/ctr/ (Wukong's layers, DLRM's bottom MLP, DCNv2's cross layers, ...).
     c.model = dict(family="wukong", embed_dim=10, norm="batch", dropout=0.2, mlp_width=400, mlp_depth=3,
-                   **ctr.own_keys())
+                   matmul_dtype="float32", **ctr.own_keys())
     c.train = dict(
         batch_size=4096, num_epochs=100.0, num_steps=0, flops_budget=0.0, optimizer="adamw", learning_rate=1e-3,
         b1=0.9, b2=0.999, weight_decay=0.0, embedding_l2=0.0, grad_clip=10.0, lr_decay_factor=0.1,
@@ -66,6 +66,7 @@ def _family_keys(attribute: str) -> tuple:
 SCHEMA = Schema(
     label="CTR config", module="scaling_rec.ctr_config", defaults=default_config,
     choices={"data.name": DATASETS, "data.numeric": ("log", "bucket"), "model.family": FAMILIES, "model.norm": NORMS,
+             "model.matmul_dtype": ctr.MATMUL_DTYPES,
              "train.optimizer": OPTIMIZERS, "eval.select_metric": ("auc", "logloss"),
              **{f"model.{k}": v for name in FAMILIES for k, v in ctr.get(name).choices.items()}},
     positive=("model.embed_dim", "model.mlp_width", "train.batch_size", "train.learning_rate", "train.log_every",

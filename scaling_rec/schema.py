@@ -41,7 +41,7 @@ ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p
               "train.lr_decay": "constant", "train.final_lr_fraction": 0.1, "data.num_items": 0,
               "data.timestamp_unit": "s", "data.fields": {"label": "label", "categorical": "", "numeric": ""},
               "train.optimizer": "adamw", "train.label_smoothing": 0.0,
-              "train.negative_sharing": 1}
+              "train.negative_sharing": 1, "model.matmul_dtype": "float32"}
 # Keys of ADDED_KEYS that a family's schema had from its start: there they always count. The CTR schema
 # (scaling_rec.ctr_config) had data.path before the sequence schema added it, and train.optimizer before
 # TIGER's schema added it; leaving them out changed every CTR run id (caught by tests/golden).

@@ -144,6 +144,7 @@ bn_relu_dropout.defvjp(_bn_relu_dropout_fwd, _bn_relu_dropout_bwd)
 class MLP(nnx.Module):
     """`depth` hidden layers of `width` (Dense -> norm -> ReLU -> dropout), then Dense -> d_out; `width` may
     also be a sequence of `depth` widths, one per hidden layer (FuxiCTR's hidden_units, e.g. [512, 256]).
+    The products run in `matmul_dtype` (layers.matmul).
 
     d_out = 0 drops the output layer (the block ends with the last hidden layer). With batch norm the
     hidden layers have no bias: the normalisation removes it, so its gradient is zero up to rounding,
@@ -152,14 +153,14 @@ class MLP(nnx.Module):
     """
 
     def __init__(self, d_in: int, width: int | Sequence[int], depth: int, d_out: int, rngs: nnx.Rngs, *,
-                 norm: str = "none", dropout_rate: float = 0.0) -> None:
+                 norm: str = "none", dropout_rate: float = 0.0, matmul_dtype: str = "float32") -> None:
         widths = [int(w) for w in width] if isinstance(width, Sequence) else [width] * depth
         if len(widths) != depth:
             raise ValueError(f"{len(widths)} hidden widths {widths} for depth {depth}")
         self.dims = [d_in] + widths + ([d_out] if d_out else [])
         self.layers = nnx.List([
             Dense(a, b, ("embed", "mlp") if i < depth else ("mlp", None), rngs,
-                  use_bias=not (i < depth and norm == "batch"))
+                  use_bias=not (i < depth and norm == "batch"), matmul_dtype=matmul_dtype)
             for i, (a, b) in enumerate(zip(self.dims[:-1], self.dims[1:], strict=True))
         ])
         self.norms = nnx.List([_make_norm(norm, w, rngs) for w in widths])

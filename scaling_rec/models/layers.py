@@ -24,8 +24,52 @@ def param(rngs: nnx.Rngs, init: Initializer, shape: Sequence[int], axes: tuple[s
     return nnx.Param(init(rngs.params(), tuple(shape), jnp.float32), sharding_names=axes, eager_sharding=False)
 
 
+MATMUL_DTYPES = ("float32", "bfloat16")  # as scaling_rec.models.ctr.MATMUL_DTYPES, model.matmul_dtype's choices
+
+
+def _dot_f32(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]]) -> jax.Array:
+    return jax.lax.dot_general(a, b, (contract, ((), ())), preferred_element_type=jnp.float32)
+
+
+@jax.custom_vjp
+def bf16_matmul(x_NxI: jax.Array, w_IxO: jax.Array) -> jax.Array:
+    """x @ w [N, O] float32 from bfloat16 operands, accumulated in float32 (mixed precision).
+
+    The backward computes dx = g w^T from bfloat16 g and w, and the weight gradient dw = x^T g in float32
+    from the float32 x and g: only two of the three products are rounded to bfloat16. On XLA:CPU the
+    first two map to its bfloat16 (AMX) matmul, written as plain dot_generals (an explicit transpose of w
+    would make XLA fall back to float32); a product contracting over the batch, as dw's does, has no
+    bfloat16 path there, so it stays in float32 and loses nothing (issue 17).
+    """
+    return _dot_f32(x_NxI.astype(jnp.bfloat16), w_IxO.astype(jnp.bfloat16), ((1,), (0,)))
+
+
+def _bf16_matmul_fwd(x_NxI, w_IxO):
+    return bf16_matmul(x_NxI, w_IxO), (x_NxI, w_IxO)
+
+
+def _bf16_matmul_bwd(res, g_NxO):
+    x_NxI, w_IxO = res
+    dx_NxI = _dot_f32(g_NxO.astype(jnp.bfloat16), w_IxO.astype(jnp.bfloat16), ((1,), (1,)))
+    return dx_NxI.astype(x_NxI.dtype), _dot_f32(x_NxI, g_NxO.astype(x_NxI.dtype), ((0,), (0,)))
+
+
+bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
+
+
+def matmul(x: jax.Array, w_IxO: jax.Array, dtype: str = "float32") -> jax.Array:
+    """x [..., I] @ w [I, O] -> [..., O] float32, the product in `dtype` (MATMUL_DTYPES; see bf16_matmul)."""
+    if dtype == "float32":
+        return x @ w_IxO
+    if dtype != "bfloat16":
+        raise ValueError(f"matmul dtype {dtype!r} not in {MATMUL_DTYPES}")
+    y_NxO = bf16_matmul(x.reshape(-1, x.shape[-1]), w_IxO)
+    return y_NxO.reshape(*x.shape[:-1], w_IxO.shape[1])
+
+
 class Dense(nnx.Module):
-    """y = x @ W (+ b); W [d_in, d_out] with logical axes `axes`, b [d_out]."""
+    """y = x @ W (+ b); W [d_in, d_out] with logical axes `axes`, b [d_out]; the product in `matmul_dtype`
+    (float32, or bfloat16 operands with float32 accumulation: `matmul`). Parameters stay float32."""
 
     def __init__(
         self,
@@ -36,12 +80,16 @@ class Dense(nnx.Module):
         *,
         use_bias: bool = True,
         init: Initializer = _XAVIER_UNIFORM,
+        matmul_dtype: str = "float32",
     ) -> None:
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype {matmul_dtype!r} not in {MATMUL_DTYPES}")
         self.kernel = param(rngs, init, (d_in, d_out), axes)
         self.bias = param(rngs, nnx.initializers.zeros, (d_out,), (axes[1],)) if use_bias else None
+        self.matmul_dtype = matmul_dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = x @ self.kernel[...]
+        y = matmul(x, self.kernel[...], self.matmul_dtype)
         return y + _lead(self.bias[...], y.ndim) if self.bias is not None else y
 
 

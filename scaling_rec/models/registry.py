@@ -41,5 +41,5 @@ def build_ctr_model(model_config, vocab_sizes: Sequence[int], num_dense: int, rn
     family's declaration (scaling_rec/models/ctr/<family>.py)."""
     m = model_config
     common = dict(embed_dim=m.embed_dim, mlp_width=m.mlp_width, mlp_depth=m.mlp_depth, norm=m.norm,
-                  dropout_rate=m.dropout, rngs=rngs)
+                  dropout_rate=m.dropout, matmul_dtype=m.get("matmul_dtype", "float32"), rngs=rngs)
     return ctr.get(m.family).build(m, tuple(int(v) for v in vocab_sizes), num_dense, common)

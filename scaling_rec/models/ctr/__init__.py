@@ -21,8 +21,10 @@ from typing import Any
 from scaling_rec.families import CTR_FAMILIES
 
 # The model.* keys every CTR family reads (scaling_rec.ctr_config): field embedding width, the norm and
-# dropout of the MLPs, and the top MLP (the task tower) before the logit.
-COMMON_KEYS = ("family", "embed_dim", "norm", "dropout", "mlp_width", "mlp_depth")
+# dropout of the MLPs, the top MLP (the task tower) before the logit, and the dtype of the dense layers'
+# products (scaling_rec.models.layers.matmul).
+COMMON_KEYS = ("family", "embed_dim", "norm", "dropout", "mlp_width", "mlp_depth", "matmul_dtype")
+MATMUL_DTYPES = ("float32", "bfloat16")  # model.matmul_dtype's choices; layers.matmul implements them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +44,7 @@ class CtrFamily:
     keys: the model.* keys this family reads beyond COMMON_KEYS, with their defaults; a key shared with
       another family (DLRM's and Wukong's bottom MLP) must have the same default there.
     build: (model config, vocab sizes per field, number of dense features, common kwargs) -> the model;
-      common kwargs are embed_dim, mlp_width, mlp_depth, norm, dropout_rate and rngs.
+      common kwargs are embed_dim, mlp_width, mlp_depth, norm, dropout_rate, matmul_dtype and rngs.
     forward_flops: (model config, number of categorical fields, number of dense features) -> forward FLOPs
       per example (scaling_rec.flops' conventions; checked against XLA's cost analysis in the tests).
     ladder: rung name -> Rung; the sweep names it '<family>/<rung>' (scaling_rec.sweep.sizes).

@@ -21,13 +21,13 @@ from scaling_rec.models.layers import Dense, KeyChain
 class CrossLayer(nnx.Module):
     """x0 * (W x + b) + x, W full [D0, D0] or low rank U [D0, r] V [r, D0]."""
 
-    def __init__(self, dim: int, rank: int, rngs: nnx.Rngs) -> None:
+    def __init__(self, dim: int, rank: int, rngs: nnx.Rngs, matmul_dtype: str = "float32") -> None:
         self.dim, self.rank = dim, rank
         if rank > 0:
-            self.down = Dense(dim, rank, ("embed", None), rngs, use_bias=False)
-            self.up = Dense(rank, dim, (None, "embed"), rngs)
+            self.down = Dense(dim, rank, ("embed", None), rngs, use_bias=False, matmul_dtype=matmul_dtype)
+            self.up = Dense(rank, dim, (None, "embed"), rngs, matmul_dtype=matmul_dtype)
         else:
-            self.full = Dense(dim, dim, ("embed", "mlp"), rngs)
+            self.full = Dense(dim, dim, ("embed", "mlp"), rngs, matmul_dtype=matmul_dtype)
 
     def __call__(self, x0_BxD: jax.Array, x_BxD: jax.Array) -> jax.Array:
         h_BxD = self.up(self.down(x_BxD)) if self.rank > 0 else self.full(x_BxD)
@@ -39,11 +39,12 @@ class DCNv2(nnx.Module):
 
     def __init__(self, vocab_sizes: tuple[int, ...], num_dense: int, *, embed_dim: int, cross_layers: int,
                  cross_rank: int, mlp_width: int, mlp_depth: int, norm: str, dropout_rate: float,
-                 rngs: nnx.Rngs) -> None:
+                 rngs: nnx.Rngs, matmul_dtype: str = "float32") -> None:
         self.embedding = FieldEmbedding(vocab_sizes, embed_dim, rngs)
         self.d0 = len(vocab_sizes) * embed_dim + num_dense
-        self.cross = nnx.List([CrossLayer(self.d0, cross_rank, rngs) for _ in range(cross_layers)])
-        self.deep = MLP(self.d0, mlp_width, mlp_depth, 0, rngs, norm=norm, dropout_rate=dropout_rate)
+        self.cross = nnx.List([CrossLayer(self.d0, cross_rank, rngs, matmul_dtype) for _ in range(cross_layers)])
+        self.deep = MLP(self.d0, mlp_width, mlp_depth, 0, rngs, norm=norm, dropout_rate=dropout_rate,
+                        matmul_dtype=matmul_dtype)
         self.out = Dense(self.d0 + mlp_width, 1, ("mlp", None), rngs)
 
     def __call__(self, cat_BxF: jax.Array, num_BxM: jax.Array | None = None, *, train: bool = False,

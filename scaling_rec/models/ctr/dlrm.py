@@ -34,15 +34,16 @@ class DLRM(nnx.Module):
 
     def __init__(self, vocab_sizes: tuple[int, ...], num_dense: int, *, embed_dim: int, bottom_width: int,
                  bottom_depth: int, mlp_width: int, mlp_depth: int, interaction: str, norm: str,
-                 dropout_rate: float, rngs: nnx.Rngs) -> None:
+                 dropout_rate: float, rngs: nnx.Rngs, matmul_dtype: str = "float32") -> None:
         self.embedding = FieldEmbedding(vocab_sizes, embed_dim, rngs)
-        self.bottom = (MLP(num_dense, bottom_width, bottom_depth, embed_dim, rngs, norm=norm)
+        self.bottom = (MLP(num_dense, bottom_width, bottom_depth, embed_dim, rngs, norm=norm, matmul_dtype=matmul_dtype)
                        if num_dense else None)
         self.m = len(vocab_sizes) + (1 if num_dense else 0)
         self.interaction = interaction
         self.d = embed_dim
         d_top = self.m * embed_dim + (self.m * (self.m - 1) // 2 if interaction == "dot" else 0)
-        self.top = MLP(d_top, mlp_width, mlp_depth, 1, rngs, norm=norm, dropout_rate=dropout_rate)
+        self.top = MLP(d_top, mlp_width, mlp_depth, 1, rngs, norm=norm, dropout_rate=dropout_rate,
+                       matmul_dtype=matmul_dtype)
 
     def __call__(self, cat_BxF: jax.Array, num_BxM: jax.Array | None = None, *, train: bool = False,
                  dropout_key: jax.Array | None = None) -> jax.Array:

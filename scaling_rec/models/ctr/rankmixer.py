@@ -91,7 +91,7 @@ class RankMixer(nnx.Module):
 
     def __init__(self, vocab_sizes: tuple[int, ...], num_dense: int, *, embed_dim: int, num_tokens: int,
                  token_dim: int, num_layers: int, ffn_mult: int, mlp_width: int, mlp_depth: int, norm: str,
-                 dropout_rate: float, rngs: nnx.Rngs) -> None:
+                 dropout_rate: float, rngs: nnx.Rngs, matmul_dtype: str = "float32") -> None:
         if token_dim % num_tokens:
             raise ConfigError(f"RankMixer: 'model.token_dim' = {token_dim} must be a multiple of 'model.num_tokens' "
                               f"= {num_tokens} (token mixing splits each token into T heads, §3.3.1).")
@@ -106,7 +106,8 @@ class RankMixer(nnx.Module):
                            out_bias=not (i == num_layers - 1 and pooled_feeds_bn))
             for i in range(num_layers)
         ])
-        self.head = MLP(token_dim, mlp_width, mlp_depth, 1, rngs, norm=norm, dropout_rate=dropout_rate)
+        self.head = MLP(token_dim, mlp_width, mlp_depth, 1, rngs, norm=norm, dropout_rate=dropout_rate,
+                        matmul_dtype=matmul_dtype)  # the per-token einsums stay float32
 
     def tokens(self, cat_BxF: jax.Array, num_BxM: jax.Array | None = None) -> jax.Array:
         """X_0 [B, T, D]: the concatenated features cut into T chunks, each projected by its own weights."""

@@ -41,12 +41,14 @@ class WukongLayer(nnx.Module):
     """One Wukong layer: n_in embeddings of width d -> n_F + n_L embeddings (module docstring)."""
 
     def __init__(self, n_in: int, d: int, *, num_fmb: int, num_lcb: int, rank: int, fmb_width: int,
-                 fmb_depth: int, dropout_rate: float, rngs: nnx.Rngs, out_bias: bool = True) -> None:
+                 fmb_depth: int, dropout_rate: float, rngs: nnx.Rngs, out_bias: bool = True,
+                 matmul_dtype: str = "float32") -> None:
         self.n_in, self.d, self.num_fmb, self.num_lcb, self.rank = n_in, d, num_fmb, num_lcb, rank
         self.n_out = num_fmb + num_lcb
         self.fm_proj = param(rngs, _XAVIER, (n_in, rank), ("fields", None))
         self.fmb_norm = LayerNorm(n_in * rank, rngs, axis="mlp")
-        self.fmb_mlp = MLP(n_in * rank, fmb_width, fmb_depth, num_fmb * d, rngs, dropout_rate=dropout_rate)
+        self.fmb_mlp = MLP(n_in * rank, fmb_width, fmb_depth, num_fmb * d, rngs, dropout_rate=dropout_rate,
+                           matmul_dtype=matmul_dtype)
         self.lcb = param(rngs, _XAVIER, (num_lcb, n_in), ("fields", "fields"))
         self.residual = param(rngs, _XAVIER, (self.n_out, n_in), ("fields", "fields")) if self.n_out != n_in else None
         self.out_norm = LayerNorm(self.n_out * d, rngs, axis="embed") if out_bias else None
@@ -75,9 +77,9 @@ class Wukong(nnx.Module):
     def __init__(self, vocab_sizes: tuple[int, ...], num_dense: int, *, embed_dim: int, num_layers: int,
                  num_fmb: int, num_lcb: int, fm_rank: int, fmb_width: int, fmb_depth: int, mlp_width: int,
                  mlp_depth: int, bottom_width: int, bottom_depth: int, norm: str, dropout_rate: float,
-                 rngs: nnx.Rngs) -> None:
+                 rngs: nnx.Rngs, matmul_dtype: str = "float32") -> None:
         self.embedding = FieldEmbedding(vocab_sizes, embed_dim, rngs)
-        self.bottom = (MLP(num_dense, bottom_width, bottom_depth, embed_dim, rngs, norm=norm)
+        self.bottom = (MLP(num_dense, bottom_width, bottom_depth, embed_dim, rngs, norm=norm, matmul_dtype=matmul_dtype)
                        if num_dense else None)
         n = len(vocab_sizes) + (1 if num_dense else 0)
         layers = []
@@ -85,10 +87,11 @@ class Wukong(nnx.Module):
             last_feeds_bn = i == num_layers - 1 and norm == "batch" and mlp_depth > 0
             layers.append(WukongLayer(n, embed_dim, num_fmb=num_fmb, num_lcb=num_lcb, rank=fm_rank,
                                       fmb_width=fmb_width, fmb_depth=fmb_depth, dropout_rate=dropout_rate,
-                                      rngs=rngs, out_bias=not last_feeds_bn))
+                                      rngs=rngs, out_bias=not last_feeds_bn, matmul_dtype=matmul_dtype))
             n = num_fmb + num_lcb
         self.layers = nnx.List(layers)
-        self.top = MLP(n * embed_dim, mlp_width, mlp_depth, 1, rngs, norm=norm, dropout_rate=dropout_rate)
+        self.top = MLP(n * embed_dim, mlp_width, mlp_depth, 1, rngs, norm=norm, dropout_rate=dropout_rate,
+                       matmul_dtype=matmul_dtype)
 
     def __call__(self, cat_BxF: jax.Array, num_BxM: jax.Array | None = None, *, train: bool = False,
                  dropout_key: jax.Array | None = None) -> jax.Array:

@@ -1,0 +1,80 @@
+"""layers.matmul in bfloat16 (mixed precision) against numpy: the forward and dx from bfloat16-rounded
+operands with float32 sums, dw exact in float32; and a CTR model with model.matmul_dtype='bfloat16'."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from scaling_rec.ctr_config import default_config, validate
+from scaling_rec.errors import ConfigError
+from scaling_rec.models.layers import Dense, matmul
+from scaling_rec.models.registry import build_ctr_model
+
+
+def bf16_round(a) -> np.ndarray:
+    return np.asarray(jnp.asarray(a).astype(jnp.bfloat16).astype(jnp.float32), np.float64)
+
+
+@pytest.fixture
+def operands():
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    return (jax.random.normal(k[0], (2, 24, 40)), jax.random.normal(k[1], (40, 16)),
+            jax.random.normal(k[2], (2, 24, 16)))
+
+
+def test_forward_and_gradients_against_numpy(operands):
+    x, w, g = operands
+    y, vjp = jax.vjp(lambda x, w: matmul(x, w, "bfloat16"), x, w)
+    dx, dw = vjp(g)
+    assert y.dtype == dx.dtype == dw.dtype == jnp.float32 and y.shape == (2, 24, 16)
+    np.testing.assert_allclose(y, bf16_round(x) @ bf16_round(w), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, bf16_round(g) @ bf16_round(w).T, rtol=1e-5, atol=1e-5)
+    x2, g2 = np.asarray(x, np.float64).reshape(-1, 40), np.asarray(g, np.float64).reshape(-1, 16)
+    np.testing.assert_allclose(dw, x2.T @ g2, rtol=1e-5, atol=1e-5)  # the weight gradient is not rounded
+    exact = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
+    assert 1e-4 < np.max(np.abs(np.asarray(y) - exact)) < 0.2  # bfloat16 rounding shows, within its 2^-8
+
+
+def test_float32_is_the_plain_product_and_bad_dtypes_are_refused(operands):
+    x, w, _ = operands
+    np.testing.assert_array_equal(matmul(x, w), x @ w)
+    with pytest.raises(ValueError, match="float16"):
+        matmul(x, w, "float16")
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        Dense(4, 4, ("embed", "mlp"), nnx.Rngs(params=0), matmul_dtype="int8")
+
+
+def test_ctr_model_in_bfloat16_is_close_to_float32():
+    """DLRM on a synthetic batch: the same parameters give the loss within bfloat16's rounding and gradients
+    pointing the same way (a gradient summed over the batch cancels most of its terms, so the terms'
+    ~2^-8 rounding shows as a few per cent of its norm: cosine, not a relative error, is the test); the
+    schema accepts only the listed dtypes."""
+    c = default_config()
+    c.model.family, c.model.mlp_width, c.model.mlp_depth = "dlrm", 64, 2
+    cat = jax.random.randint(jax.random.PRNGKey(1), (256, 4), 0, 7)
+    label = jax.random.bernoulli(jax.random.PRNGKey(2), 0.3, (256,)).astype(jnp.float32)
+
+    def loss_and_grads(dtype):
+        c.model.matmul_dtype = dtype
+        model = build_ctr_model(c.model, (7, 7, 7, 7), 0, nnx.Rngs(params=0))
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+        def loss(p):
+            logits = nnx.merge(graphdef, p, rest, copy=True)(cat, train=True, dropout_key=jax.random.PRNGKey(3))
+            return jnp.mean(jnp.logaddexp(0.0, logits) - label * logits)
+
+        return jax.value_and_grad(loss)(params)
+
+    (l32, g32), (l16, g16) = loss_and_grads("float32"), loss_and_grads("bfloat16")
+    assert abs(float(l16) - float(l32)) < 2e-3 * abs(float(l32)) and float(l16) != float(l32)
+    for a, b in zip(jax.tree.leaves(g32), jax.tree.leaves(g16), strict=True):
+        if float(jnp.linalg.norm(a)) > 1e-6:
+            cosine = float(jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+            assert cosine > 0.99, (a.shape, cosine)
+    c.model.matmul_dtype = "float16"
+    with pytest.raises(ConfigError, match="matmul_dtype"):
+        validate(c)
