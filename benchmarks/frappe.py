@@ -3,6 +3,8 @@
     python -m benchmarks.frappe --workdir=/tmp/runs/wukong_frappe [--presets=wukong,dcnv2,dlrm,rankmixer]
         [--seeds=0,1,2]
         [--mlp_width=200 --mlp_depth=2]   (a cheaper top MLP for small CPUs; recorded in the output's config)
+        [--matmul_dtype=bfloat16 --out=benchmarks/results/frappe_cpu_bf16.json]   (the dense layers' products in
+                                          bfloat16, model.matmul_dtype: the quality check of that option)
         [--jobs=2]   (runs trained in that many worker processes at once; the same numbers as --jobs=1)
 
 Writes benchmarks/results/frappe_cpu.json after every finished run (as runs finish): per preset the mean and standard
@@ -46,12 +48,14 @@ def get_config(preset: str):
     return (rankmixer_frappe if preset == "rankmixer" else wukong_frappe).get_config(preset)
 
 
-def run_config(preset: str, seed: int, mlp_width: int, mlp_depth: int):
-    """The config of one benchmark run: the preset with this seed and the optional top-MLP override."""
+def run_config(preset: str, seed: int, mlp_width: int, mlp_depth: int, matmul_dtype: str = ""):
+    """The config of one benchmark run: the preset with this seed and the optional top-MLP and matmul-dtype
+    overrides (0 / '': keep the preset's)."""
     c = get_config(preset)
     c.seed = seed
     c.model.mlp_width = mlp_width or c.model.mlp_width
     c.model.mlp_depth = mlp_depth or c.model.mlp_depth
+    c.model.matmul_dtype = matmul_dtype or c.model.matmul_dtype
     return c
 
 
@@ -61,9 +65,9 @@ def finished_result(c, workdir: str) -> dict | None:
     return r if r is not None and r.get("status") in FINISHED else None
 
 
-def train_one(preset: str, seed: int, mlp_width: int, mlp_depth: int, workdir: str) -> dict:
+def train_one(preset: str, seed: int, mlp_width: int, mlp_depth: int, matmul_dtype: str, workdir: str) -> dict:
     """One run (or its finished result); the entry point of a worker process with --jobs > 1."""
-    c = run_config(preset, seed, mlp_width, mlp_depth)
+    c = run_config(preset, seed, mlp_width, mlp_depth, matmul_dtype)
     return train_and_evaluate(c, workdir, data=load_ctr(c.data))
 
 
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--mlp_width", type=int, default=0, help="override the presets' top MLP width (0: keep)")
     p.add_argument("--mlp_depth", type=int, default=0, help="override the presets' top MLP depth (0: keep)")
+    p.add_argument("--matmul_dtype", default="", help="override the presets' model.matmul_dtype ('': keep)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes training runs at once")
     p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "frappe_cpu.json"))
     args = p.parse_args(argv)
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
            "oov_counts": data.oov_counts, "models": {}}
 
     def cfg(preset: str, seed: int):
-        return run_config(preset, seed, args.mlp_width, args.mlp_depth)
+        return run_config(preset, seed, args.mlp_width, args.mlp_depth, args.matmul_dtype)
 
     pairs = [(preset, seed) for preset in presets for seed in seeds]
     done = {ps: r for ps in pairs if (r := finished_result(cfg(*ps), args.workdir))}
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     pool = None
     if args.jobs > 1 and todo:  # spawn: JAX does not survive fork
         pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
-        futures = {pool.submit(train_one, *ps, args.mlp_width, args.mlp_depth, args.workdir): ps for ps in todo}
+        futures = {pool.submit(train_one, *ps, args.mlp_width, args.mlp_depth, args.matmul_dtype, args.workdir): ps
+                   for ps in todo}
         trained = ((*futures[f], f.result()) for f in as_completed(futures))
     else:
         trained = ((*ps, train_and_evaluate(cfg(*ps), args.workdir, data=data)) for ps in todo)

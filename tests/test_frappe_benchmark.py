@@ -45,3 +45,11 @@ def test_the_benchmark_writes_every_finished_seed(tmp_path, monkeypatch):
     monkeypatch.setattr(frappe, "train_and_evaluate", None)  # a rerun reads finished runs, trains none
     frappe.main(["--presets=tiny", "--seeds=0,1", f"--workdir={tmp_path / 'runs'}", f"--out={out}"])
     assert json.loads(out.read_text())["models"]["tiny"]["runs"] == model["runs"]
+
+
+def test_the_matmul_dtype_override_reaches_the_config_and_the_run_id():
+    keep = frappe.run_config("dlrm", seed=0, mlp_width=0, mlp_depth=0)
+    assert keep.model.matmul_dtype == "float32"
+    assert run_id(keep) == run_id(frappe.run_config("dlrm", seed=0, mlp_width=0, mlp_depth=0, matmul_dtype=""))
+    bf16 = frappe.run_config("dlrm", seed=0, mlp_width=0, mlp_depth=0, matmul_dtype="bfloat16")
+    assert bf16.model.matmul_dtype == "bfloat16" and run_id(bf16) != run_id(keep)
