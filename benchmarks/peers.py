@@ -23,7 +23,9 @@ alike, and reports medians of the per-step rates. Batch building is outside ever
 
 A subset (--families, --hstu_cases, --ctr_models) goes to its own file with --out, e.g. the HSTU cases alone:
     python -m benchmarks.peers --families=hstu --out=benchmarks/results/peers_cpu_hstu.json
-so that peers_cpu.json stays the record of one run of every case.
+so that peers_cpu.json stays the record of one run of every case. --ctr_matmul_dtype=bfloat16 times our CTR
+step with the dense layers' products in bfloat16 (model.matmul_dtype; its quality on Frappe is
+benchmarks.frappe --matmul_dtype's record); FuxiCTR stays float32, as it trains by default.
 
 Writes benchmarks/results/peers_cpu.json: {"matmul_flops_per_s", "cases": [{"peer", "case",
 "peer_examples_per_s", "ours_examples_per_s", "ratio", "ours_fraction_of_matmul", ...}], "provenance"}.
@@ -475,7 +477,7 @@ def ours_hstu(case: str, batches_npz: str, harness_dir: str) -> OurSide:
 FUXICTR_WUKONG_WIDTHS = (512, 256)  # WuKong_frappe_bars' FMB and top MLP hidden units
 
 
-def wukong_like_fuxictr(vocab_sizes: Sequence[int], num_dense: int, seed: int):
+def wukong_like_fuxictr(vocab_sizes: Sequence[int], num_dense: int, seed: int, matmul_dtype: str = "float32"):
     """Our Wukong at FuxiCTR's WuKong_frappe_bars settings: 3 layers, 40 FMB + 40 LCB embeddings of width 10,
     rank 8, FMB MLP [512, 256], top MLP [512, 256] with batch norm, layer norm, no dropout."""
     from flax import nnx
@@ -484,15 +486,17 @@ def wukong_like_fuxictr(vocab_sizes: Sequence[int], num_dense: int, seed: int):
 
     return Wukong(tuple(vocab_sizes), num_dense, embed_dim=10, num_layers=3, num_fmb=40, num_lcb=40, fm_rank=8,
                   fmb_width=FUXICTR_WUKONG_WIDTHS, fmb_depth=2, mlp_width=FUXICTR_WUKONG_WIDTHS, mlp_depth=2,
-                  bottom_width=64, bottom_depth=2, norm="batch", dropout_rate=0.0, rngs=nnx.Rngs(params=seed))
+                  bottom_width=64, bottom_depth=2, norm="batch", dropout_rate=0.0, rngs=nnx.Rngs(params=seed),
+                  matmul_dtype=matmul_dtype)
 
 
-def ctr_config(model: str):
+def ctr_config(model: str, matmul_dtype: str = "float32"):
     """Our CTR config at the FuxiCTR experiment's settings (DLRM / DCNv2: the Frappe presets, which are those
     BARS settings; WuKong: its train settings, the model itself from wukong_like_fuxictr)."""
     from experiments.wukong.frappe import get_config
 
     c = get_config({"DLRM": "dlrm", "DCNv2": "dcnv2", "WuKong": "wukong"}[model])
+    c.model.matmul_dtype = matmul_dtype
     if model == "WuKong":
         c.model.num_layers, c.model.num_fmb, c.model.num_lcb, c.model.fm_rank = 3, 40, 40, 8
         c.model.fmb_width, c.model.fmb_depth, c.model.mlp_width, c.model.mlp_depth = 512, 2, 512, 2
@@ -501,7 +505,7 @@ def ctr_config(model: str):
     return c
 
 
-def ours_ctr(model_name: str) -> OurSide:
+def ours_ctr(model_name: str, matmul_dtype: str = "float32") -> OurSide:
     """The project's CTR train step (ctr_loop.make_loss: BCE + embedding L2; clip 10, AdamW) at the peer's
     configuration on the first NUM_BATCHES batches of 4096 of our Frappe split."""
     import jax
@@ -517,11 +521,11 @@ def ours_ctr(model_name: str) -> OurSide:
     from scaling_rec.train.engine import make_train_step
     from scaling_rec.train.step import TrainState, make_optimizer
 
-    c = ctr_config(model_name)
+    c = ctr_config(model_name, matmul_dtype)
     data = load_ctr(c.data)
     shape = c.model
     if model_name == "WuKong":
-        model = wukong_like_fuxictr(data.vocab_sizes, data.num_dense, c.seed)
+        model = wukong_like_fuxictr(data.vocab_sizes, data.num_dense, c.seed, matmul_dtype)
         shape = ml_collections.ConfigDict({**c.model.to_dict(), "fmb_width": FUXICTR_WUKONG_WIDTHS,
                                            "mlp_width": FUXICTR_WUKONG_WIDTHS})
     else:
@@ -628,7 +632,8 @@ def run_cases(a: argparse.Namespace, log: Any, done: Callable[[list], None]) -> 
                                   config_dir=str(pathlib.Path(a.harness_dir) / "frappe_fuxictr_config"),
                                   split_dir=a.frappe_split or str(peers / "data/frappe_split"),
                                   work_dir=str(peers / "work/fuxictr"))
-                plans.append(("fuxictr", f"{model}/frappe", cmd, lambda model=model: ours_ctr(model)))
+                plans.append(("fuxictr", f"{model}/frappe", cmd,
+                              lambda model=model: ours_ctr(model, a.ctr_matmul_dtype)))
         if "sasrec" in families:
             cmd = _worker_cmd(a, a.recbole_python or str(peers / "venv_recbole/bin/python"), "recbole", "SASRec",
                               data_root=a.recbole_data or str(peers / "data"), work_dir=str(peers / "work/recbole"))
@@ -664,6 +669,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--families", default="hstu,ctr,sasrec")
     p.add_argument("--hstu_cases", default=",".join(HSTU_CASES))
     p.add_argument("--ctr_models", default=",".join(CTR_MODELS))
+    p.add_argument("--ctr_matmul_dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="our CTR step's model.matmul_dtype (the peer trains in float32)")
     p.add_argument("--peers_dir", default=os.environ.get("SCALING_REC_PEERS", "../peers"),
                    help="peer checkouts, venvs, data and scratch (venv_hstu, gr, venv_fuxi, fuxictr_src, "
                         "data/frappe_split, venv_recbole, data/beauty); each path below overrides one")
@@ -705,7 +712,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     prov = provenance()
     load_before = os.getloadavg()
     matmul = {"n": 2048, "dtype": "float32", "before": matmul_samples()}
-    keep = ("families", "hstu_cases", "ctr_models", "threads", "warmup", "rounds", "round_s")
+    keep = ("families", "hstu_cases", "ctr_models", "ctr_matmul_dtype", "threads", "warmup", "rounds", "round_s")
     prov.update({"command": command_line("benchmarks.peers", [f"--{k}={getattr(a, k)}" for k in (*keep, "out")]),
                  "load_avg_before": list(load_before), "config": {k: getattr(a, k) for k in keep},
                  "peer_versions": {"generative-recommenders": "2e81fab69a497fb5e24cd23569adf1e78070e4ec",

@@ -85,3 +85,13 @@ def test_summary_is_the_median_of_per_step_rates():
     s = peers.summarize([1.0, 2.0, 4.0], [10, 10, 10])
     assert s["examples_per_s"] == 5.0 and s["step_s_median"] == 2.0
     assert s["step_s_min"] == 1.0 and s["step_s_max"] == 4.0
+
+
+def test_ctr_matmul_dtype_reaches_our_side_and_the_record():
+    assert peers.parse([]).ctr_matmul_dtype == "float32"
+    assert peers.parse(["--ctr_matmul_dtype=bfloat16"]).ctr_matmul_dtype == "bfloat16"
+    for model in ("DLRM", "DCNv2", "WuKong"):
+        assert peers.ctr_config(model).model.matmul_dtype == "float32"
+        assert peers.ctr_config(model, "bfloat16").model.matmul_dtype == "bfloat16"
+    wukong = peers.wukong_like_fuxictr((5, 6), 0, seed=0, matmul_dtype="bfloat16")
+    assert wukong.top.layers[0].matmul_dtype == "bfloat16"
