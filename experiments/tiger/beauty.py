@@ -25,7 +25,9 @@ Presets:
   every 1,000 steps and tested on every user at the best validation step (choose rows on validation only):
     gpu_adamw           the 'gpu' recipe at this length (AdamW 1e-3, warm-up 1k, wd .01, dropout .1): the baseline;
     gpu_paper           the paper's optimizer: Adafactor, lr 0.01 for 10k steps then inverse square root, no
-                        warm-up, no weight decay (Sec. 4.1); 10k steps end where the decay begins;
+                        warm-up, no weight decay (Sec. 4.1), and no global-norm gradient clip, which the paper
+                        does not name (Adafactor still clips its own updates at block RMS 1); 10k steps end
+                        where the decay begins;
     gpu_paper_ls        + label smoothing 0.1 (over each position's codes);
     gpu_paper_ls_do     + dropout 0.2;
     gpu_paper_ls_do_wd  + weight decay 0.01 (x lr per step, as AdamW's);
@@ -86,7 +88,7 @@ def get_config(preset: str = "paper") -> ml_collections.ConfigDict:
         c.eval.update(valid_users=2000, test_users=0)
     if preset.startswith("gpu_paper"):
         c.train.update(optimizer="adafactor", learning_rate=0.01, warmup_steps=0, decay_start=10_000,
-                       weight_decay=0.0)
+                       weight_decay=0.0, grad_clip=0.0)
     rungs = preset.split("_")[2:] if preset.startswith("gpu_paper") else []
     if "ls" in rungs:
         c.train.label_smoothing = 0.1

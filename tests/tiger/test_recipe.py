@@ -100,6 +100,7 @@ def test_paper_schedule_is_lr_001_for_10k_steps_then_inverse_sqrt() -> None:
     train = get_config("gpu_paper").train
     assert (train.optimizer, train.learning_rate, train.warmup_steps, train.decay_start) == ("adafactor", 0.01, 0,
                                                                                              10_000)
+    assert train.grad_clip == 0.0  # the paper names no global-norm clip; Adafactor clips its own updates
     lr = learning_rate_schedule(train, train.num_steps)
     for step in (0, 1, 5000, 9998, 9999, 10_000, 39_999, 199_999):
         expected = 0.01 * min(1.0, (10_000 / (step + 1)) ** 0.5)
