@@ -41,7 +41,7 @@ from scaling_rec.io import FINISHED, read_run_result
 from scaling_rec.parallel.mesh import check_batch_divisible, make_mesh_from_config
 from scaling_rec.parallel.rules import rules_for
 from scaling_rec.parallel.sharding import init_opt_state, place_batch, replicated, sharded_init
-from scaling_rec.provenance import data_provenance
+from scaling_rec.provenance import code_version, data_provenance
 from scaling_rec.train import bookkeeping
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
@@ -264,6 +264,7 @@ def run(task_cls: type[Task], config: ml_collections.ConfigDict, workdir: str | 
     if done is not None and done.get("status") in FINISHED:
         return done
     t_start = time.time()
+    code_version()  # the commit and dirtiness as the run starts (read once per process), not at its end
     data = data if data is not None else task_cls.load(config)
     main = bookkeeping.open_run_dir(run_dir, config)
     meta: dict[str, Any] = {"best": None, "evals_since_best": 0, "wall_time_s": 0.0, "recent": [],

@@ -51,3 +51,33 @@ def test_uniform_plan_accounts_every_step() -> None:
     plan = engine.Plan.uniform(5, 2.5, 2, batch_size=4, flops_per_example=10.0)
     assert plan.spent(3) == {"examples_seen": 12.0, "flops_spent": 120.0}
     assert np.array_equal(plan.flops_per_step, np.full(5, 40.0))
+
+
+def test_code_version_is_read_as_the_run_starts(tmp_path: pathlib.Path, monkeypatch) -> None:
+    """The result's git_commit / git_dirty describe the tree as the run starts: the tree edited while the run
+    trains (here from its second step) does not reach its result. The reader is cached per process, as
+    provenance.code_version is, so the first read wins."""
+    import functools
+
+    from scaling_rec.train import bookkeeping
+
+    monkeypatch.setenv("SCALING_REC_CACHE", str(tmp_path / "cache"))
+    config = runs.config("dcnv2", tmp_path)
+    task_cls = tasks.trainer_for("dcnv2").CTRTask
+    tree = {"dirty": False}
+
+    @functools.cache
+    def version():
+        return {"git_commit": "abc123", "git_dirty": tree["dirty"]}
+
+    def batch(self, step: int):
+        tree["dirty"] = step >= 1
+        return original(self, step)
+
+    original = task_cls.batch
+    monkeypatch.setattr(task_cls, "batch", batch)
+    monkeypatch.setattr(engine, "code_version", version)
+    monkeypatch.setattr(bookkeeping, "code_version", version)
+    result = tasks.train_one(config, tmp_path / "study")
+    assert result["status"] == "ok" and tree["dirty"]
+    assert result["git_commit"] == "abc123" and result["git_dirty"] is False
