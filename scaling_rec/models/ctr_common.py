@@ -175,8 +175,8 @@ class MLP(nnx.Module):
                 if self.norm == "batch" and train:
                     x_BxI = self.norms[i].relu_dropout(x_BxI, self.dropout_rate, keys.next())
                     continue
-                if self.norm == "batch":
-                    x_BxI = self.norms[i](x_BxI, train)
+                if self.norm == "batch":  # evaluation: the running statistics
+                    x_BxI = self.norms[i](x_BxI, False)
                 elif self.norm == "layer":
                     x_BxI = self.norms[i](x_BxI)
                 x_BxI = dropout(jax.nn.relu(x_BxI), self.dropout_rate, keys.next() if train else None)

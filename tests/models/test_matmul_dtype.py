@@ -11,7 +11,8 @@ from flax import nnx
 
 from scaling_rec.ctr_config import default_config, validate
 from scaling_rec.errors import ConfigError
-from scaling_rec.models.layers import Dense, matmul
+from scaling_rec.models import ctr
+from scaling_rec.models.layers import MATMUL_DTYPES, Dense, matmul
 from scaling_rec.models.registry import build_ctr_model
 
 
@@ -41,6 +42,7 @@ def test_forward_and_gradients_against_numpy(operands):
 
 def test_float32_is_the_plain_product_and_bad_dtypes_are_refused(operands):
     x, w, _ = operands
+    assert MATMUL_DTYPES == ctr.MATMUL_DTYPES  # the schema's choices (kept jax-free there) are what layers runs
     np.testing.assert_array_equal(matmul(x, w), x @ w)
     with pytest.raises(ValueError, match="float16"):
         matmul(x, w, "float16")
