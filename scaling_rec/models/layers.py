@@ -31,27 +31,46 @@ def _dot_f32(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]]
     return jax.lax.dot_general(a, b, (contract, ((), ())), preferred_element_type=jnp.float32)
 
 
+def transpose_copy(a_NxI: jax.Array) -> jax.Array:
+    """a^T [I, N] written out in memory, where XLA would otherwise fold a 2-D transpose into the consumer.
+
+    XLA folds transpose(a) feeding a dot into the dot's contracting dimensions, and XLA:CPU has a
+    bfloat16 (AMX) matmul only for the plain [M, K] x [K, N] form: x^T g contracting over the batch runs at
+    the float32 rate (~220 GFLOP/s on the 2-core CPU, against ~1,000 for the plain form). Splitting N into
+    [N / k, k] makes the same permutation a 3-D transpose, which XLA does not fold: it writes a^T (fused with
+    any convert before it) and the dot gets its plain form. Falls back to the plain transpose when neither
+    dimension has a small factor.
+    """
+    n, i = a_NxI.shape
+    for k in (8, 4, 2, 3, 5, 7):
+        if n % k == 0:
+            return jnp.transpose(a_NxI.reshape(n // k, k, i), (2, 0, 1)).reshape(i, n)
+        if i % k == 0:
+            return jnp.transpose(a_NxI.reshape(n, i // k, k), (1, 2, 0)).reshape(i, n)
+    return a_NxI.T
+
+
 @jax.custom_vjp
 def bf16_matmul(x_NxI: jax.Array, w_IxO: jax.Array) -> jax.Array:
     """x @ w [N, O] float32 from bfloat16 operands, accumulated in float32 (mixed precision).
 
-    The backward computes dx = g w^T from bfloat16 g and w, and the weight gradient dw = x^T g in float32
-    from the float32 x and g: only two of the three products are rounded to bfloat16. On XLA:CPU the
-    first two map to its bfloat16 (AMX) matmul, written as plain dot_generals (an explicit transpose of w
-    would make XLA fall back to float32); a product contracting over the batch, as dw's does, has no
-    bfloat16 path there, so it stays in float32 and loses nothing (issue 17).
+    The backward forms dx = g w^T and dw = x^T g from bfloat16 x, g and w, also accumulated in float32: all
+    three products are rounded as on an accelerator's bfloat16 path. On XLA:CPU each maps to the bfloat16
+    (AMX) matmul: dx as a plain dot_general (an explicit transpose of w would make XLA fall back to float32)
+    and dw through transpose_copy of x, saved transposed by the forward (issue 17).
     """
     return _dot_f32(x_NxI.astype(jnp.bfloat16), w_IxO.astype(jnp.bfloat16), ((1,), (0,)))
 
 
 def _bf16_matmul_fwd(x_NxI, w_IxO):
-    return bf16_matmul(x_NxI, w_IxO), (x_NxI, w_IxO)
+    return bf16_matmul(x_NxI, w_IxO), (transpose_copy(x_NxI.astype(jnp.bfloat16)), w_IxO, jnp.zeros((0,), x_NxI.dtype))
 
 
 def _bf16_matmul_bwd(res, g_NxO):
-    x_NxI, w_IxO = res
-    dx_NxI = _dot_f32(g_NxO.astype(jnp.bfloat16), w_IxO.astype(jnp.bfloat16), ((1,), (1,)))
-    return dx_NxI.astype(x_NxI.dtype), _dot_f32(x_NxI, g_NxO.astype(x_NxI.dtype), ((0,), (0,)))
+    xt_IxN, w_IxO, dtype_0 = res  # dtype_0: an empty array of x's dtype
+    g_bf_NxO = g_NxO.astype(jnp.bfloat16)
+    dx_NxI = _dot_f32(g_bf_NxO, w_IxO.astype(jnp.bfloat16), ((1,), (1,)))
+    return dx_NxI.astype(dtype_0.dtype), _dot_f32(xt_IxN, g_bf_NxO, ((1,), (0,)))
 
 
 bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)

@@ -1,7 +1,9 @@
-"""layers.matmul in bfloat16 (mixed precision) against numpy: the forward and dx from bfloat16-rounded
-operands with float32 sums, dw exact in float32; and a CTR model with model.matmul_dtype='bfloat16'."""
+"""layers.matmul in bfloat16 (mixed precision) against numpy: the forward, dx and dw from bfloat16-rounded
+operands with float32 sums; transpose_copy; and a CTR model with model.matmul_dtype='bfloat16'."""
 
 from __future__ import annotations
+
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +14,7 @@ from flax import nnx
 from scaling_rec.ctr_config import default_config, validate
 from scaling_rec.errors import ConfigError
 from scaling_rec.models import ctr
-from scaling_rec.models.layers import MATMUL_DTYPES, Dense, matmul
+from scaling_rec.models.layers import MATMUL_DTYPES, Dense, matmul, transpose_copy
 from scaling_rec.models.registry import build_ctr_model
 
 
@@ -34,10 +36,37 @@ def test_forward_and_gradients_against_numpy(operands):
     assert y.dtype == dx.dtype == dw.dtype == jnp.float32 and y.shape == (2, 24, 16)
     np.testing.assert_allclose(y, bf16_round(x) @ bf16_round(w), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx, bf16_round(g) @ bf16_round(w).T, rtol=1e-5, atol=1e-5)
-    x2, g2 = np.asarray(x, np.float64).reshape(-1, 40), np.asarray(g, np.float64).reshape(-1, 16)
-    np.testing.assert_allclose(dw, x2.T @ g2, rtol=1e-5, atol=1e-5)  # the weight gradient is not rounded
+    x2, g2 = bf16_round(x).reshape(-1, 40), bf16_round(g).reshape(-1, 16)
+    np.testing.assert_allclose(dw, x2.T @ g2, rtol=1e-5, atol=1e-5)
+    exact_dw = np.asarray(x, np.float64).reshape(-1, 40).T @ np.asarray(g, np.float64).reshape(-1, 16)
+    assert np.max(np.abs(np.asarray(dw) - exact_dw)) > 1e-4  # the weight gradient is rounded too
     exact = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
     assert 1e-4 < np.max(np.abs(np.asarray(y) - exact)) < 0.2  # bfloat16 rounding shows, within its 2^-8
+
+
+@pytest.mark.parametrize("shape", [(48, 40), (7, 12), (9, 20), (11, 13)])
+def test_transpose_copy_is_the_transpose_in_both_dtypes(shape):
+    """Every branch: the batch split (48, 9 by 3), the feature split (7 x 12), and the plain fallback (11 x 13)."""
+    a = jax.random.normal(jax.random.PRNGKey(4), shape)
+    for dtype in (jnp.float32, jnp.bfloat16):
+        out = jax.jit(transpose_copy)(a.astype(dtype))
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(out, np.float32), np.asarray(a.astype(dtype), np.float32).T)
+
+
+def test_bfloat16_weight_gradient_runs_as_a_plain_bfloat16_product():
+    """XLA:CPU turns a batch-contracting bfloat16 dot into float32 converts and a float32 dot; through
+    transpose_copy the compiled weight gradient is one plain [I, N] x [N, O] dot of bfloat16 operands."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the layout rule and the HLO checked here are XLA:CPU's")
+    x, w = jnp.ones((64, 40)), jnp.ones((40, 16))
+    hlo = jax.jit(jax.grad(lambda w: jnp.sum(matmul(x, w, "bfloat16")))).lower(w).compile().as_text()
+    computations = re.findall(r"^%.*? \{\n.*?^\}", hlo, re.M | re.S)
+    dots = [c for c in computations if " dot(" in c]
+    assert len(dots) == 1, hlo
+    header = dots[0].splitlines()[0]
+    assert "bf16[40,64]" in header and "bf16[64,16]" in header, header
+    assert "lhs_contracting_dims={1}, rhs_contracting_dims={0}" in dots[0]
 
 
 def test_float32_is_the_plain_product_and_bad_dtypes_are_refused(operands):
