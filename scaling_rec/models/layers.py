@@ -7,6 +7,7 @@ scaling_rec.parallel maps them to mesh axes. No model file names a mesh axis.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -121,7 +122,7 @@ class LayerNorm(nnx.Module):
         self.eps = eps
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return layer_norm(x, self.eps) * _lead(self.scale[...], x.ndim) + _lead(self.bias[...], x.ndim)
+        return affine_layer_norm(x, self.scale[...], self.bias[...], self.eps)
 
 
 def _lead(v_D: jax.Array, ndim: int) -> jax.Array:
@@ -134,6 +135,41 @@ def layer_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
     mean = jnp.mean(x, axis=-1, keepdims=True)
     var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
     return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def affine_layer_norm(x: jax.Array, scale_D: jax.Array, bias_D: jax.Array | None, eps: float = 1e-6) -> jax.Array:
+    """layer_norm(x) * scale + bias over the last axis of x [..., D] (no bias when bias_D is None), with a
+    hand-written backward (_affine_ln_bwd); the same numbers as autodiff of the plain formula up to rounding."""
+    return _affine_ln(x, scale_D, jnp.zeros_like(scale_D) if bias_D is None else bias_D, eps)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _affine_ln(x: jax.Array, scale_D: jax.Array, bias_D: jax.Array, eps: float) -> jax.Array:
+    """Autodiff of layer_norm and the affine map writes and rereads several [..., D] intermediates and, on
+    XLA:CPU, materialises the broadcast scale; this backward recomputes the normalised rows from x and the
+    two per-row statistics and forms dx in one elementwise pass after four reductions (issue 17)."""
+    return _affine_ln_fwd(x, scale_D, bias_D, eps)[0]
+
+
+def _affine_ln_fwd(x, scale_D, bias_D, eps):
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    inv = jax.lax.rsqrt(jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True) + eps)
+    y = (x - mean) * inv * _lead(scale_D, x.ndim) + _lead(bias_D, x.ndim)
+    return y, (x, scale_D, mean, inv)
+
+
+def _affine_ln_bwd(eps, res, dy):
+    x, scale_D, mean, inv = res
+    xhat = (x - mean) * inv
+    dxhat = dy * _lead(scale_D, x.ndim)
+    mean_dxhat = jnp.mean(dxhat, axis=-1, keepdims=True)
+    mean_dxhat_xhat = jnp.mean(dxhat * xhat, axis=-1, keepdims=True)
+    dx = inv * (dxhat - mean_dxhat - xhat * mean_dxhat_xhat)
+    lead_axes = tuple(range(x.ndim - 1))
+    return dx, jnp.sum(dy * xhat, axis=lead_axes), jnp.sum(dy, axis=lead_axes)
+
+
+_affine_ln.defvjp(_affine_ln_fwd, _affine_ln_bwd)
 
 
 def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:

@@ -20,7 +20,7 @@ from flax import nnx
 
 from scaling_rec.models.ctr import CtrFamily, Rung
 from scaling_rec.models.ctr_common import MLP, FieldEmbedding, bottom_mlp_flops, mlp_flops
-from scaling_rec.models.layers import KeyChain, LayerNorm, _lead, layer_norm, param
+from scaling_rec.models.layers import KeyChain, LayerNorm, affine_layer_norm, param
 
 _XAVIER = nnx.initializers.xavier_uniform()
 
@@ -67,7 +67,7 @@ class WukongLayer(nnx.Module):
         if self.out_norm is not None:
             normed_BxOD = self.out_norm(flat_BxOD)
         else:
-            normed_BxOD = layer_norm(flat_BxOD, self.out_norm_eps) * _lead(self.out_scale[...], 2)
+            normed_BxOD = affine_layer_norm(flat_BxOD, self.out_scale[...], None, self.out_norm_eps)
         return normed_BxOD.reshape(b, self.n_out, self.d)
 
 
