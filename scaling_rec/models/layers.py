@@ -71,7 +71,9 @@ def _bf16_matmul_bwd(res, g_NxO):
     xt_IxN, w_IxO, dtype_0 = res  # dtype_0: an empty array of x's dtype
     g_bf_NxO = g_NxO.astype(jnp.bfloat16)
     dx_NxI = _dot_f32(g_bf_NxO, w_IxO.astype(jnp.bfloat16), ((1,), (1,)))
-    return dx_NxI.astype(dtype_0.dtype), _dot_f32(xt_IxN, g_bf_NxO, ((1,), (0,)))
+    # The barrier keeps XLA from folding a consumer's transpose of dw (a caller passing w = W.T) into this
+    # dot: XLA:CPU then emits a bfloat16 dot its fallback thunk cannot run (UNIMPLEMENTED at run time).
+    return dx_NxI.astype(dtype_0.dtype), jax.lax.optimization_barrier(_dot_f32(xt_IxN, g_bf_NxO, ((1,), (0,))))
 
 
 bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)

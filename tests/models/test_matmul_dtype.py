@@ -69,6 +69,18 @@ def test_bfloat16_weight_gradient_runs_as_a_plain_bfloat16_product():
     assert "lhs_contracting_dims={1}, rhs_contracting_dims={0}" in dots[0]
 
 
+def test_a_transposed_weight_runs_and_matches_float32():
+    """matmul(x, W.T) in bfloat16 (as Wukong's LCB, W [O, I]): XLA would fold the transpose of dw into the dot
+    and fail at run time on XLA:CPU without the barrier in the backward."""
+    x = jax.random.normal(jax.random.PRNGKey(5), (96, 10))
+    w_OxI = jax.random.normal(jax.random.PRNGKey(6), (8, 10))
+    grads = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(matmul(x, w.T, "bfloat16"))), argnums=(0, 1)))(x, w_OxI)
+    exact = jax.grad(lambda x, w: jnp.sum(jnp.sin(x @ w.T)), argnums=(0, 1))(x, w_OxI)
+    for a, b in zip(grads, exact, strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0.05, atol=0.05 * float(jnp.max(jnp.abs(b))))
+
+
 def test_float32_is_the_plain_product_and_bad_dtypes_are_refused(operands):
     x, w, _ = operands
     assert MATMUL_DTYPES == ctr.MATMUL_DTYPES  # the schema's choices (kept jax-free there) are what layers runs
