@@ -7,11 +7,18 @@ import functools
 import jax
 import jax.numpy as jnp
 
-# Tokens per chunk when the negatives' rows are gathered chunk by chunk (the default on CPU): a chunk's
-# rows, 16 x K x D floats (2 MB at K = 128, D = 256), stay in cache between the gather and the dot.
-# Measured at N = 16k, K = 128, D = 256, V = 3953, loss + gradient: 1.1-1.5 s at 16 tokens against
+# Tokens per chunk when the negatives' rows are gathered chunk by chunk (the default on CPU for a large
+# table): a chunk's rows, 16 x K x D floats (2 MB at K = 128, D = 256), stay in cache between the gather and
+# the dot. Measured at N = 16k, K = 128, D = 256, V = 3953, loss + gradient: 1.1-1.5 s at 16 tokens against
 # 1.9-2.8 s at 32 and 2.5 s at 8 (loaded 2-core CPU).
 CPU_GATHER_CHUNK = 16
+# On CPU a table of at most CPU_DENSE_MAX_ROWS_PER_NEGATIVE x K rows is scored densely, CPU_DENSE_CHUNK tokens
+# at a time (_dense_chunk_dots): V / K times the scoring FLOPs, all in matmuls, against K gathered and
+# scatter-added rows per token. Idle 2-core CPU, N = 16k, K = 128, D = 256, V = 3954, loss + gradient:
+# 375 ms in chunks of 1024 (377 at 512, 397 at 2048) against 709 ms gathered in chunks of 16; the cost of
+# the dense path grows with V, the gathered one's does not, and they meet near V = 55 K (issue 17).
+CPU_DENSE_MAX_ROWS_PER_NEGATIVE = 40
+CPU_DENSE_CHUNK = 1024
 
 
 def sampled_softmax_loss(
@@ -38,26 +45,29 @@ def sampled_softmax_loss(
     rows for the same K scored items per token. share = 1 is the reference's per-token draw (the same
     random numbers as before this option existed).
 
-    The negatives' logits come one of three ways, equal up to summation order:
+    The negatives' logits come one of four ways, equal up to summation order:
     - gathered: each token's K rows ([N, K, D], whose gradient is a scatter-add of as many rows into
       the table);
     - gathered in chunks of `chunk` tokens (`_gathered_dots`): the same dot products, a loop over
       chunks forward and backward, so that a chunk's rows stay in cache and [N, K, D] never exists;
     - dense: all N x V logits by one matmul and then each token's K of them, V/K times the scoring
-      FLOPs (flops.loss_flops counts the K) on matmuls instead of gathers and scatters.
-    Default (dense_logits=None): on CPU, chunks of CPU_GATHER_CHUNK tokens; elsewhere dense when the
-    table has no more than K·D rows (no more memory than the gathered rows), else gathered. On a
-    loaded 2-core CPU, loss + gradient at the HSTU reference's large ML-1M shapes (N = 16k tokens,
-    D = 256, V = 3953, K = 128) took 1.1-1.5 s in chunks against 4.1-4.3 s dense (and 13.4 s
-    gathered in one piece); at Beauty-like ones (N = 1.3k, V = 12102) 0.08-0.15 s against 0.7 s
-    dense (issue 17).
+      FLOPs (flops.loss_flops counts the K) on matmuls instead of gathers and scatters;
+    - dense in chunks of `chunk` tokens (`_dense_chunk_dots`): a chunk's [chunk, V] logits at a time,
+      and a backward of two matmuls per chunk, so that [N, V] never exists.
+    Default (dense_logits=None): on CPU, dense in chunks of CPU_DENSE_CHUNK tokens when the table has at
+    most CPU_DENSE_MAX_ROWS_PER_NEGATIVE·K rows, else gathered in chunks of CPU_GATHER_CHUNK tokens;
+    elsewhere dense when the table has no more than K·D rows (no more memory than the gathered rows),
+    else gathered. On a loaded 2-core CPU, loss + gradient at the HSTU reference's large ML-1M shapes
+    (N = 16k tokens, D = 256, V = 3953, K = 128) took 1.1-1.5 s in gathered chunks against 4.1-4.3 s
+    dense in one piece (and 13.4 s gathered in one piece); at Beauty-like ones (N = 1.3k, V = 12102)
+    0.08-0.15 s against 0.7 s dense (issue 17).
 
     Args:
       hidden_NxD: user vectors; targets_N: int item ids, 0 = no target (ignored);
       table_VxD: the scoring table (row 0 = padding).
       dense_logits: score the negatives by the full N x V matmul (True), by gathered rows (False), or
         by the rule above (None).
-      chunk: with gathered rows, tokens per chunk (None or 0: one piece; the default rule sets it).
+      chunk: tokens per chunk of either way (None or 0: one piece; the default rule sets it).
       share: tokens per draw of negatives (see above); with share > 1 the shared scoring is used unless
         dense_logits is True.
     Returns:
@@ -79,10 +89,12 @@ def sampled_softmax_loss(
         neg_logit_NxK = jnp.einsum("msd,mkd->msk", h_MxSxD, rows_MxKxD).reshape(-1, num_negatives)[:n]
         return _softmax_terms(pos_logit_N, neg_logit_NxK / temperature, neg_NxK, targets_N)
     if dense_logits is None:
-        on_cpu = jax.default_backend() == "cpu"
-        dense_logits = not on_cpu and table_VxD.shape[0] <= num_negatives * table_VxD.shape[1]
-        chunk = CPU_GATHER_CHUNK if on_cpu and chunk is None else chunk
-    if dense_logits:
+        dense_logits, default_chunk = default_scoring(table_VxD.shape[0], table_VxD.shape[1], num_negatives,
+                                                      jax.default_backend())
+        chunk = default_chunk if chunk is None else chunk
+    if dense_logits and chunk:
+        neg_logit_NxK = _dense_chunk_dots(hidden_NxD, table_VxD, neg_NxK, int(chunk)) / temperature
+    elif dense_logits:
         neg_logit_NxK = jnp.take_along_axis(hidden_NxD @ table_VxD.T / temperature, neg_NxK, axis=1)
     elif chunk:
         neg_logit_NxK = _gathered_dots(hidden_NxD, table_VxD, neg_NxK, int(chunk)) / temperature
@@ -90,6 +102,15 @@ def sampled_softmax_loss(
         neg_NxKxD = jnp.take(table_VxD, neg_NxK, axis=0)
         neg_logit_NxK = jnp.einsum("nd,nkd->nk", hidden_NxD, neg_NxKxD) / temperature
     return _softmax_terms(pos_logit_N, neg_logit_NxK, neg_NxK, targets_N)
+
+
+def default_scoring(rows: int, dim: int, num_negatives: int, backend: str) -> tuple[bool, int]:
+    """(dense_logits, chunk) sampled_softmax_loss picks for a [rows, dim] table and K negatives per token
+    (its docstring gives the rule and the measurements behind it)."""
+    if backend == "cpu":
+        dense = rows <= CPU_DENSE_MAX_ROWS_PER_NEGATIVE * num_negatives
+        return dense, CPU_DENSE_CHUNK if dense else CPU_GATHER_CHUNK
+    return rows <= num_negatives * dim, 0
 
 
 def _softmax_terms(pos_logit_N: jax.Array, neg_logit_NxK: jax.Array, neg_NxK: jax.Array,
@@ -145,6 +166,41 @@ def _gathered_dots_bwd(chunk, res, g_NxK):
 
 
 _gathered_dots.defvjp(_gathered_dots_fwd, _gathered_dots_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _dense_chunk_dots(hidden_NxD: jax.Array, table_VxD: jax.Array, idx_NxK: jax.Array, chunk: int) -> jax.Array:
+    """_gathered_dots' [N, K] dot products from each chunk's full [chunk, V] logits (a loop over chunks)."""
+
+    def one(args):
+        h_CxD, i_CxK = args
+        return jnp.take_along_axis(h_CxD @ table_VxD.T, i_CxK, axis=1)
+
+    out = jax.lax.map(one, (_chunked(hidden_NxD, chunk), _chunked(idx_NxK, chunk)))
+    return out.reshape(-1, idx_NxK.shape[1])[: idx_NxK.shape[0]]
+
+
+def _dense_chunk_dots_fwd(hidden_NxD, table_VxD, idx_NxK, chunk):
+    return _dense_chunk_dots(hidden_NxD, table_VxD, idx_NxK, chunk), (hidden_NxD, table_VxD, idx_NxK)
+
+
+def _dense_chunk_dots_bwd(chunk, res, g_NxK):
+    """Per chunk: g scattered into a dense [chunk, V] logit gradient (repeated negatives add up), then
+    d hidden = G · table and d table += G^T · hidden, two matmuls (the table's gradient a loop carry)."""
+    hidden_NxD, table_VxD, idx_NxK = res
+    rows_Cx1 = jnp.arange(chunk)[:, None]
+
+    def body(dtable_VxD, args):
+        h_CxD, i_CxK, g_CxK = args
+        g_CxV = jnp.zeros((chunk, table_VxD.shape[0]), g_CxK.dtype).at[rows_Cx1, i_CxK].add(g_CxK)
+        return dtable_VxD + g_CxV.T @ h_CxD, g_CxV @ table_VxD
+
+    xs = (_chunked(hidden_NxD, chunk), _chunked(idx_NxK, chunk), _chunked(g_NxK, chunk))
+    dtable_VxD, dh = jax.lax.scan(body, jnp.zeros_like(table_VxD), xs)
+    return dh.reshape(-1, hidden_NxD.shape[1])[: hidden_NxD.shape[0]], dtable_VxD, None
+
+
+_dense_chunk_dots.defvjp(_dense_chunk_dots_fwd, _dense_chunk_dots_bwd)
 
 
 def full_softmax_loss(

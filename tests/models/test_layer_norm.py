@@ -1,5 +1,5 @@
-"""layers.affine_layer_norm (hand-written backward) against autodiff of the plain formula in float64 numpy
-terms: values and all three gradients, with and without a bias, on a rank-3 input."""
+"""layers.layer_norm and layers.affine_layer_norm (hand-written backwards) against numpy values and against
+autodiff of the plain formula: values and all gradients, with and without a bias, on a rank-3 input."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ import pytest
 from flax import nnx
 
 from scaling_rec.models.layers import LayerNorm, affine_layer_norm, layer_norm
+
+
+def autodiff_layer_norm(x, eps):
+    """The plain formula, differentiated by JAX."""
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True) + eps)
 
 
 def numpy_layer_norm(x, scale, bias, eps):
@@ -31,7 +37,7 @@ def test_values_and_gradients_match_autodiff(with_bias):
         return affine_layer_norm(x, scale, bias if with_bias else None, 1e-6)
 
     def plain(x, scale, bias):
-        return layer_norm(x, 1e-6) * scale[None, None, :] + (bias[None, None, :] if with_bias else 0.0)
+        return autodiff_layer_norm(x, 1e-6) * scale[None, None, :] + (bias[None, None, :] if with_bias else 0.0)
 
     y, vjp = jax.vjp(ours, x, scale, bias)
     y_ref, vjp_ref = jax.vjp(plain, x, scale, bias)
@@ -48,3 +54,15 @@ def test_module_uses_it():
     ln = LayerNorm(8, nnx.Rngs(params=0))
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 8))
     np.testing.assert_allclose(ln(x), numpy_layer_norm(x, np.ones(8), np.zeros(8), 1e-6), rtol=1e-5, atol=1e-5)
+
+
+def test_plain_layer_norm_matches_autodiff():
+    k = jax.random.split(jax.random.PRNGKey(2), 2)
+    x = 2.0 * jax.random.normal(k[0], (4, 6, 32)) - 0.7
+    g = jax.random.normal(k[1], x.shape)
+    y, vjp = jax.vjp(lambda x: layer_norm(x, 1e-8), x)
+    y_ref, vjp_ref = jax.vjp(lambda x: autodiff_layer_norm(x, 1e-8), x)
+    np.testing.assert_allclose(y, numpy_layer_norm(x, np.ones(32), np.zeros(32), 1e-8), rtol=1e-5, atol=1e-5)
+    (dx,), (dx_ref,) = vjp(g), vjp_ref(g)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-4, atol=1e-4)
+    assert float(jnp.max(jnp.abs(dx))) > 0.01

@@ -9,7 +9,13 @@ import pytest
 
 from scaling_rec.config import default_config
 from scaling_rec.flops import loss_flops, scored_per_target
-from scaling_rec.train.losses import full_softmax_loss, sampled_softmax_loss
+from scaling_rec.train.losses import (
+    CPU_DENSE_CHUNK,
+    CPU_GATHER_CHUNK,
+    default_scoring,
+    full_softmax_loss,
+    sampled_softmax_loss,
+)
 
 
 def _inputs(n=7, v=13, d=5, seed=0):
@@ -60,8 +66,9 @@ def test_sampled_softmax_dense_logits_equal_gathered_ones():
 
 
 def test_sampled_softmax_chunked_gather_equals_dense():
-    """Gathering the negatives' rows a few tokens at a time (custom gradient, last chunk padded) gives the
-    dense path's loss and gradients, and is what dense_logits=None picks on CPU."""
+    """Gathering the negatives' rows a few tokens at a time, or scoring a few tokens' full logits at a time
+    (custom gradients, last chunk padded), gives the dense path's loss and gradients; dense_logits=None (on
+    CPU the chunked dense path for this small table) too."""
     hidden, targets, table = (jnp.asarray(x) for x in _inputs(n=9, v=40, d=6))
 
     def loss(h, w, dense, chunk):
@@ -69,11 +76,21 @@ def test_sampled_softmax_chunked_gather_equals_dense():
                                     dense_logits=dense, chunk=chunk)[0]
 
     dense = jax.value_and_grad(loss, argnums=(0, 1))(hidden, table, True, None)
-    for dense_logits, chunk in ((False, 4), (False, 16), (None, None)):
+    for dense_logits, chunk in ((False, 4), (False, 16), (True, 4), (True, 16), (None, None), (False, None)):
         got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3))(hidden, table, dense_logits,
                                                                                        chunk)
         for a, b in zip(jax.tree.leaves(dense), jax.tree.leaves(got), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_default_scoring_rule():
+    """CPU: the ML-1M table (3,953 rows, K = 128) is scored densely in chunks, Beauty's (12,102) gathered in
+    chunks; elsewhere dense in one piece up to K·D rows, else gathered in one piece."""
+    assert default_scoring(3953, 256, 128, "cpu") == (True, CPU_DENSE_CHUNK)
+    assert default_scoring(12102, 64, 128, "cpu") == (False, CPU_GATHER_CHUNK)
+    assert default_scoring(40 * 128, 64, 128, "cpu")[0] and not default_scoring(40 * 128 + 1, 64, 128, "cpu")[0]
+    assert default_scoring(3953, 256, 128, "gpu") == (True, 0)
+    assert default_scoring(128 * 50 + 1, 50, 128, "gpu") == (False, 0)
 
 
 @pytest.mark.parametrize("share", [3, 4, 9])

@@ -31,7 +31,7 @@ from flax import nnx
 from scaling_rec.errors import ConfigError
 from scaling_rec.models.ctr import CtrFamily, Rung
 from scaling_rec.models.ctr_common import MLP, FieldEmbedding, mlp_flops
-from scaling_rec.models.layers import KeyChain, LayerNorm, _lead, dropout, layer_norm, param
+from scaling_rec.models.layers import KeyChain, LayerNorm, affine_layer_norm, dropout, param
 
 _PER_TOKEN_INIT = nnx.initializers.xavier_uniform(batch_axis=(0,))  # fans of each token's own matrix
 
@@ -83,7 +83,7 @@ class RankMixerBlock(nnx.Module):
         y_BxTxD = self.ffn(s_BxTxD, train=train, keys=keys) + s_BxTxD
         if self.out_norm is not None:
             return self.out_norm(y_BxTxD)
-        return layer_norm(y_BxTxD, self.out_norm_eps) * _lead(self.out_scale[...], 3)
+        return affine_layer_norm(y_BxTxD, self.out_scale[...], None, self.out_norm_eps)
 
 
 class RankMixer(nnx.Module):
