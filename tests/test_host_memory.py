@@ -1,0 +1,65 @@
+"""host_memory: the mallopt settings apply on Linux/glibc on import, SCALING_REC_MALLOC=system leaves glibc
+alone, and any other value is refused."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from scaling_rec import host_memory
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+def _imported_flag(env_value: str | None) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin"}
+    if env_value is not None:
+        env[host_memory.ENV] = env_value
+    return subprocess.run([sys.executable, "-c", "import scaling_rec; print(scaling_rec.HOST_MEMORY_RETAINED)"],
+                          capture_output=True, text=True, env=env, check=False)
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_import_applies_it_and_the_environment_can_opt_out():
+    assert _imported_flag(None).stdout.strip() == "True"
+    assert _imported_flag("retain").stdout.strip() == "True"
+    assert _imported_flag("system").stdout.strip() == "False"
+
+
+def test_a_bad_setting_is_refused(monkeypatch):
+    monkeypatch.setenv(host_memory.ENV, "tcmalloc")
+    with pytest.raises(ValueError, match="SCALING_REC_MALLOC='tcmalloc'"):
+        host_memory.apply_default()
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_memory_freed_and_allocated_again_is_not_faulted_in_again():
+    """With the settings, a 64 MiB buffer freed and allocated again reuses the heap's pages: the second
+    rounds take (almost) no new minor page faults; without them glibc maps and unmaps it each time (measured
+    here: 0 against 2,720 faults over five rounds)."""
+    code = """
+import ctypes, resource, sys
+import numpy as np
+if sys.argv[1] == "retain":
+    from scaling_rec import host_memory
+    assert host_memory.retain_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(2):
+    np.ones(1 << 24, np.float32)  # 64 MiB, written, freed
+before = faults()
+for _ in range(5):
+    np.ones(1 << 24, np.float32)
+print(faults() - before)
+"""
+    counts = {}
+    for mode in ("retain", "system"):
+        env = {"PATH": "/usr/bin:/bin", host_memory.ENV: "system"}
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, check=True)
+        counts[mode] = int(out.stdout.split()[-1])
+    huge_pages = 5 * (64 << 20) // (2 << 20)  # the kernel may fault in 2 MiB at a time
+    assert counts["system"] >= huge_pages, counts  # each round faults its buffer in again
+    assert counts["retain"] * 10 < counts["system"], counts
