@@ -14,7 +14,8 @@ Presets (embedding dim 10, Adam lr 1e-3, x0.1 on plateau, early stop after 2 epo
 gain, as the other Frappe presets):
 - rankmixer: T = 5 tokens (one per two Frappe fields) of width D = 40 (5 heads of 8), k = 4, L = 2 blocks,
   mean pool, output MLP 200x2 (BN), dropout 0.1, embedding L2 0.02, batch 2048 (the other Frappe presets
-  keep BARS' 4096), all chosen on validation AUC (below). Test AUC .9806 +- .0001 over seeds 0-2.
+  keep BARS' 4096), all chosen on validation AUC (below). Test AUC .9806 +- .0001 over seeds 0-2; .9805 +- .0001 after
+  the hand-written layer-norm backwards of afbb71c (frappe_cpu.json).
 - sweep: rungs rankmixer/r0-r2 of scaling_rec/sweep/sizes.py at 1 and 3 epochs, constant learning rate,
   one evaluation at the end (experiments/wukong/scaling.py's protocol).
 - tiny: a seconds-long smoke run on synthetic data.
