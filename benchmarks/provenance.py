@@ -13,6 +13,8 @@ from typing import Any
 
 import jax
 
+import scaling_rec
+from scaling_rec import host_memory
 from scaling_rec.io import atomic_write_json
 from scaling_rec.provenance import code_version
 
@@ -20,7 +22,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def provenance() -> dict:
-    """git commit ($SCALING_REC_COMMIT when set, else git HEAD), machine, versions and UTC time."""
+    """git commit ($SCALING_REC_COMMIT when set, else git HEAD), machine, versions, UTC time, and the host
+    allocator's settings (scaling_rec.host_memory; the MALLOC_* environment, which subprocesses inherit)."""
     dev = jax.devices()[0]
     return {
         **code_version(),
@@ -30,6 +33,9 @@ def provenance() -> dict:
         "versions": {"jax": jax.__version__, "python": platform.python_version()},
         "load_avg": os.getloadavg(),
         "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host_memory": {"retained": scaling_rec.HOST_MEMORY_RETAINED,
+                        "env": {k: v for k, v in sorted(os.environ.items())
+                                if k.startswith("MALLOC_") or k in ("GLIBC_TUNABLES", host_memory.ENV)}},
     }
 
 
