@@ -1,5 +1,5 @@
-"""host_memory: the mallopt settings apply on Linux/glibc on import, SCALING_REC_MALLOC=system leaves glibc
-alone, and any other value is refused."""
+"""host_memory: the mallopt settings apply on Linux/glibc on import (retain, or single_arena),
+SCALING_REC_MALLOC=system leaves glibc alone, and any other value is refused."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def _imported_flag(env_value: str | None) -> subprocess.CompletedProcess:
 def test_import_applies_it_and_the_environment_can_opt_out():
     assert _imported_flag(None).stdout.strip() == "True"
     assert _imported_flag("retain").stdout.strip() == "True"
+    assert _imported_flag("single_arena").stdout.strip() == "True"
     assert _imported_flag("system").stdout.strip() == "False"
 
 
