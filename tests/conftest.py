@@ -1,4 +1,4 @@
-"""Shared test set-up: strict numerics, offline W&B, glibc's own malloc settings, and the real-data location."""
+"""Shared test set-up: strict numerics, offline W&B, and the real-data location."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-# The test process compiles hundreds of programs; with scaling_rec's retained host memory its resident size
-# stays near its peak (4 GB+ over the default set on the 2-core CPU), a risk on a small CI machine, and no
-# test here times anything. tests/test_host_memory.py checks the default in its own subprocesses.
-os.environ.setdefault("SCALING_REC_MALLOC", "system")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
