@@ -44,9 +44,10 @@ def test_forward_and_gradients_against_numpy(operands):
     assert 1e-4 < np.max(np.abs(np.asarray(y) - exact)) < 0.2  # bfloat16 rounding shows, within its 2^-8
 
 
-@pytest.mark.parametrize("shape", [(48, 40), (7, 12), (9, 20), (11, 13)])
+@pytest.mark.parametrize("shape", [(48, 40), (7, 12), (9, 11), (11, 13)])
 def test_transpose_copy_is_the_transpose_in_both_dtypes(shape):
-    """Every branch: the batch split (48, 9 by 3), the feature split (7 x 12), and the plain fallback (11 x 13)."""
+    """Every branch: the batch split (48 by 8, 9 x 11 by 3), the feature split (7 x 12 by 4), and the plain
+    fallback (11 x 13, no factor in either)."""
     a = jax.random.normal(jax.random.PRNGKey(4), shape)
     for dtype in (jnp.float32, jnp.bfloat16):
         out = jax.jit(transpose_copy)(a.astype(dtype))
