@@ -1,22 +1,30 @@
 """Keep freed host memory in the process, so that XLA:CPU's per-step buffers are not page-faulted in again.
 
-XLA:CPU takes a step's temporary buffers from malloc and frees them when the step ends. glibc serves an
-allocation above its mmap threshold (128 KiB, rising with use to at most 32 MiB) with a fresh mmap and
-unmaps it at free, so every step faults its large buffers in again, page by page, zeroed by the kernel.
+XLA:CPU takes a step's temporary buffers from malloc (one block holding all of them) and frees them when the
+step ends. With glibc's own settings, an allocation above its mmap threshold (128 KiB, rising with use to at
+most 32 MiB) is a fresh mmap, unmapped at free, so every step faults its large buffers in again, page by page,
+zeroed by the kernel. XLA runs a step on its worker threads, and glibc gives such threads their own arenas,
+whose heaps hold at most 64 MiB: a larger block is mmapped there whatever M_MMAP_MAX says.
 SCALING_REC_MALLOC chooses what importing scaling_rec does about it (scaling_rec/__init__.py):
-- "retain" (the default): mallopt(M_MMAP_MAX, 0) serves every allocation from a heap and
-  mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) keeps up to that much freed memory at a heap's top for
-  the next step. Resident memory then stays near its high-water mark.
-- "single_arena": also mallopt(M_ARENA_MAX, 1), which puts XLA's worker threads on the main heap. It must
-  come before those threads first allocate (importing scaling_rec before the first computation does).
+- "retain" (the default): mallopt(M_ARENA_MAX, 1) puts every thread on the main heap, mallopt(M_MMAP_MAX, 0)
+  serves every allocation from it, and mallopt(M_TRIM_THRESHOLD, -1) never gives its freed top back, so a
+  step's blocks are the previous step's pages. Resident memory stays at its high-water mark. It must come
+  before XLA's threads first allocate (importing scaling_rec before the first computation does).
+  "single_arena" is a synonym (its name before it became the default).
+- "thread_arenas": the same without the single arena. Threads that allocate at once do not contend for one
+  heap's lock, which makes tiny steps faster, but a block above 64 MiB on a worker thread is still mapped and
+  faulted in again every step.
 - "system": glibc's own settings.
 
-Measured on the idle 2-core CPU, median step of 30 (system / retain / single_arena):
-- bf16 CTR steps at FuxiCTR's configs: DLRM 46-47 / 27-29 / 27.5 ms; DCNv2 54 / 50-54 / 35-36 ms;
-  WuKong 320-327 / 307-328 / 278-289 ms. System time of the WuKong run 6.5 / 5.8 / 2.0-2.3 s.
-- HSTU at the reference's small Beauty shapes: 39-45 / 41-51 / 46-58 ms: threads that allocate at once
-  contend for the one arena's lock (system time 0.5 / 0.6 / 1.1-1.2 s).
-So "retain" is the default and "single_arena" a choice for CTR training (issue 17).
+Measured on the idle 2-core CPU, median step (system / thread_arenas / retain), the peers' shapes:
+- HSTU large ML-1M (1.56 GiB of temporaries a step, bf16 products): 2.0 s and 447k minor faults a step with
+  thread_arenas (the 1.56 GiB block mapped and unmapped every step, 0.8 s of system time) against 1.6 s and
+  none with retain; f32 2.6 → 2.1 s. Large Beauty 248 → 218 ms; small ML-1M unchanged (430 ms); small
+  Beauty 44 → 52-56 ms (its blocks fit a thread's arena; the threads then contend for the one heap).
+- bf16 CTR steps at FuxiCTR's configs (before the trim threshold became -1, 1 GiB then, which these steps
+  never reach): DLRM 46-47 / 27-29 / 27.5-30 ms; DCNv2 54 / 50-54 / 35-36 ms; WuKong 320-327 / 307-328 /
+  270-289 ms. System time of the WuKong run 6.5 / 5.8 / 2.0-2.3 s.
+So "retain" is the default and "thread_arenas" a choice for tiny models (issue 17).
 """
 
 from __future__ import annotations
@@ -29,18 +37,19 @@ import platform
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_MAX = -4
 M_ARENA_MAX = -8
-TRIM_THRESHOLD_BYTES = 1 << 30
+NEVER_TRIM = -1  # M_TRIM_THRESHOLD's value that turns trimming off (mallopt(3))
 ENV = "SCALING_REC_MALLOC"
-CHOICES = ("retain", "single_arena", "system")
+CHOICES = ("retain", "single_arena", "thread_arenas", "system")
 
 
-def retain_freed_memory(single_arena: bool = False) -> bool:
-    """Apply the "retain" settings (and the single arena); True when applied (Linux with glibc)."""
+def retain_freed_memory(single_arena: bool = True) -> bool:
+    """Apply the "retain" settings (without the single arena: "thread_arenas"); True when applied (Linux with
+    glibc)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     settings = ((M_ARENA_MAX, 1),) if single_arena else ()
-    settings += ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    settings += ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NEVER_TRIM))
     return all([bool(libc.mallopt(param, value)) for param, value in settings])
 
 
@@ -49,4 +58,4 @@ def apply_default() -> bool:
     choice = os.environ.get(ENV, "retain")
     if choice not in CHOICES:
         raise ValueError(f"{ENV}={choice!r}: expected one of {CHOICES}")
-    return choice != "system" and retain_freed_memory(single_arena=choice == "single_arena")
+    return choice != "system" and retain_freed_memory(single_arena=choice != "thread_arenas")

@@ -1,5 +1,5 @@
-"""host_memory: the mallopt settings apply on Linux/glibc on import (retain, or single_arena),
-SCALING_REC_MALLOC=system leaves glibc alone, and any other value is refused."""
+"""host_memory: the mallopt settings apply on Linux/glibc on import (retain, its synonym single_arena, or
+thread_arenas), SCALING_REC_MALLOC=system leaves glibc alone, and any other value is refused."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def test_import_applies_it_and_the_environment_can_opt_out():
     assert _imported_flag(None).stdout.strip() == "True"
     assert _imported_flag("retain").stdout.strip() == "True"
     assert _imported_flag("single_arena").stdout.strip() == "True"
+    assert _imported_flag("thread_arenas").stdout.strip() == "True"
     assert _imported_flag("system").stdout.strip() == "False"
 
 
@@ -64,3 +65,39 @@ print(faults() - before)
     huge_pages = 5 * (64 << 20) // (2 << 20)  # the kernel may fault in 2 MiB at a time
     assert counts["system"] >= huge_pages, counts  # each round faults its buffer in again
     assert counts["retain"] * 10 < counts["system"], counts
+
+
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+def test_a_worker_threads_large_block_is_not_faulted_in_again():
+    """XLA:CPU allocates a step's temporaries (1.56 GiB at the HSTU reference's large ML-1M shapes) on a worker
+    thread. A thread's own arena cannot hold a block above 64 MiB and mmaps it whatever M_MMAP_MAX says, so
+    with thread_arenas a 128 MiB block freed and allocated again on a thread is faulted in every round; the
+    default's single arena serves it from the main heap, whose freed pages it keeps."""
+    code = """
+import resource, sys, threading
+import numpy as np
+from scaling_rec import host_memory
+assert host_memory.retain_freed_memory(single_arena=sys.argv[1] == "retain")
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def work(out):
+    for _ in range(2):
+        np.ones(1 << 25, np.float32)  # 128 MiB, written, freed
+    before = faults()
+    for _ in range(5):
+        np.ones(1 << 25, np.float32)
+    out.append(faults() - before)
+out = []
+thread = threading.Thread(target=work, args=(out,))
+thread.start()
+thread.join()
+print(out[0])
+"""
+    counts = {}
+    for mode in ("retain", "thread_arenas"):
+        env = {"PATH": "/usr/bin:/bin", host_memory.ENV: "system"}
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, check=True)
+        counts[mode] = int(out.stdout.split()[-1])
+    huge_pages = 5 * (128 << 20) // (2 << 20)
+    assert counts["thread_arenas"] >= huge_pages, counts
+    assert counts["retain"] * 10 < counts["thread_arenas"], counts
