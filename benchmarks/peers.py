@@ -174,15 +174,20 @@ def summarize(seconds: Sequence[float], examples: Sequence[int]) -> dict:
             "examples_per_step_mean": statistics.fmean(examples)}
 
 
-def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, extra: dict | None = None) -> dict:
+def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, extra: dict | None = None,
+                bf16_matmul_flops_per_s: float | None = None) -> dict:
     """One entry of the result's "cases" in issue 17's layout (plus the timing details and the targets);
-    timing None (the peer failed) gives None rates."""
+    timing None (the peer failed) gives None rates. ours_fraction_of_bf16_matmul: the same useful FLOP/s over
+    the bfloat16-operand matmul rate (the ceiling of a step whose products run in bfloat16)."""
     if timing is None:
         return {"peer": peer, "case": case, "peer_examples_per_s": None, "ours_examples_per_s": None,
                 "ratio": None, "ours_fraction_of_matmul": None, "meets_target": None, **(extra or {})}
     p, o = timing["peer"]["examples_per_s"], timing["ours"]["examples_per_s"]
     useful = timing["ours"].get("useful_flops_per_s")
     fraction = useful / matmul_flops_per_s if useful is not None else None
+    bf16 = {}
+    if useful is not None and bf16_matmul_flops_per_s:
+        bf16 = {"ours_fraction_of_bf16_matmul": useful / bf16_matmul_flops_per_s}
     ceiling = {}
     if useful is not None and p > 0:
         per_example = timing["ours"]["useful_flops_per_step_mean"] / timing["ours"]["examples_per_step_mean"]
@@ -195,14 +200,18 @@ def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, e
         target["fraction_of_matmul"] = TARGET_MATMUL_FRACTION[key]
         met = met and fraction is not None and fraction >= TARGET_MATMUL_FRACTION[key]
     return {"peer": peer, "case": case, "peer_examples_per_s": p, "ours_examples_per_s": o,
-            "ratio": o / p if p > 0 else None, "ours_fraction_of_matmul": fraction, **ceiling, "target": target,
+            "ratio": o / p if p > 0 else None, "ours_fraction_of_matmul": fraction, **bf16, **ceiling, "target": target,
             "meets_target": met, "timing": timing, **(extra or {})}
 
 
-def write_result(path: str | os.PathLike, matmul: dict, cases: list[dict], provenance: dict) -> dict:
-    """The result file: issue 17's layout, matmul_flops_per_s the median of the run's matmul samples."""
-    out = {"matmul_flops_per_s": statistics.median(matmul["samples"]), "cases": cases,
-           "matmul": matmul, "provenance": provenance}
+def write_result(path: str | os.PathLike, matmul: dict, cases: list[dict], provenance: dict,
+                 matmul_bf16: dict | None = None) -> dict:
+    """The result file: issue 17's layout, matmul_flops_per_s the median of the run's float32 matmul samples
+    (bf16_matmul_flops_per_s that of the bfloat16-operand ones, when measured)."""
+    out = {"matmul_flops_per_s": statistics.median(matmul["samples"]), "cases": cases, "matmul": matmul}
+    if matmul_bf16 is not None:
+        out.update(bf16_matmul_flops_per_s=statistics.median(matmul_bf16["samples"]), matmul_bf16=matmul_bf16)
+    out["provenance"] = provenance
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -397,14 +406,15 @@ WORKERS = {"hstu": worker_hstu, "fuxictr": worker_fuxictr, "recbole": worker_rec
 # Our sides (JAX; imported only by the driver).
 # ---------------------------------------------------------------------------------------------------------
 
-def matmul_samples(n: int = 2048, reps: int = 5) -> list[float]:
-    """f32 [n, n] @ [n, n] FLOP/s samples of jitted JAX matmuls on this machine, now."""
+def matmul_samples(n: int = 2048, reps: int = 5, dtype: str = "float32") -> list[float]:
+    """[n, n] @ [n, n] FLOP/s samples of jitted JAX matmuls on this machine, now: operands in `dtype`, float32
+    accumulation and output."""
     import jax
     import jax.numpy as jnp
 
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    mm = jax.jit(jnp.matmul)
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32).astype(dtype)
+    mm = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
     mm(a, b).block_until_ready()
     out = []
     for _ in range(reps):
@@ -429,8 +439,9 @@ def _jitted_step(step_fn: Callable, state: Any, batches: list, count_key: str | 
     return step
 
 
-def ours_hstu(case: str, batches_npz: str, harness_dir: str) -> OurSide:
-    """The project's HSTU step at hstu_torch_bench's shapes, on the batches the torch worker generated."""
+def ours_hstu(case: str, batches_npz: str, harness_dir: str, matmul_dtype: str = "float32") -> OurSide:
+    """The project's HSTU step at hstu_torch_bench's shapes, on the batches the torch worker generated, its
+    products in `matmul_dtype` (model.matmul_dtype)."""
     import types
 
     import jax
@@ -456,6 +467,7 @@ def ours_hstu(case: str, batches_npz: str, harness_dir: str) -> OurSide:
     args = types.SimpleNamespace(seed=HSTU_SEED, attention_impl="auto", batch_size=HSTU_BATCH, lr=1e-3,
                                  loss="ssm", num_negatives=HSTU_NEGATIVES, warmup=1, steps=1)
     c = hj.project_config(hj.MODEL_CONFIGS[config], args, model_max_len, "jagged")
+    c.model.matmul_dtype = matmul_dtype
     tokens = auto_tokens_per_batch(np.concatenate(lens), HSTU_BATCH, model_max_len)
     tokens = max(tokens, int(math.ceil(max(int(x.sum()) for x in lens) / 64.0)) * 64)
     spec = BatchSpec("jagged", HSTU_BATCH, model_max_len, tokens)
@@ -624,7 +636,8 @@ def run_cases(a: argparse.Namespace, log: Any, done: Callable[[list], None]) -> 
                 npz = os.path.join(tmp, case.replace("/", "_") + ".npz")
                 cmd = _worker_cmd(a, a.hstu_python or str(peers / "venv_hstu/bin/python"), "hstu", case,
                                   peer_dir=a.gr_dir or str(peers / "gr"), harness_dir=a.harness_dir, batches=npz)
-                plans.append(("hstu-torch", case, cmd, lambda case=case, npz=npz: ours_hstu(case, npz, a.harness_dir)))
+                plans.append(("hstu-torch", case, cmd, lambda case=case, npz=npz: ours_hstu(case, npz, a.harness_dir,
+                                                                                        a.hstu_matmul_dtype)))
         if "ctr" in families:
             for model in a.ctr_models.split(","):
                 cmd = _worker_cmd(a, a.fuxictr_python or str(peers / "venv_fuxi/bin/python"), "fuxictr", model,
@@ -671,6 +684,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ctr_models", default=",".join(CTR_MODELS))
     p.add_argument("--ctr_matmul_dtype", default="float32", choices=("float32", "bfloat16"),
                    help="our CTR step's model.matmul_dtype (the peer trains in float32)")
+    p.add_argument("--hstu_matmul_dtype", default="float32", choices=("float32", "bfloat16"),
+                   help="our HSTU step's model.matmul_dtype (the peer trains in float32)")
     p.add_argument("--peers_dir", default=os.environ.get("SCALING_REC_PEERS", "../peers"),
                    help="peer checkouts, venvs, data and scratch (venv_hstu, gr, venv_fuxi, fuxictr_src, "
                         "data/frappe_split, venv_recbole, data/beauty); each path below overrides one")
@@ -712,17 +727,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     prov = provenance()
     load_before = os.getloadavg()
     matmul = {"n": 2048, "dtype": "float32", "before": matmul_samples()}
-    keep = ("families", "hstu_cases", "ctr_models", "ctr_matmul_dtype", "threads", "warmup", "rounds", "round_s")
+    matmul_bf16 = {"n": 2048, "dtype": "bfloat16", "before": matmul_samples(dtype="bfloat16")}
+    keep = ("families", "hstu_cases", "ctr_models", "ctr_matmul_dtype", "hstu_matmul_dtype", "threads", "warmup",
+            "rounds", "round_s")
     prov.update({"command": command_line("benchmarks.peers", [f"--{k}={getattr(a, k)}" for k in (*keep, "out")]),
                  "load_avg_before": list(load_before), "config": {k: getattr(a, k) for k in keep},
                  "peer_versions": {"generative-recommenders": "2e81fab69a497fb5e24cd23569adf1e78070e4ec",
                                    "FuxiCTR": "0245987fdc1d43c36164ea496a02324885a8557a", "recbole": "1.2.1"}})
 
     def write(raw: list, complete: bool) -> dict:
-        matmul["samples"] = matmul["before"] + matmul.get("after", [])
+        for m in (matmul, matmul_bf16):
+            m["samples"] = m["before"] + m.get("after", [])
         prov.update({"load_avg_after": list(os.getloadavg()), "complete": complete})
-        cases = [case_record(*r[:3], statistics.median(matmul["samples"]), r[3]) for r in raw]
-        return write_result(a.out, matmul, cases, prov)
+        cases = [case_record(*r[:3], statistics.median(matmul["samples"]), r[3],
+                             statistics.median(matmul_bf16["samples"])) for r in raw]
+        return write_result(a.out, matmul, cases, prov, matmul_bf16)
 
     log = open(a.log, "a") if a.log else None  # noqa: SIM115 (the workers' stderr for the whole run)
     try:
@@ -731,6 +750,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if log:
             log.close()
     matmul["after"] = matmul_samples()
+    matmul_bf16["after"] = matmul_samples(dtype="bfloat16")
     out = write(raw, complete=True)
     for c in out["cases"]:
         print(json.dumps({k: c[k] for k in ("peer", "case", "peer_examples_per_s", "ours_examples_per_s", "ratio",

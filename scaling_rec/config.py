@@ -15,6 +15,7 @@ from typing import Any
 import ml_collections
 
 from scaling_rec.families import SEQUENCE_FAMILIES
+from scaling_rec.models.ctr import MATMUL_DTYPES
 from scaling_rec.schema import ADDED_KEYS, Schema, check_mesh, exactly_one_length, mesh_shape, run_id
 
 __all__ = ["ADDED_KEYS", "SCHEMA", "check_mesh", "default_config", "mesh_shape", "run_id", "validate"]
@@ -62,6 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.model = dict(
         family="hstu", embed_dim=50, num_blocks=2, num_heads=1, qk_dim=50, v_dim=50, ffn_dim=50, dropout=0.2,
         time_bias=True, num_time_buckets=128, time_bucket_divisor=0.301, l2_norm=True, attention_impl="auto",
+        # HSTU only: 'bfloat16' runs the blocks' products, the attention's q, k, v and the loss's dense scoring
+        # in bfloat16 with float32 accumulation (scaling_rec/models/hstu.py; issue 17).
+        matmul_dtype="float32",
     )
     c.train = dict(
         batch_size=128, num_epochs=0.0, num_steps=0, flops_budget=0.0, learning_rate=1e-3, b1=0.9, b2=0.98,
@@ -91,6 +95,13 @@ def _heads_divide_width(given: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _bf16_is_hstu(given: Mapping[str, Any]) -> str | None:
+    if given["model.family"] != "hstu" and given["model.matmul_dtype"] != "float32":
+        return (f"'model.matmul_dtype' = {given['model.matmul_dtype']!r} is implemented for HSTU only; "
+                f"{given['model.family']!r} trains in float32 (set model.matmul_dtype='float32').")
+    return None
+
+
 def _padded_ignores_kernel(given: Mapping[str, Any]) -> str | None:
     if given["model.family"] == "hstu" and given["data.layout"] == "padded" and given["model.attention_impl"] != "auto":
         return (f"'model.attention_impl' = {given['model.attention_impl']!r} has no effect with 'data.layout' = "
@@ -104,7 +115,7 @@ SCHEMA = Schema(
     label="config", module="scaling_rec.config", defaults=default_config,
     choices={"data.name": DATASETS, "data.layout": LAYOUTS, "model.family": FAMILIES, "model.attention_impl": IMPLS,
              "eval.select_metric": SELECT_METRICS, "train.loss": LOSSES, "train.lr_decay": LR_DECAYS,
-             "data.timestamp_unit": TIMESTAMP_UNITS},
+             "data.timestamp_unit": TIMESTAMP_UNITS, "model.matmul_dtype": MATMUL_DTYPES},
     positive=("data.max_len", "model.embed_dim", "model.num_blocks", "model.num_heads", "model.qk_dim", "model.v_dim",
               "model.ffn_dim", "model.num_time_buckets", "model.time_bucket_divisor", "train.batch_size",
               "train.learning_rate", "train.num_negatives", "train.negative_sharing",
@@ -116,6 +127,6 @@ SCHEMA = Schema(
                   "data.num_items"),
     fractions=("model.dropout", "train.b1", "train.b2", "data.long_p_signal", "train.final_lr_fraction"),
     unit_fractions=("data.train_user_fraction",), positive_lists=("eval.ks",),
-    rules=(exactly_one_length, _heads_divide_width, _padded_ignores_kernel),
+    rules=(exactly_one_length, _heads_divide_width, _padded_ignores_kernel, _bf16_is_hstu),
 )
 validate = SCHEMA.validate

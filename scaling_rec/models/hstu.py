@@ -7,6 +7,11 @@ One block (eqs. 1-3 of the paper):
   x'         = W_o dropout(LN(A(X)V) ⊙ U) + x
 rab = learned table over relative positions + learned table over log-bucketed time gaps (optional:
 the Amazon S3-Rec files carry no timestamps).
+
+matmul_dtype = 'bfloat16' (mixed precision, issue 17): W_uvqk and W_o take bfloat16 operands with float32
+accumulation (layers.matmul), and q, k, v enter the attention in bfloat16 (the Pallas kernel's tensor-core
+inputs; the XLA paths, jagged and padded, compute from them in float32). Parameters, norms, SiLU and the
+residual stream stay float32.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from flax import nnx
 
 from scaling_rec.kernels import hstu_attention
 from scaling_rec.kernels.hstu_reference import relative_bias
-from scaling_rec.models.layers import Dense, KeyChain, dropout, layer_norm, param
+from scaling_rec.models.layers import MATMUL_DTYPES, Dense, KeyChain, dropout, layer_norm, matmul, param
 from scaling_rec.models.sequential import SequentialRecommender, TokenView
 
 
@@ -31,7 +36,10 @@ def padded_hstu_attention(
     time_bias: jax.Array | None,
     time_bucket_divisor: float,
 ) -> jax.Array:
-    """Dense HSTU attention on a padded [B, L] batch (the padded baseline); returns [B, L, H, V]."""
+    """Dense HSTU attention on a padded [B, L] batch (the padded baseline); returns [B, L, H, V] in q's dtype,
+    computed in float32 (as the jagged XLA path)."""
+    dtype = q_BxLxHxK.dtype
+    q_BxLxHxK, k_BxLxHxK, v_BxLxHxV = (t.astype(jnp.float32) for t in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxV))
     length = q_BxLxHxK.shape[1]
     s_BxHxLxL = jnp.einsum("bnhd,bmhd->bhnm", q_BxLxHxK, k_BxLxHxK)
     bias_BxLxL = relative_bias(
@@ -45,18 +53,21 @@ def padded_hstu_attention(
     mask_BxLxL = causal[None] & view.valid[:, None, :] & view.valid[:, :, None]
     a = jax.nn.silu(s_BxHxLxL) / max_len
     a = jnp.where(mask_BxLxL[:, None], a, jnp.zeros_like(a))
-    return jnp.einsum("bhnm,bmhd->bnhd", a, v_BxLxHxV)
+    return jnp.einsum("bhnm,bmhd->bnhd", a, v_BxLxHxV).astype(dtype)
 
 
 class HSTUBlock(nnx.Module):
     """One HSTU layer; see the module docstring. Weights: W_uvqk [D, H·(2·dv + 2·dqk)], W_o [H·dv, D]."""
 
     def __init__(self, embed_dim: int, num_heads: int, qk_dim: int, v_dim: int, max_len: int,
-                 time_bias: bool, num_time_buckets: int, rngs: nnx.Rngs) -> None:
+                 time_bias: bool, num_time_buckets: int, rngs: nnx.Rngs, matmul_dtype: str = "float32") -> None:
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype {matmul_dtype!r} not in {MATMUL_DTYPES}")
         self.num_heads, self.qk_dim, self.v_dim = num_heads, qk_dim, v_dim
+        self.matmul_dtype = matmul_dtype
         width = num_heads * (2 * v_dim + 2 * qk_dim)
         self.uvqk = param(rngs, nnx.initializers.normal(0.02), (embed_dim, width), ("embed", "mlp"))
-        self.out = Dense(num_heads * v_dim, embed_dim, ("mlp", "embed"), rngs)
+        self.out = Dense(num_heads * v_dim, embed_dim, ("mlp", "embed"), rngs, matmul_dtype=matmul_dtype)
         self.pos_bias = param(rngs, nnx.initializers.normal(0.02), (2 * max_len - 1,), (None,))
         self.time_bias = (
             param(rngs, nnx.initializers.normal(0.02), (num_time_buckets + 1,), (None,)) if time_bias else None
@@ -65,10 +76,10 @@ class HSTUBlock(nnx.Module):
     def __call__(self, x: jax.Array, view: TokenView, max_len: int, divisor: float, dropout_rate: float,
                  keys: KeyChain, impl: str = "auto") -> jax.Array:
         h, dqk, dv = self.num_heads, self.qk_dim, self.v_dim
-        uvqk = jax.nn.silu(layer_norm(x) @ self.uvqk[...])
+        uvqk = jax.nn.silu(matmul(layer_norm(x), self.uvqk[...], self.matmul_dtype))
         u, v, q, k = jnp.split(uvqk, [h * dv, 2 * h * dv, 2 * h * dv + h * dqk], axis=-1)
         lead = x.shape[:-1]
-        q, k, v = (t.reshape(lead + (h, t.shape[-1] // h)) for t in (q, k, v))
+        q, k, v = (t.reshape(lead + (h, t.shape[-1] // h)).astype(self.matmul_dtype) for t in (q, k, v))
         time_bias = self.time_bias[...] if self.time_bias is not None else None
         if view.jagged:
             attn = hstu_attention(
@@ -79,7 +90,7 @@ class HSTUBlock(nnx.Module):
             )
         else:
             attn = padded_hstu_attention(q, k, v, view, max_len, self.pos_bias[...], time_bias, divisor)
-        attn = attn.reshape(lead + (h * dv,))
+        attn = attn.reshape(lead + (h * dv,)).astype(jnp.float32)
         y = layer_norm(attn) * u
         return self.out(dropout(y, dropout_rate, keys.next())) + x
 
@@ -89,12 +100,13 @@ class HSTU(SequentialRecommender):
 
     def __init__(self, num_items: int, *, embed_dim: int, num_blocks: int, num_heads: int, qk_dim: int,
                  v_dim: int, max_len: int, dropout_rate: float, time_bias: bool, num_time_buckets: int,
-                 time_bucket_divisor: float, l2_norm: bool, rngs: nnx.Rngs, attention_impl: str = "auto") -> None:
-        super().__init__(num_items, embed_dim, max_len, dropout_rate, l2_norm, rngs)
+                 time_bucket_divisor: float, l2_norm: bool, rngs: nnx.Rngs, attention_impl: str = "auto",
+                 matmul_dtype: str = "float32") -> None:
+        super().__init__(num_items, embed_dim, max_len, dropout_rate, l2_norm, rngs, matmul_dtype)
         self.divisor = time_bucket_divisor
         self.attention_impl = attention_impl
         self.blocks = nnx.List([
-            HSTUBlock(embed_dim, num_heads, qk_dim, v_dim, max_len, time_bias, num_time_buckets, rngs)
+            HSTUBlock(embed_dim, num_heads, qk_dim, v_dim, max_len, time_bias, num_time_buckets, rngs, matmul_dtype)
             for _ in range(num_blocks)
         ])
 

@@ -30,7 +30,7 @@ def build(config: ml_collections.ConfigDict, num_items: int, *, time_bias: bool 
         return HSTU(num_items, qk_dim=m.qk_dim, v_dim=m.v_dim,
                     time_bias=m.time_bias if time_bias is None else time_bias,
                     num_time_buckets=m.num_time_buckets, time_bucket_divisor=m.time_bucket_divisor,
-                    attention_impl=m.attention_impl, **common)
+                    attention_impl=m.attention_impl, matmul_dtype=m.get("matmul_dtype", "float32"), **common)
     if m.family == "sasrec":
         return SASRec(num_items, ffn_dim=m.ffn_dim, **common)
     raise ValueError(f"unknown model.family {m.family!r}")

@@ -93,8 +93,10 @@ class SequentialRecommender(nnx.Module):
     """
 
     def __init__(self, num_items: int, embed_dim: int, max_len: int, dropout_rate: float, l2_norm: bool,
-                 rngs: nnx.Rngs) -> None:
+                 rngs: nnx.Rngs, matmul_dtype: str = "float32") -> None:
         self.num_items = num_items
+        # The dtype of the encoder's products and of the loss's scoring product (layers.MATMUL_DTYPES).
+        self.matmul_dtype = matmul_dtype
         self.embed_dim = embed_dim
         self.max_len = max_len
         self.dropout_rate = dropout_rate

@@ -7,6 +7,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from scaling_rec.models.layers import MATMUL_DTYPES, matmul, transpose_copy
+
 # Tokens per chunk when the negatives' rows are gathered chunk by chunk (the default on CPU for a large
 # table): a chunk's rows, 16 x K x D floats (2 MB at K = 128, D = 256), stay in cache between the gather and
 # the dot. Measured at N = 16k, K = 128, D = 256, V = 3953, loss + gradient: 1.1-1.5 s at 16 tokens against
@@ -32,6 +34,7 @@ def sampled_softmax_loss(
     dense_logits: bool | None = None,
     chunk: int | None = None,
     share: int = 1,
+    matmul_dtype: str = "float32",
 ) -> tuple[jax.Array, jax.Array]:
     """Sampled softmax over the target and `num_negatives` uniform negatives per token.
 
@@ -70,11 +73,15 @@ def sampled_softmax_loss(
       chunk: tokens per chunk of either way (None or 0: one piece; the default rule sets it).
       share: tokens per draw of negatives (see above); with share > 1 the shared scoring is used unless
         dense_logits is True.
+      matmul_dtype: the dense ways' products (MATMUL_DTYPES): 'bfloat16' rounds hidden, table and the logits'
+        gradient to bfloat16 and accumulates in float32 (layers.bf16_matmul), forward and backward. The
+        gathered ways and the target's logit stay float32.
     Returns:
       (sum of per-token losses, number of target tokens), both float32 scalars.
     """
     n = hidden_NxD.shape[0]
     num_items = table_VxD.shape[0] - 1
+    _check_dtype(matmul_dtype)
     if share < 1:
         raise ValueError(f"share = {share}: tokens per draw of negatives must be >= 1")
     pos_logit_N = jnp.sum(hidden_NxD * jnp.take(table_VxD, targets_N, axis=0), axis=-1) / temperature
@@ -93,9 +100,10 @@ def sampled_softmax_loss(
                                                       jax.default_backend())
         chunk = default_chunk if chunk is None else chunk
     if dense_logits and chunk:
-        neg_logit_NxK = _dense_chunk_dots(hidden_NxD, table_VxD, neg_NxK, int(chunk)) / temperature
+        neg_logit_NxK = _dense_chunk_dots(hidden_NxD, table_VxD, neg_NxK, int(chunk), matmul_dtype) / temperature
     elif dense_logits:
-        neg_logit_NxK = jnp.take_along_axis(hidden_NxD @ table_VxD.T / temperature, neg_NxK, axis=1)
+        logits_NxV = matmul(hidden_NxD, table_VxD.T, matmul_dtype)
+        neg_logit_NxK = jnp.take_along_axis(logits_NxV / temperature, neg_NxK, axis=1)
     elif chunk:
         neg_logit_NxK = _gathered_dots(hidden_NxD, table_VxD, neg_NxK, int(chunk)) / temperature
     else:
@@ -111,6 +119,17 @@ def default_scoring(rows: int, dim: int, num_negatives: int, backend: str) -> tu
         dense = rows <= CPU_DENSE_MAX_ROWS_PER_NEGATIVE * num_negatives
         return dense, CPU_DENSE_CHUNK if dense else CPU_GATHER_CHUNK
     return rows <= num_negatives * dim, 0
+
+
+def _check_dtype(matmul_dtype: str) -> None:
+    if matmul_dtype not in MATMUL_DTYPES:
+        raise ValueError(f"matmul_dtype {matmul_dtype!r} not in {MATMUL_DTYPES}")
+
+
+def _dot(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]], dtype: str) -> jax.Array:
+    """float32 dot_general of a and b contracted over `contract`, their operands rounded to `dtype`."""
+    a, b = a.astype(dtype), b.astype(dtype)
+    return jax.lax.dot_general(a, b, (contract, ((), ())), preferred_element_type=jnp.float32)
 
 
 def _softmax_terms(pos_logit_N: jax.Array, neg_logit_NxK: jax.Array, neg_NxK: jax.Array,
@@ -168,36 +187,44 @@ def _gathered_dots_bwd(chunk, res, g_NxK):
 _gathered_dots.defvjp(_gathered_dots_fwd, _gathered_dots_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _dense_chunk_dots(hidden_NxD: jax.Array, table_VxD: jax.Array, idx_NxK: jax.Array, chunk: int) -> jax.Array:
-    """_gathered_dots' [N, K] dot products from each chunk's full [chunk, V] logits (a loop over chunks)."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _dense_chunk_dots(hidden_NxD: jax.Array, table_VxD: jax.Array, idx_NxK: jax.Array, chunk: int,
+                      dtype: str = "float32") -> jax.Array:
+    """_gathered_dots' [N, K] dot products from each chunk's full [chunk, V] logits (a loop over chunks), the
+    products' operands in `dtype` (float32 accumulation)."""
+    table_op = table_VxD.astype(dtype)
 
     def one(args):
         h_CxD, i_CxK = args
-        return jnp.take_along_axis(h_CxD @ table_VxD.T, i_CxK, axis=1)
+        return jnp.take_along_axis(_dot(h_CxD, table_op, ((1,), (1,)), dtype), i_CxK, axis=1)
 
     out = jax.lax.map(one, (_chunked(hidden_NxD, chunk), _chunked(idx_NxK, chunk)))
     return out.reshape(-1, idx_NxK.shape[1])[: idx_NxK.shape[0]]
 
 
-def _dense_chunk_dots_fwd(hidden_NxD, table_VxD, idx_NxK, chunk):
-    return _dense_chunk_dots(hidden_NxD, table_VxD, idx_NxK, chunk), (hidden_NxD, table_VxD, idx_NxK)
+def _dense_chunk_dots_fwd(hidden_NxD, table_VxD, idx_NxK, chunk, dtype):
+    return _dense_chunk_dots(hidden_NxD, table_VxD, idx_NxK, chunk, dtype), (hidden_NxD, table_VxD, idx_NxK)
 
 
-def _dense_chunk_dots_bwd(chunk, res, g_NxK):
+def _dense_chunk_dots_bwd(chunk, dtype, res, g_NxK):
     """Per chunk: g scattered into a dense [chunk, V] logit gradient (repeated negatives add up), then
-    d hidden = G · table and d table += G^T · hidden, two matmuls (the table's gradient a loop carry)."""
+    d hidden = G · table and d table += G^T · hidden, two matmuls (the table's gradient a loop carry). In
+    bfloat16, G^T is written out (layers.transpose_copy) so that both are plain [M, K] x [K, N] products, the
+    form XLA:CPU runs in bfloat16."""
     hidden_NxD, table_VxD, idx_NxK = res
     rows_Cx1 = jnp.arange(chunk)[:, None]
+    table_op = table_VxD.astype(dtype)
 
     def body(dtable_VxD, args):
         h_CxD, i_CxK, g_CxK = args
-        g_CxV = jnp.zeros((chunk, table_VxD.shape[0]), g_CxK.dtype).at[rows_Cx1, i_CxK].add(g_CxK)
-        return dtable_VxD + g_CxV.T @ h_CxD, g_CxV @ table_VxD
+        g_CxV = jnp.zeros((chunk, table_VxD.shape[0]), g_CxK.dtype).at[rows_Cx1, i_CxK].add(g_CxK).astype(dtype)
+        g_VxC = transpose_copy(g_CxV) if dtype == "bfloat16" else g_CxV.T
+        return dtable_VxD + _dot(g_VxC, h_CxD, ((1,), (0,)), dtype), _dot(g_CxV, table_op, ((1,), (0,)), dtype)
 
     xs = (_chunked(hidden_NxD, chunk), _chunked(idx_NxK, chunk), _chunked(g_NxK, chunk))
     dtable_VxD, dh = jax.lax.scan(body, jnp.zeros_like(table_VxD), xs)
-    return dh.reshape(-1, hidden_NxD.shape[1])[: hidden_NxD.shape[0]], dtable_VxD, None
+    dh_NxD = dh.reshape(-1, hidden_NxD.shape[1])[: hidden_NxD.shape[0]]
+    return dh_NxD.astype(hidden_NxD.dtype), dtable_VxD.astype(table_VxD.dtype), None
 
 
 _dense_chunk_dots.defvjp(_dense_chunk_dots_fwd, _dense_chunk_dots_bwd)
@@ -209,14 +236,17 @@ def full_softmax_loss(
     table_VxD: jax.Array,
     *,
     temperature: float,
+    matmul_dtype: str = "float32",
 ) -> tuple[jax.Array, jax.Array]:
     """Cross-entropy of the softmax over every item (rows 1..V-1 of the table) per target token.
 
     The loss SASRec is trained with in Klenitskiy & Vasilev 2023 ("Turning Dross Into Gold Loss"),
     which they find ranks better than sampled negatives. Costs 2·D·(V−1) FLOPs per token
-    (flops.scored_per_target). Same arguments and returns as `sampled_softmax_loss`.
+    (flops.scored_per_target). Same arguments and returns as `sampled_softmax_loss` (matmul_dtype: the
+    logits' product, layers.matmul).
     """
-    logits_NxV = hidden_NxD @ table_VxD[1:].T / temperature
+    _check_dtype(matmul_dtype)
+    logits_NxV = matmul(hidden_NxD, table_VxD[1:].T, matmul_dtype) / temperature
     safe_N = jnp.maximum(targets_N - 1, 0)
     pos_logit_N = jnp.take_along_axis(logits_NxV, safe_N[:, None], axis=1)[:, 0]
     loss_N = jax.nn.logsumexp(logits_NxV, axis=1) - pos_logit_N

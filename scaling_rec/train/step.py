@@ -125,11 +125,12 @@ def make_loss(graphdef: nnx.GraphDef, train: ml_collections.ConfigDict) -> LossF
         hidden_NxD = hidden.reshape(-1, hidden.shape[-1])
         if train.loss == "full_softmax":
             loss_sum, count = full_softmax_loss(hidden_NxD, _flat_targets(batch), model.item_embeddings(),
-                                                temperature=train.temperature)
+                                                temperature=train.temperature, matmul_dtype=model.matmul_dtype)
         else:
             loss_sum, count = sampled_softmax_loss(
                 hidden_NxD, _flat_targets(batch), model.item_embeddings(), k_neg,
                 num_negatives=train.num_negatives, temperature=train.temperature, share=train.negative_sharing,
+                matmul_dtype=model.matmul_dtype,
             )
         loss = loss_sum / jnp.maximum(count, 1.0)
         return loss, ({"loss": loss, "loss_sum": loss_sum, "targets": count}, rest)

@@ -103,3 +103,77 @@ def test_item_table_padded_for_sharding_but_scoring_sees_items_only():
     model = build(_config("sasrec"), 50)
     assert model.items.table.shape[0] % 64 == 0
     assert model.item_embeddings().shape == (51, 16)
+
+
+def _bf16_pair():
+    models = []
+    for dtype in ("float32", "bfloat16"):
+        c = _config("hstu")
+        c.model.matmul_dtype = dtype
+        models.append(build(c, 50))  # the same seed: the same parameters
+    return models
+
+
+def test_hstu_in_bfloat16_is_close_to_float32_and_its_jagged_equals_padded():
+    """model.matmul_dtype='bfloat16': the same parameters give per-token outputs within bfloat16's rounding of
+    float32's (unit vectors: cosine, not elementwise), and the jagged and padded layouts agree up to the last
+    bit of the bfloat16 attention output; the loss is float32's within 1%, its gradients point the same way."""
+    from scaling_rec.train.step import make_loss
+
+    m32, m16 = _bf16_pair()
+    exs = _examples()
+    batch = pack_jagged(exs, 8, 64)
+    h32, h16 = np.asarray(m32(batch)), np.asarray(m16(batch))
+    real = np.asarray(batch.segment_ids_T) < 8
+    cosine = np.sum(h32 * h16, axis=-1)[real]
+    assert np.all(cosine > 0.999) and not np.array_equal(h32, h16), cosine.min()
+    hp = np.asarray(m16(pad_examples(exs, 8, 16)))
+    off = 0
+    for b, e in enumerate(exs):
+        np.testing.assert_allclose(h16[off:off + len(e)], hp[b, :len(e)], atol=2e-2)
+        off += len(e)
+
+    c = _config("hstu")
+    results = []
+    for model in (m32, m16):
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        loss_fn = make_loss(graphdef, c.train)
+        results.append(jax.value_and_grad(lambda p, r=rest, f=loss_fn: f(p, r, batch, jax.random.key(2))[0])(params))
+    (l32, g32), (l16, g16) = results
+    assert abs(float(l16) - float(l32)) < 1e-2 * abs(float(l32))
+    for a, b in zip(jax.tree.leaves(g32), jax.tree.leaves(g16), strict=True):
+        if float(jnp.linalg.norm(a)) > 1e-6:
+            cos = float(jnp.vdot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+            assert cos > 0.98, (a.shape, cos)
+
+
+def test_hstu_bfloat16_products_are_bfloat16_dots():
+    """On XLA:CPU the compiled gradient of a bfloat16 HSTU holds, per block, the projections' forward, dx and dw
+    products as dots of bfloat16 operands (6 a block), and the loss's dense scoring adds its own."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the HLO checked here is XLA:CPU's")
+    import re
+
+    from scaling_rec.train.step import make_loss
+
+    _, m16 = _bf16_pair()
+    batch = pack_jagged(_examples(), 8, 64)
+    graphdef, params, rest = nnx.split(m16, nnx.Param, ...)
+    loss_fn = make_loss(graphdef, _config("hstu").train)
+    grad = jax.jit(jax.grad(lambda p, b: loss_fn(p, rest, b, jax.random.key(2))[0]))
+    hlo = grad.lower(params, batch).compile().as_text()
+    computations = re.findall(r"^%.*? \{\n.*?^\}", hlo, re.M | re.S)  # XLA:CPU wraps each dot in its own
+    bf16_dots = [c for c in computations if " dot(" in c and c.splitlines()[0].count("bf16[") == 2]
+    assert len(bf16_dots) >= 6 * len(m16.blocks) + 3, len(bf16_dots)
+
+
+def test_bfloat16_is_for_hstu_only():
+    from scaling_rec.config import validate
+    from scaling_rec.errors import ConfigError
+
+    c = _config("sasrec")
+    c.train.num_steps, c.model.matmul_dtype = 5, "bfloat16"
+    with pytest.raises(ConfigError, match="HSTU only"):
+        validate(c)
+    c.model.family = "hstu"
+    validate(c)

@@ -158,3 +158,55 @@ def test_loss_flops_match_xla(loss):
         xla -= _xla_flops(lambda w, i: jnp.take(w, i, axis=0), table, np.ones((n, k), np.int32))
     analytic = loss_flops(c.model, n, scored_per_target(c.train, v - 1))
     assert analytic <= xla <= 1.35 * analytic, (analytic, xla)
+
+
+def _bf16(x: jax.Array) -> jax.Array:
+    return x.astype(jnp.bfloat16).astype(jnp.float32)
+
+
+@pytest.mark.parametrize("dense_logits,chunk", [(True, 4), (True, None)])
+def test_bfloat16_dense_scoring_is_close_to_float32_either_way(dense_logits, chunk):
+    """matmul_dtype='bfloat16', chunked or in one piece: loss and gradients are float32's up to bfloat16's
+    rounding (the next test checks the logits exactly), and the two ways agree up to summation order."""
+    hidden, targets, table = (jnp.asarray(x) for x in _inputs(n=9, v=40, d=6))
+
+    def loss(h, w, dtype, dense, chunk):
+        return sampled_softmax_loss(h, targets, w, jax.random.key(3), num_negatives=16, temperature=0.1,
+                                    dense_logits=dense, chunk=chunk, matmul_dtype=dtype)[0]
+
+    got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3, 4))(hidden, table, "bfloat16",
+                                                                                      dense_logits, chunk)
+    exact = jax.value_and_grad(loss, argnums=(0, 1))(hidden, table, "float32", True, None)
+    assert float(got[0]) != float(exact[0]) and abs(float(got[0]) - float(exact[0])) < 1e-2 * abs(float(exact[0]))
+    for a, b in zip(jax.tree.leaves(got[1]), jax.tree.leaves(exact[1]), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0.05, atol=0.05 * float(jnp.max(jnp.abs(b))))
+    other = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3, 4))(
+        hidden, table, "bfloat16", True, 4 if chunk is None else None)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(other), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_negative_logits_are_the_rounded_operands_float32_ones():
+    """The forward of the bfloat16 dense ways: each negative's logit is the float32 dot product of the rounded
+    rows (numpy reference), exact up to summation order."""
+    from scaling_rec.train.losses import _dense_chunk_dots
+
+    hidden, _, table = (jnp.asarray(x) for x in _inputs(n=9, v=40, d=6))
+    idx = jax.random.randint(jax.random.key(5), (9, 16), 1, 40)
+    got = _dense_chunk_dots(hidden, table, idx, 4, "bfloat16")
+    h, w = np.asarray(_bf16(hidden), np.float64), np.asarray(_bf16(table), np.float64)
+    want = np.einsum("nd,nkd->nk", h, w[np.asarray(idx)])
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_full_softmax_and_bad_dtypes():
+    hidden, targets, table = (jnp.asarray(x) for x in _inputs())
+    got, n = full_softmax_loss(hidden, targets, table, temperature=0.3, matmul_dtype="bfloat16")
+    want, n2 = full_softmax_loss(_bf16(hidden), targets, _bf16(table), temperature=0.3)
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
+    assert float(n) == float(n2)
+    with pytest.raises(ValueError, match="float16"):
+        full_softmax_loss(hidden, targets, table, temperature=0.3, matmul_dtype="float16")
+    with pytest.raises(ValueError, match="float16"):
+        sampled_softmax_loss(hidden, targets, table, jax.random.key(0), num_negatives=4, temperature=1.0,
+                             matmul_dtype="float16")
