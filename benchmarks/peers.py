@@ -30,7 +30,10 @@ benchmarks.frappe --matmul_dtype's record); FuxiCTR stays float32, as it trains 
 Writes benchmarks/results/peers_cpu.json: {"matmul_flops_per_s", "cases": [{"peer", "case",
 "peer_examples_per_s", "ours_examples_per_s", "ratio", "ours_fraction_of_matmul", ...}], "provenance"}.
 ours_fraction_of_matmul: our useful training FLOP/s (scaling_rec.flops conventions: 3 x the analytic
-forward FLOPs, causal pairs only) over the f32 matmul FLOP/s measured in the same run.
+forward FLOPs, causal pairs only) over the f32 matmul FLOP/s measured while the case ran (samples taken after
+each of its rounds: the case's "matmul_flops_per_s"; the top-level one is the median of samples at the run's
+start and end); ours_fraction_of_bf16_matmul the same over the bfloat16-operand rate (--hstu_matmul_dtype and
+--ctr_matmul_dtype=bfloat16 run our products in bfloat16).
 peer_fraction_of_matmul: the peer's examples/s times the same FLOPs per example, over that matmul rate;
 ratio_at_matmul_rate = 1 / peer_fraction_of_matmul is the ratio our step would reach if every useful FLOP ran
 at the measured f32 matmul rate: a target ratio above it is out of reach in f32 on this machine.
@@ -139,9 +142,12 @@ class OurSide:
         return seconds, examples
 
 
-def interleave(peer: Any, ours: Any, warmup: int, rounds: int, round_s: float) -> dict:
+def interleave(peer: Any, ours: Any, warmup: int, rounds: int, round_s: float,
+               probe: Callable[[], dict[str, list[float]]] | None = None) -> dict:
     """Warm both sides up, then `rounds` rounds of (peer k steps, ours k steps) with k per side chosen from
-    its warm-up so that a round takes about `round_s`; the timed steps of each side and the load average."""
+    its warm-up so that a round takes about `round_s`; the timed steps of each side and the load average.
+    probe: called after each round, its {dtype: matmul FLOP/s samples} gathered as "matmul_samples" (the
+    machine's rate while the case ran: a shared machine's speed drifts by ±25% within minutes)."""
     load_before = os.getloadavg()
     w_peer, _ = peer.steps(warmup)
     w_ours, _ = ours.steps(warmup)
@@ -149,13 +155,18 @@ def interleave(peer: Any, ours: Any, warmup: int, rounds: int, round_s: float) -
     k_ours = max(1, round(round_s / max(w_ours[-1], 1e-6)))
     first = len(getattr(ours, "flops", []))
     sides = {"peer": ([], []), "ours": ([], [])}
+    probed: dict[str, list[float]] = {}
     for _ in range(rounds):
         for name, side, k in (("peer", peer, k_peer), ("ours", ours, k_ours)):
             s, e = side.steps(k)
             sides[name][0].extend(s)
             sides[name][1].extend(e)
+        for dtype, samples in (probe() if probe else {}).items():
+            probed.setdefault(dtype, []).extend(samples)
     out = {"load_avg_before": list(load_before), "load_avg_after": list(os.getloadavg()),
            "warmup_s": {"peer": w_peer, "ours": w_ours}, "steps_per_round": {"peer": k_peer, "ours": k_ours}}
+    if probed:
+        out["matmul_samples"] = probed
     for name, (seconds, examples) in sides.items():
         out[name] = summarize(seconds, examples)
     ours_flops = getattr(ours, "flops", [])[first:]
@@ -177,11 +188,19 @@ def summarize(seconds: Sequence[float], examples: Sequence[int]) -> dict:
 def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, extra: dict | None = None,
                 bf16_matmul_flops_per_s: float | None = None) -> dict:
     """One entry of the result's "cases" in issue 17's layout (plus the timing details and the targets);
-    timing None (the peer failed) gives None rates. ours_fraction_of_bf16_matmul: the same useful FLOP/s over
-    the bfloat16-operand matmul rate (the ceiling of a step whose products run in bfloat16)."""
+    timing None (the peer failed) gives None rates. The matmul rates are the medians of the samples taken
+    between the case's rounds when it has them (interleave's probe), else the arguments (the run's).
+    ours_fraction_of_bf16_matmul: the same useful FLOP/s over the bfloat16-operand matmul rate (the ceiling
+    of a step whose products run in bfloat16)."""
     if timing is None:
         return {"peer": peer, "case": case, "peer_examples_per_s": None, "ours_examples_per_s": None,
                 "ratio": None, "ours_fraction_of_matmul": None, "meets_target": None, **(extra or {})}
+    during = timing.get("matmul_samples", {})
+    rates = {}
+    if during.get("float32"):
+        matmul_flops_per_s = rates["matmul_flops_per_s"] = statistics.median(during["float32"])
+    if during.get("bfloat16"):
+        bf16_matmul_flops_per_s = rates["bf16_matmul_flops_per_s"] = statistics.median(during["bfloat16"])
     p, o = timing["peer"]["examples_per_s"], timing["ours"]["examples_per_s"]
     useful = timing["ours"].get("useful_flops_per_s")
     fraction = useful / matmul_flops_per_s if useful is not None else None
@@ -201,7 +220,7 @@ def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, e
         met = met and fraction is not None and fraction >= TARGET_MATMUL_FRACTION[key]
     return {"peer": peer, "case": case, "peer_examples_per_s": p, "ours_examples_per_s": o,
             "ratio": o / p if p > 0 else None, "ours_fraction_of_matmul": fraction, **bf16, **ceiling, "target": target,
-            "meets_target": met, "timing": timing, **(extra or {})}
+            "meets_target": met, **rates, "timing": timing, **(extra or {})}
 
 
 def write_result(path: str | os.PathLike, matmul: dict, cases: list[dict], provenance: dict,
@@ -623,6 +642,11 @@ def _worker_cmd(a: argparse.Namespace, python: str, kind: str, case: str, **flag
     return cmd
 
 
+def _probe() -> dict[str, list[float]]:
+    """Matmul FLOP/s samples in both dtypes, taken between a case's rounds."""
+    return {dtype: matmul_samples(reps=3, dtype=dtype) for dtype in ("float32", "bfloat16")}
+
+
 def run_cases(a: argparse.Namespace, log: Any, done: Callable[[list], None]) -> list[tuple[str, str, dict, dict]]:
     """(peer, case, interleave's timing, both sides' info) of every case asked for; done(cases so far) after
     each case."""
@@ -665,7 +689,7 @@ def run_cases(a: argparse.Namespace, log: Any, done: Callable[[list], None]) -> 
                 continue
             try:
                 ours = make_ours()
-                timing = interleave(worker, ours, a.warmup, a.rounds, a.round_s)
+                timing = interleave(worker, ours, a.warmup, a.rounds, a.round_s, probe=_probe)
             finally:
                 worker.close()
             cases.append((peer_name, case, timing, {"peer_info": worker.info, "ours_info": ours.info}))

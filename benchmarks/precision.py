@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                       **launched, "finished_utc": provenance()["utc"]}
             atomic_write_json(out_path, portable_paths(record))
     for m, d in record["summary"]["difference"].items():
-        print(f"[precision] {m}: {dtypes[1]} - {dtypes[0]} = {d['mean']:+.4f} ± {d['se'] or 0:.4f} "
+        spread = f"± {d['se']:.4f}" if d["se"] is not None else "(one seed)"
+        print(f"[precision] {m}: {dtypes[1]} - {dtypes[0]} = {d['mean']:+.4f} {spread} "
               f"(evaluation SE {d['eval_se']:.4f}, within one SE: {d['within_one_se']})")
 
 

@@ -52,8 +52,15 @@ def test_result_layout_and_ratio(tmp_path):
     ours = peers.OurSide({"params": 5}, ours_step, lambda i: 1e9)
     try:
         timing = peers.interleave(w, ours, warmup=1, rounds=3, round_s=0.03)
+        probed = peers.interleave(w, ours, warmup=1, rounds=2, round_s=0.03,
+                                  probe=lambda: {"float32": [4e11], "bfloat16": [8e11]})
     finally:
         w.close()
+    during = peers.case_record("hstu-torch", "large/ml1m", probed, 1e6, None, 1e6)
+    assert probed["matmul_samples"] == {"float32": [4e11, 4e11], "bfloat16": [8e11, 8e11]}
+    assert during["matmul_flops_per_s"] == 4e11 and during["bf16_matmul_flops_per_s"] == 8e11
+    assert during["ours_fraction_of_matmul"] == pytest.approx(2 * during["ours_fraction_of_bf16_matmul"])
+    assert during["ours_fraction_of_matmul"] < 1.0  # against the rate probed during the case, not the 1e6 given
     assert timing["peer"]["steps"] == 3 * timing["steps_per_round"]["peer"]
     assert timing["ours"]["steps"] == 3 * timing["steps_per_round"]["ours"]
     matmul = {"samples": [2e11, 1e11, 3e11]}
