@@ -16,14 +16,15 @@ SCALING_REC_MALLOC chooses what importing scaling_rec does about it (scaling_rec
   faulted in again every step.
 - "system": glibc's own settings.
 
-Measured on the idle 2-core CPU, median step (system / thread_arenas / retain), the peers' shapes:
-- HSTU large ML-1M (1.56 GiB of temporaries a step, bf16 products): 2.0 s and 447k minor faults a step with
-  thread_arenas (the 1.56 GiB block mapped and unmapped every step, 0.8 s of system time) against 1.6 s and
-  none with retain; f32 2.6 → 2.1 s. Large Beauty 248 → 218 ms; small ML-1M unchanged (430 ms); small
-  Beauty 44 → 52-56 ms (its blocks fit a thread's arena; the threads then contend for the one heap).
-- bf16 CTR steps at FuxiCTR's configs (before the trim threshold became -1, 1 GiB then, which these steps
-  never reach): DLRM 46-47 / 27-29 / 27.5-30 ms; DCNv2 54 / 50-54 / 35-36 ms; WuKong 320-327 / 307-328 /
-  270-289 ms. System time of the WuKong run 6.5 / 5.8 / 2.0-2.3 s.
+Measured on the 2-core CPU (scratch timings of benchmarks.peers' steps, issue 17), thread_arenas -> retain:
+- HSTU at the reference's large ML-1M shapes (1.56 GiB of temporaries a step): the block was mapped and
+  unmapped every step, 447k minor faults and 0.8 s of system time a step; with retain none. Steps: bf16
+  products 2.0 -> 1.6 s, float32 2.6 -> 2.1 s (the same hour; the shared machine's speed drifts by 20%
+  within the evening). Large Beauty 248 -> 218 ms; small ML-1M unchanged (430 ms); small Beauty 44 ->
+  52-56 ms: its blocks fit a thread's arena, and on one heap the threads contend for its lock.
+- bf16 CTR steps at FuxiCTR's configs (system / thread_arenas / retain, the trim threshold 1 GiB then,
+  which these steps never reach): DLRM 46-47 / 27-29 / 27.5-30 ms; DCNv2 54 / 50-54 / 35-36 ms; WuKong
+  320-327 / 307-328 / 270-289 ms. System time of the WuKong run 6.5 / 5.8 / 2.0-2.3 s.
 So "retain" is the default and "thread_arenas" a choice for tiny models (issue 17).
 """
 
