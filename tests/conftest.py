@@ -1,4 +1,4 @@
-"""Shared test set-up: strict numerics, offline W&B, and the real-data location."""
+"""Shared test set-up: strict numerics, offline W&B, per-thread malloc heaps, and the real-data location."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import pytest
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+# The tests run hundreds of tiny programs, whose threads contend for the one heap of scaling_rec's default host
+# memory setting: with glibc's per-thread heaps tests/models + tests/train/test_engine.py took 117-124 s
+# against 133-139 s (2-core CPU). tests/test_host_memory.py checks the default in its own subprocesses.
+os.environ.setdefault("SCALING_REC_MALLOC", "thread_arenas")
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
