@@ -22,7 +22,7 @@ from flax import nnx
 
 from scaling_rec.kernels import hstu_attention
 from scaling_rec.kernels.hstu_reference import relative_bias
-from scaling_rec.models.layers import MATMUL_DTYPES, Dense, KeyChain, dropout, layer_norm, matmul, param
+from scaling_rec.models.layers import Dense, KeyChain, check_matmul_dtype, dropout, layer_norm, matmul, param
 from scaling_rec.models.sequential import SequentialRecommender, TokenView
 
 
@@ -61,8 +61,7 @@ class HSTUBlock(nnx.Module):
 
     def __init__(self, embed_dim: int, num_heads: int, qk_dim: int, v_dim: int, max_len: int,
                  time_bias: bool, num_time_buckets: int, rngs: nnx.Rngs, matmul_dtype: str = "float32") -> None:
-        if matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(f"matmul_dtype {matmul_dtype!r} not in {MATMUL_DTYPES}")
+        check_matmul_dtype(matmul_dtype)
         self.num_heads, self.qk_dim, self.v_dim = num_heads, qk_dim, v_dim
         self.matmul_dtype = matmul_dtype
         width = num_heads * (2 * v_dim + 2 * qk_dim)

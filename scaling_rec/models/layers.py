@@ -28,6 +28,12 @@ def param(rngs: nnx.Rngs, init: Initializer, shape: Sequence[int], axes: tuple[s
 MATMUL_DTYPES = ("float32", "bfloat16")  # as scaling_rec.models.ctr.MATMUL_DTYPES, model.matmul_dtype's choices
 
 
+def check_matmul_dtype(dtype: str) -> None:
+    """ValueError unless `dtype` is one of MATMUL_DTYPES (model.matmul_dtype's choices)."""
+    if dtype not in MATMUL_DTYPES:
+        raise ValueError(f"matmul_dtype {dtype!r} not in {MATMUL_DTYPES}")
+
+
 def _dot_f32(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]]) -> jax.Array:
     return jax.lax.dot_general(a, b, (contract, ((), ())), preferred_element_type=jnp.float32)
 
@@ -83,8 +89,7 @@ def matmul(x: jax.Array, w_IxO: jax.Array, dtype: str = "float32") -> jax.Array:
     """x [..., I] @ w [I, O] -> [..., O] float32, the product in `dtype` (MATMUL_DTYPES; see bf16_matmul)."""
     if dtype == "float32":
         return x @ w_IxO
-    if dtype != "bfloat16":
-        raise ValueError(f"matmul dtype {dtype!r} not in {MATMUL_DTYPES}")
+    check_matmul_dtype(dtype)
     y_NxO = bf16_matmul(x.reshape(-1, x.shape[-1]), w_IxO)
     return y_NxO.reshape(*x.shape[:-1], w_IxO.shape[1])
 
@@ -104,8 +109,7 @@ class Dense(nnx.Module):
         init: Initializer = _XAVIER_UNIFORM,
         matmul_dtype: str = "float32",
     ) -> None:
-        if matmul_dtype not in MATMUL_DTYPES:
-            raise ValueError(f"matmul_dtype {matmul_dtype!r} not in {MATMUL_DTYPES}")
+        check_matmul_dtype(matmul_dtype)
         self.kernel = param(rngs, init, (d_in, d_out), axes)
         self.bias = param(rngs, nnx.initializers.zeros, (d_out,), (axes[1],)) if use_bias else None
         self.matmul_dtype = matmul_dtype

@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from scaling_rec.models.layers import MATMUL_DTYPES, matmul, transpose_copy
+from scaling_rec.models.layers import check_matmul_dtype, matmul, transpose_copy
 
 # Tokens per chunk when the negatives' rows are gathered chunk by chunk (the default on CPU for a large
 # table): a chunk's rows, 16 x K x D floats (2 MB at K = 128, D = 256), stay in cache between the gather and
@@ -81,7 +81,7 @@ def sampled_softmax_loss(
     """
     n = hidden_NxD.shape[0]
     num_items = table_VxD.shape[0] - 1
-    _check_dtype(matmul_dtype)
+    check_matmul_dtype(matmul_dtype)
     if share < 1:
         raise ValueError(f"share = {share}: tokens per draw of negatives must be >= 1")
     pos_logit_N = jnp.sum(hidden_NxD * jnp.take(table_VxD, targets_N, axis=0), axis=-1) / temperature
@@ -119,11 +119,6 @@ def default_scoring(rows: int, dim: int, num_negatives: int, backend: str) -> tu
         dense = rows <= CPU_DENSE_MAX_ROWS_PER_NEGATIVE * num_negatives
         return dense, CPU_DENSE_CHUNK if dense else CPU_GATHER_CHUNK
     return rows <= num_negatives * dim, 0
-
-
-def _check_dtype(matmul_dtype: str) -> None:
-    if matmul_dtype not in MATMUL_DTYPES:
-        raise ValueError(f"matmul_dtype {matmul_dtype!r} not in {MATMUL_DTYPES}")
 
 
 def _dot(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]], dtype: str) -> jax.Array:
@@ -245,7 +240,7 @@ def full_softmax_loss(
     (flops.scored_per_target). Same arguments and returns as `sampled_softmax_loss` (matmul_dtype: the
     logits' product, layers.matmul).
     """
-    _check_dtype(matmul_dtype)
+    check_matmul_dtype(matmul_dtype)
     logits_NxV = matmul(hidden_NxD, table_VxD[1:].T, matmul_dtype) / temperature
     safe_N = jnp.maximum(targets_N - 1, 0)
     pos_logit_N = jnp.take_along_axis(logits_NxV, safe_N[:, None], axis=1)[:, 0]
