@@ -21,6 +21,7 @@ import pandas as pd
 from absl import app, flags
 
 from benchmarks.provenance import command_line, provenance
+from scaling_rec import host_memory
 from scaling_rec.analysis import fit_power_law, load_results
 from scaling_rec.analysis.flags import bound_flag, flat_test
 from scaling_rec.analysis.report import fit_with_ci, flag_law, identified, md_table
@@ -170,5 +171,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     _define_flags()
     app.run(main)

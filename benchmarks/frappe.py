@@ -28,6 +28,7 @@ import numpy as np
 from benchmarks.provenance import command_line, provenance
 from experiments.rankmixer import frappe as rankmixer_frappe
 from experiments.wukong import frappe as wukong_frappe
+from scaling_rec import host_memory
 from scaling_rec.data.ctr import compare_with_nfm, load_ctr
 from scaling_rec.io import FINISHED, atomic_write_json, read_run_result
 from scaling_rec.schema import run_id
@@ -126,4 +127,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     main()

@@ -37,6 +37,7 @@ import numpy as np
 
 from benchmarks import triton_reference
 from benchmarks.provenance import ROOT, provenance
+from scaling_rec import host_memory
 from scaling_rec.kernels import hstu_attention
 from scaling_rec.kernels.hstu_pallas import hstu_attention_pallas
 
@@ -322,4 +323,5 @@ def write_result(out: pathlib.Path, args: argparse.Namespace, lengths: list[int]
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     main()

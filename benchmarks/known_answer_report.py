@@ -28,6 +28,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.provenance import provenance
+from scaling_rec import host_memory
 from scaling_rec.analysis import load_results, write_report
 from scaling_rec.analysis.results import STALE_REASON
 from scaling_rec.data import known_answer as ka
@@ -145,5 +146,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     _define_flags()
     app.run(main)

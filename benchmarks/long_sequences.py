@@ -19,6 +19,7 @@ from absl import app, flags
 
 from benchmarks.provenance import command_line, provenance
 from experiments.hstu.long_sequences import LENGTHS, get_config
+from scaling_rec import host_memory
 from scaling_rec.io import atomic_write_json
 from scaling_rec.train.loop import train_and_evaluate
 
@@ -90,4 +91,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     app.run(main)

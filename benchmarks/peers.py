@@ -145,14 +145,17 @@ class OurSide:
 def interleave(peer: Any, ours: Any, warmup: int, rounds: int, round_s: float,
                probe: Callable[[], dict[str, list[float]]] | None = None) -> dict:
     """Warm both sides up, then `rounds` rounds of (peer k steps, ours k steps) with k per side chosen from
-    its warm-up so that a round takes about `round_s`; the timed steps of each side and the load average.
+    its warm-up so that each side's share of a round lasts about as long as the other's: max(round_s, the
+    slower side's step). The faster side then samples the machine's drifting speed over as many seconds as the
+    slower one, not over one step. Returns the timed steps of each side and the load average.
     probe: called after each round, its {dtype: matmul FLOP/s samples} gathered as "matmul_samples" (the
     machine's rate while the case ran: a shared machine's speed drifts by ±25% within minutes)."""
     load_before = os.getloadavg()
     w_peer, _ = peer.steps(warmup)
     w_ours, _ = ours.steps(warmup)
-    k_peer = max(1, round(round_s / max(w_peer[-1], 1e-6)))
-    k_ours = max(1, round(round_s / max(w_ours[-1], 1e-6)))
+    span = max(round_s, w_peer[-1], w_ours[-1])  # each side's share of a round: about equally long
+    k_peer = max(1, round(span / max(w_peer[-1], 1e-6)))
+    k_ours = max(1, round(span / max(w_ours[-1], 1e-6)))
     first = len(getattr(ours, "flops", []))
     sides = {"peer": ([], []), "ours": ([], [])}
     probed: dict[str, list[float]] = {}
@@ -642,6 +645,14 @@ def _worker_cmd(a: argparse.Namespace, python: str, kind: str, case: str, **flag
     return cmd
 
 
+def peer_env() -> dict[str, str]:
+    """A peer worker's environment: ours without the huge-page tunable that this process restarted itself with
+    (scaling_rec.host_memory.restart_with_huge_pages): a peer runs with glibc's own settings, as it ships."""
+    from scaling_rec import host_memory
+
+    return host_memory.without_added_tunables(dict(os.environ))
+
+
 def _probe() -> dict[str, list[float]]:
     """Matmul FLOP/s samples in both dtypes, taken between a case's rounds."""
     return {dtype: matmul_samples(reps=3, dtype=dtype) for dtype in ("float32", "bfloat16")}
@@ -681,7 +692,7 @@ def run_cases(a: argparse.Namespace, log: Any, done: Callable[[list], None]) -> 
         for peer_name, case, cmd, make_ours in plans:
             print(f"[peers] {peer_name} {case}: starting the peer worker", file=sys.stderr, flush=True)
             try:
-                worker = Worker(cmd, log=log)
+                worker = Worker(cmd, log=log, env=peer_env())
             except RuntimeError as e:  # e.g. killed for memory (-9): the case is recorded as failed
                 cases.append((peer_name, case, None, {"error": str(e)}))
                 done(cases)
@@ -726,7 +737,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="torch threads of the peers; 0: the faster of 2 and 1 at the start of each case")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per side (ours: the first compiles)")
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--round_s", type=float, default=2.0, help="about how long one side's share of a round runs")
+    p.add_argument("--round_s", type=float, default=2.0,
+                   help="at least about how long one side's share of a round runs (longer when a step is)")
     p.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "peers_cpu.json"))
     p.add_argument("--log", default="", help="peer workers' stderr (default: this process's stderr)")
     # Worker mode (internal: the driver starts this file with a peer venv's python).
@@ -782,4 +794,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    if "--worker" not in sys.argv:  # the driver (a worker runs in a peer's venv, without this project)
+        from scaling_rec import host_memory
+
+        host_memory.restart_with_huge_pages()
     main()

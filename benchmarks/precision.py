@@ -20,6 +20,7 @@ import pathlib
 import statistics
 
 from benchmarks.provenance import command_line, portable_paths, provenance
+from scaling_rec import host_memory
 from scaling_rec.io import atomic_write_json
 from scaling_rec.sweep.spec import load_experiment
 from scaling_rec.train.loop import train_and_evaluate
@@ -93,4 +94,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     main()

@@ -15,6 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from benchmarks.provenance import command_line, portable_paths, provenance
+from scaling_rec import host_memory
 from scaling_rec.io import atomic_write_json
 from scaling_rec.train.loop import train_and_evaluate
 
@@ -55,4 +56,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     app.run(main)

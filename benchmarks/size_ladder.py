@@ -20,6 +20,7 @@ import pathlib
 from typing import Any
 
 from benchmarks.provenance import command_line, provenance
+from scaling_rec import host_memory
 from scaling_rec.io import atomic_write_json, read_run_result
 from scaling_rec.sweep.spec import load_experiment
 from scaling_rec.train.run import study_root
@@ -104,4 +105,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     main()

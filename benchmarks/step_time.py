@@ -28,6 +28,7 @@ from absl import app, flags
 from flax import nnx
 
 from benchmarks.provenance import provenance
+from scaling_rec import host_memory
 from scaling_rec.config import default_config
 from scaling_rec.data.jagged import SequenceExample, plan_fixed, plan_packs
 from scaling_rec.data.pipeline import BatchSpec, auto_tokens_per_batch, make_batch
@@ -193,4 +194,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     app.run(main)

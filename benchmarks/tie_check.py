@@ -29,7 +29,7 @@ from benchmarks.provenance import ROOT, command_line, provenance
 from experiments.hstu.beauty import get_config as beauty_config
 from experiments.tiger.beauty import get_config as tiger_config
 from experiments.wukong.frappe import get_config as frappe_config
-from scaling_rec import metrics
+from scaling_rec import host_memory, metrics
 from scaling_rec.data.ctr import load_ctr
 from scaling_rec.io import atomic_write_json
 from scaling_rec.models.beam_search import ranks_in_beams
@@ -129,4 +129,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     main()

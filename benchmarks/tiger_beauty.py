@@ -20,6 +20,7 @@ import time
 
 from benchmarks.provenance import command_line, provenance
 from experiments.tiger.beauty import get_config
+from scaling_rec import host_memory
 from scaling_rec.analysis.tiger_report import PAPER_EXAMPLES
 from scaling_rec.io import atomic_write_json
 from scaling_rec.train.tiger_loop import load_or_make_ids, popularity_metrics, prepare_data, train_and_evaluate
@@ -101,4 +102,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.restart_with_huge_pages()
     main()

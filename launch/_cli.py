@@ -1,6 +1,7 @@
 """What every launcher does with an error: the cause and the fix in a few lines, not a traceback.
 
-`run(main)` replaces `absl.app.run(main)`. A config error met while the flags are parsed (a misspelled
+`run(main)` replaces `absl.app.run(main)` (and first restarts the process with glibc's huge-page tunable,
+`scaling_rec.host_memory.restart_with_huge_pages`). A config error met while the flags are parsed (a misspelled
 `--config.*` key, a bad value, a missing experiment file or preset) and any error of the library
 (scaling_rec.errors.ScalingRecError: bad data, a missing dataset, a corrupt checkpoint, ...) print
 
@@ -23,6 +24,7 @@ from typing import Any, NoReturn
 
 from absl import app, flags
 
+from scaling_rec import host_memory
 from scaling_rec.errors import ScalingRecError
 
 EXIT_USER_ERROR = 2  # the input (flags, config, data, run directory) is wrong; the message says how
@@ -111,7 +113,9 @@ def _parse(argv: list[str]) -> list[str]:
 
 
 def run(main: Callable[[list[str]], Any]) -> None:
-    """absl.app.run(main) with the error reporting of the module docstring."""
+    """absl.app.run(main) with the error reporting of the module docstring, in a process whose heap asks for
+    transparent huge pages (it restarts itself first when it must: scaling_rec/host_memory.py)."""
+    host_memory.restart_with_huge_pages()
 
     def guarded(argv: list[str]) -> Any:
         try:

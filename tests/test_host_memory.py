@@ -101,3 +101,65 @@ print(out[0])
     huge_pages = 5 * (128 << 20) // (2 << 20)
     assert counts["thread_arenas"] >= huge_pages, counts
     assert counts["retain"] * 10 < counts["thread_arenas"], counts
+
+
+def test_huge_pages_env_adds_the_tunable_only_where_it_applies():
+    add = host_memory.huge_pages_env
+    env = add({"PATH": "/bin"}, "madvise")
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1",
+                   "SCALING_REC_ADDED_TUNABLES": "glibc.malloc.hugetlb=1"}
+    kept = add({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, "always")
+    assert kept["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    assert add({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, "madvise") is None  # the opt-out
+    assert add({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, "madvise") is None  # already restarted
+    assert add({}, "never") is None and add({}, None) is None
+    assert add({}, "madvise", glibc_ok=False) is None
+    assert add({"SCALING_REC_MALLOC": "thread_arenas"}, "madvise") is None
+    assert add({"SCALING_REC_MALLOC": "system"}, "madvise") is None
+    assert add({"SCALING_REC_MALLOC": "single_arena"}, "madvise") is not None
+
+
+def test_without_added_tunables_gives_back_the_original_environment():
+    for before in ({"PATH": "/bin"}, {"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}):
+        after = host_memory.huge_pages_env(before, "madvise")
+        assert host_memory.without_added_tunables(after) == before
+    mine = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}  # set by the user, not by the restart: kept
+    assert host_memory.without_added_tunables(mine) == mine
+
+
+def test_thp_mode_reads_the_bracketed_choice(tmp_path):
+    f = tmp_path / "enabled"
+    f.write_text("always [madvise] never\n")
+    assert host_memory.thp_mode(str(f)) == "madvise"
+    assert host_memory.thp_mode(str(tmp_path / "absent")) is None
+
+
+@pytest.mark.skipif(not GLIBC or host_memory.thp_mode() in (None, "never") or not host_memory._glibc_has_hugetlb(),
+                    reason="needs Linux transparent huge pages and glibc >= 2.35")
+def test_a_restarted_process_gets_huge_pages_for_its_heap():
+    """restart_with_huge_pages runs the same command again with glibc.malloc.hugetlb=1; 256 MiB from malloc
+    (written) then lies in huge pages (AnonHugePages), where the kernel's "madvise" mode gives a process that
+    did not restart none."""
+    code = """
+import ctypes, os, sys
+from scaling_rec import host_memory
+if sys.argv[1] == "restart":
+    host_memory.restart_with_huge_pages()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+n = 256 << 20
+ctypes.memset(libc.malloc(n), 1, n)
+kb = [int(line.split()[1]) for line in open("/proc/self/smaps_rollup") if line.startswith("AnonHugePages")][0]
+print(os.environ.get("GLIBC_TUNABLES"), kb)
+"""
+    root = str(__import__("pathlib").Path(host_memory.__file__).resolve().parents[1])
+    out = {}
+    for mode in ("restart", "stay"):
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": root}
+        run = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, check=True)
+        tunables, kb = run.stdout.split()
+        out[mode] = (tunables, int(kb))
+    assert out["restart"][0] == "glibc.malloc.hugetlb=1" and out["stay"][0] == "None"
+    assert out["restart"][1] >= 128 << 10, out  # at least half of the 256 MiB in 2 MiB pages
+    if host_memory.thp_mode() == "madvise":
+        assert out["stay"][1] < 16 << 10, out

@@ -52,6 +52,7 @@ def test_result_layout_and_ratio(tmp_path):
     ours = peers.OurSide({"params": 5}, ours_step, lambda i: 1e9)
     try:
         timing = peers.interleave(w, ours, warmup=1, rounds=3, round_s=0.03)
+        short = peers.interleave(w, ours, warmup=1, rounds=1, round_s=1e-4)
         probed = peers.interleave(w, ours, warmup=1, rounds=2, round_s=0.03,
                                   probe=lambda: {"float32": [4e11], "bfloat16": [8e11]})
     finally:
@@ -63,6 +64,9 @@ def test_result_layout_and_ratio(tmp_path):
     assert during["ours_fraction_of_matmul"] < 1.0  # against the rate probed during the case, not the 1e6 given
     assert timing["peer"]["steps"] == 3 * timing["steps_per_round"]["peer"]
     assert timing["ours"]["steps"] == 3 * timing["steps_per_round"]["ours"]
+    # Each side's share of a round lasts about as long as the other's, at least round_s: with round_s
+    # below both steps the peer (20 ms) runs one step a round and ours (5 ms) several.
+    assert short["steps_per_round"]["peer"] == 1 and short["steps_per_round"]["ours"] >= 2
     matmul = {"samples": [2e11, 1e11, 3e11]}
     rec = peers.case_record("hstu-torch", "large/ml1m", timing, 2e11, {"peer_info": w.info})
     out = peers.write_result(tmp_path / "r" / "peers_cpu.json", matmul, [rec], {"git_commit": "abc"})
