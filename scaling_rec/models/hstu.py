@@ -9,9 +9,9 @@ rab = learned table over relative positions + learned table over log-bucketed ti
 the Amazon S3-Rec files carry no timestamps).
 
 matmul_dtype = 'bfloat16' (mixed precision, issue 17): W_uvqk and W_o take bfloat16 operands with float32
-accumulation (layers.matmul), and q, k, v enter the attention in bfloat16 (the Pallas kernel's tensor-core
-inputs; the XLA paths, jagged and padded, compute from them in float32). Parameters, norms, SiLU and the
-residual stream stay float32.
+accumulation (layers.matmul), and q, k, v enter the attention in bfloat16: the Pallas kernel's tensor-core
+inputs, and the jagged XLA path's tile products (q k^T, p v and the backward's five, float32 sums); the padded
+path computes from them in float32. Parameters, norms, SiLU and the residual stream stay float32.
 """
 
 from __future__ import annotations

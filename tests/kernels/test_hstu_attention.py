@@ -179,6 +179,27 @@ def test_xla_bf16_matches_reference() -> None:
     check_parity(hstu_attention_xla, c, True, 2e-2, 2e-2, "xla bf16")
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
+def test_xla_tile_products_take_the_inputs_dtype(dtype: jnp.dtype) -> None:
+    """With bfloat16 q, k, v the tiles' two forward and five backward products are dots of bfloat16 operands
+    (XLA:CPU's compiled forward + backward); with float32 inputs none is."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the HLO checked here is XLA:CPU's")
+    import re
+
+    c = make_case([1, 37, 0, 50], 100, 64, dtype=dtype, seed=3)
+
+    def f(q, k, v):
+        out, vjp = jax.vjp(lambda *a: run(hstu_attention_xla, dataclasses.replace(c, q=a[0], k=a[1], v=a[2])),
+                           q, k, v)
+        return out, vjp(out)
+
+    hlo = jax.jit(f).lower(c.q, c.k, c.v).compile().as_text()
+    computations = re.findall(r"^%.*? \{\n.*?^\}", hlo, re.M | re.S)  # XLA:CPU wraps each dot in its own
+    bf16_dots = [x for x in computations if " dot(" in x and x.splitlines()[0].count("bf16[") == 2]
+    assert len(bf16_dots) == (7 if dtype == jnp.bfloat16 else 0), len(bf16_dots)
+
+
 def test_xla_long_sequence_max_len_2048() -> None:
     c = make_case([2048, 300, 1, 0], 2400, 2048, heads=1, dim=8, seed=5)
     check_parity(hstu_attention_xla, c, True, 1e-4, 1e-4, "xla long")
