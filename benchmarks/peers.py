@@ -464,6 +464,22 @@ def _jitted_step(step_fn: Callable, state: Any, batches: list, count_key: str | 
 def ours_hstu(case: str, batches_npz: str, harness_dir: str, matmul_dtype: str = "float32") -> OurSide:
     """The project's HSTU step at hstu_torch_bench's shapes, on the batches the torch worker generated, its
     products in `matmul_dtype` (model.matmul_dtype)."""
+    import numpy as np
+
+    config, dist = case.split("/")
+    sys.path.insert(0, os.path.abspath(harness_dir))
+    import hstu_jax_bench as hj
+
+    z = np.load(batches_npz)
+    raw = [{k: z[f"{i}/{k}"] for k in ("past_lengths", "past_ids", "timestamps")} for i in range(HSTU_BATCHES)]
+    return hstu_side(config, raw, hj.DISTS[dist]["num_items"], harness_dir, matmul_dtype)
+
+
+def hstu_side(config: str, raw: list[dict], num_items: int, harness_dir: str, matmul_dtype: str = "float32",
+              max_len: int = HSTU_MAX_LEN, attention_impl: str = "auto") -> OurSide:
+    """The project's jitted HSTU train step for hstu_jax_bench's model `config` ("small" / "large") on `raw`
+    batches (make_batch_np's dicts: past_lengths [B], past_ids / timestamps [B, max_len + gr_output]) of
+    histories up to `max_len`, sampled softmax with HSTU_NEGATIVES negatives, jagged layout."""
     import types
 
     import jax
@@ -480,21 +496,18 @@ def ours_hstu(case: str, batches_npz: str, harness_dir: str, matmul_dtype: str =
     sys.path.insert(0, os.path.abspath(harness_dir))
     import hstu_jax_bench as hj
 
-    config, dist = case.split("/")
-    z = np.load(batches_npz)
-    raw = [{k: z[f"{i}/{k}"] for k in ("past_lengths", "past_ids", "timestamps")} for i in range(HSTU_BATCHES)]
+    batch_size = int(raw[0]["past_lengths"].shape[0])
     examples = [hj.to_examples(b) for b in raw]
     lens = [np.array([len(e) for e in ex], np.int64) for ex in examples]
-    model_max_len = HSTU_MAX_LEN + HSTU_GR_OUTPUT + 1
-    args = types.SimpleNamespace(seed=HSTU_SEED, attention_impl="auto", batch_size=HSTU_BATCH, lr=1e-3,
+    model_max_len = max_len + HSTU_GR_OUTPUT + 1
+    args = types.SimpleNamespace(seed=HSTU_SEED, attention_impl=attention_impl, batch_size=batch_size, lr=1e-3,
                                  loss="ssm", num_negatives=HSTU_NEGATIVES, warmup=1, steps=1)
     c = hj.project_config(hj.MODEL_CONFIGS[config], args, model_max_len, "jagged")
     c.model.matmul_dtype = matmul_dtype
-    tokens = auto_tokens_per_batch(np.concatenate(lens), HSTU_BATCH, model_max_len)
+    tokens = auto_tokens_per_batch(np.concatenate(lens), batch_size, model_max_len)
     tokens = max(tokens, int(math.ceil(max(int(x.sum()) for x in lens) / 64.0)) * 64)
-    spec = BatchSpec("jagged", HSTU_BATCH, model_max_len, tokens)
+    spec = BatchSpec("jagged", batch_size, model_max_len, tokens)
     batches = [jax.device_put(make_batch(ex, spec, hj.TIME_ORIGIN)) for ex in examples]
-    num_items = hj.DISTS[dist]["num_items"]
     model = build(c, num_items, time_bias=True)
     graphdef, params = nnx.split(model)
     opt = make_optimizer(c.train)
@@ -505,7 +518,7 @@ def ours_hstu(case: str, batches_npz: str, harness_dir: str, matmul_dtype: str =
                                              1 + HSTU_NEGATIVES) for x in lens]
     info = {"params": n_params, "tokens_per_batch": tokens, "layout": "jagged",
             "real_tokens_per_batch": [int(x.sum()) for x in lens], "config": c.model.to_dict()}
-    return OurSide(info, _jitted_step(step, state, batches, fixed=HSTU_BATCH), lambda i: flops[i % len(flops)])
+    return OurSide(info, _jitted_step(step, state, batches, fixed=batch_size), lambda i: flops[i % len(flops)])
 
 
 FUXICTR_WUKONG_WIDTHS = (512, 256)  # WuKong_frappe_bars' FMB and top MLP hidden units

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Attention-kernel checks on a lent GPU (the `device` tool; issues 6 and 17), run from the repo root in one
 # call. STEPS picks the steps (default "tests bench long"; each has its own time limit in seconds, and the
-# defaults together stay under one 600 s device command; issue 17 needs only STEPS="tests bench"):
+# defaults together stay under one 600 s device command; issue 17 needs STEPS="tests bench step"):
 #   tests  (TEST_S=90) the Pallas parity tests compiled for the GPU (tests/kernels, -k pallas; f32 at
 #          highest matmul precision, see the test module's docstring);
 #   bench  (BENCH_S=290) benchmarks/hstu_attention.py --full (lengths 256..16k, padded and jagged, XLA vs
@@ -14,11 +14,15 @@
 #          and the call carries [".whl", ".peers"]; without it the JSON says why it was skipped;
 #   probe  (PROBE_S=40) length 4096 with PROBE_BLOCK-token Pallas tiles (default 32; 128 exceeds the
 #          H200's shared memory);
+#   step   (STEP_S=150) the HSTU train step's MFU with bf16 products (benchmarks/step_mfu.py): the
+#          reference's large shapes on ML-1M-like histories and sequences of 4096 events (STEP_CASES,
+#          default "large/ml1m,large/len4096"), against the chip's data-sheet dense bf16 peak; it needs
+#          hstu_jax_bench.py in .peers (HARNESS_DIR): cp ../shared/peers/hstu_jax_bench.py .peers/
 #   long   (LONG_S=200) the long-sequence study's gpu preset (benchmarks/long_sequences.py) on LONG_DATA
 #          (lengths LONG_LENGTHS, default the preset's), with the Pallas kernels if the tests step passed
 #          or did not run, else the XLA path.
 # Each step writes under $OUT: env.txt, kernel_tests.txt, bench.log, hstu_attention_gpu{,_b<PROBE_BLOCK>}.json,
-# long.log, long_sequences_gpu.json.
+# step_mfu_gpu.json, step.log, long.log, long_sequences_gpu.json.
 # Environment, wheels and $OUT/env.txt: scripts/device_env.sh.
 set -u
 source scripts/device_env.sh
@@ -41,6 +45,12 @@ fi
 if [[ $steps == *" probe "* ]]; then
   timeout "${PROBE_S:-40}" python3 -m benchmarks.hstu_attention --lengths 4096 --pallas_block "${PROBE_BLOCK:-32}" \
     --triton_reference_lengths --out "$OUT/hstu_attention_gpu_b${PROBE_BLOCK:-32}.json" 2>&1 | tee -a "$OUT/bench.log"
+fi
+
+if [[ $steps == *" step "* ]]; then
+  timeout "${STEP_S:-150}" python3 -m benchmarks.step_mfu --cases "${STEP_CASES:-large/ml1m,large/len4096}" \
+    --matmul_dtype bfloat16 --harness_dir "${HARNESS_DIR:-.peers}" --out "$OUT/step_mfu_gpu.json" 2>&1 \
+    | grep -v '^[IW][0-9]\{4\} ' | tee "$OUT/step.log"
 fi
 
 if [[ $steps == *" long "* ]]; then
