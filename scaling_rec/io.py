@@ -42,6 +42,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
+    """Deletes the temporary files atomic_write_text left in `directory` (a writer killed between writing and
+    renaming, e.g. by SIGKILL); the names deleted. Only the directory's owner may call it (a run's lock
+    holder): a temporary file of a live writer is not stale."""
+    removed = []
+    for tmp in pathlib.Path(directory).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp.name)
+    return sorted(removed)
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import jax
 import ml_collections
 
-from scaling_rec.io import atomic_write_json
+from scaling_rec.io import atomic_write_json, remove_stale_temps
 from scaling_rec.provenance import code_version
 from scaling_rec.train.checkpoint import Checkpointer
 from scaling_rec.train.logging import RunLogger, progress
@@ -32,10 +32,12 @@ DEGENERATE_TIED_SHARE = 0.5
 
 
 def open_run_dir(run_dir: pathlib.Path, config: ml_collections.ConfigDict) -> bool:
-    """Creates `run_dir` and writes its config.json; True on the process that writes run files (process 0)."""
+    """Creates `run_dir` and writes its config.json; True on the process that writes run files (process 0).
+    Temporary files that a killed writer left there are deleted first (the caller owns the run)."""
     main = jax.process_index() == 0  # with several processes only the first writes files
     run_dir.mkdir(parents=True, exist_ok=True)
     if main:
+        remove_stale_temps(run_dir)
         atomic_write_json(run_dir / "config.json", config.to_dict())
     return main
 

@@ -120,3 +120,14 @@ def test_open_run_dir_and_finish_write_the_run_files(tmp_path):
     book.finish(result, run_dir, main=True)
     assert book.logger.summaries == [{"steps": 3}] and book.logger.closed and book.ckpt.closed
     assert json.loads((run_dir / "result.json").read_text()) == result
+
+
+def test_opening_a_run_dir_deletes_the_temporary_files_of_a_killed_writer(tmp_path):
+    """A worker SIGKILLed between writing result.json's temporary file and renaming it leaves that file; the
+    next owner of the run deletes it (tests/sweep/test_kill_resume.py met one when the kill landed there)."""
+    run_dir = tmp_path / "runs" / "rid"
+    run_dir.mkdir(parents=True)
+    (run_dir / ".result.json.x1y2z3.tmp").write_text('{"status": "o')
+    (run_dir / "metrics.jsonl").write_text("{}\n")
+    assert bookkeeping.open_run_dir(run_dir, ml_collections.ConfigDict({"seed": 0}))
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.jsonl"]
