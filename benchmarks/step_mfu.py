@@ -26,7 +26,7 @@ import statistics
 import sys
 from collections.abc import Sequence
 
-from benchmarks.peers import HSTU_GR_OUTPUT, hstu_side, matmul_samples
+from benchmarks.peers import HSTU_BATCH, HSTU_GR_OUTPUT, HSTU_MAX_LEN, hstu_side, matmul_samples
 
 # Dense (no sparsity) bf16 tensor-core peaks, FLOP/s, from NVIDIA's data sheets (H100 SXM / PCIe / NVL;
 # H200 SXM / NVL), matched against jax's device_kind in this order.
@@ -68,8 +68,6 @@ def case_batches(case: str, harness_dir: str, seed: int, batch_tokens: int) -> t
 
     sys.path.insert(0, os.path.abspath(harness_dir))
     import hstu_jax_bench as hj
-
-    from benchmarks.peers import HSTU_BATCH, HSTU_MAX_LEN
 
     config, shape = case.split("/")
     if config not in hj.MODEL_CONFIGS:

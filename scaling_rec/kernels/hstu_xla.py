@@ -292,9 +292,8 @@ def _tile_grads(
     autodiff's: the scores once, SiLU's sigmoid shared by p and its derivative, every product in the plain
     form (`_swap_last`), bfloat16 operands where the inputs are bfloat16 (dout_GxHxBxD in q's dtype)."""
     dtype = q_GxHxBxD.dtype
-    s_GxHxBxB, bias_vjp = jax.vjp(
-        lambda t: _scores(cfg, side, dist, row, kc_G, q_GxHxBxD, k_GxHxBxD, t)[0], tables)
-    mask = _mask(cfg, side, dist, row, kc_G)[:, None]
+    s_GxHxBxB, bias_vjp, mask = jax.vjp(
+        lambda t: _scores(cfg, side, dist, row, kc_G, q_GxHxBxD, k_GxHxBxD, t), tables, has_aux=True)
     inv_n = 1.0 / cfg.max_len
     sig = jax.nn.sigmoid(s_GxHxBxB)
     p_GxHxBxB = jnp.where(mask, s_GxHxBxB * sig * inv_n, 0.0)

@@ -34,7 +34,8 @@ def check_matmul_dtype(dtype: str) -> None:
         raise ValueError(f"matmul_dtype {dtype!r} not in {MATMUL_DTYPES}")
 
 
-def _dot_f32(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]]) -> jax.Array:
+def dot_f32(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]]) -> jax.Array:
+    """a and b contracted over `contract` (no batch axes), accumulated and returned in float32."""
     return jax.lax.dot_general(a, b, (contract, ((), ())), preferred_element_type=jnp.float32)
 
 
@@ -66,7 +67,7 @@ def bf16_matmul(x_NxI: jax.Array, w_IxO: jax.Array) -> jax.Array:
     (AMX) matmul: dx as a plain dot_general (an explicit transpose of w would make XLA fall back to float32)
     and dw through transpose_copy of x, saved transposed by the forward (issue 17).
     """
-    return _dot_f32(x_NxI.astype(jnp.bfloat16), w_IxO.astype(jnp.bfloat16), ((1,), (0,)))
+    return dot_f32(x_NxI.astype(jnp.bfloat16), w_IxO.astype(jnp.bfloat16), ((1,), (0,)))
 
 
 def _bf16_matmul_fwd(x_NxI, w_IxO):
@@ -76,10 +77,10 @@ def _bf16_matmul_fwd(x_NxI, w_IxO):
 def _bf16_matmul_bwd(res, g_NxO):
     xt_IxN, w_IxO, dtype_0 = res  # dtype_0: an empty array of x's dtype
     g_bf_NxO = g_NxO.astype(jnp.bfloat16)
-    dx_NxI = _dot_f32(g_bf_NxO, w_IxO.astype(jnp.bfloat16), ((1,), (1,)))
+    dx_NxI = dot_f32(g_bf_NxO, w_IxO.astype(jnp.bfloat16), ((1,), (1,)))
     # The barrier keeps XLA from folding a consumer's transpose of dw (a caller passing w = W.T) into this
     # dot: XLA:CPU then emits a bfloat16 dot its fallback thunk cannot run (UNIMPLEMENTED at run time).
-    return dx_NxI.astype(dtype_0.dtype), jax.lax.optimization_barrier(_dot_f32(xt_IxN, g_bf_NxO, ((1,), (0,))))
+    return dx_NxI.astype(dtype_0.dtype), jax.lax.optimization_barrier(dot_f32(xt_IxN, g_bf_NxO, ((1,), (0,))))
 
 
 bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)

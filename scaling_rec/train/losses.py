@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from scaling_rec.models.layers import check_matmul_dtype, matmul, transpose_copy
+from scaling_rec.models.layers import check_matmul_dtype, dot_f32, matmul, transpose_copy
 
 # Tokens per chunk when the negatives' rows are gathered chunk by chunk (the default on CPU for a large
 # table): a chunk's rows, 16 x K x D floats (2 MB at K = 128, D = 256), stay in cache between the gather and
@@ -122,9 +122,8 @@ def default_scoring(rows: int, dim: int, num_negatives: int, backend: str) -> tu
 
 
 def _dot(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]], dtype: str) -> jax.Array:
-    """float32 dot_general of a and b contracted over `contract`, their operands rounded to `dtype`."""
-    a, b = a.astype(dtype), b.astype(dtype)
-    return jax.lax.dot_general(a, b, (contract, ((), ())), preferred_element_type=jnp.float32)
+    """layers.dot_f32 of a and b with their operands rounded to `dtype`."""
+    return dot_f32(a.astype(dtype), b.astype(dtype), contract)
 
 
 def _softmax_terms(pos_logit_N: jax.Array, neg_logit_NxK: jax.Array, neg_NxK: jax.Array,
