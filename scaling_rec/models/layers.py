@@ -115,9 +115,29 @@ class Dense(nnx.Module):
         self.bias = param(rngs, nnx.initializers.zeros, (d_out,), (axes[1],)) if use_bias else None
         self.matmul_dtype = matmul_dtype
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = matmul(x, self.kernel[...], self.matmul_dtype)
-        return y + _lead(self.bias[...], y.ndim) if self.bias is not None else y
+    def __call__(self, x: jax.Array, *, in_grid: tuple[int, int] | None = None,
+                 out_grid: tuple[int, int] | None = None) -> jax.Array:
+        """in_grid = (a, b): x's d_in features are the (a, b) grid of the kernel's rows stored transposed,
+        as (b, a) (see transpose_grid); out_grid likewise puts the outputs in (b, a) order. The parameters
+        keep their layout; only the product's view of them changes (a weight-sized transpose)."""
+        kernel = transpose_grid(self.kernel[...], 0, in_grid) if in_grid else self.kernel[...]
+        kernel = transpose_grid(kernel, 1, out_grid) if out_grid else kernel
+        y = matmul(x, kernel, self.matmul_dtype)
+        if self.bias is None:
+            return y
+        bias = transpose_grid(self.bias[...], 0, out_grid) if out_grid else self.bias[...]
+        return y + _lead(bias, y.ndim)
+
+
+def transpose_grid(v: jax.Array, axis: int, grid: tuple[int, int]) -> jax.Array:
+    """Reorders axis `axis` of v (size a * b, read as an (a, b) grid, b fastest) to (b, a) order: the
+    index i * b + j moves to j * a + i. Layers whose activations are stored with the grid transposed
+    use it to view parameters laid out for the (a, b) order."""
+    a, b = grid
+    if v.shape[axis] != a * b:
+        raise ValueError(f"axis {axis} of shape {v.shape} is not an {a} x {b} grid")
+    shape = v.shape[:axis] + (a, b) + v.shape[axis + 1:]
+    return jnp.swapaxes(v.reshape(shape), axis, axis + 1).reshape(v.shape)
 
 
 class LayerNorm(nnx.Module):

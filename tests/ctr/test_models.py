@@ -12,7 +12,15 @@ from scaling_rec import ctr_config
 from scaling_rec.families import CTR_FAMILIES
 from scaling_rec.flops import ctr_forward_flops, param_counts
 from scaling_rec.models.ctr.dlrm import dot_interaction
-from scaling_rec.models.ctr.wukong import linear_compress, naive_fm, optimized_fm
+from scaling_rec.models.ctr.wukong import (
+    UNROLL_MAX,
+    WukongLayer,
+    linear_compress,
+    naive_fm,
+    optimized_fm,
+    sum_over_axis1,
+)
+from scaling_rec.models.layers import affine_layer_norm
 from scaling_rec.models.registry import build_ctr_model
 
 VOCAB = (11, 7, 5, 9, 13)
@@ -50,22 +58,47 @@ def test_shapes_finite_jit_and_eager(family, num_dense):
     assert counts.n_emb == sum(VOCAB) * 8 and counts.n_dense > 0
 
 
+def _field_last(x_BxNxD: np.ndarray) -> jax.Array:
+    return jnp.asarray(np.swapaxes(x_BxNxD, 1, 2))
+
+
 def test_optimized_fm_matches_numpy_and_naive_with_identity():
+    """optimized_fm takes X^T [B, d, n] and returns (X X^T Y)^T [B, k, n]."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 5, 4)).astype(np.float32)
     y = rng.normal(size=(5, 3)).astype(np.float32)
-    want = np.stack([xb @ (xb.T @ y) for xb in x])
-    np.testing.assert_allclose(optimized_fm(jnp.asarray(x), jnp.asarray(y)), want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(optimized_fm(jnp.asarray(x), jnp.eye(5)), naive_fm(jnp.asarray(x)), rtol=1e-5,
+    want = np.stack([(xb @ (xb.T @ y)).T for xb in x])
+    np.testing.assert_allclose(optimized_fm(_field_last(x), jnp.asarray(y)), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(optimized_fm(_field_last(x), jnp.eye(5)), naive_fm(_field_last(x)), rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("width", [4, UNROLL_MAX + 1])
+def test_fm_contraction_value_and_gradient_match_numpy(width):
+    """Both paths of sum_over_axis1 (unrolled up to UNROLL_MAX terms, einsum past it) and the FM's
+    hand-written backward against numpy: d/dX and d/dY of <g, optimized_fm(X^T, Y)>."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, width, 7))
+    y, g = rng.normal(size=(7, 5)), rng.normal(size=(3, 5, 7))
+    u, v = rng.normal(size=(3, width, 5)), rng.normal(size=(3, width, 7))
+    np.testing.assert_allclose(sum_over_axis1(jnp.asarray(u, jnp.float32), jnp.asarray(v, jnp.float32)),
+                               np.einsum("bcp,bcq->bpq", u, v), rtol=1e-4, atol=1e-4)
+    dx, dy = jax.grad(lambda a, b: jnp.sum(optimized_fm(a, b) * jnp.asarray(g, jnp.float32)), argnums=(0, 1))(
+        jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
+    # f = sum_{b,k,n} g[b,k,n] sum_d (x^T y)[b,d,k] x[b,d,n]
+    xty = np.einsum("bdn,nk->bdk", x, y)
+    want_dx = np.einsum("bdk,bkn->bdn", xty, g) + np.einsum("bkn,bdn,mk->bdm", g, x, y)
+    want_dy = np.einsum("bdm,bkn,bdn->mk", x, g, x)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dy, want_dy, rtol=1e-4, atol=1e-4)
 
 
 def test_lcb_matches_numpy():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 5, 4)).astype(np.float32)
     w = rng.normal(size=(3, 5)).astype(np.float32)
-    np.testing.assert_allclose(linear_compress(jnp.asarray(x), jnp.asarray(w)), np.stack([w @ xb for xb in x]),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(linear_compress(_field_last(x), jnp.asarray(w)),
+                               np.stack([(w @ xb).T for xb in x]), rtol=1e-5, atol=1e-5)
 
 
 def test_field_permutation_behaviour():
@@ -73,13 +106,60 @@ def test_field_permutation_behaviour():
     follow the fields; DLRM's set of pairwise dots is invariant as a multiset."""
     rng = np.random.default_rng(2)
     x = jnp.asarray(rng.normal(size=(3, 6, 4)), jnp.float32)
+    xt = jnp.swapaxes(x, 1, 2)
     y = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(3, 6)), jnp.float32)
     perm = np.array([3, 0, 5, 1, 4, 2])
-    np.testing.assert_allclose(optimized_fm(x[:, perm], y[perm]), optimized_fm(x, y)[:, perm], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(linear_compress(x[:, perm], w[:, perm]), linear_compress(x, w), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(optimized_fm(xt[:, :, perm], y[perm]), optimized_fm(xt, y)[:, :, perm], rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(linear_compress(xt[:, :, perm], w[:, perm]), linear_compress(xt, w), rtol=1e-5,
+                               atol=1e-5)
     np.testing.assert_allclose(np.sort(dot_interaction(x[:, perm]), axis=1), np.sort(dot_interaction(x), axis=1),
                                rtol=1e-5, atol=1e-5)
+
+
+def _paper_layer(layer: WukongLayer, x_BxNxD: jax.Array) -> jax.Array:
+    """The module docstring's formulas in the paper's [B, n, d] layout with the layer's parameters (no
+    dropout): the reference the field-last WukongLayer must reproduce."""
+    b = x_BxNxD.shape[0]
+    fm = jnp.einsum("bnd,bmd,mk->bnk", x_BxNxD, x_BxNxD, layer.fm_proj[...]).reshape(b, -1)
+    fm = affine_layer_norm(fm, layer.fmb_norm.scale[...], layer.fmb_norm.bias[...], layer.fmb_norm.eps)
+    for i, dense in enumerate(layer.fmb_mlp.layers):
+        fm = fm @ dense.kernel[...] + dense.bias[...][None, :]
+        fm = jax.nn.relu(fm) if i < layer.fmb_mlp.depth else fm
+    lcb = jnp.einsum("ln,bnd->bld", layer.lcb[...], x_BxNxD)
+    res = x_BxNxD if layer.residual is None else jnp.einsum("on,bnd->bod", layer.residual[...], x_BxNxD)
+    out = (jnp.concatenate([fm.reshape(b, layer.num_fmb, layer.d), lcb], axis=1) + res).reshape(b, -1)
+    if layer.out_norm is not None:
+        out = affine_layer_norm(out, layer.out_norm.scale[...], layer.out_norm.bias[...], layer.out_norm.eps)
+    else:
+        out = affine_layer_norm(out, layer.out_scale[...], None, layer.out_norm_eps)
+    return out.reshape(b, layer.n_out, layer.d)
+
+
+@pytest.mark.parametrize("n_in,out_bias", [(5, True), (7, False)])
+def test_field_last_layer_matches_the_paper_layout(n_in, out_bias):
+    """WukongLayer on X^T [B, d, n] equals the [B, n, d] formulas with the same parameters, forward and
+    every parameter's gradient (the transpose_grid views and the merged projection are exact)."""
+    layer = WukongLayer(n_in, 4, num_fmb=3, num_lcb=2, rank=3, fmb_width=8, fmb_depth=1, dropout_rate=0.0,
+                        rngs=nnx.Rngs(0), out_bias=out_bias)
+    rng = np.random.default_rng(4)
+    for _, p in nnx.iter_graph(layer):  # non-trivial norm parameters, so that a mis-ordered view shows
+        if isinstance(p, nnx.Param) and p[...].ndim == 1:
+            p[...] = jnp.asarray(rng.normal(size=p[...].shape), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(6, n_in, 4)), jnp.float32)
+    g = jnp.asarray(rng.normal(size=(6, 5, 4)), jnp.float32)
+    graphdef, params = nnx.split(layer, nnx.Param)
+
+    def loss(p, fn):
+        return jnp.sum(fn(nnx.merge(graphdef, p), x) * g)
+
+    field_last = lambda m, xx: jnp.swapaxes(m(jnp.swapaxes(xx, 1, 2)), 1, 2)  # noqa: E731
+    np.testing.assert_allclose(field_last(layer, x), _paper_layer(layer, x), rtol=1e-4, atol=1e-4)
+    got, want = jax.grad(loss)(params, field_last), jax.grad(loss)(params, _paper_layer)
+    for (path, a), (_, b) in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves_with_path(want),
+                                 strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=jax.tree_util.keystr(path))
 
 
 FLOP_CASES = [

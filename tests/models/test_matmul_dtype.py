@@ -1,5 +1,5 @@
 """layers.matmul in bfloat16 (mixed precision) against numpy: the forward, dx and dw from bfloat16-rounded
-operands with float32 sums; transpose_copy; and a CTR model with model.matmul_dtype='bfloat16'."""
+operands with float32 sums; transpose_copy and transpose_grid; and a CTR model with model.matmul_dtype='bfloat16'."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from flax import nnx
 from scaling_rec.ctr_config import default_config, validate
 from scaling_rec.errors import ConfigError
 from scaling_rec.models import ctr
-from scaling_rec.models.layers import MATMUL_DTYPES, Dense, matmul, transpose_copy
+from scaling_rec.models.ctr_common import MLP
+from scaling_rec.models.layers import MATMUL_DTYPES, Dense, matmul, transpose_copy, transpose_grid
 from scaling_rec.models.registry import build_ctr_model
 
 
@@ -122,3 +123,23 @@ def test_ctr_model_in_bfloat16_is_close_to_float32():
     c.model.matmul_dtype = "float16"
     with pytest.raises(ConfigError, match="matmul_dtype"):
         validate(c)
+
+
+def test_transpose_grid_matches_numpy_and_dense_views_agree():
+    """transpose_grid moves index i * b + j to j * a + i; a Dense fed (b, a)-ordered inputs through in_grid
+    (and asked for (b, a)-ordered outputs through out_grid) equals the plain Dense with both reorderings
+    done on the activations; an MLP refuses out_grid when its last layer is a normed hidden layer."""
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(2, 6, 3)).astype(np.float32)
+    want = v.reshape(2, 2, 3, 3).swapaxes(1, 2).reshape(2, 6, 3)
+    np.testing.assert_array_equal(transpose_grid(jnp.asarray(v), 1, (2, 3)), want)
+    with pytest.raises(ValueError, match="grid"):
+        transpose_grid(jnp.asarray(v), 1, (4, 2))
+    dense = Dense(6, 4, ("embed", "mlp"), nnx.Rngs(0))
+    dense.bias[...] = jnp.asarray(rng.normal(size=4), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(5, 6)), jnp.float32)
+    x_ba = x.reshape(5, 2, 3).swapaxes(1, 2).reshape(5, 6)
+    got = dense(x_ba, in_grid=(2, 3), out_grid=(2, 2))
+    np.testing.assert_allclose(got, dense(x).reshape(5, 2, 2).swapaxes(1, 2).reshape(5, 4), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="out_grid"):
+        MLP(6, 4, 1, 0, nnx.Rngs(0), norm="batch")(x, out_grid=(2, 2))
