@@ -168,15 +168,18 @@ class MLP(nnx.Module):
         self.depth, self.norm, self.dropout_rate = depth, norm, dropout_rate
 
     def __call__(self, x_BxI: jax.Array, *, train: bool = False, keys: KeyChain | None = None,
-                 in_grid: tuple[int, int] | None = None, out_grid: tuple[int, int] | None = None) -> jax.Array:
-        """in_grid / out_grid: the input / output features in transposed grid order (Dense.__call__)."""
+                 in_grid: tuple[int, int] | None = None, out_grid: tuple[int, int] | None = None,
+                 in_affine: tuple[jax.Array, jax.Array | None] | None = None) -> jax.Array:
+        """in_grid / out_grid: the input / output features in transposed grid order; in_affine: an affine map
+        of the input folded into the first layer's weights (Dense.__call__)."""
         keys = keys or KeyChain(None)
         last = len(self.layers) - 1
         if out_grid is not None and last < self.depth:
             raise ValueError("out_grid needs an output layer (d_out > 0): a hidden layer's norm would see "
                              "its features reordered")
         for i, layer in enumerate(self.layers):
-            x_BxI = layer(x_BxI, in_grid=in_grid if i == 0 else None, out_grid=out_grid if i == last else None)
+            x_BxI = layer(x_BxI, in_grid=in_grid if i == 0 else None, out_grid=out_grid if i == last else None,
+                          in_affine=in_affine if i == 0 else None)
             if i < self.depth:
                 if self.norm == "batch" and train:
                     x_BxI = self.norms[i].relu_dropout(x_BxI, self.dropout_rate, keys.next())

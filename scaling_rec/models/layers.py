@@ -116,16 +116,27 @@ class Dense(nnx.Module):
         self.matmul_dtype = matmul_dtype
 
     def __call__(self, x: jax.Array, *, in_grid: tuple[int, int] | None = None,
-                 out_grid: tuple[int, int] | None = None) -> jax.Array:
+                 out_grid: tuple[int, int] | None = None,
+                 in_affine: tuple[jax.Array, jax.Array | None] | None = None) -> jax.Array:
         """in_grid = (a, b): x's d_in features are the (a, b) grid of the kernel's rows stored transposed,
-        as (b, a) (see transpose_grid); out_grid likewise puts the outputs in (b, a) order. The parameters
-        keep their layout; only the product's view of them changes (a weight-sized transpose)."""
-        kernel = transpose_grid(self.kernel[...], 0, in_grid) if in_grid else self.kernel[...]
+        as (b, a) (see transpose_grid); out_grid likewise puts the outputs in (b, a) order. in_affine =
+        (scale_I, shift_I or None), in the kernel's row order: the layer computes (x * scale + shift) @ W + b
+        as x @ (diag(scale) W) + (shift @ W + b), so a normalisation's affine map costs a weight-sized
+        product instead of passes over x and its gradient. The parameters keep their layout; only the
+        product's view of them changes."""
+        kernel, bias = self.kernel[...], (self.bias[...] if self.bias is not None else None)
+        if in_affine is not None:
+            scale_I, shift_I = in_affine
+            if shift_I is not None:
+                shift_O = shift_I @ kernel
+                bias = shift_O if bias is None else bias + shift_O
+            kernel = scale_I[:, None] * kernel
+        kernel = transpose_grid(kernel, 0, in_grid) if in_grid else kernel
         kernel = transpose_grid(kernel, 1, out_grid) if out_grid else kernel
         y = matmul(x, kernel, self.matmul_dtype)
-        if self.bias is None:
+        if bias is None:
             return y
-        bias = transpose_grid(self.bias[...], 0, out_grid) if out_grid else self.bias[...]
+        bias = transpose_grid(bias, 0, out_grid) if out_grid else bias
         return y + _lead(bias, y.ndim)
 
 

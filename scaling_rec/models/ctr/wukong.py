@@ -26,7 +26,7 @@ from flax import nnx
 
 from scaling_rec.models.ctr import CtrFamily, Rung
 from scaling_rec.models.ctr_common import MLP, FieldEmbedding, bottom_mlp_flops, mlp_flops
-from scaling_rec.models.layers import KeyChain, LayerNorm, affine_layer_norm, param, transpose_grid
+from scaling_rec.models.layers import KeyChain, LayerNorm, affine_layer_norm, layer_norm, param, transpose_grid
 
 _XAVIER = nnx.initializers.xavier_uniform()
 UNROLL_MAX = 32  # contractions over at most this many terms run as one fused loop (sum_over_axis1)
@@ -104,29 +104,39 @@ class WukongLayer(nnx.Module):
 
     def __call__(self, x_BxDxN: jax.Array, *, train: bool = False, keys: KeyChain | None = None) -> jax.Array:
         """X^T [B, d, n_in] -> X_{i+1}^T [B, d, n_F + n_L]."""
+        scale, shift = self.out_affine()
+        out_grid = (self.n_out, self.d)
+        normed_BxDO = affine_layer_norm(self.before_norm(x_BxDxN, train=train, keys=keys),
+                                        transpose_grid(scale, 0, out_grid),
+                                        None if shift is None else transpose_grid(shift, 0, out_grid),
+                                        self.out_norm_eps)
+        return normed_BxDO.reshape(x_BxDxN.shape[0], self.d, self.n_out)
+
+    def out_affine(self) -> tuple[jax.Array, jax.Array | None]:
+        """The output norm's scale and shift (None without bias), [n_out d] in the paper's (field, width)
+        order."""
+        if self.out_norm is not None:
+            return self.out_norm.scale[...], self.out_norm.bias[...]
+        return self.out_scale[...], None
+
+    def before_norm(self, x_BxDxN: jax.Array, *, train: bool = False, keys: KeyChain | None = None) -> jax.Array:
+        """concat(FMB(X), LCB(X)) + R X, flattened field-last: [B, d n_out], the output norm's input."""
         b = x_BxDxN.shape[0]
-        fm_grid, out_grid = (self.n_in, self.rank), (self.n_out, self.d)
+        fm_grid = (self.n_in, self.rank)
         # X^T Y, (W_L X)^T and (R X)^T from one pass over X^T: one [B d, n] x [n, k + n_L (+ n_out)] matmul.
         weights_NxM = [self.fm_proj[...], self.lcb[...].T] + ([] if self.residual is None else [self.residual[...].T])
         proj_BxDxM = field_matmul(x_BxDxN, jnp.concatenate(weights_NxM, axis=1))
         k, split = self.rank, self.rank + self.num_lcb
         fm_BxKN = _fm_contraction(proj_BxDxM[:, :, :k], x_BxDxN).reshape(b, -1)
-        normed_BxKN = affine_layer_norm(fm_BxKN, transpose_grid(self.fmb_norm.scale[...], 0, fm_grid),
-                                        transpose_grid(self.fmb_norm.bias[...], 0, fm_grid), self.fmb_norm.eps)
-        fmb_BxDF = self.fmb_mlp(normed_BxKN, train=train, keys=keys, in_grid=fm_grid,
-                                out_grid=(self.num_fmb, self.d))
+        # The FMB norm's affine map is folded into the MLP's first weights (Dense in_affine): its gradient
+        # then needs no pass over the [B, n k] activations.
+        fmb_BxDF = self.fmb_mlp(layer_norm(fm_BxKN, self.fmb_norm.eps), train=train, keys=keys, in_grid=fm_grid,
+                                out_grid=(self.num_fmb, self.d),
+                                in_affine=(self.fmb_norm.scale[...], self.fmb_norm.bias[...]))
         lcb_BxDxL = proj_BxDxM[:, :, k:split]
         res_BxDxO = x_BxDxN if self.residual is None else proj_BxDxM[:, :, split:]
         out_BxDxO = jnp.concatenate([fmb_BxDF.reshape(b, self.d, self.num_fmb), lcb_BxDxL], axis=2) + res_BxDxO
-        flat_BxDO = out_BxDxO.reshape(b, -1)
-        if self.out_norm is not None:
-            normed_BxDO = affine_layer_norm(flat_BxDO, transpose_grid(self.out_norm.scale[...], 0, out_grid),
-                                            transpose_grid(self.out_norm.bias[...], 0, out_grid),
-                                            self.out_norm.eps)
-        else:
-            normed_BxDO = affine_layer_norm(flat_BxDO, transpose_grid(self.out_scale[...], 0, out_grid), None,
-                                            self.out_norm_eps)
-        return normed_BxDO.reshape(b, self.d, self.n_out)
+        return out_BxDxO.reshape(b, -1)
 
 
 class Wukong(nnx.Module):
@@ -159,10 +169,13 @@ class Wukong(nnx.Module):
             dense_BxD = jax.nn.relu(self.bottom(num_BxM, train=train, keys=keys))
             x_BxNxD = jnp.concatenate([x_BxNxD, dense_BxD[:, None, :]], axis=1)
         x_BxDxN = jnp.swapaxes(x_BxNxD, 1, 2)
-        for layer in self.layers:
+        for layer in self.layers[:-1]:
             x_BxDxN = layer(x_BxDxN, train=train, keys=keys)
-        b, d, n = x_BxDxN.shape
-        return self.top(x_BxDxN.reshape(b, -1), train=train, keys=keys, in_grid=(n, d))[:, 0]
+        # The last layer's norm feeds only the top MLP, which takes its affine map into its first weights.
+        last = self.layers[-1]
+        xhat_BxDO = layer_norm(last.before_norm(x_BxDxN, train=train, keys=keys), last.out_norm_eps)
+        return self.top(xhat_BxDO, train=train, keys=keys, in_grid=(last.n_out, last.d),
+                        in_affine=last.out_affine())[:, 0]
 
 
 def naive_fm(x_BxDxN: jax.Array) -> jax.Array:
