@@ -52,11 +52,15 @@ def _fm_contraction(xty_BxDxK: jax.Array, x_BxDxN: jax.Array) -> jax.Array:
 
 
 def _fm_contraction_fwd(xty_BxDxK, x_BxDxN):
+    # The barriers write the operands out once: fused into the unrolled loop, their producers (the previous
+    # layer's norm, the projection's slice) would be recomputed for every term (k or d times over).
+    xty_BxDxK, x_BxDxN = jax.lax.optimization_barrier((xty_BxDxK, x_BxDxN))
     return sum_over_axis1(xty_BxDxK, x_BxDxN), (xty_BxDxK, x_BxDxN)
 
 
 def _fm_contraction_bwd(res, g_BxKxN):
     xty_BxDxK, x_BxDxN = res
+    g_BxKxN = jax.lax.optimization_barrier(g_BxKxN)
     dxty_BxDxK = jnp.einsum("bdn,bkn->bdk", x_BxDxN, g_BxKxN)
     dx_BxDxN = sum_over_axis1(jnp.swapaxes(xty_BxDxK, 1, 2), g_BxKxN)
     return dxty_BxDxK, dx_BxDxN
