@@ -162,6 +162,26 @@ def test_field_last_layer_matches_the_paper_layout(n_in, out_bias):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4, err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.parametrize("norm,num_dense", [("batch", 0), ("layer", 3)])
+def test_wukong_model_matches_the_paper_layout(norm, num_dense):
+    """The whole model (field-last layers, the last norm's affine map folded into the top MLP) equals the
+    [B, n, d] layers followed by the plain top MLP, in evaluation mode, with every norm parameter moved off
+    its initial value."""
+    model = build_ctr_model(_config("wukong", 16, norm=norm, num_layers=3).model, VOCAB, num_dense, nnx.Rngs(0))
+    rng = np.random.default_rng(5)
+    for _, p in nnx.iter_graph(model):
+        if isinstance(p, nnx.Param) and p[...].ndim == 1:
+            p[...] = jnp.asarray(rng.normal(size=p[...].shape), jnp.float32)
+    cat, num = _inputs(8, num_dense)
+    x = model.embedding(cat)
+    if model.bottom is not None:
+        x = jnp.concatenate([x, jax.nn.relu(model.bottom(num))[:, None, :]], axis=1)
+    for layer in model.layers:
+        x = _paper_layer(layer, x)
+    want = model.top(x.reshape(x.shape[0], -1))[:, 0]
+    np.testing.assert_allclose(model(cat, num), want, rtol=1e-4, atol=1e-4)
+
+
 FLOP_CASES = [
     ("wukong", 0, {}), ("wukong", 3, {"num_layers": 3, "num_fmb": 8, "num_lcb": 8, "fm_rank": 4}),
     ("wukong", 0, {"num_fmb": 3, "num_lcb": 2, "fmb_depth": 2, "norm": "layer"}),
