@@ -34,8 +34,10 @@ Rerun with the hashed dropout masks of 427a350 (benchmarks/results/frappe_cpu.js
 load 5-21, 24-35 min a run): Wukong test AUC .9815 / .9802 / .9821 at seeds 0 / 1 / 2, mean .9813 +- .0006 SE,
 -.0001 +- .0007 from the threefry-mask mean (within one SE); DCNv2 seeds 0 / 1 .9827 / .9826, mean .9826 +-
 .0001 against .9832 +- .0001: -.0006 +- .0001, outside one SE; DLRM and DCNv2 seed 2 not rerun yet.
-Rerun after the hand-written layer-norm backwards of afbb71c (idle, 2 jobs): Wukong .9821 / .9810 / .9819,
-mean .9817 +- .0003 SE.
+Rerun after the hand-written layer-norm backwards of afbb71c (idle, 2 jobs; frappe_cpu.json, all three seeds of
+every preset): Wukong .9821 / .9810 / .9819, mean .9817 +- .0003 SE; DCNv2 .9828 +- .0002; DLRM .9825 +- .0004.
+The field-last Wukong layers (issue 17) compute the same function in float32 up to rounding (golden run
+unchanged); with bf16 products (frappe_cpu_bf16.json, 2026-12-07) Wukong gives .9815 +- .0003.
 
 Tuning record, issue 19 (2026-12-06, seed 0, one run each, chosen on validation AUC only; 2 CPU cores
 shared with other jobs at load 9-15, so the wall times are 3-5x an idle machine's). Valid AUC is the best
