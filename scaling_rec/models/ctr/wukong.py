@@ -15,7 +15,9 @@ Layout (issue 17): the layers keep the embeddings field-last, X^T [B, d, n], so 
 [n, .] weight (X^T Y, LCB, the residual projection) is one [B d, n] matmul with no transposes, and the FM's
 sum over the width d (d <= UNROLL_MAX) is one fused elementwise loop whose fastest axis is n. The
 parameters keep the paper's (field, width) order; the layers view them through layers.transpose_grid, so
-the model computes the same function of the same parameters as the [B, n, d] formulas above.
+the model computes the same function of the same parameters as the [B, n, d] formulas above. The FMB
+norm and the last layer's norm feed only a dense layer, which takes their affine maps into its weights
+(layers.Dense in_affine), so their backward needs no pass over the activations for the scale.
 """
 
 from __future__ import annotations
