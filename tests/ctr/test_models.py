@@ -124,9 +124,7 @@ def _paper_layer(layer: WukongLayer, x_BxNxD: jax.Array) -> jax.Array:
     b = x_BxNxD.shape[0]
     fm = jnp.einsum("bnd,bmd,mk->bnk", x_BxNxD, x_BxNxD, layer.fm_proj[...]).reshape(b, -1)
     fm = affine_layer_norm(fm, layer.fmb_norm.scale[...], layer.fmb_norm.bias[...], layer.fmb_norm.eps)
-    for i, dense in enumerate(layer.fmb_mlp.layers):
-        fm = fm @ dense.kernel[...] + dense.bias[...][None, :]
-        fm = jax.nn.relu(fm) if i < layer.fmb_mlp.depth else fm
+    fm = layer.fmb_mlp(fm)  # the plain MLP: no grid views, no folded affine map
     lcb = jnp.einsum("ln,bnd->bld", layer.lcb[...], x_BxNxD)
     res = x_BxNxD if layer.residual is None else jnp.einsum("on,bnd->bod", layer.residual[...], x_BxNxD)
     out = (jnp.concatenate([fm.reshape(b, layer.num_fmb, layer.d), lcb], axis=1) + res).reshape(b, -1)

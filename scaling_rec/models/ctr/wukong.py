@@ -104,8 +104,8 @@ class WukongLayer(nnx.Module):
                            matmul_dtype=matmul_dtype)
         self.lcb = param(rngs, _XAVIER, (num_lcb, n_in), ("fields", "fields"))
         self.residual = param(rngs, _XAVIER, (self.n_out, n_in), ("fields", "fields")) if self.n_out != n_in else None
-        self.out_norm = LayerNorm(self.n_out * d, rngs, axis="embed") if out_bias else None
-        self.out_norm_eps = 1e-6
+        self.out_norm_eps = 1e-6  # one eps for both forms of the output norm (its module's and out_scale's)
+        self.out_norm = LayerNorm(self.n_out * d, rngs, axis="embed", eps=self.out_norm_eps) if out_bias else None
         self.out_scale = None if out_bias else param(rngs, nnx.initializers.ones, (self.n_out * d,), ("embed",))
 
     def __call__(self, x_BxDxN: jax.Array, *, train: bool = False, keys: KeyChain | None = None) -> jax.Array:
