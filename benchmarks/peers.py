@@ -25,7 +25,10 @@ A subset (--families, --hstu_cases, --ctr_models) goes to its own file with --ou
     python -m benchmarks.peers --families=hstu --out=benchmarks/results/peers_cpu_hstu.json
 so that peers_cpu.json stays the record of one run of every case. --ctr_matmul_dtype=bfloat16 times our CTR
 step with the dense layers' products in bfloat16 (model.matmul_dtype; its quality on Frappe is
-benchmarks.frappe --matmul_dtype's record); FuxiCTR stays float32, as it trains by default.
+benchmarks.frappe --matmul_dtype's record); FuxiCTR stays float32, as it trains by default. Both dtype flags
+default to auto: bfloat16 where the CPU has native bfloat16 products (AMX-BF16 or AVX512-BF16), else float32,
+which is then the faster (scaling_rec.hardware); the recorded command names the dtype it resolved to, and
+the provenance the CPU's model and flags.
 
 Writes benchmarks/results/peers_cpu.json: {"matmul_flops_per_s", "cases": [{"peer", "case",
 "peer_examples_per_s", "ours_examples_per_s", "ratio", "ours_fraction_of_matmul", ...}], "provenance"}.
@@ -58,6 +61,7 @@ from typing import Any
 
 HSTU_CASES = ("small/ml1m", "small/beauty", "large/ml1m", "large/beauty")
 CTR_MODELS = ("DLRM", "DCNv2", "WuKong")
+DTYPE_CHOICES = ("auto", "float32", "bfloat16")  # auto: bfloat16 where this CPU has native bf16 products
 # Issue 17's CPU targets: ratio over the peer; HSTU large/ml1m also >= 30% of the matmul FLOP/s.
 TARGET_RATIO = {"hstu-torch": 3.0, "fuxictr": 2.0, "recbole": 2.0}
 TARGET_MATMUL_FRACTION = {"hstu-torch/large/ml1m": 0.30}
@@ -730,10 +734,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--families", default="hstu,ctr,sasrec")
     p.add_argument("--hstu_cases", default=",".join(HSTU_CASES))
     p.add_argument("--ctr_models", default=",".join(CTR_MODELS))
-    p.add_argument("--ctr_matmul_dtype", default="float32", choices=("float32", "bfloat16"),
-                   help="our CTR step's model.matmul_dtype (the peer trains in float32)")
-    p.add_argument("--hstu_matmul_dtype", default="float32", choices=("float32", "bfloat16"),
-                   help="our HSTU step's model.matmul_dtype (the peer trains in float32)")
+    p.add_argument("--ctr_matmul_dtype", default="auto", choices=DTYPE_CHOICES,
+                   help="our CTR step's model.matmul_dtype (the peer trains in float32); auto: "
+                        "scaling_rec.hardware.fastest_matmul_dtype")
+    p.add_argument("--hstu_matmul_dtype", default="auto", choices=DTYPE_CHOICES,
+                   help="our HSTU step's model.matmul_dtype (the peer trains in float32); auto as above")
     p.add_argument("--peers_dir", default=os.environ.get("SCALING_REC_PEERS", "../peers"),
                    help="peer checkouts, venvs, data and scratch (venv_hstu, gr, venv_fuxi, fuxictr_src, "
                         "data/frappe_split, venv_recbole, data/beauty); each path below overrides one")
@@ -763,7 +768,14 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split_dir", default="")
     p.add_argument("--work_dir", default="")
     p.add_argument("--data_root", default="")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if not a.worker:
+        from scaling_rec.hardware import fastest_matmul_dtype
+
+        for k in ("ctr_matmul_dtype", "hstu_matmul_dtype"):
+            if getattr(a, k) == "auto":
+                setattr(a, k, fastest_matmul_dtype())
+    return a
 
 
 def main(argv: Sequence[str] | None = None) -> None:

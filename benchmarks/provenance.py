@@ -14,7 +14,7 @@ from typing import Any
 import jax
 
 import scaling_rec
-from scaling_rec import host_memory
+from scaling_rec import hardware, host_memory
 from scaling_rec.io import atomic_write_json
 from scaling_rec.provenance import code_version
 
@@ -22,14 +22,15 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def provenance() -> dict:
-    """git commit ($SCALING_REC_COMMIT when set, else git HEAD), machine, versions, UTC time, and the host
+    """git commit ($SCALING_REC_COMMIT when set, else git HEAD), machine (with the CPU's model and matmul
+    ISA flags, hardware.cpu_info), versions, UTC time, and the host
     allocator's settings (scaling_rec.host_memory; the MALLOC_* environment, which subprocesses inherit)."""
     dev = jax.devices()[0]
     return {
         **code_version(),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "device_kind": dev.device_kind, "backend": jax.default_backend(),
-                    "num_devices": jax.device_count()},
+                    "num_devices": jax.device_count(), "cpu": hardware.cpu_info()},
         "versions": {"jax": jax.__version__, "python": platform.python_version()},
         "load_avg": os.getloadavg(),
         "utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

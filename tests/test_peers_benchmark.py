@@ -11,6 +11,7 @@ import time
 import pytest
 
 from benchmarks import peers
+from scaling_rec.hardware import fastest_matmul_dtype
 
 FAKE_PEER = """
 import sys, time
@@ -99,8 +100,10 @@ def test_summary_is_the_median_of_per_step_rates():
 
 
 def test_ctr_matmul_dtype_reaches_our_side_and_the_record():
-    assert peers.parse([]).ctr_matmul_dtype == "float32"
+    assert peers.parse([]).ctr_matmul_dtype == peers.parse([]).hstu_matmul_dtype == fastest_matmul_dtype()
     assert peers.parse(["--ctr_matmul_dtype=bfloat16"]).ctr_matmul_dtype == "bfloat16"
+    assert peers.parse(["--hstu_matmul_dtype=float32"]).hstu_matmul_dtype == "float32"
+    assert peers.parse(["--worker=hstu"]).ctr_matmul_dtype == "auto"  # a worker (peer venv) resolves nothing
     for model in ("DLRM", "DCNv2", "WuKong"):
         assert peers.ctr_config(model).model.matmul_dtype == "float32"
         assert peers.ctr_config(model, "bfloat16").model.matmul_dtype == "bfloat16"

@@ -8,11 +8,14 @@ scaling_rec.parallel maps them to mesh axes. No model file names a mesh axis.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from scaling_rec import hardware
 
 Initializer = Callable[..., jax.Array]
 _XAVIER_UNIFORM = nnx.initializers.xavier_uniform()
@@ -29,9 +32,18 @@ MATMUL_DTYPES = ("float32", "bfloat16")  # as scaling_rec.models.ctr.MATMUL_DTYP
 
 
 def check_matmul_dtype(dtype: str) -> None:
-    """ValueError unless `dtype` is one of MATMUL_DTYPES (model.matmul_dtype's choices)."""
+    """ValueError unless `dtype` is one of MATMUL_DTYPES (model.matmul_dtype's choices); a SlowPathWarning,
+    once per process, for bfloat16 on a CPU without native bfloat16 products (hardware.slow_bf16_warning)."""
     if dtype not in MATMUL_DTYPES:
         raise ValueError(f"matmul_dtype {dtype!r} not in {MATMUL_DTYPES}")
+    _warn_slow_dtype(dtype)
+
+
+@functools.cache
+def _warn_slow_dtype(dtype: str) -> None:
+    message = hardware.slow_bf16_warning(dtype)
+    if message:
+        warnings.warn(message, hardware.SlowPathWarning, stacklevel=4)
 
 
 def dot_f32(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]]) -> jax.Array:
