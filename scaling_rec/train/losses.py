@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from scaling_rec.models.layers import check_matmul_dtype, dot_f32, matmul, transpose_copy
+from scaling_rec.models.layers import check_matmul_dtype, dot_f32, hashed_uniform_ints, matmul, transpose_copy
 
 # Tokens per chunk when the negatives' rows are gathered chunk by chunk (the default on CPU for a large
 # table): a chunk's rows, 16 x K x D floats (2 MB at K = 128, D = 256), stay in cache between the gather and
@@ -40,13 +40,14 @@ def sampled_softmax_loss(
 
     As in the HSTU reference (SampledSoftmaxLoss with the local sampler): negatives are drawn
     uniformly from items 1..V-1 for every target token; a negative equal to the target is masked;
-    logits are dot products / temperature (cosines when embeddings are L2-normalised).
+    logits are dot products / temperature (cosines when embeddings are L2-normalised). The draws are
+    layers.hashed_uniform_ints of `key` (a counter hash: threefry's jax.random.randint took ~30-60 ms
+    of a CPU step at the reference's ML-1M shapes; they changed at the commit that says so).
 
     Shared negatives (share = s > 1): consecutive tokens in groups of s use one draw of K negatives
     (token n gets draw n // s), so a group's logits are one [s, D] x [D, K] product and the table's
     gradient a scatter of K rows per group instead of per token: s times fewer gathered and scattered
-    rows for the same K scored items per token. share = 1 is the reference's per-token draw (the same
-    random numbers as before this option existed).
+    rows for the same K scored items per token. share = 1 is the reference's per-token draw.
 
     The negatives' logits come one of four ways, equal up to summation order:
     - gathered: each token's K rows ([N, K, D], whose gradient is a scatter-add of as many rows into
@@ -86,10 +87,10 @@ def sampled_softmax_loss(
         raise ValueError(f"share = {share}: tokens per draw of negatives must be >= 1")
     pos_logit_N = jnp.sum(hidden_NxD * jnp.take(table_VxD, targets_N, axis=0), axis=-1) / temperature
     if share > 1:
-        neg_MxK = jax.random.randint(key, (-(-n // share), num_negatives), 1, num_items + 1)
+        neg_MxK = _draw_negatives(key, (-(-n // share), num_negatives), num_items)
         neg_NxK = jnp.repeat(neg_MxK, share, axis=0)[:n]
     else:
-        neg_NxK = jax.random.randint(key, (n, num_negatives), 1, num_items + 1)
+        neg_NxK = _draw_negatives(key, (n, num_negatives), num_items)
     if share > 1 and not dense_logits:
         h_MxSxD = _chunked(hidden_NxD, share)
         rows_MxKxD = jnp.take(table_VxD, neg_MxK, axis=0)
@@ -110,6 +111,12 @@ def sampled_softmax_loss(
         neg_NxKxD = jnp.take(table_VxD, neg_NxK, axis=0)
         neg_logit_NxK = jnp.einsum("nd,nkd->nk", hidden_NxD, neg_NxKxD) / temperature
     return _softmax_terms(pos_logit_N, neg_logit_NxK, neg_NxK, targets_N)
+
+
+def _draw_negatives(key: jax.Array, shape: tuple[int, int], num_items: int) -> jax.Array:
+    """Item ids uniform on 1..num_items, written out once: the barrier keeps XLA from fusing the hash into
+    each consumer (the gathers, the target mask), where it would be recomputed per use."""
+    return jax.lax.optimization_barrier(hashed_uniform_ints(key, shape, 1, num_items + 1))
 
 
 def default_scoring(rows: int, dim: int, num_negatives: int, backend: str) -> tuple[bool, int]:
