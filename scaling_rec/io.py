@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
 import tempfile
+import time
 from typing import Any
 
 from scaling_rec.errors import ResultError
@@ -42,14 +44,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def remove_stale_temps(directory: str | os.PathLike) -> list[str]:
+def remove_stale_temps(directory: str | os.PathLike, min_age_s: float = 0.0) -> list[str]:
     """Deletes the temporary files atomic_write_text left in `directory` (a writer killed between writing and
-    renaming, e.g. by SIGKILL); the names deleted. Only the directory's owner may call it (a run's lock
-    holder): a temporary file of a live writer is not stale."""
+    renaming, e.g. by SIGKILL) that are at least `min_age_s` seconds old; the names deleted. With min_age_s
+    = 0 only the directory's owner may call it (a run's lock holder): a temporary file of a live writer is
+    not stale. A directory that several processes write (a study's sweep/) passes an age no live write
+    reaches (a write holds its temporary file for milliseconds)."""
     removed = []
+    now = time.time()
     for tmp in pathlib.Path(directory).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp.name)
+        with contextlib.suppress(FileNotFoundError):
+            if now - tmp.stat().st_mtime >= min_age_s:
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp.name)
     return sorted(removed)
 
 

@@ -149,6 +149,7 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
               on_event: Callable[[RunState], None] | None = None) -> SweepReport:
     """Runs every spec not yet finished through `executor`; returns the report (also printed)."""
     t0 = time.time()
+    store.remove_stale_temps()
     store.write_manifest(specs, source)
     for s in specs:
         store.write_spec(s)

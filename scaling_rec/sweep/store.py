@@ -24,11 +24,14 @@ import ml_collections
 
 from scaling_rec import config as config_lib
 from scaling_rec.errors import ResultError, RunBusyError
-from scaling_rec.io import FINISHED, atomic_write_json, read_run_result
+from scaling_rec.io import FINISHED, atomic_write_json, read_run_result, remove_stale_temps
 from scaling_rec.sweep.spec import RunSpec, schema, set_key
 from scaling_rec.train.run import run_lock, study_root
 
 __all__ = ["FINISHED", "RunBusyError", "Store", "config_from_dict", "read_spec", "study_root"]
+
+
+STALE_TEMP_S = 3600.0  # a temporary file this old in sweep/ is no live write's
 
 
 def config_from_dict(d: dict[str, Any], where: str = "") -> ml_collections.ConfigDict:
@@ -88,6 +91,13 @@ class Store:
         path = self.spec_path(spec.run_id)
         atomic_write_json(path, {"run_id": spec.run_id, "labels": spec.labels, "config": spec.config.to_dict()})
         return path
+
+    def remove_stale_temps(self) -> list[str]:
+        """Deletes the sweep files' temporary files left by a runner killed mid-write (older than
+        STALE_TEMP_S: several runners may share a study, so a younger one may be a live write); the
+        paths deleted, relative to the study."""
+        return [f"sweep/{d}/{name}".replace("//", "/") for d in ("", "specs")
+                for name in remove_stale_temps(self.sweep_dir / d, STALE_TEMP_S)]
 
     def write_manifest(self, specs: list[RunSpec], source: str) -> None:
         atomic_write_json(self.sweep_dir / "manifest.json", {

@@ -77,3 +77,26 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     atomic_write_json(kept, {"b": 2})
     assert kept.stat().st_mode & 0o777 == 0o640
     assert json.loads(kept.read_text()) == {"b": 2}
+
+
+def test_stale_sweep_temps_are_removed_and_young_ones_kept(tmp_path):
+    """A runner killed between writing and renaming leaves '.<name>.<rand>.tmp'; the next sweep start deletes
+    those older than STALE_TEMP_S in sweep/ and sweep/specs/, and keeps a younger one (maybe a live write of
+    another runner on the same study) and every real file."""
+    import os
+
+    from scaling_rec.sweep import store as store_module
+
+    store = Store(tmp_path)
+    (store.sweep_dir / "specs").mkdir(parents=True)
+    old = [store.sweep_dir / ".status.json.a1.tmp", store.sweep_dir / "specs" / ".r1.json.b2.tmp"]
+    young = store.sweep_dir / ".manifest.json.c3.tmp"
+    real = store.sweep_dir / "status.json"
+    for p in (*old, young, real):
+        p.write_text("{}")
+    past = time.time() - store_module.STALE_TEMP_S - 5
+    for p in old:
+        os.utime(p, (past, past))
+    assert store.remove_stale_temps() == ["sweep/.status.json.a1.tmp", "sweep/specs/.r1.json.b2.tmp"]
+    assert not any(p.exists() for p in old) and young.exists() and real.exists()
+    assert Store(tmp_path / "empty").remove_stale_temps() == []
