@@ -13,8 +13,12 @@ from __future__ import annotations
 import functools
 import pathlib
 import platform
+import sys
 
+import flax
 import jax
+
+import scaling_rec
 
 # The ISA flags (as /proc/cpuinfo names them) that decide how XLA:CPU can run a float32 or bfloat16 product.
 MATMUL_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
@@ -80,3 +84,14 @@ def slow_bf16_warning(dtype: str, backend: str | None = None) -> str | None:
     return (f"model.matmul_dtype='bfloat16' on a CPU without AMX-BF16 or AVX512-BF16 ({cpu_info()['model']}): "
             "XLA widens the operands in software and the products run at about half the float32 rate; "
             "set model.matmul_dtype='float32' here (scaling_rec.hardware).")
+
+
+def caller_stacklevel() -> int:
+    """The warnings.warn stacklevel of the innermost frame outside scaling_rec, flax and jax, as seen from
+    the function that calls warnings.warn: a warning raised deep in a model's constructor points at the
+    line of the caller's code that built the model."""
+    libraries = tuple(str(pathlib.Path(m.__file__).parent) for m in (scaling_rec, flax, jax))
+    frame, level = sys._getframe(1), 1  # the caller of this function: the one that calls warnings.warn
+    while frame is not None and frame.f_code.co_filename.startswith(libraries):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -55,6 +55,7 @@ def test_dense_layers_warn_once_about_slow_bfloat16(monkeypatch):
         layers.check_matmul_dtype("float32")
     layers._warn_slow_dtype.cache_clear()
     assert [type(w.message) for w in caught] == [hardware.SlowPathWarning]
+    assert caught[0].filename == __file__  # the warning points at the caller's line, not at the library's
 
 
 def test_this_machine_is_described():

@@ -43,7 +43,7 @@ def check_matmul_dtype(dtype: str) -> None:
 def _warn_slow_dtype(dtype: str) -> None:
     message = hardware.slow_bf16_warning(dtype)
     if message:
-        warnings.warn(message, hardware.SlowPathWarning, stacklevel=4)
+        warnings.warn(message, hardware.SlowPathWarning, stacklevel=hardware.caller_stacklevel())
 
 
 def dot_f32(a: jax.Array, b: jax.Array, contract: tuple[tuple[int], tuple[int]]) -> jax.Array:
