@@ -53,9 +53,9 @@ def remove_stale_temps(directory: str | os.PathLike, min_age_s: float = 0.0) -> 
     removed = []
     now = time.time()
     for tmp in pathlib.Path(directory).glob(".*.tmp"):
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):  # another cleaner or the writer got there first
             if now - tmp.stat().st_mtime >= min_age_s:
-                tmp.unlink(missing_ok=True)
+                tmp.unlink()
                 removed.append(tmp.name)
     return sorted(removed)
 

@@ -96,8 +96,9 @@ class Store:
         """Deletes the sweep files' temporary files left by a runner killed mid-write (older than
         STALE_TEMP_S: several runners may share a study, so a younger one may be a live write); the
         paths deleted, relative to the study."""
-        return [f"sweep/{d}/{name}".replace("//", "/") for d in ("", "specs")
-                for name in remove_stale_temps(self.sweep_dir / d, STALE_TEMP_S)]
+        return [(directory / name).relative_to(self.root).as_posix()
+                for directory in (self.sweep_dir, self.sweep_dir / "specs")
+                for name in remove_stale_temps(directory, STALE_TEMP_S)]
 
     def write_manifest(self, specs: list[RunSpec], source: str) -> None:
         atomic_write_json(self.sweep_dir / "manifest.json", {

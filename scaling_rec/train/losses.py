@@ -42,7 +42,7 @@ def sampled_softmax_loss(
     uniformly from items 1..V-1 for every target token; a negative equal to the target is masked;
     logits are dot products / temperature (cosines when embeddings are L2-normalised). The draws are
     layers.hashed_uniform_ints of `key` (a counter hash: threefry's jax.random.randint took ~30-60 ms
-    of a CPU step at the reference's ML-1M shapes; they changed at the commit that says so).
+    of a CPU step at the reference's ML-1M shapes; the draws changed at 5fd035c).
 
     Shared negatives (share = s > 1): consecutive tokens in groups of s use one draw of K negatives
     (token n gets draw n // s), so a group's logits are one [s, D] x [D, K] product and the table's
