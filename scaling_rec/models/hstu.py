@@ -81,8 +81,10 @@ class HSTUBlock(nnx.Module):
         q, k, v = (t.reshape(lead + (h, t.shape[-1] // h)).astype(self.matmul_dtype) for t in (q, k, v))
         time_bias = self.time_bias[...] if self.time_bias is not None else None
         if view.jagged:
+            # positions=None: a jagged token's position is its index in its sequence (data.jagged.pack_jagged),
+            # which the kernels derive from the offsets; the XLA path then shares each tile's position bias.
             attn = hstu_attention(
-                q, k, v, view.offsets, max_len=max_len, positions=view.positions,
+                q, k, v, view.offsets, max_len=max_len, positions=None,
                 pos_bias=self.pos_bias[...], timestamps=view.timestamps if time_bias is not None else None,
                 query_timestamps=view.query_timestamps if time_bias is not None else None,
                 time_bias=time_bias, time_bucket_divisor=divisor, impl=impl,

@@ -23,7 +23,7 @@ import pytest
 from scaling_rec.errors import KernelArgumentError
 from scaling_rec.kernels import hstu_attention, hstu_attention_reference, resolve_impl
 from scaling_rec.kernels.hstu_pallas import KernelConfig, hstu_attention_pallas, prepare_side
-from scaling_rec.kernels.hstu_reference import segment_ids_from_offsets
+from scaling_rec.kernels.hstu_reference import positions_from_offsets, segment_ids_from_offsets
 from scaling_rec.kernels.hstu_xla import hstu_attention_xla, tile_schedule
 
 NUM_BUCKETS = 16
@@ -112,7 +112,8 @@ def check_parity(fn, c: Case, bias: bool, tol: float, tol_tables: float, what: s
     """fn's output and gradients match the reference on c (bf16 cases: reference on f32 copies)."""
     ref_case = upcast(c) if c.q.dtype == jnp.bfloat16 else c
     out, g = out_and_grads(fn, c, bias, **kw)
-    out_ref, g_ref = out_and_grads(hstu_attention_reference, ref_case, bias)
+    ref_kw = {key: kw[key] for key in ("positions",) if key in kw}  # the inputs fn shares with the reference
+    out_ref, g_ref = out_and_grads(hstu_attention_reference, ref_case, bias, **ref_kw)
     assert out.shape == c.q.shape and out.dtype == c.q.dtype
     assert_close(out, out_ref, min(tol, 1e-5) if c.q.dtype == jnp.float32 else tol, f"{what} out")
     for gi, gi_ref, n in zip(g, g_ref, ["q", "k", "v", "pos_bias", "time_bias"], strict=False):
@@ -135,6 +136,21 @@ def test_xla_matches_reference(name: str, block: int | None) -> None:
     lengths, num_tokens, max_len, bias = JAGGED[name]
     c = make_case(lengths, num_tokens, max_len)
     check_parity(hstu_attention_xla, c, bias, 1e-4, 1e-4, name, block=block)
+
+
+def test_xla_explicit_positions_take_the_per_pair_bias() -> None:
+    """Positions other than the within-sequence index (here reversed) must not be read as token distances: the
+    per-pair gather runs and matches the reference; with the default positions both paths agree."""
+    lengths, num_tokens, max_len, _ = JAGGED["mixed"]
+    c = make_case(lengths, num_tokens, max_len, seed=3)
+    seg = segment_ids_from_offsets(c.offsets, num_tokens)
+    default = positions_from_offsets(c.offsets, seg)
+    rev = jnp.where(seg < len(lengths), jnp.asarray(lengths + [0])[seg] - 1 - default, 0)
+    for name, pos in (("reversed", rev), ("explicit default", default)):
+        check_parity(hstu_attention_xla, c, True, 1e-4, 1e-4, name, positions=pos)
+    out_default = run(hstu_attention_xla, c, block=16)
+    assert_close(run(hstu_attention_xla, c, block=16, positions=default), out_default, 1e-6, "toeplitz vs gather")
+    assert not np.allclose(run(hstu_attention_xla, c, block=16, positions=rev), out_default)
 
 
 def test_xla_runs_only_live_tiles() -> None:

@@ -10,6 +10,7 @@ from flax import nnx
 
 from scaling_rec.config import default_config
 from scaling_rec.data.jagged import SequenceExample, pack_jagged, pad_examples
+from scaling_rec.kernels.hstu_reference import positions_from_offsets, segment_ids_from_offsets
 from scaling_rec.models.registry import build
 
 FAMILIES = ["hstu", "sasrec"]
@@ -59,6 +60,14 @@ def test_jagged_equals_padded(family):
     for b, e in enumerate(exs):
         np.testing.assert_allclose(hj[off:off + len(e)], hp[b, :len(e)], atol=1e-5)
         off += len(e)
+
+
+def test_jagged_positions_are_what_the_kernels_derive_from_offsets():
+    """HSTU's jagged path passes positions=None to the attention kernels, which derive them from the offsets."""
+    batch = pack_jagged(_examples(), 8, 64)
+    offsets = jnp.asarray(batch.offsets_B1)
+    derived = positions_from_offsets(offsets, segment_ids_from_offsets(offsets, 64))
+    np.testing.assert_array_equal(np.asarray(batch.positions_T), np.asarray(derived))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
