@@ -21,6 +21,12 @@ CPU_GATHER_CHUNK = 16
 # the dense path grows with V, the gathered one's does not, and they meet near V = 55 K (issue 17).
 CPU_DENSE_MAX_ROWS_PER_NEGATIVE = 40
 CPU_DENSE_CHUNK = 1024
+# The dense ways pad D with zero columns to a multiple of SCORING_DIM_MULTIPLE (`_pad_columns`): XLA:CPU's
+# [M, K] x [K, D] products (the backward's G · table and G^T · hidden) run ~2.5x slower when D is not a
+# multiple of 16, the AVX-512 float32 width (2-core AVX-512 CPU, [1024, 3953] x [3953, D]: 3.9 ms at D = 50,
+# 1.6 at 48, 2.1 at 64; 4.6 at 56, 3.8 at 100). Zero columns add nothing to the logits and their
+# gradients are dropped. Loss + gradient at N = 16k, V = 3953, K = 128, D = 50: 12% faster (in-process A/B).
+SCORING_DIM_MULTIPLE = 16
 
 
 def sampled_softmax_loss(
@@ -58,6 +64,7 @@ def sampled_softmax_loss(
       FLOPs (flops.loss_flops counts the K) on matmuls instead of gathers and scatters;
     - dense in chunks of `chunk` tokens (`_dense_chunk_dots`): a chunk's [chunk, V] logits at a time,
       and a backward of two matmuls per chunk, so that [N, V] never exists.
+    The dense ways score D padded to a multiple of SCORING_DIM_MULTIPLE with zeros (see there).
     Default (dense_logits=None): on CPU, dense in chunks of CPU_DENSE_CHUNK tokens when the table has at
     most CPU_DENSE_MAX_ROWS_PER_NEGATIVE·K rows, else gathered in chunks of CPU_GATHER_CHUNK tokens;
     elsewhere dense when the table has no more than K·D rows (no more memory than the gathered rows),
@@ -101,9 +108,11 @@ def sampled_softmax_loss(
                                                       jax.default_backend())
         chunk = default_chunk if chunk is None else chunk
     if dense_logits and chunk:
-        neg_logit_NxK = _dense_chunk_dots(hidden_NxD, table_VxD, neg_NxK, int(chunk), matmul_dtype) / temperature
+        neg_logit_NxK = _dense_chunk_dots(*_pad_columns(hidden_NxD, table_VxD), neg_NxK, int(chunk),
+                                          matmul_dtype) / temperature
     elif dense_logits:
-        logits_NxV = matmul(hidden_NxD, table_VxD.T, matmul_dtype)
+        h_pad, t_pad = _pad_columns(hidden_NxD, table_VxD)
+        logits_NxV = matmul(h_pad, t_pad.T, matmul_dtype)
         neg_logit_NxK = jnp.take_along_axis(logits_NxV / temperature, neg_NxK, axis=1)
     elif chunk:
         neg_logit_NxK = _gathered_dots(hidden_NxD, table_VxD, neg_NxK, int(chunk)) / temperature
@@ -111,6 +120,13 @@ def sampled_softmax_loss(
         neg_NxKxD = jnp.take(table_VxD, neg_NxK, axis=0)
         neg_logit_NxK = jnp.einsum("nd,nkd->nk", hidden_NxD, neg_NxKxD) / temperature
     return _softmax_terms(pos_logit_N, neg_logit_NxK, neg_NxK, targets_N)
+
+
+def _pad_columns(*xs: jax.Array) -> tuple[jax.Array, ...]:
+    """[rows, D] arrays with zero columns appended up to a multiple of SCORING_DIM_MULTIPLE (unchanged if D is
+    one): the dense scoring's products, equal up to summation order."""
+    pad = -xs[0].shape[1] % SCORING_DIM_MULTIPLE
+    return xs if not pad else tuple(jnp.pad(x, ((0, 0), (0, pad))) for x in xs)
 
 
 def _draw_negatives(key: jax.Array, shape: tuple[int, int], num_items: int) -> jax.Array:
@@ -247,7 +263,8 @@ def full_softmax_loss(
     logits' product, layers.matmul).
     """
     check_matmul_dtype(matmul_dtype)
-    logits_NxV = matmul(hidden_NxD, table_VxD[1:].T, matmul_dtype) / temperature
+    h_pad, t_pad = _pad_columns(hidden_NxD, table_VxD[1:])
+    logits_NxV = matmul(h_pad, t_pad.T, matmul_dtype) / temperature
     safe_N = jnp.maximum(targets_N - 1, 0)
     pos_logit_N = jnp.take_along_axis(logits_NxV, safe_N[:, None], axis=1)[:, 0]
     loss_N = jax.nn.logsumexp(logits_NxV, axis=1) - pos_logit_N

@@ -82,7 +82,10 @@ def test_sampled_softmax_chunked_gather_equals_dense():
         got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3))(hidden, table, dense_logits,
                                                                                        chunk)
         for a, b in zip(jax.tree.leaves(dense), jax.tree.leaves(got), strict=True):
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+            # the ways sum in different orders (the dense ones over D padded to 16): float32 rounding of sums
+            # whose terms reach the gradient's largest entry (~35 here)
+            scale = max(1.0, float(np.abs(np.asarray(a)).max()))
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6 * scale)
 
 
 def test_default_scoring_rule():
