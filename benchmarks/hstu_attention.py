@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import triton_reference
-from benchmarks.provenance import ROOT, provenance
+from benchmarks.provenance import ROOT, command_line, provenance
 from scaling_rec import host_memory
 from scaling_rec.kernels import hstu_attention
 from scaling_rec.kernels.hstu_pallas import hstu_attention_pallas
@@ -292,6 +292,7 @@ def write_result(out: pathlib.Path, args: argparse.Namespace, lengths: list[int]
     """Write the JSON atomically (after every case, so a cut-off run keeps what it measured)."""
     result = dict(
         benchmark="hstu_attention",
+        command=command_line("benchmarks.hstu_attention"),
         provenance=provenance(),
         config=dict(heads=args.heads, dim=args.dim, dtype=args.dtype, tokens=args.tokens,
                     reps=args.reps, lengths=lengths, softmax_impl=args.softmax_impl,
