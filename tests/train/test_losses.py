@@ -16,6 +16,7 @@ from scaling_rec.train.losses import (
     CPU_GATHER_CHUNK,
     default_scoring,
     full_softmax_loss,
+    live_chunks,
     sampled_softmax_loss,
 )
 
@@ -86,6 +87,32 @@ def test_sampled_softmax_chunked_gather_equals_dense():
             # whose terms reach the gradient's largest entry (~35 here)
             scale = max(1.0, float(np.abs(np.asarray(a)).max()))
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6 * scale)
+
+
+def test_chunked_ways_skip_the_trailing_chunks_without_targets():
+    """Tokens after the last target (a jagged batch's padding) are never scored: the chunked ways' logits of the
+    chunks after live_chunks are zeros (the others the numpy dot products), and the loss and gradients equal
+    the dense way's."""
+    hidden, targets, table = (jnp.asarray(x) for x in _inputs(n=20, v=40, d=6))
+    targets = targets.at[9:].set(0).at[3].set(0)  # last target at token 8: chunks of 4 -> 3 live, 2 skipped
+    assert int(live_chunks(targets, 4)) == 3 and int(live_chunks(jnp.zeros(5, jnp.int32), 4)) == 0
+    idx = jax.random.randint(jax.random.key(5), (20, 16), 1, 40)
+    want = np.einsum("nd,nkd->nk", np.asarray(hidden, np.float64), np.asarray(table, np.float64)[np.asarray(idx)])
+    for way in (losses._dense_chunk_dots, losses._gathered_dots):
+        got = np.asarray(way(hidden, table, idx, live_chunks(targets, 4), 4))
+        np.testing.assert_allclose(got[:12], want[:12], rtol=1e-5, atol=1e-6)
+        assert np.all(got[12:] == 0), way.__name__
+
+    def loss(h, w, dense, chunk):
+        return sampled_softmax_loss(h, targets, w, jax.random.key(3), num_negatives=16, temperature=0.1,
+                                    dense_logits=dense, chunk=chunk)[0]
+
+    dense = jax.value_and_grad(loss, argnums=(0, 1))(hidden, table, True, None)
+    for dense_logits in (True, False):
+        got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3))(hidden, table, dense_logits, 4)
+        for a, b in zip(jax.tree.leaves(dense), jax.tree.leaves(got), strict=True):
+            scale = max(1.0, float(np.abs(np.asarray(a)).max()))
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6 * scale)
 
 
 def test_default_scoring_rule():
@@ -202,7 +229,7 @@ def test_bfloat16_negative_logits_are_the_rounded_operands_float32_ones():
 
     hidden, _, table = (jnp.asarray(x) for x in _inputs(n=9, v=40, d=6))
     idx = jax.random.randint(jax.random.key(5), (9, 16), 1, 40)
-    got = _dense_chunk_dots(hidden, table, idx, 4, "bfloat16")
+    got = _dense_chunk_dots(hidden, table, idx, jnp.asarray(3, jnp.int32), 4, "bfloat16")  # all 3 chunks
     h, w = np.asarray(_bf16(hidden), np.float64), np.asarray(_bf16(table), np.float64)
     want = np.einsum("nd,nkd->nk", h, w[np.asarray(idx)])
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
