@@ -1,6 +1,8 @@
 """Benchmark of jagged HSTU attention: XLA path vs Pallas kernels vs softmax attention vs the reference.
 
-    python -m benchmarks.hstu_attention            # CPU: reduced set (16 min on 2 shared, loaded cores)
+    python -m benchmarks.hstu_attention            # CPU: reduced set (4 min on 2 quiet cores, 16 loaded)
+    (on CPU the padded softmax at L = 4096 takes ~13 GB and was OOM-killed once on a 24 GB host;
+    --softmax_max_len=1024 skips it)
     python -m benchmarks.hstu_attention --full     # GPU: lengths 256 .. 16k
 
 For each max length L (token budget T = max(L, --tokens)) and two layouts:
