@@ -178,15 +178,9 @@ def live_chunks(targets_N: jax.Array, chunk: int) -> jax.Array:
     return ((last + chunk) // chunk).astype(jnp.int32)
 
 
-def _map_live(fn, num_live: jax.Array, xs: tuple[jax.Array, ...], out: jax.Array) -> jax.Array:
-    """out [M, ...] with row i = fn(x[i] for x in xs) for i < num_live (a loop of dynamic trip count); the
-    other rows keep out's values."""
-    return jax.lax.fori_loop(0, num_live, lambda i, acc: acc.at[i].set(fn(tuple(x[i] for x in xs))), out)
-
-
 def _scan_live(fn, num_live: jax.Array, carry, xs: tuple[jax.Array, ...], ys: jax.Array):
-    """A scan of fn(carry, x[i] for x in xs) -> (carry, y) over i < num_live, y written to row i of ys [M, ...]
-    (the other rows keep ys' values); returns (carry, ys)."""
+    """A scan of fn(carry, x[i] for x in xs) -> (carry, y) over i < num_live (a loop of dynamic trip count), y
+    written to row i of ys [M, ...] (the other rows keep ys' values); returns (carry, ys)."""
 
     def body(i, state):
         c, acc = state
@@ -194,6 +188,11 @@ def _scan_live(fn, num_live: jax.Array, carry, xs: tuple[jax.Array, ...], ys: ja
         return c, acc.at[i].set(y)
 
     return jax.lax.fori_loop(0, num_live, body, (carry, ys))
+
+
+def _map_live(fn, num_live: jax.Array, xs: tuple[jax.Array, ...], out: jax.Array) -> jax.Array:
+    """_scan_live without a carry: out [M, ...] with row i = fn(x[i] for x in xs) for i < num_live."""
+    return _scan_live(lambda c, x: (c, fn(x)), num_live, (), xs, out)[1]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4,))

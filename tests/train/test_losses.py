@@ -68,6 +68,14 @@ def test_sampled_softmax_dense_logits_equal_gathered_ones():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+def _assert_same_loss_and_grads(got, want) -> None:
+    """(loss, grads) trees equal up to the float32 rounding of differently ordered sums (the dense ways sum over
+    D padded to 16), whose terms reach each array's largest entry (~35 for these inputs' gradients)."""
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+        scale = max(1.0, float(np.abs(np.asarray(a)).max()))
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6 * scale)
+
+
 def test_sampled_softmax_chunked_gather_equals_dense():
     """Gathering the negatives' rows a few tokens at a time, or scoring a few tokens' full logits at a time
     (custom gradients, last chunk padded), gives the dense path's loss and gradients; dense_logits=None (on
@@ -82,11 +90,7 @@ def test_sampled_softmax_chunked_gather_equals_dense():
     for dense_logits, chunk in ((False, 4), (False, 16), (True, 4), (True, 16), (None, None), (False, None)):
         got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3))(hidden, table, dense_logits,
                                                                                        chunk)
-        for a, b in zip(jax.tree.leaves(dense), jax.tree.leaves(got), strict=True):
-            # the ways sum in different orders (the dense ones over D padded to 16): float32 rounding of sums
-            # whose terms reach the gradient's largest entry (~35 here)
-            scale = max(1.0, float(np.abs(np.asarray(a)).max()))
-            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6 * scale)
+        _assert_same_loss_and_grads(got, dense)
 
 
 def test_chunked_ways_skip_the_trailing_chunks_without_targets():
@@ -110,9 +114,7 @@ def test_chunked_ways_skip_the_trailing_chunks_without_targets():
     dense = jax.value_and_grad(loss, argnums=(0, 1))(hidden, table, True, None)
     for dense_logits in (True, False):
         got = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=(2, 3))(hidden, table, dense_logits, 4)
-        for a, b in zip(jax.tree.leaves(dense), jax.tree.leaves(got), strict=True):
-            scale = max(1.0, float(np.abs(np.asarray(a)).max()))
-            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6 * scale)
+        _assert_same_loss_and_grads(got, dense)
 
 
 def test_default_scoring_rule():
