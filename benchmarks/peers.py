@@ -40,6 +40,11 @@ start and end); ours_fraction_of_bf16_matmul the same over the bfloat16-operand 
 peer_fraction_of_matmul: the peer's examples/s times the same FLOPs per example, over that matmul rate;
 ratio_at_matmul_rate = 1 / peer_fraction_of_matmul is the ratio our step would reach if every useful FLOP ran
 at the measured f32 matmul rate: a target ratio above it is out of reach in f32 on this machine.
+product_floor: the step's own products alone, timed right after the case's rounds
+(benchmarks.product_floor: every dot_general of the traced step at its shapes and dtypes, nothing else);
+ratio_at_product_floor = our examples per step / its median_s / the peer's examples/s, the ratio of a step
+that took no time outside its products: a target above it is out of reach for these products here. Steps
+with products inside loops of data-dependent length (the HSTU chunked scoring) record why they have none.
 """
 
 from __future__ import annotations
@@ -129,10 +134,12 @@ class Worker:
 
 class OurSide:
     """Our side of a case: `step()` runs one step (blocking until done) and returns its examples;
-    `flops_per_step(i)` the useful training FLOPs of the i-th step."""
+    `flops_per_step(i)` the useful training FLOPs of the i-th step; `floor()`, when given, times the step's
+    products alone (benchmarks.product_floor.step_floor's record)."""
 
-    def __init__(self, info: dict, step: Callable[[], int], flops_of_step: Callable[[int], float]) -> None:
-        self.info, self._step, self._flops, self.count = info, step, flops_of_step, 0
+    def __init__(self, info: dict, step: Callable[[], int], flops_of_step: Callable[[int], float],
+                 floor: Callable[[], dict] | None = None) -> None:
+        self.info, self._step, self._flops, self.count, self.floor = info, step, flops_of_step, 0, floor
         self.flops: list[float] = []
 
     def steps(self, n: int) -> tuple[list[float], list[int]]:
@@ -219,6 +226,9 @@ def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, e
         per_example = timing["ours"]["useful_flops_per_step_mean"] / timing["ours"]["examples_per_step_mean"]
         peer_fraction = p * per_example / matmul_flops_per_s
         ceiling = {"peer_fraction_of_matmul": peer_fraction, "ratio_at_matmul_rate": 1.0 / peer_fraction}
+    floor = (extra or {}).get("product_floor", {})
+    if floor.get("median_s") and p > 0:
+        ceiling["ratio_at_product_floor"] = timing["ours"]["examples_per_step_mean"] / floor["median_s"] / p
     key = f"{peer}/{case}"
     target = {"ratio": TARGET_RATIO[peer]}
     met = p > 0 and o / p >= TARGET_RATIO[peer]
@@ -450,6 +460,17 @@ def matmul_samples(n: int = 2048, reps: int = 5, dtype: str = "float32") -> list
     return out
 
 
+def _floor(step_fn: Callable, state: Any, batch: Any) -> Callable[[], dict]:
+    """OurSide.floor of a train step: product_floor.step_floor traced on the state's and batch's shapes only
+    (their buffers are donated to the timed steps by then)."""
+    import jax
+
+    from benchmarks.product_floor import step_floor
+
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (state, batch))
+    return lambda: step_floor(step_fn, *shapes)
+
+
 def _jitted_step(step_fn: Callable, state: Any, batches: list, count_key: str | None = None,
                  fixed: int = 0) -> Callable[[], int]:
     import jax
@@ -522,7 +543,8 @@ def hstu_side(config: str, raw: list[dict], num_items: int, harness_dir: str, ma
                                              1 + HSTU_NEGATIVES) for x in lens]
     info = {"params": n_params, "tokens_per_batch": tokens, "layout": "jagged",
             "real_tokens_per_batch": [int(x.sum()) for x in lens], "config": c.model.to_dict()}
-    return OurSide(info, _jitted_step(step, state, batches, fixed=batch_size), lambda i: flops[i % len(flops)])
+    return OurSide(info, _jitted_step(step, state, batches, fixed=batch_size), lambda i: flops[i % len(flops)],
+                   floor=_floor(step, state, batches[0]))
 
 
 FUXICTR_WUKONG_WIDTHS = (512, 256)  # WuKong_frappe_bars' FMB and top MLP hidden units
@@ -598,7 +620,8 @@ def ours_ctr(model_name: str, matmul_dtype: str = "float32") -> OurSide:
         batches.append(jax.device_put(b))
     n_params = int(sum(x.size for x in jax.tree.leaves(params)))
     info = {"params": n_params, "vocab_rows": int(sum(data.vocab_sizes)), "config": c.to_dict()}
-    return OurSide(info, _jitted_step(step, state, batches, fixed=bs), lambda i: flops)
+    return OurSide(info, _jitted_step(step, state, batches, fixed=bs), lambda i: flops,
+                   floor=_floor(step, state, batches[0]))
 
 
 def sasrec_config():
@@ -648,7 +671,8 @@ def ours_sasrec() -> OurSide:
     info = {"params": n_params, "users_per_batch": c.train.batch_size, "spec": vars(inputs.spec),
             "train_targets_per_epoch": int(sum(np.count_nonzero(e.targets) for e in inputs.train)),
             "config": c.to_dict()}
-    return OurSide(info, _jitted_step(step, state, batches, count_key="targets"), lambda i: flops[i % len(flops)])
+    return OurSide(info, _jitted_step(step, state, batches, count_key="targets"), lambda i: flops[i % len(flops)],
+                   floor=_floor(step, state, batches[0]))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -720,7 +744,10 @@ def run_cases(a: argparse.Namespace, log: Any, done: Callable[[list], None]) -> 
                 timing = interleave(worker, ours, a.warmup, a.rounds, a.round_s, probe=_probe)
             finally:
                 worker.close()
-            cases.append((peer_name, case, timing, {"peer_info": worker.info, "ours_info": ours.info}))
+            extra = {"peer_info": worker.info, "ours_info": ours.info}
+            if ours.floor is not None:
+                extra["product_floor"] = ours.floor()
+            cases.append((peer_name, case, timing, extra))
             done(cases)
             p, o = timing["peer"]["examples_per_s"], timing["ours"]["examples_per_s"]
             print(f"[peers] {peer_name} {case}: peer {p:.1f} ex/s, ours {o:.1f} ex/s, ratio {o / p:.2f}, "

@@ -97,6 +97,8 @@ PRESETS = {
                           "5-core, rating_only)", timestamp_unit="ms"),
     # Yambda (Yandex music) flat Parquet, e.g. 50m/likes.parquet or listens.parquet: uid, item_id, timestamp,
     # is_organic (listens add played_ratio_pct, track_length_seconds); is_organic is kept as the action.
+    # Its timestamps are uint32 seconds from the log's start, in steps of 5 s (the dataset card's sample rows:
+    # 106910, 146130, ... 18111945), so the default unit 's' reads them as they are.
     "yambda": Preset("likes.parquet", EventColumns("uid", "item_id", "timestamp", action="is_organic"),
                      "curl -LO https://huggingface.co/datasets/yandex/yambda/resolve/main/flat/50m/likes.parquet"),
 }
