@@ -43,8 +43,10 @@ at the measured f32 matmul rate: a target ratio above it is out of reach in f32 
 product_floor: the step's own products alone, timed right after the case's rounds
 (benchmarks.product_floor: every dot_general of the traced step at its shapes and dtypes, nothing else);
 ratio_at_product_floor = our examples per step / its median_s / the peer's examples/s, the ratio of a step
-that took no time outside its products: a target above it is out of reach for these products here. Steps
-with products inside loops of data-dependent length (the HSTU chunked scoring) record why they have none.
+that took no time outside its products: a target above it is out of reach for these products here. The
+HSTU step's loops of data-dependent length (chunked scoring, attention tiles) are counted by running it once
+on the case's first batch (product_floor.step_dots_counted); its fraction_of_matmul_at_product_floor is the
+share target's counterpart.
 """
 
 from __future__ import annotations
@@ -229,6 +231,9 @@ def case_record(peer: str, case: str, timing: dict, matmul_flops_per_s: float, e
     floor = (extra or {}).get("product_floor", {})
     if floor.get("median_s") and p > 0:
         ceiling["ratio_at_product_floor"] = timing["ours"]["examples_per_step_mean"] / floor["median_s"] / p
+        if useful is not None:
+            ceiling["fraction_of_matmul_at_product_floor"] = (timing["ours"]["useful_flops_per_step_mean"]
+                                                              / floor["median_s"] / matmul_flops_per_s)
     key = f"{peer}/{case}"
     target = {"ratio": TARGET_RATIO[peer]}
     met = p > 0 and o / p >= TARGET_RATIO[peer]
@@ -460,15 +465,21 @@ def matmul_samples(n: int = 2048, reps: int = 5, dtype: str = "float32") -> list
     return out
 
 
-def _floor(step_fn: Callable, state: Any, batch: Any) -> Callable[[], dict]:
-    """OurSide.floor of a train step: product_floor.step_floor traced on the state's and batch's shapes only
-    (their buffers are donated to the timed steps by then)."""
+def _floor(step_fn: Callable, stepper: Callable, batch: Any, count_loops: bool = False) -> Callable[[], dict]:
+    """OurSide.floor of a train step: product_floor.step_floor on the step's current state (`stepper.box`,
+    _jitted_step's) and `batch`, traced on their shapes only, or with count_loops run once on their values
+    to count its while loops (the HSTU step's)."""
     import jax
 
     from benchmarks.product_floor import step_floor
 
-    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (state, batch))
-    return lambda: step_floor(step_fn, *shapes)
+    def floor() -> dict:
+        args = (stepper.box["state"], batch)
+        if not count_loops:
+            args = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), args)
+        return step_floor(step_fn, *args, count_loops=count_loops)
+
+    return floor
 
 
 def _jitted_step(step_fn: Callable, state: Any, batches: list, count_key: str | None = None,
@@ -483,6 +494,7 @@ def _jitted_step(step_fn: Callable, state: Any, batches: list, count_key: str | 
         box["i"] += 1
         return int(m[count_key]) if count_key else fixed
 
+    step.box = box  # the live state, for _floor
     return step
 
 
@@ -543,8 +555,9 @@ def hstu_side(config: str, raw: list[dict], num_items: int, harness_dir: str, ma
                                              1 + HSTU_NEGATIVES) for x in lens]
     info = {"params": n_params, "tokens_per_batch": tokens, "layout": "jagged",
             "real_tokens_per_batch": [int(x.sum()) for x in lens], "config": c.model.to_dict()}
-    return OurSide(info, _jitted_step(step, state, batches, fixed=batch_size), lambda i: flops[i % len(flops)],
-                   floor=_floor(step, state, batches[0]))
+    stepper = _jitted_step(step, state, batches, fixed=batch_size)
+    return OurSide(info, stepper, lambda i: flops[i % len(flops)],
+                   floor=_floor(step, stepper, batches[0], count_loops=True))
 
 
 FUXICTR_WUKONG_WIDTHS = (512, 256)  # WuKong_frappe_bars' FMB and top MLP hidden units
@@ -620,8 +633,8 @@ def ours_ctr(model_name: str, matmul_dtype: str = "float32") -> OurSide:
         batches.append(jax.device_put(b))
     n_params = int(sum(x.size for x in jax.tree.leaves(params)))
     info = {"params": n_params, "vocab_rows": int(sum(data.vocab_sizes)), "config": c.to_dict()}
-    return OurSide(info, _jitted_step(step, state, batches, fixed=bs), lambda i: flops,
-                   floor=_floor(step, state, batches[0]))
+    stepper = _jitted_step(step, state, batches, fixed=bs)
+    return OurSide(info, stepper, lambda i: flops, floor=_floor(step, stepper, batches[0]))
 
 
 def sasrec_config():
@@ -671,8 +684,8 @@ def ours_sasrec() -> OurSide:
     info = {"params": n_params, "users_per_batch": c.train.batch_size, "spec": vars(inputs.spec),
             "train_targets_per_epoch": int(sum(np.count_nonzero(e.targets) for e in inputs.train)),
             "config": c.to_dict()}
-    return OurSide(info, _jitted_step(step, state, batches, count_key="targets"), lambda i: flops[i % len(flops)],
-                   floor=_floor(step, state, batches[0]))
+    stepper = _jitted_step(step, state, batches, count_key="targets")
+    return OurSide(info, stepper, lambda i: flops[i % len(flops)], floor=_floor(step, stepper, batches[0]))
 
 
 # ---------------------------------------------------------------------------------------------------------

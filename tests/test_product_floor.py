@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 from benchmarks import peers, product_floor
-from benchmarks.product_floor import Dot, UnknownTripCount, floor_seconds, step_dots
+from benchmarks.product_floor import Dot, UnknownTripCount, floor_seconds, step_dots, step_dots_counted
 
 
 def _mlp_loss(params, x):
@@ -70,6 +70,37 @@ def test_product_in_a_while_loop_has_no_count():
     assert product_floor.step_floor(f, jnp.ones((2, 2)), jnp.ones((2, 2)))["skipped"].startswith("a product inside")
 
 
+def _loop(x, w, n):
+    return jax.lax.fori_loop(0, n, lambda i, c: jnp.tanh(c @ w), x)
+
+
+@jax.custom_vjp
+def _looped(x, w, n):
+    """A rule whose forward and backward loop n times (a data-dependent count) over one product each."""
+    return _loop(x, w, n)
+
+
+_looped.defvjp(lambda x, w, n: (_loop(x, w, n), (w, n)),
+               lambda res, g: (jax.lax.fori_loop(0, res[1], lambda i, c: c @ res[0].T, g), jnp.zeros_like(res[0]),
+                               None))
+
+
+def _looped_loss(x, w, n):
+    return jnp.sum(jax.jit(_looped)(x, w, n) ** 2)
+
+
+@pytest.mark.parametrize("n", [2, 7])
+def test_while_loops_are_counted_on_the_real_inputs(n):
+    x, w = jnp.ones((4, 3)), jnp.eye(3) * 0.5
+    grad = jax.jit(jax.grad(_looped_loss))
+    with pytest.raises(UnknownTripCount):
+        step_dots(grad, x, w, jnp.asarray(n))
+    dots = step_dots_counted(grad, x, w, jnp.asarray(n))
+    # forward loop (its output feeds the square) and backward loop, n products each, [4, 3] x [3, 3]
+    assert sorted((d.lhs_shape, d.rhs_shape, d.count) for d in dots) == [((4, 3), (3, 3), n)] * 2
+    assert sum(d.flops for d in dots) == 2 * n * 2 * 4 * 3 * 3
+
+
 def test_floor_times_every_product_and_refuses_huge_operands(monkeypatch):
     dots = [Dot((64, 32), (32, 16), "float32", "float32", (((1,), (0,)), ((), ())), None, count=3),
             Dot((8, 16), (8, 16), "bfloat16", "bfloat16", (((0,), (0,)), ((), ())), jnp.float32)]
@@ -88,5 +119,7 @@ def test_peers_ceiling_at_the_product_floor():
     rec = peers.case_record("fuxictr", "WuKong/frappe", timing, 4e11, {"product_floor": {"median_s": 0.4}})
     # a step of its products alone: 64 examples in 0.4 s = 160 ex/s against the peer's 100
     assert rec["ratio_at_product_floor"] == pytest.approx(1.6)
+    # the useful FLOPs of a step (1e10) in 0.4 s against the 4e11 FLOP/s matmul rate
+    assert rec["fraction_of_matmul_at_product_floor"] == pytest.approx(1e10 / 0.4 / 4e11)
     skipped = peers.case_record("fuxictr", "WuKong/frappe", timing, 4e11, {"product_floor": {"skipped": "why"}})
     assert "ratio_at_product_floor" not in skipped
