@@ -8,10 +8,10 @@ machine: peer step time / floor is the highest speed-up over the peer that any i
 products could show here. benchmarks.peers records it beside each measured ratio, so that a missed target
 says whether it is out of reach or only not reached.
 
-Loops: a scan's body counts `length` times. A while loop's trip count is not in the trace: `while_trips`
-runs the step once on real inputs, its while loops (those with products, outside other loops) each carrying
-a counter, and gives step_dots the counts (the HSTU step's chunked scoring and attention tiles loop a
-data-dependent number of times); without them a product inside a while raises UnknownTripCount.
+Loops: a scan's body counts `length` times. A while loop's trip count is not in the trace:
+`step_dots_counted` runs the step once on real inputs, its while loops (those with products, outside other
+loops) each carrying a counter, and counts their products by those trips (the HSTU step's chunked scoring
+and attention tiles loop a data-dependent number of times); `step_dots` raises UnknownTripCount for them.
 """
 
 from __future__ import annotations
