@@ -106,11 +106,11 @@ def _traced(fn: Callable, *args: Any) -> jcore.ClosedJaxpr:
     return jcore.ClosedJaxpr(jaxpr, closed.consts)
 
 
-def step_dots(fn: Callable, *args: Any, trips: dict[int, int] | None = None) -> list[Dot]:
-    """Every dot_general that fn(*args) runs (nested jits, custom derivative rules and scans included; while
-    loops by `trips`, see step_dots_counted), dead code left out."""
+def step_dots(fn: Callable, *args: Any) -> list[Dot]:
+    """Every dot_general that fn(*args) runs (nested jits, custom derivative rules and scans included; a
+    product in a while loop raises UnknownTripCount, see step_dots_counted), dead code left out."""
     dots: list[Dot] = []
-    _walk(_traced(fn, *args).jaxpr, 1, dots, trips or {})
+    _walk(_traced(fn, *args).jaxpr, 1, dots, {})
     return dots
 
 
@@ -175,16 +175,13 @@ def step_dots_counted(fn: Callable, *args: Any) -> list[Dot]:
     (real values: the counts depend on them), each while loop that holds products carrying a counter. Loops
     nested in other loops keep raising UnknownTripCount."""
     closed = _traced(fn, *args)
-    holder: dict = {}
 
-    def counted(*flat):
+    def counted(*flat) -> dict:
         counts: dict = {}
         _eval_counting(closed.jaxpr, closed.consts, flat, counts)
-        holder["ids"] = list(counts)
-        return [counts[k] for k in holder["ids"]]
+        return counts
 
-    values = jax.jit(counted)(*jax.tree.leaves(args))
-    trips = {k: int(v) for k, v in zip(holder["ids"], values, strict=True)}
+    trips = {k: int(v) for k, v in jax.jit(counted)(*jax.tree.leaves(args)).items()}
     dots: list[Dot] = []
     _walk(closed.jaxpr, 1, dots, trips)
     return dots
