@@ -15,6 +15,9 @@ Presets:
   cpu   rungs XS and S on both datasets (8 runs; the S runs take about 20 min each on the 2-core CPU).
   cpu_large  rungs d64x4 and d128x8 on both datasets (8 runs; on the idle 2-core AVX-512 CPU ~13 and ~6 HSTU
         steps/s, ~10 and ~4 SASRec steps/s: 5-20 min of training per run, 4,200 steps each).
+  cpu_warmup  SASRec d128x8 on Beauty with the learning rate warmed up linearly over its first WARMUP_STEPS
+        steps (1 run): cpu_large's SASRec d128x8 ended with a higher training loss than its d64x4, so this arm
+        asks whether that rung failed to optimise under the shared recipe rather than ran out of capacity.
   gpu   all five rungs on both datasets (20 runs; for one H100/H200).
   tiny  rungs XS and S on synthetic sequences, a few steps (the tests' end-to-end run).
 Measured (cpu preset; Beauty runs 6ff6688c4817, 8ea18b9fd7b8, 9d80f783be80, 272616922e5f at d52be60, load 3-15;
@@ -32,10 +35,13 @@ import ml_collections
 from experiments.hstu.reproduce import get_config as reproduce_config
 
 FAMILIES = ("hstu", "sasrec")
-RUNGS = {"cpu": ("XS", "S"), "cpu_large": ("d64x4", "d128x8"), "gpu": ("XS", "S", "d64x4", "d128x8", "d256x16"),
-         "tiny": ("XS", "S")}
+RUNGS = {"cpu": ("XS", "S"), "cpu_large": ("d64x4", "d128x8"), "cpu_warmup": ("d128x8",),
+         "gpu": ("XS", "S", "d64x4", "d128x8", "d256x16"), "tiny": ("XS", "S")}
 _AMAZON = ("amazon-beauty", "amazon-toys")
-DATASETS = {"cpu": _AMAZON, "cpu_large": _AMAZON, "gpu": _AMAZON, "tiny": ("synthetic",)}
+DATASETS = {"cpu": _AMAZON, "cpu_large": _AMAZON, "cpu_warmup": ("amazon-beauty",), "gpu": _AMAZON,
+            "tiny": ("synthetic",)}
+PRESET_FAMILIES = {"cpu_warmup": ("sasrec",)}  # presets that train one family only (default FAMILIES)
+WARMUP_STEPS = {"cpu_warmup": 1000}  # linear learning-rate warm-up (train.warmup_steps; default none)
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
@@ -45,6 +51,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c = reproduce_config("beauty_hstu_ce_d02")
     c.study = f"size_ladder_{preset}"
     c.logging.wandb = False
+    c.train.warmup_steps = WARMUP_STEPS.get(preset, 0)
     if preset == "tiny":
         c.data.synthetic_users, c.data.synthetic_items, c.data.max_len = 300, 60, 12
         c.train.num_epochs, c.train.num_steps, c.train.eval_every, c.train.log_every = 0.0, 12, 6, 6
@@ -56,4 +63,5 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
 def get_sweep(preset: str = "cpu") -> list[dict]:
     """One point per dataset x rung x family (dataset-major, so a partial sweep has whole rows)."""
     return [{"size": f"{family}/{rung}", "data.name": dataset}
-            for dataset in DATASETS[preset] for rung in RUNGS[preset] for family in FAMILIES]
+            for dataset in DATASETS[preset] for rung in RUNGS[preset]
+            for family in PRESET_FAMILIES.get(preset, FAMILIES)]
