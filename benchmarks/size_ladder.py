@@ -7,8 +7,11 @@ the test users (at the best validation step), and HSTU's relative lead (NDCG@10_
 with its delta-method SE (the two SEs combined as independent: the families share test users, so this is
 conservative). `leads_by_10pct` says whether the lead is at least 10% (point estimate) and
 `leads_by_10pct_2se` whether it still is 2 SEs lower. Runs not finished are listed as missing, never
-guessed. Writes benchmarks/results/size_ladder_<preset>_<device>.json (default) with the command, the
-commit, the machine and each run's id.
+guessed. A run that ends with a higher training loss than a smaller rung of its family on the same dataset
+(`fails_to_fit`: more parameters fitting the same training data worse under one recipe is a failed
+optimisation, not a capacity result) makes its row not comparable: the lead is still printed, marked, but
+`first_rung_hstu_leads_by_10pct` skips it. Writes benchmarks/results/size_ladder_<preset>_<device>.json
+(default) with the command, the commit, the machine and each run's id.
 """
 
 from __future__ import annotations
@@ -52,20 +55,37 @@ def collect(workdir: pathlib.Path, module: Any, preset: str) -> tuple[list[dict]
         runs[(dataset, rung, family)] = {
             "run_id": entry["run_id"], "n_dense": result["n_dense"], "best_step": result.get("best_step"),
             "epochs": result.get("epochs"), "wall_time_s": result.get("wall_time_s"),
+            "final_train_loss": result.get("final_train_loss"),
             **{f"test/{m}": ev[f"test/{m}"] for m in METRICS}, **{f"test/{m}_se": ev[f"test/{m}_se"] for m in METRICS},
         }
         devices.add(f"{result.get('num_devices')}x {result.get('device_kind')}")
     rows = []
     for dataset in module.DATASETS[preset]:
+        for family in ("hstu", "sasrec"):
+            mark_fails_to_fit([runs.get((dataset, rung, family)) for rung in module.RUNGS[preset]])
         for rung in module.RUNGS[preset]:
             h, s = runs.get((dataset, rung, "hstu")), runs.get((dataset, rung, "sasrec"))
             row: dict[str, Any] = {"dataset": dataset, "rung": rung, "hstu": h, "sasrec": s}
             if h and s:
                 value, se = lead(h["test/ndcg@10"], s["test/ndcg@10"], h["test/ndcg@10_se"], s["test/ndcg@10_se"])
                 row.update(lead_ndcg10=value, lead_ndcg10_se=se, leads_by_10pct=value >= LEAD,
-                           leads_by_10pct_2se=value - 2 * se >= LEAD)
+                           leads_by_10pct_2se=value - 2 * se >= LEAD,
+                           comparable=not (h["fails_to_fit"] or s["fails_to_fit"]))
             rows.append(row)
     return rows, ", ".join(sorted(devices)) or "none"
+
+
+def mark_fails_to_fit(ladder: list[dict | None]) -> None:
+    """Sets `fails_to_fit` on each run of one family's ladder (smallest rung first; None = missing): True when
+    its final training loss is above that of some smaller rung's run, None when a loss is unknown."""
+    best = math.inf
+    for run in ladder:
+        if run is None:
+            continue
+        loss = run.get("final_train_loss")
+        run["fails_to_fit"] = None if loss is None else bool(loss > best)
+        if loss is not None:
+            best = min(best, loss)
 
 
 def markdown(rows: list[dict]) -> str:
@@ -77,6 +97,9 @@ def markdown(rows: list[dict]) -> str:
              "|---|---|---|---|---|"]
     for r in rows:
         led = f"{r['lead_ndcg10']:+.1%} ± {r['lead_ndcg10_se']:.1%}" if "lead_ndcg10" in r else "-"
+        if not r.get("comparable", True):
+            failed = [f for f in ("hstu", "sasrec") if r[f]["fails_to_fit"]]
+            led += f" (not comparable: {', '.join(failed)} fits its training data worse than a smaller rung)"
         lines.append(f"| {r['dataset']} | {r['rung']} | {cell(r['hstu'])} | {cell(r['sasrec'])} | {led} |")
     return "\n".join(lines)
 
@@ -91,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     module = load_experiment(path)
     preset = preset or "cpu"
     rows, devices = collect(pathlib.Path(args.workdir), module, preset)
-    leads = {d: next((r["rung"] for r in rows if r["dataset"] == d and r.get("leads_by_10pct")), None)
+    leads = {d: next((r["rung"] for r in rows if r["dataset"] == d and r.get("leads_by_10pct") and r["comparable"]),
+                     None)
              for d in module.DATASETS[preset]}
     report = {"benchmark": "size_ladder", "command": command_line("benchmarks.size_ladder", argv),
               "preset": preset, "devices": devices, "rows": rows, "first_rung_hstu_leads_by_10pct": leads,

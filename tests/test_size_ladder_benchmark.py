@@ -23,7 +23,8 @@ def test_lead_and_its_delta_method_se():
     assert se == pytest.approx(1.1 * math.hypot(0.001 / 0.044, 0.002 / 0.040))
 
 
-def _store(workdir: pathlib.Path, numbers: dict[tuple[str, str, str], float | None]) -> None:
+def _store(workdir: pathlib.Path, numbers: dict[tuple[str, str, str], float | None],
+           train_loss: dict[tuple[str, str, str], float] | None = None) -> None:
     root = workdir / experiment.get_config("tiny").study
     runs = []
     for i, ((dataset, rung, family), ndcg) in enumerate(numbers.items()):
@@ -34,7 +35,8 @@ def _store(workdir: pathlib.Path, numbers: dict[tuple[str, str, str], float | No
             ev = {"test/ndcg@10": ndcg, "test/ndcg@10_se": 0.001, "test/hr@10": 2 * ndcg, "test/hr@10_se": 0.002}
             atomic_write_json(root / "runs" / rid / "result.json",
                               {"status": "ok", "eval": ev, "n_dense": 1000 * (i + 1), "num_devices": 1,
-                               "device_kind": "cpu"})
+                               "device_kind": "cpu",
+                               "final_train_loss": (train_loss or {}).get((dataset, rung, family), 5.0)})
     atomic_write_json(root / "sweep" / "manifest.json", {"runs": runs})
 
 
@@ -59,6 +61,27 @@ def test_a_lead_of_ten_percent_is_named(tmp_path):
     row = report["rows"][1]
     assert row["leads_by_10pct"] and row["leads_by_10pct_2se"]  # 32% +- ~3%
     assert json.loads(out.read_text())["rows"][1]["lead_ndcg10"] == pytest.approx(0.32)
+
+
+def test_a_larger_rung_that_fits_its_training_data_worse_is_not_a_lead(tmp_path):
+    # SASRec at S trains to a higher loss than at XS (a failed optimisation): its row's 32% lead is no result.
+    numbers = {("synthetic", "XS", "hstu"): 0.050, ("synthetic", "XS", "sasrec"): 0.050,
+               ("synthetic", "S", "hstu"): 0.066, ("synthetic", "S", "sasrec"): 0.050}
+    _store(tmp_path, numbers, {("synthetic", "XS", "sasrec"): 5.5, ("synthetic", "S", "sasrec"): 8.1})
+    report = size_ladder.main(["--config=experiments/hstu/size_ladder.py:tiny", f"--workdir={tmp_path}",
+                               f"--out={tmp_path / 'out.json'}"])
+    xs, s = report["rows"]
+    assert xs["comparable"] and not xs["sasrec"]["fails_to_fit"]
+    assert s["leads_by_10pct"] and not s["comparable"] and s["sasrec"]["fails_to_fit"] and not s["hstu"]["fails_to_fit"]
+    assert report["first_rung_hstu_leads_by_10pct"] == {"synthetic": None}
+    assert "not comparable: sasrec" in size_ladder.markdown(report["rows"])
+
+
+def test_fails_to_fit_compares_with_every_smaller_rung_and_skips_missing_runs():
+    ladder = [{"final_train_loss": 6.0}, None, {"final_train_loss": 5.0}, {"final_train_loss": 5.5},
+              {"final_train_loss": None}]
+    size_ladder.mark_fails_to_fit(ladder)
+    assert [r and r["fails_to_fit"] for r in ladder] == [False, None, False, True, None]
 
 
 def test_the_sweep_is_both_families_at_every_rung_and_dataset():
