@@ -13,8 +13,9 @@ Commands (the sweep, then the table: benchmarks/results/size_ladder_<preset>_<de
   python -m benchmarks.size_ladder --config=experiments/hstu/size_ladder.py:cpu --workdir=runs/
 Presets:
   cpu   rungs XS and S on both datasets (8 runs; the S runs take about 20 min each on the 2-core CPU).
-  cpu_large  rungs d64x4 and d128x8 on both datasets (8 runs; on the idle 2-core AVX-512 CPU ~13 and ~6 HSTU
-        steps/s, ~10 and ~4 SASRec steps/s: 5-20 min of training per run, 4,200 steps each).
+  cpu_large  rungs d64x4 and d128x8 on both datasets (8 runs of 4,200 steps; alone on the idle 2-core AVX-512
+        CPU ~13 and ~6 HSTU steps/s, ~10 and ~4 SASRec steps/s between evaluations; measured 14-57 min a run,
+        evaluations included, two runs sharing the CPU).
   cpu_warmup  SASRec d128x8 on Beauty with the learning rate warmed up linearly over its first WARMUP_STEPS
         steps (1 run): cpu_large's SASRec d128x8 ended with a higher training loss than its d64x4, so this arm
         asks whether that rung failed to optimise under the shared recipe rather than ran out of capacity.
