@@ -78,6 +78,11 @@ def _has_dot(jaxpr: jcore.Jaxpr) -> bool:
     return any(e.primitive.name == "dot_general" or any(_has_dot(j) for j in _sub_jaxprs(e)) for e in jaxpr.eqns)
 
 
+def _loop_with_products(eqn: Any) -> bool:
+    """A while or cond whose body holds a product: its trip count is not in the trace."""
+    return eqn.primitive.name in ("while", "cond") and any(_has_dot(j) for j in _sub_jaxprs(eqn))
+
+
 def _walk(jaxpr: jcore.Jaxpr, count: int, out: list[Dot], trips: dict[int, int]) -> None:
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
@@ -90,7 +95,7 @@ def _walk(jaxpr: jcore.Jaxpr, count: int, out: list[Dot], trips: dict[int, int])
         inner = count
         if name == "scan":
             inner = count * int(eqn.params["length"])
-        elif name in ("while", "cond") and any(_has_dot(j) for j in subs):
+        elif _loop_with_products(eqn):
             if id(eqn) not in trips:
                 raise UnknownTripCount(f"a product inside a {name}: its trip count is not in the trace")
             inner = count * trips[id(eqn)]
@@ -123,9 +128,14 @@ def _inline_jaxpr(eqn: Any) -> jcore.ClosedJaxpr | None:
     return None
 
 
+def _counted(eqn: Any) -> bool:
+    """A while loop holding products: step_dots_counted gives it a trip counter."""
+    return eqn.primitive.name == "while" and _loop_with_products(eqn)
+
+
 def _has_counted_loop(jaxpr: jcore.Jaxpr) -> bool:
-    return any((e.primitive.name == "while" and any(_has_dot(j) for j in _sub_jaxprs(e)))
-               or (_inline_jaxpr(e) is not None and _has_counted_loop(_inline_jaxpr(e).jaxpr)) for e in jaxpr.eqns)
+    return any(_counted(e) or ((sub := _inline_jaxpr(e)) is not None and _has_counted_loop(sub.jaxpr))
+               for e in jaxpr.eqns)
 
 
 def _eval_counting(jaxpr: jcore.Jaxpr, consts: Sequence[Any], args: Sequence[Any], counts: dict) -> list:
@@ -141,7 +151,7 @@ def _eval_counting(jaxpr: jcore.Jaxpr, consts: Sequence[Any], args: Sequence[Any
     for eqn in jaxpr.eqns:
         vals = [read(v) for v in eqn.invars]
         inline = _inline_jaxpr(eqn)
-        if eqn.primitive.name == "while" and any(_has_dot(j) for j in _sub_jaxprs(eqn)):
+        if _counted(eqn):
             outs = _counted_while(eqn, vals, counts)
         elif inline is not None and _has_counted_loop(inline.jaxpr):
             outs = _eval_counting(inline.jaxpr, inline.consts, vals, counts)
