@@ -8,9 +8,18 @@ tests/models/test_rankmixer.py, tests/tiger/test_tiger_flops.py).
 
 Conventions: a multiply-add is 2 FLOPs; only matrix products are counted (layer norms, activations
 and softmax are O(tokens·width) and ignored, as in Kaplan et al. 2020 §2.1 and Hoffmann et al.
-2022 App. F); attention is counted over the (query, key) pairs the layout computes; embedding
-lookups cost 0; training FLOPs = TRAIN_MULTIPLIER (3) × forward FLOPs. The sequential forward includes
-the training loss's scoring of the target and the sampled negatives (2·D per scored item).
+2022 App. F); embedding lookups cost 0; training FLOPs = TRAIN_MULTIPLIER (3) × forward FLOPs. The
+sequential forward includes the training loss's scoring of each target against the items the loss defines
+(1 + num_negatives, or every item for the full softmax; 2·D per scored item).
+
+Budgets count model FLOPs, not executed ones: attention over the causal (query, key) pairs of the real
+tokens (layout 'jagged'), whatever layout, kernel or loss path runs the step. The device may execute more,
+and by a ratio that depends on the size: the padded layout and SASRec's attention compute the whole
+max_len² grid, the attention kernels whole tiles, the sampled softmax's dense path (GPU, small catalogues)
+every item's logit, and the scoring pads D to a multiple of 16. Counting those would make C a property of
+the implementation rather than of the model, and the families' budgets incomparable. layout 'padded'
+gives the dense grid's count, which tests/test_flops.py checks against XLA's cost analysis of the padded
+step.
 """
 
 from __future__ import annotations
@@ -72,8 +81,8 @@ def param_counts(model: nnx.Module) -> ParamCounts:
 def attention_pairs(lengths: np.ndarray, layout: str, max_len: int) -> float:
     """(query, key) pairs the attention computes for sequences of `lengths`.
 
-    jagged: the causal pairs n(n+1)/2 of each sequence (what the kernel computes);
-    padded: max_len² per sequence (what dense attention computes).
+    jagged: the causal pairs n(n+1)/2 of each sequence (the model's pairs: what every budget counts);
+    padded: max_len² per sequence (what dense attention over the padded grid executes; XLA cross-checks).
     """
     lengths = np.asarray(lengths, np.float64)
     if layout == "jagged":

@@ -102,3 +102,32 @@ def test_every_family_has_its_flops_in_this_module():
         assert block_flops(_config(family).model, tokens=10, pairs=55) > 0
     assert TIGER_FAMILIES == ("tiger",) and tiger_forward_flops(tiger_config.default_config(), 3) > 0
     assert mlp_flops(7, (16, 16), 2, 1) == mlp_flops(7, 16, 2, 1) == 2 * (7 * 16 + 16 * 16 + 16)
+
+
+@pytest.mark.parametrize("family", ["hstu", "sasrec"])
+def test_budget_counts_model_flops_on_either_layout(family):
+    """A run's budget is model FLOPs (flops.py): the causal pairs of the real tokens and the loss's scored
+    items, the same on the padded layout as on the jagged one, although dense attention executes the whole
+    max_len² grid. Hand count: blocks · (per-token · n + per-pair · n(n+1)/2) + 2·D·(1 + K)·targets."""
+    from types import SimpleNamespace
+
+    from scaling_rec.train.loop import example_train_flops
+
+    keys = np.array([[5, 5], [64, 63], [1, 1]], np.int64)
+    inputs = SimpleNamespace(num_items=100, train_flop_keys=keys)
+    counts = {}
+    for layout in ("jagged", "padded"):
+        c = _config(family)
+        c.data.layout = layout
+        counts[layout] = example_train_flops(c, inputs)
+    np.testing.assert_array_equal(counts["padded"], counts["jagged"])
+    m = _config(family).model
+    d, h = m.embed_dim, m.num_heads
+    if family == "hstu":
+        per_token, per_pair = 2 * d * h * 2 * (m.v_dim + m.qk_dim) + 2 * h * m.v_dim * d, 2 * h * (m.qk_dim + m.v_dim)
+    else:
+        per_token, per_pair = 8 * d * d + 4 * d * m.ffn_dim, 4 * d
+    n, t = keys[:, 0].astype(float), keys[:, 1].astype(float)
+    scored = 1 + _config(family).train.num_negatives
+    hand = 3 * (m.num_blocks * (per_token * n + per_pair * n * (n + 1) / 2) + 2 * d * scored * t)
+    np.testing.assert_allclose(counts["jagged"], hand, rtol=1e-12)

@@ -34,7 +34,8 @@ from scaling_rec.train.step import LossFn, TrainState, make_eval_step, make_loss
 def example_train_flops(config: ml_collections.ConfigDict, inputs: RunInputs) -> np.ndarray:
     """Training FLOPs of each training example (forward FLOPs are additive over examples); computed once
     per distinct (length, targets) pair, since they depend on nothing else (a sweep of 200k examples spent
-    9 s per run here otherwise)."""
+    9 s per run here otherwise). Model FLOPs on either layout: the jagged count (flops.py, "Budgets count model
+    FLOPs")."""
     scored = scored_per_target(config.train, inputs.num_items)
     unique, inverse = np.unique(inputs.train_flop_keys.reshape(-1, 2), axis=0, return_inverse=True)
     per_key = np.array([
