@@ -113,7 +113,7 @@ def write_known_answer_report(config_arg: str, study: pathlib.Path, out: pathlib
     prov = provenance()
     paths = write_report(study, out, metric=s.get("metric"), transform=s.get("transform", "auto"),
                          n_boot=int(s.get("n_boot", 200)), frontier=s.get("frontier", "budget"),
-                         d_rule=s.get("d_rule", "data"), latest_sweep_only=True)
+                         latest_sweep_only=True)
     fits = json.loads(paths["fits.json"].read_text())
     info = known_answer(study_data_config(study))
     rows = floor_rows(fits, info["bayes_on_eval_targets"])

@@ -37,8 +37,7 @@ def main(argv: list[str]) -> None:
     s = {**load_analysis(_CONFIG.value), **dict(kv.split("=", 1) for kv in _EXTRA.value)}
     prov = provenance()  # before writing: regenerating a committed report must not read as a dirty tree
     paths = write_report(study, out, metric=s.get("metric"), transform=s.get("transform", "auto"),
-                         n_boot=int(s.get("n_boot", 200)), frontier=s.get("frontier", "budget"),
-                         d_rule=s.get("d_rule", "data"))
+                         n_boot=int(s.get("n_boot", 200)), frontier=s.get("frontier", "budget"))
     df, _ = load_results(study)
     cols = [c for c in _RUN_COLUMNS if c in df] + sorted(c for c in df if c.startswith("eval/"))
     df[cols].sort_values(["family", "C"]).to_csv(out / "runs.csv", index=False)

@@ -33,7 +33,6 @@ _SIZE = flags.DEFINE_enum("size", "n_dense", ["n_dense", "n_total"], "Which para
 _N_BOOT = flags.DEFINE_integer("n_boot", 200, "Bootstrap resamples per fit (0: no CIs).")
 _SEED = flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
 _CI = flags.DEFINE_float("ci", 0.95, "Two-sided confidence level of the bootstrap intervals.")
-_D_RULE = flags.DEFINE_enum("d_rule", "data", ["data", "6nd"], "IsoFLOP D*: from the data's D–N line or C/6N*.")
 _FRONTIER = flags.DEFINE_enum("frontier", "budget", ["budget", "pareto"],
                               "L(C) fitted on the best run per budget, or on the runs no cheaper run beats.")
 _WANDB = flags.DEFINE_bool("wandb", False, "Also log the fit table and plots to a W&B summary run.")
@@ -51,7 +50,7 @@ def main(argv: list[str]) -> None:
     try:
         paths = write_report(
             _WORKDIR.value, out, metric=_METRIC.value, transform=_TRANSFORM.value, size=_SIZE.value,
-            n_boot=_N_BOOT.value, seed=_SEED.value, ci=_CI.value, d_rule=_D_RULE.value, frontier=_FRONTIER.value,
+            n_boot=_N_BOOT.value, seed=_SEED.value, ci=_CI.value, frontier=_FRONTIER.value,
             use_wandb=_WANDB.value, wandb_project=_PROJECT.value,
         )
     except BaseException:

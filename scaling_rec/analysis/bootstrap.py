@@ -66,18 +66,15 @@ def bootstrap(
     n_boot: int = 200,
     seed: int = 0,
     ci: float = 0.95,
-    groups: np.ndarray | None = None,
     **fit_kwargs: Any,
 ) -> BootstrapResult:
     """Bootstrap CIs for every fitted parameter of fit_fn(*arrays, **fit_kwargs).
 
     Args:
-      fit_fn: a fit returning a dataclass with `params()` (e.g. fit_power_law, fit_chinchilla,
-        isoflop_optima) or float fields.
+      fit_fn: a fit returning a dataclass with `params()` (e.g. fit_power_law, fit_chinchilla) or float
+        fields. (IsoFLOP exponents take t-intervals instead: `IsoFlopFit.intervals`.)
       arrays: equal-length [n] arrays; resampling draws whole points (rows) with replacement.
       n_boot: resamples.  seed: numpy Generator seed.  ci: two-sided coverage of the interval.
-      groups: optional [n] labels; resample whole groups instead of points (cluster bootstrap,
-        Davison & Hinkley 1997, §3.8), e.g. IsoFLOP budgets, whose parabolas need all their sizes.
       fit_kwargs: passed to every fit (e.g. n_starts=4 to speed up resample fits).
     Returns:
       BootstrapResult; resamples the fit rejects (FitError: e.g. a degenerate resampled grid) are
@@ -94,20 +91,11 @@ def bootstrap(
     point = fit_fn(*arrs, **fit_kwargs)
     names = list(_param_dict(point))
     rng = np.random.default_rng(seed)
-    members = None
-    if groups is not None:
-        labels = np.asarray(groups).reshape(-1)
-        if labels.shape[0] != n:
-            raise FitError(f"groups has {labels.shape[0]} labels for {n} points")
-        members = [np.flatnonzero(labels == g) for g in np.unique(labels)]
     rows: list[list[float]] = []
     failures: set[str] = set()
     n_failed = 0
     for _ in range(n_boot):
-        if members is None:
-            idx = rng.integers(0, n, size=n)
-        else:
-            idx = np.concatenate([members[j] for j in rng.integers(0, len(members), size=len(members))])
+        idx = rng.integers(0, n, size=n)
         try:
             p = _param_dict(fit_fn(*(a[idx] for a in arrs), **fit_kwargs))
         except FitError as e:

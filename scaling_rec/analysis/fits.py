@@ -290,7 +290,8 @@ class PowerLawFit:
 @dataclasses.dataclass(frozen=True)
 class ChinchillaFit:
     """L(N, D) = E + A/N^α + B/D^β (Hoffmann et al. 2022, eq. 2); `loss` = summed Huber objective;
-    at_bound as in `PowerLawFit`."""
+    at_bound as in `PowerLawFit`; too_few_levels: (parameter, code) for the parameters the grid cannot
+    determine (`_too_few_levels`)."""
 
     E: float
     A: float
@@ -300,6 +301,7 @@ class ChinchillaFit:
     loss: float
     n_points: int
     at_bound: tuple[tuple[str, str], ...] = ()
+    too_few_levels: tuple[tuple[str, str], ...] = ()
 
     def predict(self, N: np.ndarray | float, D: np.ndarray | float) -> np.ndarray:
         """Predicted L for N parameters trained on D examples."""
@@ -418,8 +420,26 @@ def fit_chinchilla(
     with np.errstate(over="ignore"):
         fit = ChinchillaFit(E=float(np.exp(theta[4])), A=float(np.exp(theta[0])), B=float(np.exp(theta[1])),
                             alpha=float(theta[2]), beta=float(theta[3]), loss=loss, n_points=n,
-                            at_bound=_named(("A", "B", "alpha", "beta", "E"), at_bound))
+                            at_bound=_named(("A", "B", "alpha", "beta", "E"), at_bound),
+                            too_few_levels=_too_few_levels(n_arr, d_arr))
     return _finite(fit)
+
+
+MIN_LEVELS = 3
+"""Distinct values of N (of D) that A/N^α (B/D^β) needs beside E: with 2, the law's N side is two
+numbers for three unknowns (E, A, α), and every α on a ridge fits exactly (an audit found α = 0.25, 0.34,
+1 and 3 with the same zero loss)."""
+
+
+def _too_few_levels(n_arr: np.ndarray, d_arr: np.ndarray) -> tuple[tuple[str, str], ...]:
+    """('A', 'too_few_sizes'), ('alpha', …), ('E', …) when N takes fewer than MIN_LEVELS distinct values, and
+    ('B', 'too_few_data_sizes'), ('beta', …), ('E', …) likewise for D."""
+    out: list[tuple[str, str]] = []
+    for arr, names, code in ((n_arr, ("A", "alpha", "E"), "too_few_sizes"),
+                             (d_arr, ("B", "beta", "E"), "too_few_data_sizes")):
+        if np.unique(arr).size < MIN_LEVELS:
+            out += [(k, code) for k in names]
+    return tuple(out)
 
 
 def _named(names: tuple[str, ...], flags: tuple[str | None, ...]) -> tuple[tuple[str, str], ...]:

@@ -15,6 +15,9 @@ A parameter is reported "identified" only when none of these holds (codes as in 
 - ``ci_reaches_zero``: a positive parameter (an exponent or a scale) whose CI reaches 0 or below.
 - ``ci_not_finite``, ``no_ci``, ``undefined``: no usable interval, no interval, no estimate.
 - ``zero_curvature`` / ``negative_curvature``: an IsoFLOP parabola without a minimum (`isoflop`).
+- ``too_few_optima``: IsoFLOP a, b from only 2 interior optima: a line through 2 points, no interval.
+- ``too_few_sizes`` / ``too_few_data_sizes``: a Chinchilla fit on fewer than 3 distinct N (D): E, A, α
+  (E, B, β) lie on a ridge of exact fits (`fits.MIN_LEVELS`).
 - ``extrapolation``: a prediction more than EXTRAPOLATION_LIMIT× beyond the largest fitted budget.
 """
 
@@ -44,6 +47,9 @@ WORDS = {
     "ci_at_bound": "CI ends at an edge of its search box (the box, not the data, bounds it)",
     "ci_not_finite": "CI not finite",
     "undefined": "undefined",
+    "too_few_optima": "only 2 interior IsoFLOP optima (a line through 2 points has no error estimate)",
+    "too_few_sizes": "fewer than 3 distinct model sizes (E, A, α lie on a ridge of equal fits)",
+    "too_few_data_sizes": "fewer than 3 distinct data sizes (E, B, β lie on a ridge of equal fits)",
 }
 
 

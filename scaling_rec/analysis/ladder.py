@@ -3,10 +3,12 @@
 The Wukong paper's scaling claim (Zhang et al. 2024, §6) is about compute per example: the same
 examples, models of growing FLOPs per example, quality still improving (Wukong) or flat (DLRM).
 A ladder here is one family's runs that saw the same number of examples D (within `rtol`) at >= 3
-different sizes. Per ladder: the values in order of training FLOPs per example (C / D), the best
-rung, the gain of the largest rung over the best smaller one, and the least-squares slope of the
-value against log10(C / D) over the top decade of the ladder (the rungs within 10x of the largest),
-in units of the fitted quantity per 10x compute per example (negative = a loss still falling).
+different sizes; a rung is one size, its replicate runs averaged (value and FLOPs per example), so
+that a replicate of the largest size is never its own "smaller rung". Per ladder: the values in order
+of training FLOPs per example (C / D), the best rung, the gain of the largest rung over the best
+smaller one, and the least-squares slope of the value against log10(C / D) over the top decade of the
+ladder (the rungs within 10x of the largest), in units of the fitted quantity per 10x compute per
+example (negative = a loss still falling).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class Ladder:
     D: float  # examples seen (median of the group)
     sizes: tuple[str, ...]  # [k] size labels
     per_example: np.ndarray  # [k] training FLOPs per example, increasing
-    values: np.ndarray  # [k] fitted quantity (lower is better)
+    values: np.ndarray  # [k] fitted quantity (lower is better), the mean of the rung's runs
+    runs: tuple[int, ...]  # [k] runs averaged into each rung
     top_decade_slope: float  # d value / d log10(per_example) over the rungs within 10x of the largest
     top_decade_rungs: int
 
@@ -45,7 +48,7 @@ class Ladder:
     def to_dict(self) -> dict:
         return {
             "family": self.family, "D": self.D, "sizes": list(self.sizes),
-            "flops_per_example": self.per_example.tolist(), "values": self.values.tolist(),
+            "flops_per_example": self.per_example.tolist(), "values": self.values.tolist(), "runs": list(self.runs),
             "best_size": self.sizes[self.best], "last_gain": self.last_gain,
             "top_decade_slope": self.top_decade_slope, "top_decade_rungs": self.top_decade_rungs,
         }
@@ -60,26 +63,31 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
 def find_ladders(df: pd.DataFrame, y: np.ndarray, *, rtol: float = 0.05) -> list[Ladder]:
     """Ladders in one family's usable rows (`df` with columns C, D, N, size, family; `y` its values).
 
-    Runs at the same D (within rtol) with at least MIN_RUNGS distinct N form a ladder; ladders are
-    returned in increasing D.
+    Runs at the same D (within rtol) with at least MIN_RUNGS distinct N form a ladder, one rung per N;
+    ladders are returned in increasing D.
     """
     if df.empty:
         return []
     d = df["D"].to_numpy(float)
+    n = df["N"].to_numpy(float)
+    per_run = df["C"].to_numpy(float) / np.maximum(d, 1.0)
+    values = np.asarray(y, dtype=np.float64)
     groups = group_budgets(d, rtol)
     out = []
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
-        if np.unique(df["N"].to_numpy(float)[idx]).size < MIN_RUNGS:
+        rungs = [idx[n[idx] == size] for size in np.unique(n[idx])]
+        if len(rungs) < MIN_RUNGS:
             continue
-        per_ex = df["C"].to_numpy(float)[idx] / np.maximum(d[idx], 1.0)
+        per_ex = np.array([per_run[r].mean() for r in rungs])
         order = np.argsort(per_ex, kind="stable")
-        idx, per_ex = idx[order], per_ex[order]
-        vals = np.asarray(y, dtype=np.float64)[idx]
+        rungs, per_ex = [rungs[i] for i in order], per_ex[order]
+        vals = np.array([values[r].mean() for r in rungs])
         top = per_ex >= per_ex[-1] / 10.0
         out.append(Ladder(
             family=str(df["family"].iloc[0]), D=float(np.median(d[idx])),
-            sizes=tuple(str(s) for s in df["size"].to_numpy()[idx]), per_example=per_ex, values=vals,
+            sizes=tuple(str(df["size"].to_numpy()[r[0]]) for r in rungs), per_example=per_ex, values=vals,
+            runs=tuple(len(r) for r in rungs),
             top_decade_slope=_slope(np.log10(per_ex[top]), vals[top]), top_decade_rungs=int(top.sum()),
         ))
     return out

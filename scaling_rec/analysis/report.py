@@ -2,8 +2,9 @@
 
 Per family: the power law L(C) = E + A·C^(−α) on the best run per budget (the compute frontier),
 the Chinchilla law L(N, D) on every usable run (Hoffmann et al. 2022, Approach 3), IsoFLOP optima
-with N* ∝ C^a, D* ∝ C^b (Approach 2), bootstrap CIs for all of them, and the error of each law
-when fitted without the largest budget and asked to predict it.  Optional W&B summary run.
+with N* ∝ C^a, D* ∝ C^b (Approach 2), CIs for all of them (bootstrap for the two laws, in the entry's
+'bootstrap'; t-intervals of the IsoFLOP slopes, in its 'interval'), and the error of each law when
+fitted without the largest budget and asked to predict it.  Optional W&B summary run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 from scaling_rec.analysis import flags, plots
 from scaling_rec.analysis.bootstrap import BootstrapResult, bootstrap, holdout_extrapolation
 from scaling_rec.analysis.fits import EXPONENT_BOX, fit_chinchilla, fit_power_law
-from scaling_rec.analysis.isoflop import compute_frontier, group_budgets, isoflop_optima, pareto_frontier
+from scaling_rec.analysis.isoflop import IsoFlopFit, compute_frontier, isoflop_optima, pareto_frontier
 from scaling_rec.analysis.ladder import find_ladders
 from scaling_rec.analysis.results import ResultProblem, TargetChoice, load_results, select_target, split_usable
 from scaling_rec.errors import FitError
@@ -45,8 +46,7 @@ def _boot_dict(res: BootstrapResult) -> dict[str, Any]:
 
 
 def fit_with_ci(fit_fn: Any, arrays: tuple[np.ndarray, ...], n_boot: int, seed: int, ci: float,
-                 groups: np.ndarray | None = None,
-                 **kw: Any) -> tuple[dict[str, Any], Any, BootstrapResult | None]:
+                **kw: Any) -> tuple[dict[str, Any], Any, BootstrapResult | None]:
     """{'fit': …, 'bootstrap': …} or {'error': why}; the fit and bootstrap objects (or None)."""
     try:
         fit = fit_fn(*arrays, **kw)
@@ -56,11 +56,9 @@ def fit_with_ci(fit_fn: Any, arrays: tuple[np.ndarray, ...], n_boot: int, seed: 
     boot = None
     if n_boot > 0:
         boot_kw = {**kw, "n_starts": 4} if fit_fn in (fit_power_law, fit_chinchilla) else kw
-        if fit_fn is isoflop_optima:  # a resample without 2 interior optima has no a, b: it fails
-            boot_kw = {**kw, "require_interior": True}
         try:
-            boot = bootstrap(fit_fn, *arrays, n_boot=n_boot, seed=seed, ci=ci, groups=groups, **boot_kw)
-            out["bootstrap"] = {**_boot_dict(boot), "resampled": "points" if groups is None else "budgets"}
+            boot = bootstrap(fit_fn, *arrays, n_boot=n_boot, seed=seed, ci=ci, **boot_kw)
+            out["bootstrap"] = {**_boot_dict(boot), "resampled": "points"}
         except FitError as e:
             out["bootstrap"] = {"error": str(e)}
     return out, fit, boot
@@ -117,21 +115,28 @@ def _param_flags(name: str, ci: dict[str, float]) -> list[str]:
     return codes
 
 
-def flag_law(entry: dict[str, Any], at_bound: tuple[tuple[str, str], ...] = (),
+def ci_block(entry: dict[str, Any]) -> dict[str, Any]:
+    """A fitted law's interval block: 'bootstrap' (power law, Chinchilla: percentile intervals of refits on
+    resampled points) or 'interval' (IsoFLOP: t-intervals of the slopes); {} when it has neither."""
+    return entry.get("bootstrap") or entry.get("interval") or {}
+
+
+def flag_law(entry: dict[str, Any], fit_codes: tuple[tuple[str, str], ...] = (),
              flat: flags.FlatTest | None = None) -> None:
     """Add 'flat_test', 'flags' {'law': […], 'params': {name: […]}} and 'identified' {name: bool | None}
-    to a fitted law's entry: a parameter is identified only without any flag (None: no CI, no flag)."""
+    to a fitted law's entry: a parameter is identified only without any flag (None: no CI, no flag).
+    fit_codes: (parameter, code) pairs the fit itself raised (a bound hit, too few sizes), any number
+    per parameter."""
     law_codes = ["flat"] if flat is not None and flat.flat else []
     if flat is not None:
         entry["flat_test"] = flat.to_dict()
-    bounds = dict(at_bound)
-    boot = entry.get("bootstrap", {}).get("params", {})
+    boot = ci_block(entry).get("params", {})
     per_param: dict[str, list[str]] = {}
     ident: dict[str, bool | None] = {}
     for k, v in entry["fit"].items():
         if not isinstance(v, float) or k == "loss":
             continue
-        codes = ["undefined"] if not np.isfinite(v) else [c for c in (bounds.get(k),) if c]
+        codes = ["undefined"] if not np.isfinite(v) else list(dict.fromkeys(c for name, c in fit_codes if name == k))
         codes += [c for c in _param_flags(k, boot.get(k, {})) if c not in codes and np.isfinite(v)]
         per_param[k] = codes
         hard = law_codes + [c for c in codes if c != "no_ci"]
@@ -143,9 +148,22 @@ def flag_law(entry: dict[str, Any], at_bound: tuple[tuple[str, str], ...] = (),
 FRONTIERS = ("budget", "pareto")
 
 
+def isoflop_interval(iso: IsoFlopFit, ci: float) -> tuple[dict[str, Any], tuple[tuple[str, str], ...]]:
+    """The IsoFLOP entry's 'interval' block (t-intervals of a and b, `IsoFlopFit.intervals`) and the fit codes
+    for flag_law: with 2 interior optima a and b exist but have no interval ('too_few_optima': not
+    identified; a bootstrap over 2 budgets gave them a zero-width one)."""
+    try:
+        bounds = iso.intervals(ci)
+    except FitError as e:
+        codes = (("a", "too_few_optima"), ("b", "too_few_optima")) if iso.n_interior == 2 else ()
+        return {"error": str(e)}, codes
+    return {"ci": ci, "method": "t-interval of the least-squares slope over the interior optima",
+            "df": iso.n_interior - 2,
+            "params": {k: {"estimate": getattr(iso, k), "low": lo, "high": hi} for k, (lo, hi) in bounds.items()}}, ()
+
+
 def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200, seed: int = 0,
-                   ci: float = 0.95, budget_rtol: float = 0.05, d_rule: str = "data",
-                   frontier: str = "budget") -> dict[str, Any]:
+                   ci: float = 0.95, budget_rtol: float = 0.05, frontier: str = "budget") -> dict[str, Any]:
     """All fits of one family's rows; returns the JSON summary plus plotting objects under '_plot'.
 
     frontier: the points L(C) is fitted on: 'budget' = the best run of each planned budget (IsoFLOP
@@ -177,7 +195,7 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
     nd = (used["N"].to_numpy(float), used["D"].to_numpy(float), y)
     summary["chinchilla"], ch_fit, _ = fit_with_ci(fit_chinchilla, nd, n_boot, seed, ci)
     if ch_fit is not None:
-        flag_law(summary["chinchilla"], ch_fit.at_bound,
+        flag_law(summary["chinchilla"], ch_fit.at_bound + ch_fit.too_few_levels,
                  flags.flat_test(np.log(nd[2]), np.log(ch_fit.predict(*nd[:2])), len(ch_fit.params())))
         s = ch_fit.alpha + ch_fit.beta
         summary["chinchilla"]["allocation_exponents"] = {
@@ -185,13 +203,11 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
             "identified": bool(summary["chinchilla"]["identified"]["alpha"]
                                and summary["chinchilla"]["identified"]["beta"])}
     iso_arrays = (used["budget"].to_numpy(float), *nd[:2], y)
-    # Budgets are resampled whole: a parabola needs all of a budget's sizes.
-    summary["isoflop"], iso, _ = fit_with_ci(isoflop_optima, iso_arrays, n_boot, seed, ci,
-                                              groups=group_budgets(iso_arrays[0], budget_rtol),
-                                              budget_rtol=budget_rtol, d_rule=d_rule,
-                                              metric=target.column, transform=target.transform)
+    summary["isoflop"], iso, _ = fit_with_ci(isoflop_optima, iso_arrays, 0, seed, ci, budget_rtol=budget_rtol,
+                                             metric=target.column, transform=target.transform)
     if iso is not None:
-        flag_law(summary["isoflop"], flat=iso.flat)
+        summary["isoflop"]["interval"], iso_codes = isoflop_interval(iso, ci)
+        flag_law(summary["isoflop"], iso_codes, flat=iso.flat)
         summary["isoflop"]["optima"] = [
             {k: v for k, v in dataclasses.asdict(o).items() if k != "coeffs"} for o in iso.optima
         ]
@@ -243,7 +259,7 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
     out = [f"#### {_LAW_TITLES[law]}\n"]
     if "error" in entry:
         return out + [f"Not fitted: {entry['error']}\n"]
-    boot = entry.get("bootstrap", {})
+    boot = ci_block(entry)
     params = boot.get("params", {})
     fl = entry.get("flags", {"law": [], "params": {}})
     rows = [
@@ -260,9 +276,11 @@ def _law_section(law: str, entry: dict[str, Any]) -> list[str]:
         notes.append(entry["on"])
     if "error" in boot:
         notes.append(f"no CI: {boot['error']}")
-    elif boot:
+    elif "n_boot" in boot:
         notes.append(f"{boot['n_boot']} bootstrap resamples of {boot.get('resampled', 'points')}, "
                      f"{boot['n_failed']} unfittable")
+    elif boot:
+        notes.append(f"CIs: {boot['method']} ({boot['df']} df)")
     if "n_interior" in entry["fit"]:
         notes.append(f"a, b fitted on the {entry['fit']['n_interior']} optima inside their budgets' sampled "
                      "sizes (extrapolated ones excluded; fewer than 2 leave a, b undefined)")
@@ -364,7 +382,6 @@ def write_report(
     seed: int = 0,
     ci: float = 0.95,
     budget_rtol: float = 0.05,
-    d_rule: str = "data",
     frontier: str = "budget",
     problems: list[ResultProblem] | None = None,
     use_wandb: bool = False,
@@ -377,8 +394,8 @@ def write_report(
       results: a study directory (see `load_results`) or an already loaded DataFrame.
       metric, transform: the fitted quantity (see `select_target`); recorded in both outputs.
       size: 'n_dense' or 'n_total' as N (ignored for a DataFrame, whose N column is used).
-      n_boot, seed, ci: bootstrap settings (n_boot=0: no CIs).
-      d_rule: IsoFLOP D* rule, 'data' or '6nd'.  use_wandb: also log to a W&B summary run.
+      n_boot, seed, ci: bootstrap settings (n_boot=0: no bootstrap; the IsoFLOP t-intervals, which cost
+        nothing, are computed anyway).  use_wandb: also log to a W&B summary run.
       frontier: 'budget' or 'pareto', the points L(C) is fitted on (see `analyze_family`).
       latest_sweep_only: exclude the runs the study's latest sweep did not name (see `load_results`).
     Returns:
@@ -399,7 +416,7 @@ def write_report(
     target = select_target(df, metric, transform)
     families = {str(f): g for f, g in df.groupby("family", sort=True)}
     fams = {f: analyze_family(g, target, n_boot=n_boot, seed=seed, ci=ci, budget_rtol=budget_rtol,
-                              d_rule=d_rule, frontier=frontier) for f, g in families.items()}
+                              frontier=frontier) for f, g in families.items()}
     plot_objs = {f: s.pop("_plot") for f, s in fams.items()}
     size_label = "N_dense (non-embedding parameters)" if size == "n_dense" else "N (dense + embedding)"
     summary = {
@@ -408,7 +425,6 @@ def write_report(
         "target": {**dataclasses.asdict(target), "label": target.label},
         "size": size,
         "bootstrap": {"n_boot": n_boot, "seed": seed, "ci": ci},
-        "d_rule": d_rule,
         "problems": [dataclasses.asdict(p) for p in problems],
         "families": fams,
     }
@@ -443,10 +459,10 @@ def fit_table_rows(summary: dict[str, Any]) -> list[list[Any]]:
     for fam, s in summary["families"].items():
         for law in ("power_law", "chinchilla", "isoflop"):
             entry = s.get(law, {})
-            boot = entry.get("bootstrap", {}).get("params", {})
+            boot = ci_block(entry).get("params", {})
             fit = entry.get("fit", {})
             for k, v in fit.items():
-                if k in ("loss", "n_points", "d_rule") or not isinstance(v, float):
+                if k in ("loss", "n_points") or not isinstance(v, float):
                     continue
                 ci_ = boot.get(k, {})
                 rows.append([fam, law, k, v, ci_.get("low", float("nan")), ci_.get("high", float("nan"))])

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from scaling_rec.analysis import fit_power_law, isoflop_optima, load_results, write_report
+from scaling_rec.analysis import fit_chinchilla, fit_power_law, isoflop_optima, load_results, write_report
 from scaling_rec.analysis.fits import EXPONENT_BOX
 from scaling_rec.analysis.flags import flat_test
-from scaling_rec.analysis.report import fit_with_ci, flag_law, identified
-from tests.analysis.test_fits import isoflop_grid, planted_c
+from scaling_rec.analysis.report import fit_with_ci, flag_law, identified, isoflop_interval
+from tests.analysis.test_fits import CHIN, _off_centre, isoflop_grid, planted_c
 from tests.analysis.test_report import make_store
 
 
@@ -108,3 +108,29 @@ def test_exponent_ci_ending_on_its_box_edge_is_not_identified():
     assert entry["identified"]["E"] is True
     words = identified("alpha", entry["bootstrap"]["params"]["alpha"], entry["flags"]["params"]["alpha"])
     assert "edge of its search box" in words
+
+
+def test_chinchilla_on_two_model_sizes_identifies_no_size_term():
+    """Two distinct N leave (E, A, α) on a ridge of exact fits (an audit reported α [0.20, 1.89] 'identified'):
+    A, α and E are flagged whatever their CIs; three sizes are enough to lift the flag."""
+    rng = np.random.default_rng(0)
+    for sizes, flagged in ((2, True), (3, False)):
+        n = np.repeat(np.logspace(6, 8, sizes), 5)
+        d = np.tile(np.logspace(8, 10, 5), sizes)
+        y = (CHIN["E"] + CHIN["A"] * n ** -CHIN["alpha"] + CHIN["B"] * d ** -CHIN["beta"]) * np.exp(
+            rng.normal(0, 1e-3, n.size))
+        entry, fit, _ = fit_with_ci(fit_chinchilla, (n, d, y), n_boot=0, seed=0, ci=0.95)
+        flag_law(entry, fit.at_bound + fit.too_few_levels)
+        for k in ("A", "alpha", "E"):
+            assert ("too_few_sizes" in entry["flags"]["params"][k]) is flagged, (sizes, k, entry["flags"])
+            assert entry["identified"][k] is (False if flagged else None)  # n_boot=0: no CI otherwise
+        assert "too_few_sizes" not in entry["flags"]["params"]["beta"]
+
+
+def test_isoflop_exponents_from_two_optima_are_not_identified():
+    c, n, d, y = _off_centre(*isoflop_grid(), budgets=2)
+    entry, iso, _ = fit_with_ci(isoflop_optima, (c, n, d, y), n_boot=0, seed=0, ci=0.95)
+    entry["interval"], codes = isoflop_interval(iso, 0.95)
+    flag_law(entry, codes, flat=iso.flat)
+    assert "2 interior optima" in entry["interval"]["error"]
+    assert entry["identified"]["a"] is False and entry["flags"]["params"]["b"] == ["too_few_optima", "no_ci"]

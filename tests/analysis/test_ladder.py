@@ -42,6 +42,17 @@ def test_ladders_are_grouped_by_examples_and_report_slope_and_gain():
     np.testing.assert_allclose(lads[1].per_example, per_ex)
 
 
+def test_replicates_of_a_size_are_one_rung():
+    """Sizes S, M, L with L run twice (2.0, 2.1): the largest rung is their mean, and its gain is over M
+    (2.5 − 2.05), not over its own replicate (the rung list once held L twice: gain 2.0 − 2.1 < 0)."""
+    df = _ladder_rows("a", 1000.0, [1e4, 1e5, 1e6, 1e6], [3.0, 2.5, 2.0, 2.1]).assign(size=["S", "M", "L", "L"])
+    (lad,) = find_ladders(df, df["value"].to_numpy())
+    assert lad.sizes == ("S", "M", "L") and lad.runs == (1, 1, 2)
+    np.testing.assert_allclose(lad.values, [3.0, 2.5, 2.05])
+    assert lad.last_gain == pytest.approx(0.45) and lad.sizes[lad.best] == "L"
+    assert lad.to_dict()["runs"] == [1, 1, 2]
+
+
 def _write_run(study, run_id, *, n, d, per_ex, loss, size):
     run = study / "runs" / run_id
     run.mkdir(parents=True)

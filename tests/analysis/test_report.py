@@ -97,8 +97,9 @@ def test_report_end_to_end(cli_out):
         assert ci["low"] <= ci["high"]
         assert s["power_law"]["fit"]["n_points"] == 4
         assert len(s["isoflop"]["optima"]) == 4 and 0.2 < s["isoflop"]["fit"]["a"] < 0.8
-        assert s["isoflop"]["bootstrap"]["resampled"] == "budgets"
-        assert set(s["isoflop"]["bootstrap"]["params"]) == {"a", "b"}
+        interval = s["isoflop"]["interval"]
+        assert interval["df"] == 2 and set(interval["params"]) == {"a", "b"}  # 4 interior optima
+        assert all(p["low"] < p["estimate"] < p["high"] for p in interval["params"].values())
         assert s["holdout"]["chinchilla"]["mean_abs_rel_error"] < 0.05
         assert s["holdout"]["chinchilla"]["flags"] == []  # budgets 10× apart: not an extrapolation
         assert s["chinchilla"]["flags"]["law"] == [] and not s["chinchilla"]["flat_test"]["flat"]
