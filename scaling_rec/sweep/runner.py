@@ -206,6 +206,9 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
                          f"(test {sel}={_metric(result, 'test', sel):.4f}):")
             return
         st.state, st.result = "failed", result
+        if result and result.get("status") == "partial":
+            error = (f"partial: stopped at its time limit at step {result.get('steps')} of {result.get('total_steps')} "
+                     "(resumable: run the sweep again)")
         st.error = error or (result or {}).get("error", "") or "no result.json written"
         progress(st, "FAILED:")
         console.line(f"  {st.spec.run_id}: {last_line(st.error)}")

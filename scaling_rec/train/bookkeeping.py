@@ -2,8 +2,10 @@
 scaling_rec.train.ctr_loop (CTR models) have in common; the loops themselves stay in their modules.
 
 `meta` is a loop's host state, checkpointed with its train state (JSON): 'best' ({'step', 'valid',
-'test'} of the best validation point, or None), 'evals_since_best', 'last_valid' and 'wall_time_s'
-(seconds spent in the step loop, summed over resumed calls), plus whatever else a loop keeps there.
+'test'} of the best validation point, or None), 'evals_since_best', 'last_valid', 'wall_time_s'
+(seconds spent in the step loop, summed over resumed calls) and 'stopped' (None, 'early_stop' or
+'diverged': the loop's decision to end, saved before the result is written), plus whatever else a loop
+keeps there.
 """
 
 from __future__ import annotations
@@ -180,15 +182,19 @@ class Bookkeeper:
         """What the loop does after `step`, once its logging and evaluation are done.
 
         save: checkpoint (state, meta) first, with the wall time so far; evaluated: the step was evaluated,
-        so patience may be exhausted. Returns 'early_stop' (announced) when it is; 'interrupt' when this call
+        so patience may be exhausted. Returns 'early_stop' (announced, and recorded as meta['stopped'] before
+        the checkpoint, so that a call resumed from it stops there too) when it is; 'interrupt' when this call
         has run `stop_after_steps` steps (checkpoint saved once, with the wall time; logger closed; return
         `interrupted(step)`);
         else 'continue'.
         """
+        stop = evaluated and patience_exhausted(self.meta, self.patience)
+        if stop:
+            self.meta["stopped"] = "early_stop"
         if save:
             self.stop_clock()
             self.ckpt.save(step, state, self.meta)
-        if evaluated and patience_exhausted(self.meta, self.patience):
+        if stop:
             progress(f"[{self.rid}] early stop: no improvement in {self.patience} evaluations")
             return "early_stop"
         if self.stop_after_steps is not None and step - self.start >= self.stop_after_steps:

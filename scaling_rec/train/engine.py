@@ -19,6 +19,7 @@ status 'partial' (the next call resumes).
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import dataclasses
 import functools
@@ -268,7 +269,7 @@ def run(task_cls: type[Task], config: ml_collections.ConfigDict, workdir: str | 
     data = data if data is not None else task_cls.load(config)
     main = bookkeeping.open_run_dir(run_dir, config)
     meta: dict[str, Any] = {"best": None, "evals_since_best": 0, "wall_time_s": 0.0, "recent": [],
-                            "last_valid": None, "curve": []}
+                            "last_valid": None, "curve": [], "stopped": None}
     progress_step = [0]
     trainer = None
     try:
@@ -332,19 +333,26 @@ def _train(task: Task, trainer: Trainer, mesh: jax.sharding.Mesh, rid: str, run_
             return float(hyper["learning_rate"])
         return float(trainer.lr(step - 1)) if callable(trainer.lr) else float(trainer.lr)
 
-    def run_eval(state: TrainState, step: int) -> None:
-        """Validation; the best point (and, unless tested at the end, its test) in meta."""
+    def run_eval(state: TrainState, step: int, *, scheduled: bool = True) -> bool:
+        """Validation; the best point (and, unless tested at the end, its test) in meta. Returns True when the
+        validation loss (task.eval_loss_metric) is not finite: the parameters diverged, whatever the rank
+        metrics say (a NaN model's tied scores still rank). scheduled=False: a time limit's evaluation off
+        the schedule, for the partial result only: `meta` is a copy that no checkpoint holds, best/ is left
+        alone, and its metrics.jsonl line says off_schedule (a resumed run must end as an uninterrupted one)."""
         valid = task.evaluate(state, "valid")
         best = bookkeeping.best_valid(meta, sel)
         v = valid[sel]
-        improved = math.isfinite(v) and (best is None or (v > best + task.min_delta if task.higher_is_better
-                                                          else v < best - task.min_delta))
+        loss_name = task.eval_loss_metric
+        diverged = loss_name in valid and not math.isfinite(valid[loss_name])
+        improved = not diverged and math.isfinite(v) and (
+            best is None or (v > best + task.min_delta if task.higher_is_better else v < best - task.min_delta))
         if task.test_at_end:
             meta["last_valid"] = valid
             fields = {f"valid/{name}": x for name, x in valid.items()}
             if improved:
                 meta["best"], meta["evals_since_best"] = {"step": step, "valid": valid}, 0
-                best_ckpt.save(step, state.params, {"valid": valid})
+                if scheduled:  # unscheduled: the best is this step, which _test_at_end tests without best/
+                    best_ckpt.save(step, state.params, {"valid": valid})
             else:
                 meta["evals_since_best"] += 1
         else:
@@ -352,18 +360,25 @@ def _train(task: Task, trainer: Trainer, mesh: jax.sharding.Mesh, rid: str, run_
         point = {"step": step, "examples_seen": plan.spent(step)["examples_seen"], "elapsed_s": elapsed(),
                  **{f"valid/{name}": x for name, x in valid.items()}}
         meta["curve"] = list(meta["curve"]) + [point]
-        logger.log({**point, **fields, **task.after_eval(state, meta, improved)})
+        logger.log({**point, **fields, **task.after_eval(state, meta, improved),
+                    **({} if scheduled else {"off_schedule": True})})
         progress(f"[{rid}] step {step} valid {sel}={v:.5f} (best {meta['best']['valid'][sel]:.5f} "
                  f"@ {meta['best']['step']})" if meta["best"] else f"[{rid}] step {step} valid {sel}={v}")
+        if diverged:
+            progress(f"[{rid}] diverged at step {step} (non-finite validation {loss_name})")
+        return diverged
 
-    status, step = "ok", start
+    # A stop decided before a kill (early stop, divergence) is in the checkpoint's meta: the resumed call
+    # ends there too instead of training on.
+    status, step = ("diverged" if meta.get("stopped") == "diverged" else "ok"), start
+    partial_eval = False
     window = max(1, min(t.log_every, plan.total_steps))
     pending: list[dict] = []
     since_log: list[list[float]] = []
     t_call = t_rate = time.time()
     last_logged = start
     with jax.set_mesh(mesh):
-        while step < plan.total_steps:
+        while step < plan.total_steps and not meta.get("stopped"):
             host = [task.batch(step + i) for i in range(k)]
             batch = host[0] if k == 1 else jax.tree.map(lambda *xs: np.stack(xs, axis=1), *host)
             placed = place_process_rows(batch, mesh) if isinstance(batch, ProcessRows) else place_batch(batch, mesh)
@@ -382,7 +397,7 @@ def _train(task: Task, trainer: Trainer, mesh: jax.sharding.Mesh, rid: str, run_
             meta["recent"] = (list(meta["recent"]) + terms)[-window:]
             since_log += terms
             if book.diverged(step, [float(m["loss"]) for m in fetched]):
-                status = "diverged"
+                status = meta["stopped"] = "diverged"
                 break
             now = time.time()
             rate, t_rate, last_logged = (step - last_logged) / max(now - t_rate, 1e-9), now, step
@@ -393,17 +408,21 @@ def _train(task: Task, trainer: Trainer, mesh: jax.sharding.Mesh, rid: str, run_
             if config.logging.progress:
                 progress(f"[{rid}] step {step}/{plan.total_steps} loss {loss:.4f} {rate:.1f} steps/s "
                          f"ETA {(plan.total_steps - step) / max(rate, 1e-9):.0f}s")
-            if eval_due or limit_hit:
-                run_eval(state, step)
+            if eval_due and run_eval(state, step):
+                status = meta["stopped"] = "diverged"
+                break
             action = book.after_step(step, state, save=eval_due or ckpt_due or limit_hit, evaluated=eval_due)
             if action == "early_stop":
                 break
             if action == "interrupt":
                 return book.interrupted(step)
             if limit_hit and step < plan.total_steps:
-                status = "partial"
+                status, partial_eval = "partial", not eval_due
                 break
     book.stop_clock()
+    if partial_eval:  # the checkpoint at `step` is saved: evaluate for this partial result on a copy of meta
+        meta = copy.deepcopy(meta)
+        run_eval(state, step, scheduled=False)
     evaluations = bookkeeping.reported_evaluations(meta)
     if task.test_at_end:
         evaluations = _test_at_end(task, state, step, meta, best_ckpt, logger)

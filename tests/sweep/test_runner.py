@@ -73,3 +73,31 @@ def test_flops_planned_are_spent_within_one_step(tmp_path, jax_cache):
         per_step = r["flops_spent"] / r["steps"]
         assert r["flops_planned"] == s.budget
         assert r["flops_planned"] <= r["flops_spent"] < r["flops_planned"] + 1.5 * per_step
+
+
+def test_a_partial_run_is_reported_as_stopped_at_its_time_limit(tmp_path):
+    """A run whose result.json says 'partial' (train.time_limit_s) is not 'finished' and stays failed for the
+    sweep's exit status, but its record says what happened (it read 'no result.json written')."""
+    from scaling_rec.io import atomic_write_json
+    from scaling_rec.sweep.executors import Outcome, _DoneJob
+    from scaling_rec.sweep.spec import expand
+    from tests.sweep.tiny_study import get_config
+
+    specs = expand(get_config(), [{"train.num_steps": 3}])
+    store = Store(tmp_path)
+
+    class StoppedAtLimit:
+        name, slots = "stub", 1
+
+        def submit(self, spec):
+            atomic_write_json(store.run_dir(spec.run_id) / "result.json",
+                              {"status": "partial", "run_id": spec.run_id, "steps": 1, "total_steps": 3})
+            return _DoneJob(spec.run_id, Outcome("finished"))
+
+        def close(self):
+            pass
+
+    report = run_sweep(specs, store, StoppedAtLimit(), out=io.StringIO(), poll_s=0.01)
+    (run,) = report.runs
+    assert run.state == "failed" and run.error.startswith("partial: stopped at its time limit at step 1 of 3")
+    assert store.read_status()[run.spec.run_id]["error"] == run.error

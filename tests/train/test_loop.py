@@ -109,6 +109,29 @@ def test_diverged_run_is_recorded(tmp_path):
     assert saved["status"] == "diverged"
 
 
+def test_a_divergence_seen_only_by_the_evaluation_is_recorded(tmp_path):
+    """One step at lr 1e38: its training loss (computed before the update) is finite, the parameters after it
+    are not, and the validation cross-entropy is NaN while the tied scores still give NDCG@10 > 0. The run is
+    diverged, not ok (it was 'ok' with test NDCG@10 .09)."""
+    r = train_and_evaluate(tiny_config(learning_rate=1e38, num_steps=1, log_every=1, eval_every=1), tmp_path)
+    assert np.isfinite(r["final_train_loss"]) and r["status"] == "diverged" and r["best_step"] is None
+
+
+@pytest.mark.parametrize("stop", ["diverged", "early_stop"])
+def test_a_stop_decided_before_a_kill_holds_after_resume(tmp_path, stop):
+    """Killed after the stopping step's checkpoint, before result.json (deleted here: the same files on disk),
+    the run resumes into the same stop instead of training on (steps, FLOPs and status unchanged)."""
+    c = (tiny_config(learning_rate=1e38, num_steps=16) if stop == "diverged"
+         else tiny_config(learning_rate=1e-12, num_steps=48, eval_every=4))
+    c.eval.patience = 1  # lr 1e-12: the second evaluation equals the first, no improvement, stop at step 8
+    first = train_and_evaluate(c, tmp_path)
+    assert first["steps"] < c.train.num_steps and first["status"] == ("diverged" if stop == "diverged" else "ok")
+    (tmp_path / "runs" / first["run_id"] / "result.json").unlink()
+    again = train_and_evaluate(c, tmp_path)
+    for key in ("status", "steps", "flops_spent", "examples_seen", "best_step"):
+        assert again[key] == first[key], key
+
+
 def test_bad_config_fails_before_writing_anything(tmp_path):
     c = tiny_config()
     c.mesh.data = 4  # this process has 1 device
