@@ -26,9 +26,14 @@ reported is a measured cross-entropy, never an interpolation. The grid step cost
 u = ln beta, d^2 CE / du^2 at the optimum is kappa = E[Var_p(beta z)] (the variance of the calibrated
 logits under the model's own predictive distribution), so being up to half a step (ln 2 / 6) off the
 optimum costs at most kappa (ln 2)^2 / 72 ~= 0.0067 kappa nats (kappa is a few nats for a trained
-model). A choice at either end of the grid is reported by `at_grid_edge`. Cost: one exp per candidate
-item and grid point; at 12k items on the shared 2-core CPU the evaluation step with the grid took
-0.16-0.18 s per 256 users against 0.06-0.11 s without it (load 8); cap eval.max_users where that matters.
+model). That bound holds inside the grid only: at either end the optimum may lie beyond it, and the
+reported value is then an upper bound whose bias has no limit (an audit's near-chance logits: 12.7 nats
+at T = 64 against 5.79 at the optimum T ~ 300, worse than a uniform guess). Such a result carries
+'temperature_at_grid_edge' = 1 (`at_grid_edge`), and scaling_rec.analysis.results leaves it out of fits
+of the cross-entropy. A trained model's T is 2-3 here; an edge means a model at chance or barely past it.
+Cost: one exp per candidate item and grid point; at 12k items on the shared 2-core CPU the evaluation
+step with the grid took 0.16-0.18 s per 256 users against 0.06-0.11 s without it (load 8); cap
+eval.max_users where that matters.
 
 Measured on Amazon Beauty (12,101 items; ln V = 9.40 nats), hstu/S with the reference recipe
 (`python -m launch.train --config=experiments/hstu/beauty.py:hstu --config.train.num_epochs=0
@@ -41,7 +46,11 @@ popularity and 9.40 for a uniform guess.
 Candidate set: the same items the rank metrics rank over (scaling_rec.metrics.rank_of_target):
 items 1..V-1 (the padding row 0 never), minus the user's history when eval.exclude_history is on,
 the target always included. Cross-entropy and NDCG then score the same recommendation task. With
-eval.exclude_history off (the default) this is the whole catalogue.
+eval.exclude_history off (the default) this is the whole catalogue. With it on, a target that repeats a
+history item is the one history item left in: the candidate set then depends on the target, the
+probabilities over possible targets sum to more than 1, and a model that favours history items can score
+below the true entropy. The evaluation reports the share of such targets ('target_in_history'; 0 on
+MovieLens, where a user rates a movie once), and the analysis leaves a run with any out of xent fits.
 
 CTR runs get their loss beside AUC from `ctr_loss_metrics`: logloss's standard error and the
 normalised entropy.
@@ -61,6 +70,7 @@ from scaling_rec.metrics import SE_SUFFIX, mean_and_standard_error
 INV_TEMPERATURE_GRID = 2.0 ** (np.arange(-18, 10) / 3.0)
 RAW_INDEX = 18  # INV_TEMPERATURE_GRID[RAW_INDEX] == 1.0 exactly
 GRID_KEY = "xent_grid"
+TARGET_IN_HISTORY = "target_in_history"  # eval sums: targets that repeat an excluded history item
 M2_SUFFIX = "_m2"  # per-batch sum of squared deviations from the batch mean
 COUNT_SUFFIX = "_count"  # per-batch number of valid rows
 
@@ -164,7 +174,8 @@ class XentGridAccumulator:
         self._n += n_b
 
     def result(self, num_examples: float, temperature: float | None = None) -> dict[str, float]:
-        """{'xent', 'xent_se', 'xent_raw', 'xent_raw_se', 'temperature'} in nats per example.
+        """{'xent', 'xent_se', 'xent_raw', 'xent_raw_se', 'temperature', 'temperature_at_grid_edge'} in nats
+        per example ('temperature_at_grid_edge': 1.0 when T is an end of the grid, `at_grid_edge`, else 0.0).
 
         temperature: None on validation (T is chosen here, `select_index`); on test, the validation T.
         'temperature' is T applied to the trained logits (1 = as trained; the effective temperature on
@@ -178,6 +189,7 @@ class XentGridAccumulator:
             se = math.sqrt(self._m2[i] / (self._n - 1) / self._n) if self._n > 1 else math.nan
             out[name], out[name + SE_SUFFIX] = self._sums[i] / self._n, se
         out["temperature"] = float(1.0 / INV_TEMPERATURE_GRID[idx])
+        out["temperature_at_grid_edge"] = float(idx in (0, len(INV_TEMPERATURE_GRID) - 1))
         return out
 
 

@@ -197,3 +197,35 @@ def test_selecting_checkpoints_on_calibrated_cross_entropy_keeps_its_minimum(tmp
     assert by_xent != by_ndcg, "the two rules agree here, so this run cannot tell them apart"
     assert r["best_step"] == by_xent and r["eval"]["valid/xent"] == min(evals)[0]
     assert r["eval"]["test/temperature"] == r["eval"]["valid/temperature"]
+
+
+def test_a_temperature_at_the_grid_edge_is_recorded():
+    """Logits 300x too confident put the optimum beyond T = 64: the result says so (its xent is then only an
+    upper bound; the analysis drops it from xent fits); a mild miscalibration inside the grid does not."""
+    rng = np.random.default_rng(0)
+    B, V = 2000, 50
+    for scale, edge in ((300.0, 1.0), (2.0, 0.0)):
+        log_p = np.log(rng.dirichlet(np.ones(V - 1), size=B))
+        targets = 1 + np.array([rng.choice(V - 1, p=np.exp(row)) for row in log_p])
+        logits = np.concatenate([np.full((B, 1), -1e9), scale * log_p], axis=1).astype(np.float32)
+        acc = cal.XentGridAccumulator()
+        acc.pop_update(dict(cal.xent_grid_sums(logits, targets, np.ones(B, bool),
+                                               cal.candidate_mask(V, targets, None))))
+        out = acc.result(float(B))
+        assert out["temperature_at_grid_edge"] == edge, (scale, out)
+        assert cal.at_grid_edge(out["temperature"]) is bool(edge)
+
+
+def test_the_share_of_targets_repeating_an_excluded_history_item_is_reported():
+    """With eval.exclude_history, a target that repeats a history item keeps the candidate set target-dependent;
+    the evaluation counts them (numpy reference over the same validation examples and history windows)."""
+    c = tiny_config()
+    c.eval.exclude_history = True
+    inputs = prepare(c)
+    model = build(c, inputs.num_items, time_bias=False, rngs=nnx.Rngs(params=c.seed))
+    graphdef, params = nnx.split(model)
+    out = evaluate(jax.jit(make_eval_step(graphdef, c)), params, inputs.valid, inputs.eval_spec,
+                   inputs.time_origin, make_mesh_from_config(c), None)
+    repeats = [int(ex.targets[-1] in ex.items[-c.data.max_len:]) for ex in inputs.valid]
+    assert 0 < sum(repeats) < len(repeats)  # the synthetic histories repeat items: both cases occur
+    np.testing.assert_allclose(out["target_in_history"], np.mean(repeats), rtol=1e-6)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from scaling_rec.calibration import TARGET_IN_HISTORY, at_grid_edge
 from scaling_rec.errors import ResultError
 
 REQUIRED_FIELDS = (
@@ -303,6 +304,7 @@ _LOSS_PREFERENCE = (
     "eval/logloss", "eval/valid/logloss", "eval/valid/xent",
 )
 _CALIBRATED_MARK = "eval/valid/temperature"
+_REPEAT_MARK = "eval/valid/" + TARGET_IN_HISTORY
 # What a fitted column measures, by its last path component, for the report's first lines.
 _DESCRIPTIONS = {
     "xent": "next-item cross-entropy over the candidate items, nats per event, one temperature per run fitted "
@@ -397,7 +399,9 @@ def split_usable(df: pd.DataFrame, target: TargetChoice) -> tuple[pd.DataFrame, 
     """(rows to fit, excluded rows with `exclude_reason` filled): drops flagged runs, rows whose fitted
     quantity, C, N or D is non-finite or non-positive, and, when an '…/xent' column is fitted, rows without a
     finite eval/valid/temperature (their xent is the raw cross-entropy: a rerun study keeps the ids of results
-    made before calibration, and mixing raw and calibrated values would bend the fit)."""
+    made before calibration, and mixing raw and calibrated values would bend the fit), rows whose temperature
+    is an end of the calibration grid (scaling_rec.calibration: their xent is an upper bound, unboundedly
+    biased) and rows whose targets repeat excluded history items (eval/valid/target_in_history > 0)."""
     df = df.copy()
     reasons = df["exclude_reason"].astype(str).copy()
     y = target.values(df)
@@ -410,6 +414,14 @@ def split_usable(df: pd.DataFrame, target: TargetChoice) -> tuple[pd.DataFrame, 
                  if _CALIBRATED_MARK in df.columns else np.full(len(df), np.nan))
         raw = ~np.isfinite(temps) & (reasons == "").to_numpy()
         reasons[raw] = "xent is the raw one (result predates calibration)"
+        edge = np.array([bool(np.isfinite(x) and at_grid_edge(x)) for x in temps], bool) & (reasons == "").to_numpy()
+        reasons[edge] = ("calibration temperature at its grid's edge: the xent is an upper bound of unknown bias "
+                         "(a model at or near chance)")
+        repeats = (pd.to_numeric(df[_REPEAT_MARK], errors="coerce").fillna(0.0).to_numpy(dtype=np.float64)
+                   if _REPEAT_MARK in df.columns else np.zeros(len(df)))
+        improper = (repeats > 0) & (reasons == "").to_numpy()
+        reasons[improper] = ("targets repeat history items that eval.exclude_history removed: the xent's candidates "
+                             "depend on the target, not a proper cross-entropy")
     df["exclude_reason"] = reasons
     keep = reasons == ""
     return df[keep].copy(), df[~keep].copy()

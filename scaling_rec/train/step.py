@@ -12,7 +12,7 @@ import ml_collections
 import optax
 from flax import nnx
 
-from scaling_rec.calibration import candidate_mask, xent_grid_sums
+from scaling_rec.calibration import TARGET_IN_HISTORY, candidate_mask, xent_grid_sums
 from scaling_rec.data.jagged import Batch, JaggedBatch
 from scaling_rec.metrics import ranking_metrics
 from scaling_rec.models.sequential import jagged_to_padded, token_view
@@ -161,7 +161,8 @@ def make_eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict) ->
 
     Ranks the target of each sequence's last token among all items (row 0 excluded), ties by their
     expected rank (scaling_rec.metrics, 'expected'); with
-    eval.exclude_history the user's history items are removed from the ranking (never the target).
+    eval.exclude_history the user's history items are removed from the ranking (never the target), and
+    'target_in_history' counts the targets that repeat one of them (its mean: their share).
     'xent_grid' / 'xent_grid_sumsq' [G]: sums of the cross-entropy of the softmax over the same candidate
     items as the ranking, of the logits as trained (scores / train.temperature) times each inverse
     temperature of scaling_rec.calibration's grid; scaling_rec.calibration.XentGridAccumulator turns
@@ -178,6 +179,9 @@ def make_eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict) ->
         scores_BxV = h_BxD @ model.item_embeddings().T
         exclude = history_ids(batch, config.data.max_len) if config.eval.exclude_history else None
         sums = ranking_metrics(scores_BxV, target_B, valid_B, exclude, ks=ks)
+        if exclude is not None:  # a repeat of a history item: the cross-entropy's candidates depend on the target
+            repeat_B = jnp.any(exclude == target_B[:, None], axis=1) & valid_B
+            sums[TARGET_IN_HISTORY] = jnp.sum(repeat_B.astype(jnp.float32))
         candidates_BxV = candidate_mask(scores_BxV.shape[1], target_B, exclude)
         sums.update(xent_grid_sums(scores_BxV / config.train.temperature, target_B, valid_B, candidates_BxV))
         return sums

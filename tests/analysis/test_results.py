@@ -173,3 +173,20 @@ def test_runs_outside_the_latest_sweep_are_excluded_as_stale(tmp_path):
     assert "latest sweep" in df.set_index("run_id").loc["old1", "exclude_reason"]
     everything, _ = load_results(tmp_path)
     assert everything["usable"].all()
+
+
+def test_xent_at_the_calibration_grid_edge_or_with_repeated_history_targets_is_not_fitted(tmp_path):
+    """An xent whose temperature is an end of the calibration grid is an upper bound of unknown bias, and one whose
+    targets repeat excluded history items is not a proper cross-entropy: both runs are excluded, with reasons."""
+    from scaling_rec.calibration import INV_TEMPERATURE_GRID
+
+    edge_t = float(1.0 / INV_TEMPERATURE_GRID[0])
+    for rid, valid in (("ok", {"temperature": 2.0, "xent": 5.0}),
+                       ("edge", {"temperature": edge_t, "xent": 9.0}),
+                       ("repeat", {"temperature": 2.0, "xent": 4.0, "target_in_history": 0.2})):
+        write_run(tmp_path, rid, result(rid, eval={"valid": valid, "test": {"xent": valid["xent"]}}))
+    df, _ = load_results(tmp_path)
+    used, excluded = split_usable(df, select_target(df, "eval/test/xent", "none"))
+    assert used["run_id"].tolist() == ["ok"]
+    why = dict(zip(excluded["run_id"], excluded["exclude_reason"], strict=True))
+    assert "grid's edge" in why["edge"] and "not a proper cross-entropy" in why["repeat"]
