@@ -25,7 +25,9 @@ from launch import _cli
 _INPUT = flags.DEFINE_string("input", None, "The event log: .csv, .tsv or .parquet with a header / named fields.")
 _OUT = flags.DEFINE_string("out", None, "Output directory (created; a finished one is left as it is).")
 _COLUMNS = flags.DEFINE_list("columns", ["user=user", "item=item", "timestamp=timestamp"],
-                             "role=column pairs for user, item (required), timestamp, rating, action, weight.")
+                             "role=column pairs for user, item (required), timestamp, rating, action, weight; "
+                             "roles left out take data.columns' defaults (timestamp=timestamp), as in memory; "
+                             "timestamp= (empty) keeps file order.")
 _PRESET = flags.DEFINE_enum("preset", None, ["ml-20m", "amazon-2023", "yambda"],
                             "A public log's column mapping (scaling_rec.data.events.PRESETS) instead of --columns.")
 _SHARDS = flags.DEFINE_integer("num_shards", 0, "Shards (contiguous user ranges); 0 = about 4M events each.")
@@ -47,8 +49,7 @@ def main(argv: list[str]) -> int:
     pairs = [c.split("=", 1) for c in _COLUMNS.value]
     if any(len(p) != 2 for p in pairs):
         raise ConfigError(f"--columns={','.join(_COLUMNS.value)}: each entry must be role=column, e.g. user=uid.")
-    columns = PRESETS[_PRESET.value].columns if _PRESET.value else EventColumns.from_mapping(
-        {"timestamp": "", **dict(pairs)})
+    columns = PRESETS[_PRESET.value].columns if _PRESET.value else EventColumns.from_mapping(dict(pairs))
     command = "python -m launch.prepare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     unit = _UNIT.value or (PRESETS[_PRESET.value].timestamp_unit if _PRESET.value else "s")
     manifest = prepare(_INPUT.value, _OUT.value, columns, num_shards=_SHARDS.value, skip_bad_rows=_SKIP.value,

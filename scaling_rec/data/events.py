@@ -2,8 +2,10 @@
 
 A log has one event per row and a header that names its columns; `EventColumns` maps the roles
 user, item (required), timestamp, rating, action, weight (optional) to column names. Ids may be
-integers or strings (an id column is integer when its first row holds an integer). Timestamps are
-integers (any unit; seconds for the time bias to be meaningful).
+integers or strings (an id column is integer when its first row holds an integer written canonically;
+then every id must be: '01' would read as 1 and merge with it, so it is a malformed row). Timestamps are
+integers (any unit; seconds for the time bias to be meaningful). Text must be UTF-8 (a byte that is not is
+an error naming file and line: replaced, two distinct ids could become one).
 
 The in-memory path (`load_events`, `data.name='events'`) follows the built-in readers
 (scaling_rec/data/movielens.py): a user's events are sorted by (timestamp, row in the file), or kept
@@ -31,12 +33,14 @@ import numpy as np
 
 from scaling_rec.config import TIMESTAMP_UNITS
 from scaling_rec.data.sequences import SequenceData, drop_consecutive_repeats, select_events
+from scaling_rec.data.textio import decode_utf8, int64_problem, shown
 from scaling_rec.errors import ConfigError, DataFormatError, DataNotFoundError
 
 ROLES = ("user", "item", "timestamp", "rating", "action", "weight")
 _INT_ROLES = ("timestamp", "action")
 _FLOAT_ROLES = ("rating", "weight")
 CHUNK_BYTES = 64 << 20
+_CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,7 +159,7 @@ def _text_chunks(path: pathlib.Path, columns: EventColumns, sep: str, skip_bad_r
                  start_offset: int, start_line: int) -> Iterator[tuple[EventChunk, int]]:
     with path.open("rb") as fh:
         header_bytes = fh.readline()
-        header = next(csv.reader([header_bytes.decode("utf-8", errors="replace")], delimiter=sep))
+        header = next(csv.reader([decode_utf8(header_bytes, str(path))], delimiter=sep))
         header = [h.strip() for h in header]
         missing = [f"{r}={c!r}" for r, c in columns.mapped().items() if c not in header]
         if missing:
@@ -164,7 +168,7 @@ def _text_chunks(path: pathlib.Path, columns: EventColumns, sep: str, skip_bad_r
                 "(role=column) to the names in the header."
             )
         parser = _BlockParser(path, header, header_bytes, columns, sep, skip_bad_rows)
-        first_row = next(csv.reader([fh.readline().decode("utf-8", errors="replace")], delimiter=sep), [])
+        first_row = next(csv.reader([decode_utf8(fh.readline(), str(path), first_line=2)], delimiter=sep), [])
         for role in ("user", "item"):
             i = header.index(getattr(columns, role))
             parser.id_types[role] = "int" if i < len(first_row) and _is_int(first_row[i]) else "str"
@@ -195,11 +199,14 @@ class _BlockParser:
 
     def parse(self, block: bytes, first_line: int) -> EventChunk:
         import pyarrow as pa
+        import pyarrow.compute as pc
         import pyarrow.csv as pacsv
 
         types = {c: pa.int64() for r, c in self.roles.items() if r in _INT_ROLES}
         types |= {c: pa.float32() for r, c in self.roles.items() if r in _FLOAT_ROLES}
-        types |= {self.roles[r]: pa.int64() if t == "int" else pa.string() for r, t in self.id_types.items()}
+        # Integer ids are read as text and cast after a check that each is written as the integer it reads as:
+        # parsed directly, '01' and '1' would both be user 1.
+        types |= {self.roles[r]: pa.string() for r in self.id_types}
         try:
             table = pacsv.read_csv(
                 pa.BufferReader(self.header_bytes + block),
@@ -209,9 +216,29 @@ class _BlockParser:
             )
             if any(table.column(c).null_count for c in self.roles.values()):
                 raise ValueError("missing value")
+            table = self._int_ids(table)
+            for r in _FLOAT_ROLES:
+                if r in self.roles and not pc.all(pc.is_finite(table.column(self.roles[r]))).as_py():
+                    raise ValueError("not finite")
         except (pa.ArrowInvalid, ValueError):
             return self._scan(block, first_line)
         return self._chunk(table, first_line)
+
+    def _int_ids(self, table):
+        """`table` with its integer id columns (read as text) cast to int64; ValueError when one is not written
+        canonically ('01', '+1', ' 1'), ArrowInvalid when one does not fit int64 (the row scan then names it)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        for role, kind in self.id_types.items():
+            if kind != "int":
+                continue
+            name = self.roles[role]
+            col = table.column(name)
+            if not pc.all(pc.match_substring_regex(col, _CANONICAL_INT)).as_py():
+                raise ValueError("non-canonical integer id")
+            table = table.set_column(table.schema.get_field_index(name), name, pc.cast(col, pa.int64()))
+        return table
 
     def _chunk(self, table, first_line: int, skipped: int = 0, examples: list[str] | None = None) -> EventChunk:
         cols = {}
@@ -230,13 +257,20 @@ class _BlockParser:
             if not text:
                 return f"{role} column {name!r} is empty"
             want_int = role in _INT_ROLES or self.id_types.get(role) == "int"
+            if want_int:
+                problem = int64_problem(text)
+                if problem:
+                    return f"{role} {shown(text)} {problem}"
+                if role in self.id_types and str(int(text)) != text:
+                    return (f"{role} {shown(text)} is not written as the integer it reads as ({int(text)}): the "
+                            f"column holds integer ids (its first row's is one), and {shown(text)} would merge with "
+                            f"{int(text)}; write the ids one way, or make them non-numeric")
+                continue
             try:
-                if want_int:
-                    int(text)
-                elif role in _FLOAT_ROLES and not math.isfinite(float(text)):
+                if role in _FLOAT_ROLES and not math.isfinite(float(text)):
                     return f"{role} {text!r} is not finite"
             except ValueError:
-                return f"{role} {text!r} is not {'an integer' if want_int else 'a number'}"
+                return f"{role} {text!r} is not a number"
         return None
 
     def _scan(self, block: bytes, first_line: int) -> EventChunk:
@@ -245,7 +279,7 @@ class _BlockParser:
         import pyarrow.csv as pacsv
 
         good, skipped, examples = [], 0, []
-        lines = block.decode("utf-8", errors="replace").splitlines(keepends=True)
+        lines = decode_utf8(block, str(self.path), first_line=first_line).splitlines(keepends=True)
         for i, (fields, raw) in enumerate(zip(csv.reader(lines, delimiter=self.sep), lines, strict=True)):
             if not raw.strip():
                 continue
@@ -264,7 +298,9 @@ class _BlockParser:
             if len(examples) < 5:
                 examples.append(f"{where}: {problem}")
         text = self.header_bytes + "".join(good).encode("utf-8")
-        types = {self.roles[r]: pa.int64() if t == "int" else pa.string() for r, t in self.id_types.items()}
+        types = {c: pa.int64() for r, c in self.roles.items() if r in _INT_ROLES}
+        types |= {c: pa.float32() for r, c in self.roles.items() if r in _FLOAT_ROLES}
+        types |= {self.roles[r]: pa.int64() if t == "int" else pa.string() for r, t in self.id_types.items()}
         table = pacsv.read_csv(pa.BufferReader(text), parse_options=pacsv.ParseOptions(delimiter=self.sep),
                                convert_options=pacsv.ConvertOptions(include_columns=list(self.roles.values()),
                                                                     column_types=types))
@@ -285,21 +321,37 @@ def _parquet_chunks(path: pathlib.Path, columns: EventColumns, skip_bad_rows: bo
     import pyarrow.compute as pc
 
     int_ids = {r: pa.types.is_integer(pf.schema_arrow.field(roles[r]).type) for r in ("user", "item")}
+    for role, name in roles.items():
+        kind = pf.schema_arrow.field(name).type
+        if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_duration(kind):
+            raise DataFormatError(f"{path}: column {name!r} ({role}) is {kind}; store it as integers in one unit "
+                                  "(e.g. seconds since the epoch) and set data.timestamp_unit / --timestamp_unit.")
+        if role in ("user", "item") and pa.types.is_uint64(kind):
+            raise DataFormatError(f"{path}: column {name!r} ({role}) is uint64, whose ids above 2^63 - 1 would wrap "
+                                  "to negative int64; store it as int64 or as strings.")
     row = 0
     for batch in pf.iter_batches(batch_size=rows, columns=list(roles.values())):
         first, row = row, row + batch.num_rows
         if row <= start_row:
             continue
         bad = np.zeros(batch.num_rows, bool)
-        for name in roles.values():
-            bad |= batch.column(name).is_null().to_numpy(zero_copy_only=False)
+        for role, name in roles.items():
+            col = batch.column(name)
+            bad |= col.is_null().to_numpy(zero_copy_only=False)
+            if pa.types.is_floating(col.type):  # NaN / inf, and for integer roles a fraction, as the CSV path refuses
+                values = col.to_numpy(zero_copy_only=False).astype(np.float64)
+                bad |= ~np.isfinite(values)
+                if role in _INT_ROLES or role in ("user", "item"):
+                    bad |= np.isfinite(values) & (values != np.floor(values))
         skipped, examples = 0, []
         if bad.any():
             rows_bad = np.flatnonzero(bad)
             if not skip_bad_rows:
-                raise DataFormatError(f"{path}: row {first + int(rows_bad[0]) + 1}: a mapped column is null. Fix "
-                                      "it, or pass --skip_bad_rows to count and skip such rows.")
-            skipped, examples = int(bad.sum()), [f"{path}: row {first + int(r) + 1}: null" for r in rows_bad[:5]]
+                raise DataFormatError(f"{path}: row {first + int(rows_bad[0]) + 1}: a mapped column is null, not "
+                                      "finite, or a fraction where an integer belongs. Fix it, or pass "
+                                      "--skip_bad_rows to count and skip such rows.")
+            skipped = int(bad.sum())
+            examples = [f"{path}: row {first + int(r) + 1}: null, not finite or fractional" for r in rows_bad[:5]]
             batch = batch.filter(pa.array(~bad))
         cols: dict[str, np.ndarray] = {}
         for role, name in roles.items():
@@ -314,8 +366,9 @@ def _parquet_chunks(path: pathlib.Path, columns: EventColumns, skip_bad_rows: bo
 
 
 def _is_int(text: str) -> bool:
+    """Whether `text` is an integer written canonically ('1', '-3'; not '01', '+1' or ' 1')."""
     try:
-        int(text)
+        return str(int(text)) == text
     except ValueError:
         return False
     return True
@@ -423,4 +476,3 @@ def load_events(path: str | os.PathLike, columns: Mapping[str, str] | EventColum
     if dedup:
         data = drop_consecutive_repeats(data).validate()
     return kcore(data, kcore_k)
-

@@ -107,8 +107,16 @@ class Progress:
 
 
 def _source_info(path: pathlib.Path) -> dict:
+    """What identifies the source file: path, size, mtime and ctime (ns). The ctime changes with every write and
+    cannot be set back, unlike the mtime (`cp -p`, `rsync -t`, `tar x` restore it on a changed file of the same
+    size, which the size and mtime alone took for the prepared one)."""
     st = path.stat()
-    return {"path": str(path), "size_bytes": st.st_size, "mtime": st.st_mtime}
+    return {"path": str(path), "size_bytes": st.st_size, "mtime": st.st_mtime, "ctime_ns": st.st_ctime_ns}
+
+
+def _same_source(recorded: dict, now: dict) -> bool:
+    """Whether a manifest's source is the file `now` describes (manifests before ctime_ns compare the rest)."""
+    return all(now[k] == v for k, v in recorded.items() if k in now) and recorded.keys() <= now.keys()
 
 
 def _as_saveable(ids: np.ndarray) -> np.ndarray:
@@ -145,7 +153,8 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
         manifest = json.loads((out / "manifest.json").read_text())
         made_from = (manifest["source"], manifest["columns"], manifest.get("timestamp_unit_of_source", "s"),
                      manifest.get("kcore", {}).get("k", 0))
-        if made_from != (_source_info(src), columns.mapped(), timestamp_unit, kcore):
+        if not _same_source(made_from[0], _source_info(src)) or made_from[1:] != (columns.mapped(), timestamp_unit,
+                                                                                   kcore):
             raise ConfigError(f"{out} was prepared from {made_from}, not from {src} with columns {columns.mapped()}, "
                               f"timestamp unit {timestamp_unit!r} and kcore {kcore} "
                               "(or the file changed since); delete it or use another --out.")

@@ -19,13 +19,14 @@ def _not_utf8(where: str, e: UnicodeDecodeError) -> DataFormatError:
     )
 
 
-def decode_utf8(data: bytes, where: str) -> str:
-    """`data` as UTF-8 text; DataFormatError naming `where`:line and the column of the first bad byte."""
+def decode_utf8(data: bytes, where: str, first_line: int = 1) -> str:
+    """`data` as UTF-8 text; DataFormatError naming `where`:line (`data` starts at line `first_line` of the file)
+    and the column of the first bad byte."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         line_start = data.rfind(b"\n", 0, e.start) + 1
-        line_no = data.count(b"\n", 0, e.start) + 1
+        line_no = data.count(b"\n", 0, e.start) + first_line
         e.start -= line_start
         e.object = e.object[line_start:]
         raise _not_utf8(f"{where}:{line_no}", e) from None

@@ -82,15 +82,30 @@ def load_data(config: ml_collections.ConfigDict) -> SequenceData:
 
 def prepare(config: ml_collections.ConfigDict) -> RunInputs:
     """The run's examples and batch geometry; memoised on the keys that determine them, so that the
-    runs of a sweep in one process (inline executor) load and split a dataset once."""
+    runs of a sweep in one process (inline executor) load and split a dataset once. The keys include the
+    size and change times of data.path (a log, or a prepared directory's manifest): a log edited between two
+    runs of one process is read again, not served from the memo."""
     keys = {"data": config.data.to_dict(), "seed": config.seed, "batch_size": config.train.batch_size,
-            "eval_batch_size": config.eval.batch_size, "max_users": config.eval.max_users}
+            "eval_batch_size": config.eval.batch_size, "max_users": config.eval.max_users,
+            "source": _file_identity(config.data.get("path", ""))}
     key = json.dumps(keys, sort_keys=True)
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = _prepare(config)
     return _CACHE[key]
+
+
+def _file_identity(path: str) -> list[int] | None:
+    """[size, mtime_ns, ctime_ns] of `path` (of its manifest.json for a directory); None without one."""
+    if not path:
+        return None
+    p = pathlib.Path(path)
+    p = p / "manifest.json" if p.is_dir() else p
+    if not p.is_file():
+        return None
+    st = p.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 _CACHE: dict[str, RunInputs] = {}

@@ -185,3 +185,49 @@ def test_parquet_nulls_name_the_row_or_are_counted(tmp_path):
     table = events.read_table(path, cols, skip_bad_rows=True)
     assert table.skipped == 1 and table.columns["item"].dtype == np.int64
     np.testing.assert_array_equal(table.columns["item"], [30, 20, 10, 20, 20])
+
+
+def test_bytes_that_are_not_utf8_are_an_error_not_merged_ids(tmp_path):
+    """Latin-1 'café' and 'cafè' decoded with replacement were both 'caf\ufffd': one item for two."""
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"user,item,timestamp\nu1,caf\xe9,1\nu1,caf\xe8,2\nu2,tea,3\n")
+    with pytest.raises(DataFormatError, match=r"latin1.csv:2: byte 0xe9 at column 7 is not UTF-8"):
+        events.read_table(path, events.EventColumns())
+
+
+def test_integer_ids_written_two_ways_do_not_merge(tmp_path):
+    """The first row makes the user column integer; '01' and '001' would read as user 1. They are malformed
+    rows (named, or counted with skip_bad_rows), and a column whose first id is '01' is read as text."""
+    path = tmp_path / "padded.csv"
+    path.write_text("user,item,timestamp\n1,5,1\n01,5,2\n001,6,3\n2,6,4\n")
+    cols = events.EventColumns()
+    with pytest.raises(DataFormatError, match=r"padded.csv:3: user '01' is not written as the integer it reads as"):
+        events.read_table(path, cols)
+    table = events.read_table(path, cols, skip_bad_rows=True)
+    assert table.skipped == 2 and table.columns["user"].tolist() == [1, 2]
+    first_padded = tmp_path / "text.csv"
+    first_padded.write_text("user,item,timestamp\n01,5,1\n1,5,2\n001,6,3\n")
+    assert events.load_events(first_padded, {}).num_users == 3
+
+
+def test_a_timestamp_beyond_int64_is_a_bad_row(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("user,item,timestamp\na,1,100\na,2,99999999999999999999\nb,1,3\n")
+    with pytest.raises(DataFormatError, match=r"big.csv:3: timestamp '99999999999999999999' does not fit int64"):
+        events.read_table(path, events.EventColumns())
+
+
+def test_parquet_numbers_get_the_checks_of_text(tmp_path):
+    """A NaN or fractional float timestamp was cast to int (NaN to INT64_MIN, 5.9 to 5, reordering events); an
+    Arrow timestamp column was read in its own unit as if seconds. Now: bad rows, or an error naming the fix."""
+    df = pd.DataFrame({"user": ["a", "a", "a", "b"], "item": [1, 2, 3, 1], "timestamp": [5.9, 5.1, float("nan"), 7.0]})
+    path = tmp_path / "float.parquet"
+    df.to_parquet(path)
+    with pytest.raises(DataFormatError, match="float.parquet: row 1: a mapped column is null, not finite, or a fr"):
+        events.read_table(path, events.EventColumns())
+    table = events.read_table(path, events.EventColumns(), skip_bad_rows=True)
+    assert table.skipped == 3 and table.columns["timestamp"].tolist() == [7]
+    df["timestamp"] = pd.to_datetime([1, 2, 3, 4], unit="s")
+    df.to_parquet(tmp_path / "dt.parquet")
+    with pytest.raises(DataFormatError, match="is timestamp.*store it as integers"):
+        events.read_table(tmp_path / "dt.parquet", events.EventColumns())

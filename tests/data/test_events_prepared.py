@@ -178,3 +178,34 @@ def test_a_prepare_killed_in_its_kcore_passes_resumes_to_the_same_files(tmp_path
     monkeypatch.setattr(prepared, "_save_npy", real)
     again = prepared.prepare(log, tmp_path / "out", COLS, num_shards=2, kcore=12, write=lambda line: None)
     assert again["shards"] == ref["shards"] and again["counts"] == ref["counts"]
+
+
+def test_prepare_defaults_the_timestamp_column_as_the_in_memory_path_does(tmp_path):
+    """--columns without timestamp= keeps data.columns' default 'timestamp' (it dropped the column: file order,
+    other test targets than in memory); an explicit empty timestamp= still means file order."""
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,timestamp\n1,4,40\n1,2,20\n1,3,30\n1,1,10\n2,3,2\n2,2,1\n2,1,3\n")
+    base = [sys.executable, "-m", "launch.prepare", f"--input={log}"]
+    for name, columns in (("default", "user=user,item=item"), ("file_order", "user=user,item=item,timestamp=")):
+        run = subprocess.run(base + [f"--out={tmp_path / name}", f"--columns={columns}"], cwd=ROOT,
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    memory = events.load_events(log, {"user": "user", "item": "item"})
+    _same(prepared.PreparedData.open(tmp_path / "default").to_sequences(), memory)
+    assert prepared.PreparedData.open(tmp_path / "file_order").to_sequences().items.tolist() == [4, 2, 3, 1, 3, 2, 1]
+
+
+def test_a_changed_log_with_its_old_size_and_mtime_is_not_taken_for_the_prepared_one(tmp_path):
+    """Edited to the same size with the mtime set back (what cp -p / rsync -t / tar x do), the log was served
+    from the stale directory; its ctime gives it away."""
+    import os
+
+    log = write_log(tmp_path / "log.csv", n=200)
+    prepared.prepare(log, tmp_path / "out", COLS, write=lambda _: None)
+    st = log.stat()
+    text = log.read_text()  # ends with the last row's rating digit and a newline: change that digit
+    log.write_text(text[:-2] + ("1" if text[-2] != "1" else "2") + "\n")
+    os.utime(log, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert log.stat().st_size == st.st_size and log.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(ConfigError, match="or the file changed since"):
+        prepared.prepare(log, tmp_path / "out", COLS, write=lambda _: None)
