@@ -16,8 +16,8 @@ the largest log within 10% of the smallest; pipeline examples/s >= 5x the train 
 
 Measured on the shared 2-core CPU, 1M users x 1M items, events_scale_cpu_fixed_tokens.json (the command
 above with --reuse_prepare --tokens_per_batch=6400, so both logs train on batches of the same shapes):
-  prepare     10M: 91 s, peak RSS 755 MB       100M: 1470 s (24.5 min, 68k events/s), peak RSS 883 MB
-              (load 18-21; kept from that run by --reuse_prepare, its own provenance inside)
+  prepare     10M: 103 s, peak RSS 755 MB      100M: 1228 s (20.5 min, 81k events/s), peak RSS 936 MB
+              (load 13-15, at 4909e07; kept from that run by --reuse_prepare, its own provenance inside)
   train RSS   through the loop: 2208 MB vs 2212 MB (+0.2%; target 10%; load 8-10). Before the engine
               trimmed the C heap at the end of each run (commit 8862674) the same command measured 2495 vs
               2758 MB (+10.5%): the warm-up run's freed memory stayed in glibc's per-thread arenas and the

@@ -27,8 +27,9 @@ Runtime and expected results (measured on the 2-core CPU, 2026-11-26):
          runs.csv and provenance in benchmarks/results/hstu_isoflop_full_cpu/ (python -m
          benchmarks.study_report --config=experiments/hstu/isoflop.py:full --study=runs/full/hstu_isoflop
          --out=benchmarks/results/hstu_isoflop_full_cpu). On the compute frontier 1/NDCG@10 follows
-         E + A·C^-α with α = 0.98 [0.30, 1.11] (HSTU) and 0.97 [0.33, 1.57] (SASRec), E ≈ 25 (an NDCG@10
-         ceiling ≈ .040 at these budgets, where the 24-epoch runs of the reproduction reach .042-.049);
+         E + A·C^-α with α = 0.98 [0.30, 1.11] (HSTU) and 0.97 [0.33, 1.57] (SASRec); E is not identified
+         (its CI spans 0.6-25, over 40x; its estimate ≈ 25 would be an NDCG@10 ceiling ≈ .040, where the
+         24-epoch reproduction runs reach test .032-.041);
          fitted without the largest budget the law predicts it within 5.3% (HSTU) and 15.5% (SASRec).
          HSTU and SASRec are indistinguishable here. The smallest size (XS, N_dense 5k) is best or
          tied at every budget: the IsoFLOP parabolas (log L vs log N) have an interior minimum at 1 of 4

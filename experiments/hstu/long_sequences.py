@@ -45,7 +45,8 @@ GPU result (session 3, one H200, Pallas kernels; benchmarks/results/long_sequenc
 Still chance on the clean measure (.078): 400 steps of width 64 do not learn the planted profile
 either; at 200 the loss falls to 4.18 by memorising the 256 users' noise.
 Stronger, gapped signal (session 3, CPU; data.long_gap / data.long_p_signal, 'synthetic-long-personal',
-10% of events are favourites, none in the last `gap` events; count oracle = top-10 of the window counts):
+10% of events are favourites, none in the last `gap` events; count oracle = top-10 of the window counts, a
+scratch measurement of that session that no committed JSON holds):
   python -m benchmarks.long_sequences --preset=cpu_gap        (gap 300, 300 steps)
   python -m benchmarks.long_sequences --preset=cpu_gap_short  (gap 100, 1,200 steps) [--family=sasrec]
   preset         max_len  valid HR@10 (oracle)   final train loss
@@ -56,8 +57,8 @@ Stronger, gapped signal (session 3, CPU; data.long_gap / data.long_p_signal, 'sy
   same, SASRec   400      .070 ± .016 (.93)      4.67
 Neither family learns that favourites recur, even where a count of the window would find them: the
 recipe (sampled softmax over 128 items, width 32, lr 3e-3) is the bottleneck, so a length payoff cannot
-show yet. Next: a count/recurrence-friendly objective or many more steps on a GPU. Next: many more steps (the
-4k run costs 81 s per 400 steps on the H200), fewer users' noise (p_signal up), or a count feature.
+show yet. Next: a count/recurrence-friendly objective (or a count feature), many more steps on a GPU (the
+4k run costs 81 s per 400 steps on the H200), or fewer users' noise (p_signal up).
 """
 
 from __future__ import annotations

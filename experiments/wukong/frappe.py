@@ -53,8 +53,8 @@ The FuxiCTR template sizes (5.5x the dense parameters, 5.6x the FLOPs per exampl
 validation and stop at the same epoch as FuxiCTR's own WuKong on this split (11 epochs, best 9; its
 valid AUC .9794 at L2 0.05). With dropout 0.4 (.9817, above), 1 or 4 layers (.9814 / .9819) and these,
 no setting clears the preset's validation AUC by more than its seed spread (valid .9816 +- .0002 over
-seeds 0-2), so the preset stays: test AUC .9814 +- .0005 (mean +- SE, seeds 0-2, frappe_cpu.json)
-against DLRM .9828 +- .0003 and DCNv2 .9832 +- .0001.
+seeds 0-2), so the preset stays: test AUC .9817 +- .0003 (mean +- SE, seeds 0-2, frappe_cpu.json at afbb71c)
+against DLRM .9825 +- .0004 and DCNv2 .9828 +- .0002 (.9814 / .9828 / .9832 with the threefry masks of 0a254a3).
 """
 
 from __future__ import annotations
