@@ -149,9 +149,13 @@ def popularity_metrics(train: SequenceData, targets: np.ndarray, ks: tuple[int, 
 
 
 def eval_pairs(split_part: Any, max_items: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """(histories of <= max_items items, targets, user index) of a valid/test split. The user index is the
+    user's position among the kept users, as in `training_pairs` (split.train, valid and test hold the same
+    users in the same order): split_part.user_index counts the users leave-one-out dropped, so after a dropped
+    user it gave every later user another user's token at evaluation."""
     h = split_part.history
     return ([h.user_items(u)[-max_items:] for u in range(h.num_users)], split_part.targets.astype(np.int32),
-            split_part.user_index)
+            np.arange(h.num_users, dtype=np.int64))
 
 
 def train_batch(ex: Examples, idx: np.ndarray) -> dict[str, np.ndarray]:

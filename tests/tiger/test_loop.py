@@ -204,3 +204,20 @@ def test_steps_per_call_must_divide_and_keeps_old_ids() -> None:
     assert run_id(c) != run_id(before)
     with pytest.raises(ConfigError, match="train.num_steps=200000 must be a multiple of train.steps_per_call=3"):
         validate(c)
+
+
+def test_a_user_keeps_its_token_from_training_to_evaluation() -> None:
+    """A dropped short user before the others shifted every later user's evaluation index (split.user_index
+    counts the dropped), so each was tested with another user's token."""
+    from scaling_rec.data.splits import leave_one_out
+    from scaling_rec.train.tiger_loop import eval_pairs, training_pairs
+
+    seqs = [[1, 2], [3, 4, 5, 6], [7, 8, 9, 10, 11]]  # user 0 has < 3 events: dropped
+    split = leave_one_out(SequenceData(
+        name="t", num_items=11, num_users=3, items=np.concatenate(seqs).astype(np.int32), timestamps=None,
+        ratings=None, user_offsets=np.r_[0, np.cumsum([len(s) for s in seqs])].astype(np.int64), source="t"))
+    hist, _, users = training_pairs(split.train, 20)
+    trained = {int(h[0]): int(u) for h, u in zip(hist, users, strict=True)}  # first item -> user index
+    for part in (split.valid, split.test):
+        eval_hist, _, eval_users = eval_pairs(part, 20)
+        assert {int(h[0]): int(u) for h, u in zip(eval_hist, eval_users, strict=True)} == trained
