@@ -183,7 +183,24 @@ def _place(x: Any, mesh: jax.sharding.Mesh) -> Any:
         spec = PartitionSpec(DATA_PARALLEL_AXES)
         if global_shape[0] % math.prod(mesh.shape[a] for a in DATA_PARALLEL_AXES) != 0:
             spec, global_shape = PartitionSpec(), local.shape
+            _check_same_on_every_process(local)
     return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), local, global_shape)
+
+
+def _check_same_on_every_process(local: np.ndarray) -> None:
+    """MeshError unless every process passes the same `local` (a replicated array must be one value): a
+    process's own rows that do not split over the mesh were taken as the whole array, silently different on
+    each process (2 processes x 3 rows on 8 devices summed to 3 and 33 instead of 36)."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    try:
+        multihost_utils.assert_equal(local, "")
+    except AssertionError:
+        raise MeshError(f"an array of shape {local.shape} whose leading axis does not split over the mesh's data "
+                        "axes differs between processes: each process passed its own rows. Make the global batch "
+                        "a multiple of data x fsdp (per process: of its local devices).") from None
 
 
 def shard_batch(batch: T, mesh: jax.sharding.Mesh) -> T:

@@ -23,6 +23,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import PartitionSpec
 
+from scaling_rec.errors import MeshError
 from scaling_rec.parallel.distributed import maybe_initialize, process_shard
 from scaling_rec.parallel.mesh import make_mesh
 from scaling_rec.parallel.sharding import replicated, shard_batch
@@ -46,6 +47,12 @@ def run() -> dict:
         out_shardings=replicated(mesh),
     )(x)
     gathered = multihost_utils.process_allgather(np.asarray([pid, pid * 10]), tiled=False)
+    offsets = shard_batch({"o": np.array([0, 2, 5], np.int32)}, mesh)["o"]  # 3 rows: replicated, same everywhere
+    try:  # each process's own 3 rows: 6 do not split over 8 devices, and they differ
+        shard_batch({"x": np.arange(3, dtype=np.float32) + 10 * pid}, mesh)
+        uneven = "no error"
+    except MeshError as e:
+        uneven = str(e)
     multihost_utils.sync_global_devices("results computed")  # neither process leaves while the other needs it
     return {
         "group": [group.coordinator_address, group.num_processes, group.process_id],
@@ -58,6 +65,8 @@ def run() -> dict:
         "psum": np.asarray(psum.addressable_shards[0].data).tolist(),
         "allgather": np.asarray(gathered).tolist(),
         "collectives": jax.config.jax_cpu_collectives_implementation,
+        "replicated_offsets": np.asarray(offsets.addressable_shards[0].data).tolist(),
+        "uneven_rows": uneven,
     }
 
 

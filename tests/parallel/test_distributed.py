@@ -150,3 +150,5 @@ def test_two_processes_on_localhost_with_gloo(tmp_path):
         assert result["sum"] == result["psum"][0] == sum(range(1, 9))
         assert result["allgather"] == [[0, 0], [1, 10]]
         assert result["collectives"] == "gloo"
+        assert result["replicated_offsets"] == [0, 2, 5]  # the same on both processes: replicated
+        assert "differs between processes" in result["uneven_rows"]  # was taken as the whole array, silently
