@@ -54,13 +54,14 @@ the 12th; 8 … 32, 16 … 64 or 32 … 128 at every other budget to bracket the
 
 Runtime and expected results, as measured (the true floor is 3.3689 nats on the 5,000 test targets,
 chance ln 1000 = 6.908, item popularity 6.164; commit and machine in each report's provenance.json):
-  quick  (docs/example_quick_report/, written by `bash scripts/main.sh`): L(C) α = 1.094 [0.682, 1.276]
-         (CI ends 1.87× apart: ≤ 2× met), E = 3.452 [3.401, 3.506]; the largest budget held out (1.41×
-         the largest fitted) is predicted within 0.79% (L(C)) and 0.26% (L(N, D)); 6 budgets have an
-         interior IsoFLOP optimum (d16 up to 8e10, then d32), a = 0.337 [0.131, 0.517]; test xent
-         3.44-4.52 nats, far below chance. L(N, D): E = 3.396 [3.326, 3.430], 0.80% from the truth.
-         Wall time: see README (fresh clone, idle 2 cores).
-  cpu    38 runs, 1,964 s summed run time on the 2-core machine shared with 5 other jobs (load average
+  quick  (docs/example_quick_report/, written by `bash scripts/main.sh` at 80a37de): L(C) α = 1.093
+         [0.675, 1.272] (CI ends 1.88× apart: ≤ 2× met), E = 3.451 [3.396, 3.505] (2.45% above the truth,
+         the CI missing it: the frontier's chain of saturating curves, as in the cpu preset); the largest
+         budget held out (1.41× the largest fitted) is predicted within 1.01% (L(C)) and 0.25% (L(N, D));
+         6 budgets have an interior IsoFLOP optimum (N* 1.9k-6.5k), a = 0.340 [0.187, 0.494] (t-interval,
+         4 df); test xent 3.44-4.69 nats, far below chance. L(N, D): E = 3.392 [3.334, 3.428], 0.68% from
+         the truth, its CI holding it. Wall time: see README.
+  cpu    38 runs, 1,817 s summed run time on the 2-core machine shared with 5 other jobs (load average
          19-21 throughout; several times an idle machine's). benchmarks/results/known_answer_cpu/:
          L(N, D) E = 3.368 [3.316, 3.420]: the CI holds the true floor and E is 0.03% from it (the 2%
          target met by the Chinchilla fit, which models the width limit). L(C) on the frontier: E = 3.438
