@@ -54,8 +54,8 @@ the 12th; 8 … 32, 16 … 64 or 32 … 128 at every other budget to bracket the
 
 Runtime and expected results, as measured (the true floor is 3.3689 nats on the 5,000 test targets,
 chance ln 1000 = 6.908, item popularity 6.164; commit and machine in each report's provenance.json):
-  quick  (docs/example_quick_report/, written by `bash scripts/main.sh` at 80a37de): L(C) α = 1.093
-         [0.675, 1.272] (CI ends 1.88× apart: ≤ 2× met), E = 3.451 [3.396, 3.505] (2.45% above the truth,
+  quick  (docs/example_quick_report/, written by `bash scripts/main.sh`; runs at 5c83a95, report at 3cd0f34):
+         L(C) α = 1.093 [0.675, 1.272] (CI ends 1.88× apart: ≤ 2× met), E = 3.451 [3.396, 3.505] (2.45% above the truth,
          the CI missing it: the frontier's chain of saturating curves, as in the cpu preset); the largest
          budget held out (1.41× the largest fitted) is predicted within 1.01% (L(C)) and 0.25% (L(N, D));
          6 budgets have an interior IsoFLOP optimum (N* 1.9k-6.5k), a = 0.340 [0.187, 0.494] (t-interval,
