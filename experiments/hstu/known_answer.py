@@ -68,7 +68,8 @@ chance ln 1000 = 6.908, item popularity 6.164; commit and machine in each report
          [3.413, 3.455], 2.06% above the truth, CI missing it: with widths ×2 apart the frontier is a
          chain of saturating curves (d32 flattens at 3.44-3.46 until d64 takes over at 1.28e12), and a
          single E + A·C^−α over it settles on the chain's current level; α = 1.040 [0.810, 1.201] (1.48×);
-         holdout 0.49% (L(C)), 0.93% (L(N, D)); 6 interior optima, a = 0.373 [0.215, 0.476].
+         holdout 0.49% (L(C)), 0.93% (L(N, D)); 6 interior optima, a = 0.373 [0.215, 0.476] (that report's
+         whole-budget bootstrap, before 05b26c8; the t-interval is wider).
 """
 
 from __future__ import annotations
