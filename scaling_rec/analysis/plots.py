@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 from matplotlib import colormaps, ticker
@@ -20,6 +21,8 @@ from scaling_rec.analysis.fits import PowerLawFit
 from scaling_rec.analysis.isoflop import IsoFlopFit
 from scaling_rec.analysis.ladder import Ladder
 
+T = TypeVar("T")
+
 # tab10 colours and the sequential maps of the same hue, in the same order.
 _FAMILY_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 _FAMILY_CMAPS = ("Blues", "Oranges", "Greens", "Reds", "Purples", "copper_r")
@@ -28,6 +31,13 @@ _FAMILY_CMAPS = ("Blues", "Oranges", "Greens", "Reds", "Purples", "copper_r")
 def family_colour(i: int) -> str:
     """Colour of the i-th family (cycles after six)."""
     return _FAMILY_COLOURS[i % len(_FAMILY_COLOURS)]
+
+
+def _indexed(curves: Mapping[str, T], families: Sequence[str] | None) -> list[tuple[int, str, T]]:
+    """(colour index, family, entry) of each entry of `curves`: the family's position in `families` (every family
+    of one report: a figure that leaves some out keeps the others' colours), else in `curves`."""
+    order = list(families) if families is not None else list(curves)
+    return [(order.index(f), f, v) for f, v in curves.items()]
 
 
 def _shade(i: int, j: int, n: int) -> tuple[float, float, float, float]:
@@ -42,10 +52,11 @@ class LossCurve:
 
     C: np.ndarray  # [n] FLOPs of every usable run
     L: np.ndarray  # [n]
-    frontier_C: np.ndarray  # [G] per-budget best run
+    frontier_C: np.ndarray  # [G] the runs L(C) is fitted on
     frontier_L: np.ndarray  # [G]
     fit: PowerLawFit | None = None
     boot: BootstrapResult | None = None
+    frontier_label: str = "best run per budget"  # 'runs no cheaper run beats' for the Pareto frontier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,14 +94,16 @@ def power_law_band(boot: BootstrapResult, C: np.ndarray, ci: float | None = None
     return lo, hi
 
 
-def plot_loss_vs_compute(curves: Mapping[str, LossCurve], ylabel: str, title: str = "") -> Figure:
-    """Loss vs training FLOPs (log–log): runs (faint), frontier (solid), fit and its bootstrap band."""
+def plot_loss_vs_compute(curves: Mapping[str, LossCurve], ylabel: str, title: str = "",
+                         families: Sequence[str] | None = None) -> Figure:
+    """Loss vs training FLOPs (log–log): runs (faint), frontier (solid), fit and its bootstrap band. families:
+    every family of the report, for colours that hold across figures (`_indexed`)."""
     fig, (ax,) = _new_figure()
-    for i, (family, cv) in enumerate(curves.items()):
+    for i, family, cv in _indexed(curves, families):
         col = family_colour(i)
         ax.scatter(cv.C, cv.L, s=14, color=col, alpha=0.3, linewidths=0, label=f"{family}: all runs")
         ax.scatter(cv.frontier_C, cv.frontier_L, s=36, color=col, edgecolors="black", linewidths=0.5,
-                   label=f"{family}: best run per budget", zorder=3)
+                   label=f"{family}: {cv.frontier_label}", zorder=3)
         if cv.fit is None:
             continue
         grid = np.logspace(np.log10(cv.C.min()) - 0.1, np.log10(cv.C.max()) + 0.5, 200)
@@ -111,7 +124,8 @@ def plot_loss_vs_compute(curves: Mapping[str, LossCurve], ylabel: str, title: st
     return fig
 
 
-def plot_isoflop(curves: Mapping[str, IsoFlopCurves], ylabel: str, size_label: str, title: str = "") -> Figure:
+def plot_isoflop(curves: Mapping[str, IsoFlopCurves], ylabel: str, size_label: str, title: str = "",
+                 families: Sequence[str] | None = None) -> Figure:
     """Loss vs N per budget (shades of each family's colour), fitted parabolas and optima (stars).
 
     Both axes are logarithmic, the space the parabolas are fitted in (log L vs log N).  An optimum
@@ -119,7 +133,7 @@ def plot_isoflop(curves: Mapping[str, IsoFlopCurves], ylabel: str, size_label: s
     decade beyond the sampled sizes): a vertex decades away would squash every curve into a corner.
     """
     fig, (ax,) = _new_figure(width=7.6)
-    for i, (family, cv) in enumerate(curves.items()):
+    for i, family, cv in _indexed(curves, families):
         budgets = np.unique(cv.budget)
         optima = {o.C: o for o in cv.iso.optima} if cv.iso is not None else {}
         for j, c in enumerate(budgets):
@@ -148,19 +162,28 @@ def plot_isoflop(curves: Mapping[str, IsoFlopCurves], ylabel: str, size_label: s
     return fig
 
 
-def plot_optimal_size(isos: Mapping[str, IsoFlopFit], size_label: str, title: str = "") -> Figure:
-    """N*(C) and D*(C) (log–log) per family with the fitted power laws N* ∝ C^a, D* ∝ C^b."""
+def plot_optimal_size(isos: Mapping[str, IsoFlopFit], size_label: str, title: str = "",
+                      families: Sequence[str] | None = None) -> Figure:
+    """N*(C) and D*(C) (log–log) per family with the fitted power laws N* ∝ C^a, D* ∝ C^b. The optima the laws
+    are fitted on are filled; those outside their budget's sampled sizes (left out of the fit) are hollow; with
+    fewer than 2 fitted optima there is no line."""
     fig, (ax_n, ax_d) = _new_figure(ncols=2, width=5.2)
-    for i, (family, iso) in enumerate(isos.items()):
+    for i, family, iso in _indexed(isos, families):
         col = family_colour(i)
         c = np.array([o.C for o in iso.optima])
-        grid = np.logspace(np.log10(c.min()) - 0.2, np.log10(c.max()) + 0.5, 50)
+        inside = np.array([not o.extrapolated for o in iso.optima])
+        span = c[inside] if inside.any() else c
+        grid = np.logspace(np.log10(span.min()) - 0.2, np.log10(span.max()) + 0.5, 50)
         for ax, vals, pred, exp, sym in (
-            (ax_n, [o.N_opt for o in iso.optima], iso.predict_N(grid), iso.a, "N*"),
-            (ax_d, [o.D_opt for o in iso.optima], iso.predict_D(grid), iso.b, "D*"),
+            (ax_n, np.array([o.N_opt for o in iso.optima]), iso.predict_N(grid), iso.a, "N*"),
+            (ax_d, np.array([o.D_opt for o in iso.optima]), iso.predict_D(grid), iso.b, "D*"),
         ):
-            ax.scatter(c, vals, color=col, s=30, edgecolors="black", linewidths=0.5, zorder=3)
-            ax.plot(grid, pred, color=col, lw=1.5, label=f"{family}: {sym} ∝ C^{exp:.3f}")
+            ax.scatter(c[inside], vals[inside], color=col, s=30, edgecolors="black", linewidths=0.5, zorder=3)
+            if (~inside).any():
+                ax.scatter(c[~inside], vals[~inside], color="none", s=30, edgecolors=col, linewidths=1.0, zorder=3,
+                           label=f"{family}: outside the sampled sizes, not fitted")
+            if np.isfinite(exp):
+                ax.plot(grid, pred, color=col, lw=1.5, label=f"{family}: {sym} ∝ C^{exp:.3f}")
     ax_n.set_ylabel(f"optimal {size_label}")
     ax_d.set_ylabel("optimal D (training examples)")
     for ax in (ax_n, ax_d):
@@ -173,11 +196,12 @@ def plot_optimal_size(isos: Mapping[str, IsoFlopFit], size_label: str, title: st
     return fig
 
 
-def plot_ladders(ladders: Mapping[str, list[Ladder]], ylabel: str, title: str = "") -> Figure:
+def plot_ladders(ladders: Mapping[str, list[Ladder]], ylabel: str, title: str = "",
+                 families: Sequence[str] | None = None) -> Figure:
     """Fitted quantity vs training FLOPs per example, one line per (family, examples seen D):
     shades of the family's colour, light = fewest examples."""
     fig, (ax,) = _new_figure()
-    for i, (family, lads) in enumerate(ladders.items()):
+    for i, family, lads in _indexed(ladders, families):
         for j, lad in enumerate(lads):
             ax.plot(lad.per_example, lad.values, marker="o", ms=4, lw=1.4, color=_shade(i, j, len(lads)),
                     label=f"{family}, D = {lad.D:.3g} examples")

@@ -220,7 +220,9 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
     summary["ladders"] = [lad.to_dict() for lad in ladders]
     summary["_plot"] = {
         "ladders": ladders,
-        "loss": plots.LossCurve(c, y, c_front, l_front, pl_fit, pl_boot),
+        "loss": plots.LossCurve(c, y, c_front, l_front, pl_fit, pl_boot,
+                                frontier_label="runs no cheaper run beats" if frontier == "pareto"
+                                else "best run per budget"),
         "iso": plots.IsoFlopCurves(used["budget"].to_numpy(float), nd[0], y, iso),
     }
     return summary
@@ -411,6 +413,10 @@ def write_report(
         df, problems = load_results(results, size=size, latest_sweep_only=latest_sweep_only)
     if not df.empty:
         df = df.assign(**{k: df[k] if k in df else v for k, v in (("family", "all"), ("exclude_reason", ""))})
+        if "usable" in df:  # a runs.csv keeps `usable` without the reason: its unusable rows stay out of the fits
+            unusable = ~df["usable"].astype(bool) & (df["exclude_reason"].fillna("").astype(str) == "")
+            df.loc[unusable, "exclude_reason"] = "flagged usable=False"
+
     if df.empty:
         raise FitError(f"no readable results in {source}; problems: {[p.reason for p in problems][:5]}")
     target = select_target(df, metric, transform)
@@ -431,18 +437,19 @@ def write_report(
     paths = {"fits.json": out_dir / "fits.json", "report.md": out_dir / "report.md"}
     _write_json(paths["fits.json"], summary)
     with_data = {f: p for f, p in plot_objs.items() if p["loss"].C.size}
+    order = sorted(plot_objs)  # one colour per family in every figure, whichever families a figure leaves out
     figs = {}
     if with_data:  # families without a usable run are in the tables only
         figs["loss_vs_compute.png"] = plots.plot_loss_vs_compute(
-            {f: p["loss"] for f, p in with_data.items()}, target.label)
+            {f: p["loss"] for f, p in with_data.items()}, target.label, families=order)
         figs["isoflop.png"] = plots.plot_isoflop({f: p["iso"] for f, p in with_data.items()}, target.label,
-                                                 size_label)
+                                                 size_label, families=order)
     ladders = {f: p["ladders"] for f, p in plot_objs.items() if p["ladders"]}
     if ladders:
-        figs["ladders.png"] = plots.plot_ladders(ladders, target.label)
+        figs["ladders.png"] = plots.plot_ladders(ladders, target.label, families=order)
     isos = {f: p["iso"].iso for f, p in plot_objs.items() if p["iso"].iso is not None}
     if isos:
-        figs["optimal_size.png"] = plots.plot_optimal_size(isos, size_label)
+        figs["optimal_size.png"] = plots.plot_optimal_size(isos, size_label, families=order)
     for name, fig in figs.items():
         paths[name] = plots.save(fig, out_dir / name)
     tmp = paths["report.md"].with_name("report.md.tmp")
