@@ -14,8 +14,8 @@ D* ∝ C^b are then fitted by least squares in log–log space, and their expone
 t-intervals of those least-squares slopes (`IsoFlopFit.intervals`).  A bootstrap that resamples whole
 budgets cannot stand in for them: with 2 budgets every resample that can be fitted holds both, so its
 interval has zero width, and with 3-5 budgets it covered a planted exponent 72-87% of the time at a
-nominal 95% (the t-interval: 93-95%).  Units: C in FLOPs, N in parameters, D in examples, L in the
-fitted quantity's units.
+nominal 95% (the t-interval: 96% / 95.5%, tests/analysis/test_fits.py).  Units: C in FLOPs, N in
+parameters, D in examples, L in the fitted quantity's units.
 
 A parabola without a minimum has no optimum: negative curvature, or a curvature indistinguishable from
 zero (the bowl rises by less than CURVATURE_RTOL over the sampled sizes, or, with 4 or more sizes,

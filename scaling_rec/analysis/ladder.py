@@ -3,7 +3,7 @@
 The Wukong paper's scaling claim (Zhang et al. 2024, §6) is about compute per example: the same
 examples, models of growing FLOPs per example, quality still improving (Wukong) or flat (DLRM).
 A ladder here is one family's runs that saw the same number of examples D (within `rtol`) at >= 3
-different sizes; a rung is one size, its replicate runs averaged (value and FLOPs per example), so
+different sizes; a rung is one size (N and size label), its replicate runs averaged (value and FLOPs per example), so
 that a replicate of the largest size is never its own "smaller rung". Per ladder: the values in order
 of training FLOPs per example (C / D), the best rung, the gain of the largest rung over the best
 smaller one, and the least-squares slope of the value against log10(C / D) over the top decade of the
@@ -76,7 +76,9 @@ def find_ladders(df: pd.DataFrame, y: np.ndarray, *, rtol: float = 0.05) -> list
     out = []
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
-        rungs = [idx[n[idx] == size] for size in np.unique(n[idx])]
+        labels = df["size"].astype(str).to_numpy()
+        keys = sorted({(n[i], labels[i]) for i in idx})  # a rung: one size (equal N, other shape: two rungs)
+        rungs = [idx[(n[idx] == k[0]) & (labels[idx] == k[1])] for k in keys]
         if len(rungs) < MIN_RUNGS:
             continue
         per_ex = np.array([per_run[r].mean() for r in rungs])

@@ -171,7 +171,7 @@ def _text_chunks(path: pathlib.Path, columns: EventColumns, sep: str, skip_bad_r
         first_row = next(csv.reader([decode_utf8(fh.readline(), str(path), first_line=2)], delimiter=sep), [])
         for role in ("user", "item"):
             i = header.index(getattr(columns, role))
-            parser.id_types[role] = "int" if i < len(first_row) and _is_int(first_row[i]) else "str"
+            parser.id_types[role] = "int" if i < len(first_row) and _is_int(first_row[i].strip()) else "str"
         offset, line = max(start_offset, len(header_bytes)), max(start_line, 2)
         fh.seek(offset)
         while True:
@@ -234,7 +234,7 @@ class _BlockParser:
             if kind != "int":
                 continue
             name = self.roles[role]
-            col = table.column(name)
+            col = pc.utf8_trim_whitespace(table.column(name))  # ' 5' is 5, as the row scan reads it
             if not pc.all(pc.match_substring_regex(col, _CANONICAL_INT)).as_py():
                 raise ValueError("non-canonical integer id")
             table = table.set_column(table.schema.get_field_index(name), name, pc.cast(col, pa.int64()))
@@ -326,9 +326,9 @@ def _parquet_chunks(path: pathlib.Path, columns: EventColumns, skip_bad_rows: bo
         if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or pa.types.is_duration(kind):
             raise DataFormatError(f"{path}: column {name!r} ({role}) is {kind}; store it as integers in one unit "
                                   "(e.g. seconds since the epoch) and set data.timestamp_unit / --timestamp_unit.")
-        if role in ("user", "item") and pa.types.is_uint64(kind):
-            raise DataFormatError(f"{path}: column {name!r} ({role}) is uint64, whose ids above 2^63 - 1 would wrap "
-                                  "to negative int64; store it as int64 or as strings.")
+        if role in ("user", "item", *_INT_ROLES) and pa.types.is_uint64(kind):
+            raise DataFormatError(f"{path}: column {name!r} ({role}) is uint64, whose values above 2^63 - 1 would "
+                                  "wrap to negative int64; store it as int64 (ids: or as strings).")
     row = 0
     for batch in pf.iter_batches(batch_size=rows, columns=list(roles.values())):
         first, row = row, row + batch.num_rows
@@ -342,7 +342,7 @@ def _parquet_chunks(path: pathlib.Path, columns: EventColumns, skip_bad_rows: bo
                 values = col.to_numpy(zero_copy_only=False).astype(np.float64)
                 bad |= ~np.isfinite(values)
                 if role in _INT_ROLES or role in ("user", "item"):
-                    bad |= np.isfinite(values) & (values != np.floor(values))
+                    bad |= np.isfinite(values) & ((values != np.floor(values)) | (np.abs(values) >= 2.0**63))
         skipped, examples = 0, []
         if bad.any():
             rows_bad = np.flatnonzero(bad)
@@ -366,11 +366,9 @@ def _parquet_chunks(path: pathlib.Path, columns: EventColumns, skip_bad_rows: bo
 
 
 def _is_int(text: str) -> bool:
-    """Whether `text` is an integer written canonically ('1', '-3'; not '01', '+1' or ' 1')."""
-    try:
-        return str(int(text)) == text
-    except ValueError:
-        return False
+    """Whether `text` is an int64 written canonically ('1', '-3'; not '01', '+1', or beyond int64: such a
+    column is read as text)."""
+    return int64_problem(text) is None and str(int(text)) == text
     return True
 
 

@@ -167,7 +167,9 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
     per_second(timestamp_unit)  # an unknown unit fails here, before anything is read
     state_path = work / "state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"args": args, "stage": "scan"}
-    if state["args"] != args:
+    recorded = state["args"]
+    if ({k: v for k, v in recorded.items() if k != "source"} != {k: v for k, v in args.items() if k != "source"}
+            or not _same_source(recorded["source"], args["source"])):
         raise ConfigError(f"{out} holds an unfinished prepare with other arguments or an older source file "
                           f"({state['args']} vs {args}); delete {out} or use another --out.")
     budget = [stop_after_chunks]

@@ -206,7 +206,7 @@ def run_sweep(specs: list[RunSpec], store: Store, executor: Executor, *, source:
                          f"(test {sel}={_metric(result, 'test', sel):.4f}):")
             return
         st.state, st.result = "failed", result
-        if result and result.get("status") == "partial":
+        if not error and result and result.get("status") == "partial":
             error = (f"partial: stopped at its time limit at step {result.get('steps')} of {result.get('total_steps')} "
                      "(resumable: run the sweep again)")
         st.error = error or (result or {}).get("error", "") or "no result.json written"

@@ -51,6 +51,10 @@ def test_replicates_of_a_size_are_one_rung():
     np.testing.assert_allclose(lad.values, [3.0, 2.5, 2.05])
     assert lad.last_gain == pytest.approx(0.45) and lad.sizes[lad.best] == "L"
     assert lad.to_dict()["runs"] == [1, 1, 2]
+    twin = _ladder_rows("a", 1000.0, [1e4, 1e5, 1e5, 1e6], [3.0, 2.5, 2.4, 2.0]).assign(size=["S", "M", "M_h1", "L"])
+    twin["N"] = [1.0, 2.0, 2.0, 3.0]  # M and M_h1: one N, two shapes: two rungs, not one averaged
+    (lad,) = find_ladders(twin, twin["value"].to_numpy())
+    assert lad.sizes == ("S", "M", "M_h1", "L") and lad.runs == (1, 1, 1, 1)
 
 
 def _write_run(study, run_id, *, n, d, per_ex, loss, size):

@@ -210,6 +210,14 @@ def test_integer_ids_written_two_ways_do_not_merge(tmp_path):
     assert events.load_events(first_padded, {}).num_users == 3
 
 
+def test_ids_with_spaces_around_them_are_the_same_ids(tmp_path):
+    """'1, 5, 10' (a space after each comma): ' 5' and '5' are item 5, as the row scan always read them."""
+    path = tmp_path / "spaced.csv"
+    path.write_text("user,item,timestamp\n1, 5,10\n2,5,11\n3, 5,12\n")
+    table = events.read_table(path, events.EventColumns())
+    assert table.columns["item"].tolist() == [5, 5, 5]
+
+
 def test_a_timestamp_beyond_int64_is_a_bad_row(tmp_path):
     path = tmp_path / "big.csv"
     path.write_text("user,item,timestamp\na,1,100\na,2,99999999999999999999\nb,1,3\n")
@@ -227,6 +235,9 @@ def test_parquet_numbers_get_the_checks_of_text(tmp_path):
         events.read_table(path, events.EventColumns())
     table = events.read_table(path, events.EventColumns(), skip_bad_rows=True)
     assert table.skipped == 3 and table.columns["timestamp"].tolist() == [7]
+    huge = tmp_path / "huge.parquet"
+    pd.DataFrame({"user": ["a", "a"], "item": [1, 2], "timestamp": [1.0, 1e19]}).to_parquet(huge)
+    assert events.read_table(huge, events.EventColumns(), skip_bad_rows=True).skipped == 1  # wrapped to < 0
     df["timestamp"] = pd.to_datetime([1, 2, 3, 4], unit="s")
     df.to_parquet(tmp_path / "dt.parquet")
     with pytest.raises(DataFormatError, match="is timestamp.*store it as integers"):

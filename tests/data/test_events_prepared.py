@@ -207,5 +207,7 @@ def test_a_changed_log_with_its_old_size_and_mtime_is_not_taken_for_the_prepared
     log.write_text(text[:-2] + ("1" if text[-2] != "1" else "2") + "\n")
     os.utime(log, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert log.stat().st_size == st.st_size and log.stat().st_mtime_ns == st.st_mtime_ns
+    if log.stat().st_ctime_ns == st.st_ctime_ns:
+        pytest.skip("this filesystem's change times are too coarse to tell the edit from the prepare")
     with pytest.raises(ConfigError, match="or the file changed since"):
         prepared.prepare(log, tmp_path / "out", COLS, write=lambda _: None)
