@@ -63,7 +63,7 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
 def find_ladders(df: pd.DataFrame, y: np.ndarray, *, rtol: float = 0.05) -> list[Ladder]:
     """Ladders in one family's usable rows (`df` with columns C, D, N, size, family; `y` its values).
 
-    Runs at the same D (within rtol) with at least MIN_RUNGS distinct N form a ladder, one rung per N;
+    Runs at the same D (within rtol) with at least MIN_RUNGS sizes form a ladder, one rung per size;
     ladders are returned in increasing D.
     """
     if df.empty:
@@ -72,11 +72,11 @@ def find_ladders(df: pd.DataFrame, y: np.ndarray, *, rtol: float = 0.05) -> list
     n = df["N"].to_numpy(float)
     per_run = df["C"].to_numpy(float) / np.maximum(d, 1.0)
     values = np.asarray(y, dtype=np.float64)
+    labels = df["size"].astype(str).to_numpy()
     groups = group_budgets(d, rtol)
     out = []
     for g in np.unique(groups):
         idx = np.flatnonzero(groups == g)
-        labels = df["size"].astype(str).to_numpy()
         keys = sorted({(n[i], labels[i]) for i in idx})  # a rung: one size (equal N, other shape: two rungs)
         rungs = [idx[(n[idx] == k[0]) & (labels[idx] == k[1])] for k in keys]
         if len(rungs) < MIN_RUNGS:
@@ -88,7 +88,7 @@ def find_ladders(df: pd.DataFrame, y: np.ndarray, *, rtol: float = 0.05) -> list
         top = per_ex >= per_ex[-1] / 10.0
         out.append(Ladder(
             family=str(df["family"].iloc[0]), D=float(np.median(d[idx])),
-            sizes=tuple(str(df["size"].to_numpy()[r[0]]) for r in rungs), per_example=per_ex, values=vals,
+            sizes=tuple(labels[r[0]] for r in rungs), per_example=per_ex, values=vals,
             runs=tuple(len(r) for r in rungs),
             top_decade_slope=_slope(np.log10(per_ex[top]), vals[top]), top_decade_rungs=int(top.sum()),
         ))

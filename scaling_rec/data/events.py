@@ -261,7 +261,7 @@ class _BlockParser:
                 problem = int64_problem(text)
                 if problem:
                     return f"{role} {shown(text)} {problem}"
-                if role in self.id_types and str(int(text)) != text:
+                if role in self.id_types and not _is_int(text):
                     return (f"{role} {shown(text)} is not written as the integer it reads as ({int(text)}): the "
                             f"column holds integer ids (its first row's is one), and {shown(text)} would merge with "
                             f"{int(text)}; write the ids one way, or make them non-numeric")

@@ -106,7 +106,7 @@ class Progress:
                    f"{rate:,.0f} {self.unit}/s ETA {eta:.0f}s {extra}".rstrip())
 
 
-def _source_info(path: pathlib.Path) -> dict:
+def source_info(path: pathlib.Path) -> dict:
     """What identifies the source file: path, size, mtime and ctime (ns). The ctime changes with every write and
     cannot be set back, unlike the mtime (`cp -p`, `rsync -t`, `tar x` restore it on a changed file of the same
     size, which the size and mtime alone took for the prepared one)."""
@@ -153,7 +153,7 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
         manifest = json.loads((out / "manifest.json").read_text())
         made_from = (manifest["source"], manifest["columns"], manifest.get("timestamp_unit_of_source", "s"),
                      manifest.get("kcore", {}).get("k", 0))
-        if not _same_source(made_from[0], _source_info(src)) or made_from[1:] != (columns.mapped(), timestamp_unit,
+        if not _same_source(made_from[0], source_info(src)) or made_from[1:] != (columns.mapped(), timestamp_unit,
                                                                                    kcore):
             raise ConfigError(f"{out} was prepared from {made_from}, not from {src} with columns {columns.mapped()}, "
                               f"timestamp unit {timestamp_unit!r} and kcore {kcore} "
@@ -162,7 +162,7 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike, columns: 
     work = out / ".work"
     work.mkdir(parents=True, exist_ok=True)
     args = {"input": str(src), "columns": columns.mapped(), "num_shards": num_shards, "skip_bad_rows": skip_bad_rows,
-            "chunk_bytes": chunk_bytes, "source": _source_info(src), "format_version": FORMAT_VERSION,
+            "chunk_bytes": chunk_bytes, "source": source_info(src), "format_version": FORMAT_VERSION,
             "timestamp_unit": timestamp_unit, "kcore": kcore}
     per_second(timestamp_unit)  # an unknown unit fails here, before anything is read
     state_path = work / "state.json"

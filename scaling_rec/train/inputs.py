@@ -24,7 +24,7 @@ from scaling_rec.data.jagged import SequenceExample
 from scaling_rec.data.known_answer import known_answer_sequences
 from scaling_rec.data.long_range import long_range_sequences
 from scaling_rec.data.pipeline import BatchSpec, TrainStream, auto_tokens_per_batch, example_lengths, nested_subset
-from scaling_rec.data.prepared import PreparedData, check_seconds
+from scaling_rec.data.prepared import PreparedData, check_seconds, source_info
 from scaling_rec.data.registry import load_sequences
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.data.splits import MIN_EVENTS, leave_one_out
@@ -96,16 +96,11 @@ def prepare(config: ml_collections.ConfigDict) -> RunInputs:
     return _CACHE[key]
 
 
-def _file_identity(path: str) -> list[int] | None:
-    """[size, mtime_ns, ctime_ns] of `path` (of its manifest.json for a directory); None without one."""
-    if not path:
-        return None
-    p = pathlib.Path(path)
-    p = p / "manifest.json" if p.is_dir() else p
-    if not p.is_file():
-        return None
-    st = p.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+def _file_identity(path: str) -> dict | None:
+    """prepared.source_info of `path` (of its manifest.json for a directory); None without one."""
+    p = pathlib.Path(path) if path else None
+    p = p / "manifest.json" if p is not None and p.is_dir() else p
+    return source_info(p) if p is not None and p.is_file() else None
 
 
 _CACHE: dict[str, RunInputs] = {}
