@@ -13,7 +13,8 @@ cross-entropy of each history's last event given the data.max_len events before 
 - chance (uniform over the catalogue) and the best context-free predictor (the item marginal);
 - per family, the fitted floors E of L(C) and of L(N, D) with their bootstrap CIs, whether the CI holds
   the known answer, and the relative distance.
-`known_answer.json` holds the same numbers.
+`known_answer.json` holds the same numbers. `--runs_csv=<a committed runs.csv>` instead of --study refits a
+study whose results store is gone (as benchmarks.study_report does).
 """
 
 from __future__ import annotations
@@ -21,22 +22,16 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import sys
 from typing import Any
 
-import numpy as np
 from absl import app, flags
 
-from benchmarks.provenance import provenance
+from benchmarks.study_report import write_study_report
 from scaling_rec import host_memory
-from scaling_rec.analysis import load_results, write_report
-from scaling_rec.analysis.results import STALE_REASON
 from scaling_rec.data import known_answer as ka
 from scaling_rec.io import atomic_write_json
-from scaling_rec.sweep.spec import load_analysis
+from scaling_rec.sweep.spec import load_experiment
 
-_RUN_COLUMNS = ("run_id", "family", "size", "status", "usable", "budget", "C", "N", "D", "wall_time_s", "steps",
-                "epochs")
 _LAWS = (("power_law", "L(C) = E + A·C^−α, compute frontier"), ("chinchilla", "L(N, D) = E + A/N^α + B/D^β"))
 
 
@@ -107,27 +102,44 @@ def header_lines(ka_info: dict[str, Any], rows: list[dict[str, Any]], metric: st
     return [*lines, ""]
 
 
-def write_known_answer_report(config_arg: str, study: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
-    """The report of `study` into `out` with the known-answer header; returns the report.md path."""
-    s = load_analysis(config_arg)
-    prov = provenance()
-    paths = write_report(study, out, metric=s.get("metric"), transform=s.get("transform", "auto"),
-                         n_boot=int(s.get("n_boot", 200)), frontier=s.get("frontier", "budget"),
-                         latest_sweep_only=True)
+def experiment_config(config_arg: str) -> dict[str, Any]:
+    """The base config of `--config=<experiment file>:<preset>` as a plain dict (what config.json holds)."""
+    path, _, preset = config_arg.partition(":")
+    return load_experiment(path).get_config(*([preset] if preset else [])).to_dict()
+
+
+def same_answer(a: dict[str, Any], b: dict[str, Any], rtol: float = 1e-9) -> bool:
+    """Whether two `known_answer` dicts hold the same keys and numbers (floats to rtol)."""
+    return a.keys() == b.keys() and all(math.isclose(float(a[k]), float(b[k]), rel_tol=rtol) for k in a)
+
+
+def write_known_answer_report(config_arg: str, out: pathlib.Path, *, study: pathlib.Path | None = None,
+                              runs_csv: pathlib.Path | None = None) -> pathlib.Path:
+    """The report of `study` (a results store), or of `runs_csv` (a committed run table, refitted with the
+    current analysis), into `out` with the known-answer header; returns the report.md path.
+
+    A run table carries no run config: the known answer is then computed from the experiment's base config,
+    and must equal the known_answer.json beside the table when there is one (ValueError otherwise: the
+    study was run with other data settings than the experiment file now declares).
+    """
+    if runs_csv is not None:
+        config = experiment_config(config_arg)
+        info = known_answer(config)
+        beside = runs_csv.parent / "known_answer.json"
+        if beside.exists():
+            stored = json.loads(beside.read_text())["known_answer"]
+            if not same_answer(stored, info):
+                raise ValueError(f"{beside} was computed for other data than {config_arg} declares now: "
+                                 f"{stored} vs {info}")
+    paths, _ = write_study_report(config_arg, out, study=study, runs_csv=runs_csv, latest_sweep_only=True,
+                                  module="benchmarks.known_answer_report")
+    if study is not None:
+        info = known_answer(study_data_config(study))
     fits = json.loads(paths["fits.json"].read_text())
-    info = known_answer(study_data_config(study))
     rows = floor_rows(fits, info["bayes_on_eval_targets"])
     report = pathlib.Path(paths["report.md"])
     report.write_text("\n".join(header_lines(info, rows, fits["target"]["label"])) + "\n" + report.read_text())
-    df, _ = load_results(study, latest_sweep_only=True)
-    df = df[df["exclude_reason"] != STALE_REASON]
-    cols = [c for c in _RUN_COLUMNS if c in df] + sorted(c for c in df if c.startswith("eval/"))
-    df[cols].sort_values(["family", "C"]).to_csv(out / "runs.csv", index=False)
     atomic_write_json(out / "known_answer.json", {"known_answer": info, "floors": rows})
-    atomic_write_json(out / "provenance.json", {
-        "command": "python -m benchmarks.known_answer_report " + " ".join(sys.argv[1:]), "analysis": s,
-        "num_runs": int(len(df)), "wall_time_s_sum": float(np.nansum(df["wall_time_s"])) if "wall_time_s" in df
-        else None, **prov})
     return report
 
 
@@ -135,14 +147,17 @@ def _define_flags() -> None:
     """The command line's flags, defined only when this file runs as a script: absl flags are
     process-global, and tests import this module beside other benchmarks that define the same names."""
     flags.DEFINE_string("config", None, "Experiment file and preset the study was swept with.", required=True)
-    flags.DEFINE_string("study", None, "The study directory (<workdir>/<study>), given relative.", required=True)
+    flags.DEFINE_string("study", None, "The study directory (<workdir>/<study>), given relative.")
+    flags.DEFINE_string("runs_csv", None, "Instead of --study: a committed run table (runs.csv) to refit.")
     flags.DEFINE_string("out", None, "Output directory.", required=True)
 
 
 def main(argv: list[str]) -> None:
     del argv
     f = flags.FLAGS
-    print(f"report: {write_known_answer_report(f.config, pathlib.Path(f.study), pathlib.Path(f.out))}")
+    report = write_known_answer_report(f.config, pathlib.Path(f.out), study=pathlib.Path(f.study) if f.study else None,
+                                       runs_csv=pathlib.Path(f.runs_csv) if f.runs_csv else None)
+    print(f"report: {report}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from scaling_rec.analysis.bootstrap import BootstrapResult, HoldoutResult, boots
 from scaling_rec.analysis.fits import ChinchillaFit, PowerLawFit, fit_chinchilla, fit_power_law
 from scaling_rec.analysis.isoflop import IsoFlopFit, compute_frontier, isoflop_optima
 from scaling_rec.analysis.report import write_report
-from scaling_rec.analysis.results import ResultProblem, load_results, select_target
+from scaling_rec.analysis.results import ResultProblem, load_results, load_run_table, select_target
 
 __all__ = [
     "BootstrapResult",
@@ -20,6 +20,7 @@ __all__ = [
     "holdout_extrapolation",
     "isoflop_optima",
     "load_results",
+    "load_run_table",
     "select_target",
     "write_report",
 ]

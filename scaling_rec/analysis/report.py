@@ -389,6 +389,7 @@ def write_report(
     use_wandb: bool = False,
     wandb_project: str = "scaling_rec",
     latest_sweep_only: bool = False,
+    source: str | None = None,
 ) -> dict[str, pathlib.Path]:
     """Fit every family in a results store and write fits.json, report.md and PNGs to out_dir.
 
@@ -400,12 +401,14 @@ def write_report(
         nothing, are computed anyway).  use_wandb: also log to a W&B summary run.
       frontier: 'budget' or 'pareto', the points L(C) is fitted on (see `analyze_family`).
       latest_sweep_only: exclude the runs the study's latest sweep did not name (see `load_results`).
+      source: where a DataFrame's rows came from (e.g. the run table `load_run_table` read), for the report's
+        'Source' line; ignored for a study directory.
     Returns:
       {'fits.json': path, 'report.md': path, '<plot>.png': path, …}.
     """
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    source = "DataFrame"
+    source = source or "DataFrame"
     if isinstance(results, pd.DataFrame):
         df, problems = results, list(problems or [])
     else:

@@ -290,6 +290,32 @@ def load_results(
     return df, problems
 
 
+RUN_TABLE_REQUIRED = ("run_id", "family", "C", "N", "D", "usable")
+
+
+def load_run_table(path: str | pathlib.Path) -> pd.DataFrame:
+    """A study's run table (the runs.csv that benchmarks.study_report writes) read back for a re-analysis.
+
+    The table keeps what the fits read (family, C, budget, N, D, size, status, `usable`, `exclude_reason`
+    when written, every eval/ metric), so a committed study can be refitted with the current analysis when
+    its results store is gone. Returns the DataFrame `write_report` takes: `exclude_reason` '' where the
+    table left it empty (flagged runs without one get theirs from write_report), `usable` as bool.
+    Raises ResultError when a required column is missing or `usable` holds anything but true/false.
+    """
+    path = pathlib.Path(path)
+    df = pd.read_csv(path, dtype={"run_id": str, "family": str, "size": str, "status": str, "exclude_reason": str})
+    missing = [c for c in RUN_TABLE_REQUIRED if c not in df.columns]
+    if missing:
+        raise ResultError(f"{path}: not a run table, missing columns {missing} (need {list(RUN_TABLE_REQUIRED)})")
+    usable = df["usable"].astype(str).str.strip().str.lower()
+    if not usable.isin(("true", "false")).all():
+        bad = sorted(set(df["usable"].astype(str)[~usable.isin(("true", "false"))]))[:3]
+        raise ResultError(f"{path}: column 'usable' must be True/False, found {bad}")
+    df["usable"] = usable == "true"
+    df["exclude_reason"] = df["exclude_reason"].fillna("") if "exclude_reason" in df else ""
+    return df
+
+
 # Metrics where higher is better; a scaling law is fitted to 1 − metric (an error rate) instead.
 _HIGHER_IS_BETTER = re.compile(r"(ndcg|hr@|hit|recall|precision|mrr|auc|accuracy|acc@|map@)", re.IGNORECASE)
 # Loss-like columns, in order of preference for the default fitted quantity. First the held-out losses
