@@ -13,7 +13,9 @@ Re-analysis of a committed study whose results store is gone: `--runs_csv=<its r
 --study refits that table with the current analysis (`scaling_rec.analysis.load_run_table`); the table is
 copied to --out unchanged (kept when --out is its folder) and provenance.json records, under
 `reanalysis_of`, the table's path and sha256 and the provenance it was written with (the sweep's
-commit, machine and time).
+commit, machine and time). The fit settings are then the ones that report used (its provenance's
+`analysis`: the same question asked under the current rules; the experiment file's when it recorded none),
+with --analysis_flags over them.
 """
 
 from __future__ import annotations
@@ -62,13 +64,14 @@ def write_study_report(config_arg: str, out: pathlib.Path, *, study: pathlib.Pat
     """
     if (study is None) == (runs_csv is None):
         raise ValueError("give exactly one of study (a results store) and runs_csv (a committed run table)")
-    s = {**load_analysis(config_arg), **dict(analysis_overrides or {})}
+    source = run_table_source(runs_csv) if runs_csv is not None else None  # before out (maybe its folder) changes
+    earlier = source["earlier_provenance"].get("analysis") if source else None
+    s = {**(load_analysis(config_arg) if earlier is None else earlier), **dict(analysis_overrides or {})}
     settings = {"metric": s.get("metric"), "transform": s.get("transform", "auto"),
                 "n_boot": int(s.get("n_boot", 200)), "frontier": s.get("frontier", "budget")}
     prov = provenance()  # before writing: regenerating a committed report must not read as a dirty tree
     out.mkdir(parents=True, exist_ok=True)
-    if runs_csv is not None:
-        source = run_table_source(runs_csv)  # before anything in out is replaced (out may be its folder)
+    if runs_csv is not None and source is not None:
         df = load_run_table(runs_csv)
         paths = write_report(df, out, source=source["runs_csv"], **settings)
         if runs_csv.resolve() != (out / "runs.csv").resolve():
