@@ -168,9 +168,12 @@ def analyze_family(df: pd.DataFrame, target: TargetChoice, *, n_boot: int = 200,
 
     frontier: the points L(C) is fitted on: 'budget' = the best run of each planned budget (IsoFLOP
     grids), 'pareto' = the runs no cheaper run beats (studies where every run has its own C).
+    The rows are put in one order (C, N, D, run_id) first: the bootstrap resamples row positions, so the
+    same runs read from a store and from its run table (sorted otherwise) would get different intervals.
     """
     if frontier not in FRONTIERS:
         raise FitError(f"frontier={frontier!r}; use one of {FRONTIERS}")
+    df = df.sort_values([k for k in ("C", "N", "D", "run_id") if k in df], kind="stable")
     used, excluded = split_usable(df, target)
     y = target.values(used)
     summary: dict[str, Any] = {
