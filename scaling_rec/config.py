@@ -73,7 +73,8 @@ def default_config() -> ml_collections.ConfigDict:
         eval_every=0,
         checkpoint_every=0,
         # After warm-up: 'constant', or 'cosine' decay to final_lr_fraction × learning_rate at the run's
-        # last step (Hoffmann et al. 2022 match the cosine length to each run; 10× decay as theirs).
+        # last step (Hoffmann et al. 2022 match the cosine length to each run; 10× decay as theirs;
+        # scaling_rec.train.step.learning_rate_schedule).
         lr_decay="constant", final_lr_fraction=0.1,
         # Sampled softmax: consecutive target tokens per draw of num_negatives negatives (1: every token its
         # own draw, as the HSTU reference; s > 1: shared, s times fewer gathered rows; train.losses).

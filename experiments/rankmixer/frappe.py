@@ -33,7 +33,7 @@ after 16 (test .9786), so the embedding L2 lead is spent. Width and the BARS bas
 (engines of 72feb3f / 2fe5717 with others' edits, 2 cores shared with ~10 other jobs, load 9-14: 1.5-4.5 min
 per epoch): dropout 0.4 with output MLP 400x3 (run f16e0cc089c4, N_dense 473,281) learns slower (.9745 at
 epoch 11 against .9788) and reaches .97838 at epoch 20 (lr already 1e-5; stopped there, 35 min; test .9786 at
-that step); D = 80 (run b34e308b1968, N_dense 581,961, 3.46e6 forward FLOPs per example, 3.2x the preset's)
+that step); D = 80 (run b34e308b1968, N_dense 581,961, 3.46e6 training FLOPs per example, 3.2x the preset's)
 tracks the preset's curve within .002 and ties it: best .97977 at epoch 15 (preset .97975 at 16), early stop
 after 17, test .9795 at the best step, 52 min. Neither clears .9798 on validation. Then (engine of
 ae2e26b, results recorded at 2f38329, load 5-9): L = 3 (run 9ea3d00ebc1c, N_dense 248,641) best .97960 at
@@ -65,7 +65,7 @@ seeds 0 / 1 / 2 (as committed, at afbb71c): best validation AUC .98089 / .98073 
 .9805 / .9803 (runs 524cb04f5e3e / 871e31afb81f / 05df02d7c92d), mean .9805 +- .0001 (SE over seeds): .980 is
 cleared, .002 below DLRM (.9825) and DCNv2 (.9828), .0012 below Wukong (.9817).
 Measured with the threefry masks (before 427a350), the preset at seeds 0 / 1 / 2 (runs ab1588e94cd1 /
-0fabc4c7552c / fc360a658bfb, N_dense 183,481, 1.08e6 forward FLOPs per example; seeds 1 and 2 ran side by
+0fabc4c7552c / fc360a658bfb, N_dense 183,481, 1.08e6 training FLOPs per example; seeds 1 and 2 ran side by
 side at load ~6): best validation AUC .97998 /
 .97983 / .97917, test AUC at that step .9804 / .9793 / .9794, mean .9797 +- .0004 (SE over seeds; each
 run's own SE from the 28,860 test examples is ~.001, Hanley-McNeil). The validation-chosen run clears .980;

@@ -54,23 +54,26 @@ def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -
     """The learning rate of `train` over a run of `total_steps` optimizer steps.
 
     With train.decay_start (TIGER's schema): `warmup_rsqrt_schedule`. Otherwise an optional linear warm-up
-    over train.warmup_steps, then constant (train.lr_decay='constant') or a cosine from learning_rate down
-    to final_lr_fraction × learning_rate at step total_steps ('cosine'). A learning rate that decays on a
-    validation plateau (train.lr_decay_factor < 1) is set by the loop through `make_optimizer`'s injected
-    hyperparameter.
+    over the first train.warmup_steps steps (W), counted from 1 as TIGER's: step i (0-based) takes
+    learning_rate × (i + 1) / W, so the first step moves the parameters and step W − 1 is at the peak; then
+    constant (train.lr_decay='constant') or a cosine from learning_rate at step W down to
+    final_lr_fraction × learning_rate at the run's last step, total_steps − 1 ('cosine'; a warm-up that
+    leaves fewer than 2 steps of it is a ValueError). A learning rate that decays on a validation plateau
+    (train.lr_decay_factor < 1) is set by the loop through `make_optimizer`'s injected hyperparameter.
     """
     if "decay_start" in train:
         return warmup_rsqrt_schedule(train)
     peak = train.learning_rate
-    warmup = min(int(train.get("warmup_steps", 0)), max(total_steps - 1, 0))
+    warmup = int(train.get("warmup_steps", 0))
+    warm = optax.linear_schedule(peak / max(warmup, 1), peak, max(warmup - 1, 0))
     if train.get("lr_decay", "constant") == "cosine":
-        decay = optax.cosine_decay_schedule(peak, max(total_steps - warmup, 1), alpha=train.final_lr_fraction)
-        if warmup == 0:
-            return decay
-        return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
-    if train.get("warmup_steps", 0) > 0:
-        return optax.linear_schedule(0.0, peak, train.warmup_steps)
-    return peak
+        if total_steps - warmup < 2:
+            raise ValueError(f"train.warmup_steps={warmup} leaves {max(total_steps - warmup, 0)} of the run's "
+                             f"{total_steps} steps for the cosine decay (needs 2); lower the warm-up or use "
+                             "train.lr_decay='constant'")
+        decay = optax.cosine_decay_schedule(peak, total_steps - 1 - warmup, alpha=train.final_lr_fraction)
+        return decay if warmup == 0 else optax.join_schedules([warm, decay], [warmup])
+    return warm if warmup > 0 else peak
 
 
 def make_optimizer(train: ml_collections.ConfigDict, total_steps: int = 0) -> optax.GradientTransformation:

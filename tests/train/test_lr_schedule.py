@@ -18,18 +18,37 @@ def test_constant_is_the_learning_rate():
     assert learning_rate_schedule(_train(), 100) == 1e-2
 
 
-def test_cosine_starts_at_peak_and_ends_at_the_final_fraction():
-    sched = learning_rate_schedule(_train(lr_decay="cosine", final_lr_fraction=0.1), 100)
+def test_cosine_starts_at_peak_and_ends_at_the_final_fraction_on_the_last_step():
+    """The run's last step (count total - 1) is at final_lr_fraction: the cosine reached it one step after
+    the run ended (0.118x at 11 steps, the known-answer study's shortest runs)."""
+    sched = learning_rate_schedule(_train(lr_decay="cosine", final_lr_fraction=0.1), 101)
     assert float(sched(0)) == pytest.approx(1e-2)
     assert float(sched(50)) == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))))
     assert float(sched(100)) == pytest.approx(1e-3)
+    assert float(learning_rate_schedule(_train(lr_decay="cosine", final_lr_fraction=0.1), 11)(10)) == (
+        pytest.approx(1e-3))
+
+
+def test_warmup_counts_from_one_so_the_first_step_moves():
+    """Step i of a W-step warm-up takes lr (i + 1) / W (TIGER's convention): lr 0 at the first step made it a
+    step that cost FLOPs and examples and changed nothing."""
+    for decay, total in (("constant", 100), ("cosine", 110)):
+        sched = learning_rate_schedule(_train(lr_decay=decay, warmup_steps=10), total)
+        assert [float(sched(i)) for i in (0, 4, 9)] == pytest.approx([1e-3, 5e-3, 1e-2])
 
 
 def test_cosine_after_warmup():
-    sched = learning_rate_schedule(_train(lr_decay="cosine", warmup_steps=10), 110)
-    assert float(sched(5)) == pytest.approx(5e-3)
+    sched = learning_rate_schedule(_train(lr_decay="cosine", warmup_steps=10), 111)
     assert float(sched(10)) == pytest.approx(1e-2)
+    assert float(sched(60)) == pytest.approx(1e-2 * (0.1 + 0.9 * 0.5))
     assert float(sched(110)) == pytest.approx(1e-3)
+
+
+def test_a_warmup_that_leaves_no_cosine_is_an_error():
+    """It was cut to total - 1 steps: the run ended at the peak rate, with no decay and no word."""
+    with pytest.raises(ValueError, match="warmup_steps=10 leaves 1 of the run's 11 steps"):
+        learning_rate_schedule(_train(lr_decay="cosine", warmup_steps=10), 11)
+    learning_rate_schedule(_train(lr_decay="cosine", warmup_steps=10), 12)
 
 
 def test_decay_needs_the_run_length():
