@@ -58,6 +58,21 @@ def _split(given: Mapping[str, Any]) -> str | None:
     return None
 
 
+# Data options a dataset's reader does not take: set, they would change the run id and nothing else.
+_IGNORED_DATA_KEYS = {"frappe": ("hash_buckets",), "synthetic": ("hash_buckets", "min_count")}
+
+
+def _ignored_data_keys(given: Mapping[str, Any]) -> str | None:
+    defaults = default_config().data
+    name = given["data.name"]
+    bad = {f"data.{k}": given[f"data.{k}"] for k in _IGNORED_DATA_KEYS.get(name, ())
+           if given[f"data.{k}"] != defaults[k]}
+    if bad:
+        shown = ", ".join(f"'{k}' = {v!r}" for k, v in bad.items())
+        return f"{shown}: data.name={name!r} does not read it, so it would change the run id and nothing else."
+    return None
+
+
 def _family_keys(attribute: str) -> tuple:
     """The 'model.<key>' names of one constraint (positive, non_negative) over every CTR family."""
     return tuple(dict.fromkeys(f"model.{k}" for name in FAMILIES for k in getattr(ctr.get(name), attribute)))
@@ -77,6 +92,6 @@ SCHEMA = Schema(
     fractions=("model.dropout", "train.b1", "train.b2"),
     # train.lr_decay_factor = 1 disables reduce-on-plateau.
     unit_fractions=("train.lr_decay_factor",),
-    rules=(_split, exactly_one_length),
+    rules=(_split, exactly_one_length, _ignored_data_keys),
 )
 validate = SCHEMA.validate

@@ -32,6 +32,19 @@ def test_config_validation_errors():
         ctr_config.validate(c)
 
 
+@pytest.mark.parametrize("name, key, value", [("frappe", "hash_buckets", 16), ("synthetic", "hash_buckets", 16),
+                                              ("synthetic", "min_count", 5)])
+def test_a_data_option_the_dataset_does_not_read_is_refused(name, key, value):
+    """Frappe's and the synthetic reader take no hash_buckets (synthetic no min_count): the key changed the run
+    id and nothing else, so a sweep over it trained one dataset under several labels."""
+    c = ctr_config.default_config()
+    c.data.name = name
+    ctr_config.validate(c)
+    c.data[key] = value
+    with pytest.raises(ConfigError, match=f"'data.{key}' = {value}: data.name='{name}' does not read it"):
+        ctr_config.validate(c)
+
+
 @pytest.mark.parametrize("preset", ["wukong", "dlrm", "dcnv2"])
 def test_presets_validate(preset):
     ctr_config.validate(get_config(preset))
