@@ -26,7 +26,7 @@ FRAPPE_FIELDS = ("user", "item", "daytime", "weekday", "isweekend", "homework", 
 # Field cardinalities of the NFM one-hot encoding (frappe-nfm/README.nfm.txt), in FRAPPE_FIELDS order.
 NFM_FRAPPE_CARDINALITIES = (957, 4082, 7, 7, 2, 3, 2, 9, 80, 233)
 FRAPPE_LOGS = 96_203
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: Frappe's negatives distinct per user and context (frappe_with_negatives)
 
 
 # ----------------------------------------------------------------------------- Frappe
@@ -57,26 +57,33 @@ def read_frappe_logs(zip_path: str | os.PathLike) -> list[list[str]]:
 
 def frappe_with_negatives(logs: list[list[str]], seed: int, negatives_per_log: int = 2) -> tuple[list, np.ndarray]:
     """NFM protocol (He & Chua 2017, §4.1): every log is a positive; for each, `negatives_per_log`
-    distinct random apps that the user did not use in that context become negatives (same user and
-    context). Returns (rows, label_N) with the positives first, then the negatives log by log.
+    random apps that the user did not use in that context become negatives (same user and context),
+    distinct over all the logs of that user and context: drawn per log, two logs of one user and context
+    repeated a negative row, whose copies the row split sent to train and test (386 repeated rows, 53 test
+    rows equal to a train row; NFM's validation and test files hold no repeated negative).
+    Returns (rows, label_N) with the positives first, then the negatives log by log.
     """
     items = sorted({r[1] for r in logs}, key=int)
-    used: dict[tuple, set] = {}
+    taken: dict[tuple, set] = {}  # per (user, context): its used apps, then also the negatives drawn for it
     for r in logs:
-        used.setdefault((r[0], *r[2:]), set()).add(r[1])
+        taken.setdefault((r[0], *r[2:]), set()).add(r[1])
+    used = {key: len(apps) for key, apps in taken.items()}
     rng = np.random.default_rng(seed)
     negatives = []
     for r in logs:
-        seen = used[(r[0], *r[2:])]
-        if len(items) - len(seen) < negatives_per_log:
-            raise DataFormatError(f"user {r[0]} used {len(seen)} of the {len(items)} apps in context {r[2:]}; "
-                                  f"cannot sample {negatives_per_log} unused apps as negatives.")
-        picked: set[str] = set()
-        while len(picked) < negatives_per_log:
+        key = (r[0], *r[2:])
+        excluded = taken[key]
+        if len(items) - len(excluded) < negatives_per_log:
+            raise DataFormatError(f"user {r[0]} used {used[key]} of the {len(items)} apps in context {r[2:]} and its "
+                                  f"other logs there drew {len(excluded) - used[key]} negatives; cannot sample "
+                                  f"{negatives_per_log} more unused apps as negatives.")
+        drawn = 0
+        while drawn < negatives_per_log:
             cand = items[int(rng.integers(len(items)))]
-            if cand not in seen and cand not in picked:
-                picked.add(cand)
+            if cand not in excluded:
+                excluded.add(cand)
                 negatives.append([r[0], cand, *r[2:]])
+                drawn += 1
     rows = logs + negatives
     label = np.concatenate([np.ones(len(logs)), np.zeros(len(negatives))]).astype(np.float32)
     return rows, label

@@ -36,14 +36,27 @@ def test_frappe_rebuild_counts(frappe):
 
 def test_frappe_negatives_avoid_used_apps():
     logs = [["1", "10", "morning"], ["1", "11", "morning"], ["2", "10", "evening"], ["3", "12", "morning"],
-            ["4", "13", "noon"], ["4", "14", "noon"]]
+            ["4", "13", "noon"], ["4", "14", "noon"], ["5", "15", "night"], ["5", "16", "night"]]
     rows, label = ctr.frappe_with_negatives(logs, seed=0)
-    assert len(rows) == 18 and label.sum() == 6
+    assert len(rows) == 24 and label.sum() == 8
     for r in rows[4:]:  # user 1 in the morning used apps 10 and 11: neither may be its negative
         assert not (r[0] == "1" and r[2] == "morning" and r[1] in ("10", "11"))
         assert not (r[0] == "2" and r[1] == "10") and not (r[0] == "3" and r[1] == "12")
     with pytest.raises(DataFormatError, match="cannot sample"):
         ctr.frappe_with_negatives(logs[:3], seed=0)  # user 1 used 2 of the 2 other apps... only 1 left
+
+
+def test_frappe_negatives_are_distinct_over_a_user_and_contexts_logs():
+    """Drawn per log, two logs of one user and context could draw the same app: a repeated row, which the row
+    split may put in train and in test (the rebuilt Frappe had 53 test rows equal to a train row)."""
+    others = [[str(u), str(a), "noon"] for u, a in zip(range(2, 12), range(10, 20), strict=True)]
+    logs = others + [["1", "10", "morning"]] * 4  # 4 logs of one user and context: 8 negatives from 9 apps
+    for seed in range(20):
+        rows, _ = ctr.frappe_with_negatives(logs, seed=seed)
+        negatives = [tuple(r) for r in rows[len(logs):] if r[0] == "1"]
+        assert len(negatives) == 8 == len(set(negatives)) and ("1", "10", "morning") not in negatives
+    with pytest.raises(DataFormatError, match="used 1 of the 10 apps.*drew 8 negatives; cannot sample 2 more"):
+        ctr.frappe_with_negatives(logs + [["1", "10", "morning"]], seed=0)
 
 
 def test_split_sizes_match_bars():
