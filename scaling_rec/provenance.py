@@ -11,10 +11,17 @@ import pathlib
 import subprocess
 from typing import Any
 
+OUTPUT_DIRS = ("benchmarks/results", "docs/example_quick_report")
+"""Folders of committed outputs, which a changed file in does not make the code dirty (`code_version`)."""
+
 
 @functools.cache
 def code_version() -> dict[str, str | bool]:
     """{'git_commit': sha (or 'unknown' outside git), 'git_dirty': tracked files modified}.
+
+    Committed outputs (OUTPUT_DIRS: benchmark results, the main job's example report) do not count: a command
+    that regenerates several of them would otherwise call every result after its first one dirty, though the
+    code that made them is the commit's.
 
     $SCALING_REC_COMMIT, when set, is taken as the commit (git_dirty False): a copy of the
     working tree sent to another machine can carry a stale .git. Read once per process.
@@ -22,12 +29,17 @@ def code_version() -> dict[str, str | bool]:
     env = os.environ.get("SCALING_REC_COMMIT")
     if env:
         return {"git_commit": env, "git_dirty": False}
-    here = pathlib.Path(__file__).resolve().parent
+    return git_state(pathlib.Path(__file__).resolve().parent)
+
+
+def git_state(where: pathlib.Path) -> dict[str, str | bool]:
+    """`code_version`'s answer for the git checkout holding `where` (no environment, no cache)."""
     try:
         git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, check=True,
-                                        cwd=here).stdout.strip()
+                                        cwd=where).stdout.strip()
         return {"git_commit": git("rev-parse", "HEAD"),
-                "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+                "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                      *(f":(top,exclude){d}" for d in OUTPUT_DIRS)))}
     except (OSError, subprocess.CalledProcessError):
         return {"git_commit": "unknown", "git_dirty": False}
 

@@ -23,6 +23,30 @@ def test_code_version_reads_this_checkout(monkeypatch: pytest.MonkeyPatch) -> No
     assert isinstance(v["git_dirty"], bool)
 
 
+def test_a_changed_committed_output_does_not_make_the_code_dirty(tmp_path) -> None:
+    """Regenerating several committed results in one command: the second one's provenance read 'dirty'
+    because the first had been rewritten, though no code had changed."""
+    import subprocess
+
+    from scaling_rec.provenance import git_state
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for rel in ("benchmarks/results/a/report.md", "docs/example_quick_report/fits.json", "scaling_rec/x.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("1")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "c")
+    (tmp_path / "benchmarks/results/a/report.md").write_text("2")
+    (tmp_path / "docs/example_quick_report/fits.json").write_text("2")
+    assert git_state(tmp_path / "benchmarks")["git_dirty"] is False
+    (tmp_path / "scaling_rec/x.py").write_text("2")
+    assert git_state(tmp_path / "benchmarks")["git_dirty"] is True
+
+
 def test_code_version_prefers_the_callers_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCALING_REC_COMMIT", "abc123")
     assert code_version() == {"git_commit": "abc123", "git_dirty": False}
