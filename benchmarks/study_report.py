@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import re
 import shutil
 from collections.abc import Mapping
 from typing import Any
@@ -73,6 +74,10 @@ def write_study_report(config_arg: str, out: pathlib.Path, *, study: pathlib.Pat
     out.mkdir(parents=True, exist_ok=True)
     if runs_csv is not None and source is not None:
         df = load_run_table(runs_csv)
+        if "study" not in df:  # tables written before the column: the study the earlier report read
+            earlier_study = re.search(r"--study=(\S+)", source["earlier_provenance"].get("command", ""))
+            if earlier_study:
+                df["study"] = pathlib.PurePath(earlier_study.group(1)).name
         paths = write_report(df, out, source=source["runs_csv"], **settings)
         if runs_csv.resolve() != (out / "runs.csv").resolve():
             shutil.copyfile(runs_csv, out / "runs.csv")

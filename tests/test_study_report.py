@@ -47,6 +47,7 @@ def test_a_committed_run_table_refits_to_the_stores_report(tmp_path):
     table = (first / "runs.csv").read_bytes()
     write_study_report("tests/sweep/tiny_study.py:steps", again, runs_csv=first / "runs.csv")
     assert _fits(again) == _fits(first)  # the table's report's settings (metric eval/loss), not the file's
+    assert _fits(again)["studies"] == ["hstu_vs_sasrec"]
     assert json.loads((again / "fits.json").read_text())["source"] == str(first / "runs.csv")
     assert (again / "runs.csv").read_bytes() == table
     prov = json.loads((again / "provenance.json").read_text())
@@ -61,6 +62,23 @@ def test_a_committed_run_table_refits_to_the_stores_report(tmp_path):
     earlier = json.loads((inplace / "provenance.json").read_text())["reanalysis_of"]["earlier_provenance"]
     assert "--study" not in earlier.get("command", "") and "reanalysis_of" not in earlier  # in-process: no argv
     assert earlier["num_runs"] == 25 and "sweep_source" in earlier
+
+
+def test_a_table_without_a_study_column_keeps_the_earlier_reports_study_name(tmp_path):
+    from benchmarks.study_report import write_study_report
+
+    study = make_store(tmp_path / "store")
+    write_study_report("tests/sweep/tiny_study.py:steps", tmp_path / "a", study=study,
+                       analysis_overrides={"metric": "eval/loss", "n_boot": "0"})
+    old = tmp_path / "old"
+    old.mkdir()
+    pd.read_csv(tmp_path / "a" / "runs.csv").drop(columns=["study"]).to_csv(old / "runs.csv", index=False)
+    (old / "provenance.json").write_text(json.dumps({
+        "command": "python -m benchmarks.study_report --config=x.py:p --study=runs/ablations/my_study --out=o",
+        "analysis": {"metric": "eval/loss", "n_boot": "0"}}))
+    write_study_report("tests/sweep/tiny_study.py:steps", old, runs_csv=old / "runs.csv")
+    assert json.loads((old / "fits.json").read_text())["studies"] == ["my_study"]
+    assert (old / "report.md").read_text().startswith("# Scaling-law report: my_study")
 
 
 def test_a_run_table_is_refitted_under_the_current_exclusion_rules(tmp_path):
