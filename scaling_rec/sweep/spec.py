@@ -191,17 +191,44 @@ def grid_points(grid: Mapping[str, Any]) -> list[dict[str, Any]]:
     return points
 
 
+def sweep_points(sweep: Any) -> list[dict[str, Any]]:
+    """The points of `sweep`: a grid's (`grid_points`), a list's, or [{}] for None (the base config alone)."""
+    if sweep is None:
+        return [{}]
+    if isinstance(sweep, Mapping | ml_collections.ConfigDict):
+        return grid_points(sweep)
+    return [dict(_as_plain(p)) for p in sweep]
+
+
+def check_overrides_apply(base: ml_collections.ConfigDict, pristine: ml_collections.ConfigDict,
+                          points: list[dict[str, Any]]) -> None:
+    """ConfigError when a key the command line changed (`base` differs from the experiment's own `pristine`
+    config there) is set back by a sweep point: its size, its own keys, or the length keys a point's
+    length resets. The runs would ignore the flag and keep their ids, so a sweep shrunk with
+    --config.train.flops_budget ran (or found finished) the full-size study without a word."""
+    changed = [k for k in _dotted_keys(pristine) if _as_plain(_get(base, k)) != _as_plain(_get(pristine, k))]
+    for i, point in enumerate(points):
+        ours, theirs = apply_point(base, point), apply_point(pristine, point)
+        lost = [k for k in changed if _as_plain(_get(ours, k)) == _as_plain(_get(theirs, k))]
+        if lost:
+            flags = ", ".join(f"--config.{k}={_as_plain(_get(base, k))!r}" for k in lost)
+            raise ConfigError(f"{flags}: sweep point {i} {point} sets {'it' if len(lost) == 1 else 'them'} again "
+                              "(its own keys, its size, or the other length keys a length resets), so the flag "
+                              "would change none of its runs; change the experiment's get_sweep instead.")
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
 def expand(base: ml_collections.ConfigDict, sweep: Any = None) -> list[RunSpec]:
     """Run specs of `sweep` (a grid, a list of points, or None = the base config alone) over `base`.
 
     Every config is validated (without devices) so that a bad point fails before anything runs.
     """
-    if sweep is None:
-        points: list[dict[str, Any]] = [{}]
-    elif isinstance(sweep, Mapping | ml_collections.ConfigDict):
-        points = grid_points(sweep)
-    else:
-        points = [dict(_as_plain(p)) for p in sweep]
+    points = sweep_points(sweep)
     if not points:
         raise ConfigError("get_sweep() declared no runs (empty budgets/sizes/points).")
     specs: list[RunSpec] = []
@@ -249,6 +276,8 @@ def load_sweep(config_arg: str, base: ml_collections.ConfigDict) -> list[RunSpec
     """Specs for `--config=<file.py>:<preset>` with `base` = that flag's parsed config (overrides applied)."""
     path, _, preset = config_arg.partition(":")
     module = load_experiment(path)
+    args = [preset] if preset else []
     get_sweep = getattr(module, "get_sweep", None)
-    sweep = get_sweep(*([preset] if preset else [])) if get_sweep is not None else None
+    sweep = get_sweep(*args) if get_sweep is not None else None
+    check_overrides_apply(base, module.get_config(*args), sweep_points(sweep))
     return expand(base, sweep)

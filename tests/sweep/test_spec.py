@@ -116,3 +116,20 @@ def test_every_experiment_preset_expands_to_valid_configs(study, presets):
     for preset in presets:
         specs = load_sweep(f"{path}:{preset}", module.get_config(preset))
         assert specs and all(s.config.study == specs[0].config.study for s in specs)
+
+
+def test_a_command_line_override_a_sweep_point_sets_again_is_an_error():
+    """`--config.train.num_steps=2` on a sweep whose points set their own lengths, or a size flag under points
+    that name sizes, was dropped with no word: the runs kept their ids and the full study ran (or was found
+    finished). A flag no point overrides still applies."""
+    base = load_experiment(TINY).get_config("steps")
+    base.train.num_steps = 2
+    with pytest.raises(ConfigError, match=r"--config.train.num_steps=2: sweep point 0 .* sets it again"):
+        load_sweep(f"{TINY}:steps", base)
+    base = load_experiment(TINY).get_config("budgets")
+    base.train.num_steps = 7  # the points set train.flops_budget, which resets the other length keys
+    with pytest.raises(ConfigError, match="num_steps=7"):
+        load_sweep(f"{TINY}:budgets", base)
+    base = load_experiment(TINY).get_config("steps")
+    base.data.synthetic_users = 100
+    assert all(s.config.data.synthetic_users == 100 for s in load_sweep(f"{TINY}:steps", base))
