@@ -210,9 +210,21 @@ class Bookkeeper:
         return {"status": "interrupted", "run_id": self.rid, "step": step}
 
     def finish(self, result: dict[str, Any], run_dir: pathlib.Path, main: bool) -> None:
-        """Ends the run: its numeric result fields to the logger's summary, logger and checkpointer closed,
+        """Ends the run: `summary_values(result)` to the logger's summary, logger and checkpointer closed,
         result.json written."""
-        self.logger.summary({k: v for k, v in result.items() if isinstance(v, int | float)})
+        self.logger.summary(summary_values(result))
         self.logger.close()
         self.ckpt.close()
         write_result(run_dir, result, main)
+
+
+def summary_values(result: dict[str, Any]) -> dict[str, Any]:
+    """What a run's W&B summary holds: result.json's numeric fields, its status (and degenerate_reason), and
+    its `eval` metrics under their logged names ('valid/ndcg@10', …). The summary otherwise keeps each
+    name's last logged value: the last evaluation's validation metrics beside the best step's test ones,
+    and no word of a diverged or degenerate run."""
+    out: dict[str, Any] = {k: v for k, v in result.items() if isinstance(v, int | float)}
+    out.update({k: result[k] for k in ("status", "degenerate_reason") if isinstance(result.get(k), str)})
+    if isinstance(result.get("eval"), dict):
+        out.update({k: v for k, v in result["eval"].items() if isinstance(v, int | float)})
+    return out

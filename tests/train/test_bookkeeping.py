@@ -118,7 +118,7 @@ def test_open_run_dir_and_finish_write_the_run_files(tmp_path):
     book = _book()
     result = {"status": "ok", "steps": 3, "eval": {}}
     book.finish(result, run_dir, main=True)
-    assert book.logger.summaries == [{"steps": 3}] and book.logger.closed and book.ckpt.closed
+    assert book.logger.summaries == [{"status": "ok", "steps": 3}] and book.logger.closed and book.ckpt.closed
     assert json.loads((run_dir / "result.json").read_text()) == result
 
 
@@ -131,3 +131,14 @@ def test_opening_a_run_dir_deletes_the_temporary_files_of_a_killed_writer(tmp_pa
     (run_dir / "metrics.jsonl").write_text("{}\n")
     assert bookkeeping.open_run_dir(run_dir, ml_collections.ConfigDict({"seed": 0}))
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "metrics.jsonl"]
+
+
+def test_the_wandb_summary_is_the_results_best_step_and_status():
+    """W&B's summary keeps each metric's last logged value: a run whose best validation was not its last
+    evaluation showed the last 'valid/ndcg@10' beside the best step's 'test/ndcg@10', and no status."""
+    result = {"status": "degenerate", "degenerate_reason": "constant scores", "run_id": "r", "steps": 9,
+              "best_step": 6, "git_dirty": False, "eval": {"valid/ndcg@10": 0.20264, "test/ndcg@10": 0.19696},
+              "curve": [1, 2]}
+    summary = bookkeeping.summary_values(result)
+    assert summary == {"status": "degenerate", "degenerate_reason": "constant scores", "steps": 9, "best_step": 6,
+                       "git_dirty": False, "valid/ndcg@10": 0.20264, "test/ndcg@10": 0.19696}
