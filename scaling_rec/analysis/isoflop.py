@@ -297,7 +297,9 @@ def isoflop_optima(
         except _Skip as e:
             skipped.append((budget, str(e), e.code))
     if len(optima) < 2:
-        detail = "; ".join(f"C={cb:.3g}: {why}" for cb, why, _ in skipped) or "only one budget in the data"
+        budgets = len(np.unique(groups))
+        detail = "; ".join(f"C={cb:.3g}: {why}" for cb, why, _ in skipped) or (
+            "no usable points" if not budgets else "only one budget in the data")
         raise FitError(f"{len(optima)} budget(s) with an optimum, need at least 2 for N* ∝ C^a ({detail})")
     interior = [o for o in optima if not o.extrapolated]
     if len(interior) >= 2:

@@ -9,6 +9,7 @@ fitted without the largest budget and asked to predict it.  Optional W&B summary
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -461,6 +462,11 @@ def write_report(
     tmp = paths["report.md"].with_name("report.md.tmp")
     tmp.write_text(render_markdown(summary, [n for n in figs]))
     tmp.replace(paths["report.md"])
+    if not any(s["points"]["used"] for s in fams.values()):  # the report lists why; the caller must not read "done"
+        reasons = collections.Counter(e["reason"] for s in fams.values() for e in s["points"]["excluded"])
+        raise FitError(f"no usable run in {source}: {len(df)} runs, none fitted ("
+                       f"{'; '.join(f'{n}x {why}' for why, n in reasons.most_common(3))}); "
+                       f"{paths['report.md']} lists every run's reason")
     if use_wandb:
         log_to_wandb(summary, {n: paths[n] for n in figs}, out_dir, project=wandb_project)
     return paths

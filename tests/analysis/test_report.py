@@ -132,16 +132,22 @@ def test_ranking_metric_fitted_as_one_minus(store, tmp_path):
 
 
 def test_family_with_only_diverged_runs_is_reported_not_fitted(store, tmp_path):
+    """The report is written (it lists why each run was left out), then FitError: with no usable run at all,
+    launch.analyze (and the sweep after it) exited 0 with 'report written'."""
+    from scaling_rec.errors import FitError
+
     df, _ = load_results(store, warn=False)
     only_bad = df[df["run_id"] == "hstu-div"].drop(columns=["study"])
-    paths = write_report(only_bad, tmp_path / "out", n_boot=0)
-    fits = json.loads(paths["fits.json"].read_text())
+    out = tmp_path / "out"
+    with pytest.raises(FitError, match=r"no usable run in DataFrame: 1 runs, none fitted \(1x status=diverged\)"):
+        write_report(only_bad, out, n_boot=0)
+    fits = json.loads((out / "fits.json").read_text())
     s = fits["families"]["hstu"]
     assert s["points"]["used"] == 0
     assert "too few points" in s["power_law"]["error"] and "too few points" in s["chinchilla"]["error"]
-    assert "error" in s["isoflop"] and "error" in s["holdout"]["chinchilla"]
-    assert "Not fitted: too few points" in paths["report.md"].read_text()
-    assert set(paths) == {"fits.json", "report.md"}  # nothing to plot
+    assert "no usable points" in s["isoflop"]["error"] and "error" in s["holdout"]["chinchilla"]
+    assert "Not fitted: too few points" in (out / "report.md").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["fits.json", "report.md"]  # nothing to plot
 
 
 def test_parameters_the_data_do_not_pin_down_are_flagged():
