@@ -17,6 +17,7 @@ from JAX_* / SLURM environment variables (scaling_rec.parallel.distributed.maybe
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 from absl import flags, logging
@@ -37,8 +38,13 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (mu
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def summary(result: dict[str, Any], run_dir: str) -> str:
-    """A few human-readable lines about a result.json."""
+def summary(result: dict[str, Any], run_dir: str, call_s: float | None = None) -> str:
+    """A few human-readable lines about a result.json; call_s: this call's wall time (a finished run found
+    again takes seconds, while result.json's elapsed_s is the call that trained it).
+
+    The test line names the step its metrics are of: the best validation step's, or, for a family that tests
+    at the end (TIGER: result['best'] holds the best step's test), the last step's.
+    """
     ev = result.get("eval", {})
     metrics = " ".join(f"{k.split('/', 1)[1]}={v:.4f}" for k, v in sorted(ev.items())
                        if k.startswith("test/") and not k.endswith(("_se", "_sumsq", "num_examples")))
@@ -49,9 +55,11 @@ def summary(result: dict[str, Any], run_dir: str) -> str:
         f"  C planned {planned:.3g} FLOPs, spent {spent:.3g} ({spent / max(planned, 1e-30):.3f}x); "
         f"{result.get('steps')} steps, {result.get('epochs', 0):.2f} epochs, "
         f"{result.get('examples_seen', 0):,.0f} examples",
-        f"  test (best valid step {result.get('best_step')}): {metrics or '-'}",
+        (f"  test (last step {result.get('steps')}; best valid step {result['best'].get('step')} in 'best'): "
+         if isinstance(result.get("best"), dict) else f"  test (best valid step {result.get('best_step')}): ")
+        + (metrics or "-"),
         f"  wall {result.get('wall_time_s', 0):.1f} s training (all calls), "
-        f"{result.get('elapsed_s', 0):.1f} s this call (setup included) "
+        f"{result.get('elapsed_s', 0) if call_s is None else call_s:.1f} s this call (setup included) "
         f"on {result.get('num_devices')}x {result.get('device_kind')}",
         f"  {run_dir}",
     ] + [f"  {k.split('_')[0]}: {result[k]}" for k in ("degenerate_reason", "error") if result.get(k)])
@@ -76,12 +84,13 @@ def main(argv: list[str]) -> int:
     schema_for(config.model.family).validate(config)  # before the cache directory and the lock exist
     run_dir = study_root(_WORKDIR.value, config) / "runs" / run_id(config)  # checks data.data_dir
     enable_compilation_cache(cache_dir(_WORKDIR.value, _CACHE.value))
+    t0 = time.perf_counter()
     try:
         result = run_one(config, _WORKDIR.value, lock=process_id == 0)  # one lock per run, not per process
     except RunBusyError as e:
         print(f"busy: {e}", file=sys.stderr)
         return EXIT_BUSY
-    print(summary(result, str(run_dir)), flush=True)
+    print(summary(result, str(run_dir), time.perf_counter() - t0), flush=True)
     return 0 if result.get("status") in FINISHED else 1
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
+import subprocess
+import sys
 
 import pytest
 
 from scaling_rec import config as config_lib
 from scaling_rec.sweep.spec import load_experiment
 from scaling_rec.sweep.store import Store
-from tests.sweep.helpers import TINY, launch, shared_cache_dir
+from tests.sweep.helpers import REPO, TINY, launch, shared_cache_dir
 
 
 @pytest.fixture
@@ -51,6 +54,20 @@ def test_launch_train_runs_reports_and_then_returns_the_finished_run(tmp_path, j
     again = _train(tmp_path, jax_cache, "--config.train.num_steps=2")
     assert again.returncode == 0 and f"run {rid} ok" in again.stdout
     assert json.loads((run_dir / "result.json").read_text()) == result
+    shown = re.search(r"([\d.]+) s this call", again.stdout).group(1)
+    assert shown != f"{result['elapsed_s']:.1f}"  # this call's time, not the stored one of the call that trained
+
+
+def test_the_summary_names_the_step_its_test_metrics_are_of():
+    """TIGER's result['eval'] is the last step's test (result['best'] the best step's): the summary called it
+    the best validation step's."""
+    code = ("from launch.train import summary; "
+            "print(summary({'steps': 20, 'best_step': 5, 'best': {'step': 5}, 'eval': {'test/ndcg@10': 0.1}}, 'd')); "
+            "print(summary({'steps': 20, 'best_step': 5, 'eval': {'test/ndcg@10': 0.1}}, 'd'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "test (last step 20; best valid step 5 in 'best'): ndcg@10=0.1000" in out.stdout
+    assert "test (best valid step 5): ndcg@10=0.1000" in out.stdout
 
 
 def test_launch_train_logs_to_wandb_offline(tmp_path, jax_cache):
