@@ -63,7 +63,9 @@ e0c538652242, N_dense 473,281, 2.6x the FLOPs) .98047 / .97813, mean .97930; bat
 .97952, at 4096. Batch 2048 is the preset. benchmarks/frappe.py (benchmarks/results/frappe_cpu.json) at
 seeds 0 / 1 / 2 (as committed, at afbb71c): best validation AUC .98089 / .98073 / .98126, test AUC .9808 /
 .9805 / .9803 (runs 524cb04f5e3e / 871e31afb81f / 05df02d7c92d), mean .9805 +- .0001 (SE over seeds): .980 is
-cleared, .002 below DLRM (.9825) and DCNv2 (.9828), .0012 below Wukong (.9817).
+cleared, .002 below DLRM (.9825) and DCNv2 (.9828), .0012 below Wukong (.9817). On the Frappe rebuild with
+distinct negatives (d780587; everything above is on the one before it), frappe_cpu.json at 10a6de9: test AUC
+.9817 / .9806 / .9802, mean .9809 +- .0005, against DLRM .9832, DCNv2 .9827, Wukong .9807.
 Measured with the threefry masks (before 427a350), the preset at seeds 0 / 1 / 2 (runs ab1588e94cd1 /
 0fabc4c7552c / fc360a658bfb, N_dense 183,481, 1.08e6 training FLOPs per example; seeds 1 and 2 ran side by
 side at load ~6): best validation AUC .97998 /

@@ -55,6 +55,9 @@ valid AUC .9794 at L2 0.05). With dropout 0.4 (.9817, above), 1 or 4 layers (.98
 no setting clears the preset's validation AUC by more than its seed spread (valid .9816 +- .0002 over
 seeds 0-2), so the preset stays: test AUC .9817 +- .0003 (mean +- SE, seeds 0-2, frappe_cpu.json at afbb71c)
 against DLRM .9825 +- .0004 and DCNv2 .9828 +- .0002 (.9814 / .9828 / .9832 with the threefry masks of 0a254a3).
+Every number above is on the Frappe rebuild before d780587, whose negatives could repeat across a user and
+context's logs (53 test rows equal to a train row). On the fixed rebuild (frappe_cpu.json at 10a6de9):
+Wukong .9807 +- .0002, DLRM .9832 +- .0002, DCNv2 .9827 +- .0002 (README, Frappe).
 """
 
 from __future__ import annotations
