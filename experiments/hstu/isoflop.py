@@ -32,8 +32,9 @@ Runtime and expected results (measured on the 2-core CPU, 2026-11-26):
          24-epoch reproduction runs reach test .032-.041);
          fitted without the largest budget the law predicts it within 5.3% (HSTU) and 15.5% (SASRec).
          HSTU and SASRec are indistinguishable here. The smallest size (XS, N_dense 5k) is best or
-         tied at every budget: the IsoFLOP parabolas (log L vs log N) have an interior minimum at 1 of 4
-         (HSTU) and 0 of 5 (SASRec) budgets, so the exponent a of N* ∝ C^a cannot be estimated (it is
+         tied at every budget: the IsoFLOP parabolas (log L vs log N) have an interior minimum at 1 of 5
+         (HSTU; two more have none at all) and 0 of 5 (SASRec) budgets (report refitted from its runs.csv
+         on 2026-12-07), so the exponent a of N* ∝ C^a cannot be estimated (it is
          fitted on interior minima only); these budgets are data-limited (up to 27 epochs of 22k users),
          not size-limited.
 """

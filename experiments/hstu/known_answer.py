@@ -63,13 +63,15 @@ chance ln 1000 = 6.908, item popularity 6.164; commit and machine in each report
          the truth, its CI holding it. Wall time: see README.
   cpu    38 runs, 1,817 s summed run time on the 2-core machine shared with 5 other jobs (load average
          19-21 throughout; several times an idle machine's). benchmarks/results/known_answer_cpu/:
-         L(N, D) E = 3.368 [3.316, 3.420]: the CI holds the true floor and E is 0.03% from it (the 2%
+         L(N, D) E = 3.368 [3.302, 3.415]: the CI holds the true floor and E is 0.03% from it (the 2%
          target met by the Chinchilla fit, which models the width limit). L(C) on the frontier: E = 3.438
          [3.413, 3.455], 2.06% above the truth, CI missing it: with widths ×2 apart the frontier is a
          chain of saturating curves (d32 flattens at 3.44-3.46 until d64 takes over at 1.28e12), and a
          single E + A·C^−α over it settles on the chain's current level; α = 1.040 [0.810, 1.201] (1.48×);
-         holdout 0.49% (L(C)), 0.93% (L(N, D)); 6 interior optima, a = 0.373 [0.215, 0.476] (that report's
-         whole-budget bootstrap, before 05b26c8; the t-interval of its 6 optima is [0.272, 0.474]).
+         holdout 0.49% (L(C)), 0.93% (L(N, D)); 6 interior optima, a = 0.373 [0.272, 0.474] (t-interval,
+         4 df; the report refitted from its runs.csv with --runs_csv on 2026-12-07: its first version's
+         whole-budget bootstrap gave [0.215, 0.476], and its L(N, D) E interval [3.316, 3.420] came from
+         another order of the same rows).
 """
 
 from __future__ import annotations
