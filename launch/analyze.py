@@ -18,11 +18,13 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
+import sys
 
 from absl import flags, logging
 
 from launch import _cli
 from scaling_rec.analysis.report import write_report
+from scaling_rec.errors import NoUsableRunError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory containing runs/.", required=True)
 _OUT = flags.DEFINE_string("out", None, "Directory for fits.json, report.md and PNGs.", required=True)
@@ -52,7 +54,10 @@ def main(argv: list[str]) -> None:
             _WORKDIR.value, out, metric=_METRIC.value, transform=_TRANSFORM.value, size=_SIZE.value,
             n_boot=_N_BOOT.value, seed=_SEED.value, ci=_CI.value, frontier=_FRONTIER.value,
             use_wandb=_WANDB.value, wandb_project=_PROJECT.value,
+            progress=lambda line: print(line, file=sys.stderr, flush=True),
         )
+    except NoUsableRunError:  # the report was written: it lists why each run was left out
+        raise
     except BaseException:
         if created:  # a failed analysis leaves no half-written --out behind
             shutil.rmtree(out, ignore_errors=True)

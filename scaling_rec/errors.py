@@ -30,6 +30,10 @@ class FitError(ScalingRecError, ValueError):
     """A scaling-law fit was asked of too few points or a degenerate grid."""
 
 
+class NoUsableRunError(FitError):
+    """A study with runs but none usable: the report (which lists each run's reason) was written anyway."""
+
+
 class ResultError(ScalingRecError, ValueError):
     """A stored run result is corrupted or incomplete."""
 

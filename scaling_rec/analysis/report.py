@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from scaling_rec.analysis.fits import EXPONENT_BOX, fit_chinchilla, fit_power_la
 from scaling_rec.analysis.isoflop import IsoFlopFit, compute_frontier, isoflop_optima, pareto_frontier
 from scaling_rec.analysis.ladder import find_ladders
 from scaling_rec.analysis.results import ResultProblem, TargetChoice, load_results, select_target, split_usable
-from scaling_rec.errors import FitError
+from scaling_rec.errors import FitError, NoUsableRunError
 
 
 def _fit_dict(fit: Any) -> dict[str, Any]:
@@ -394,6 +395,7 @@ def write_report(
     wandb_project: str = "scaling_rec",
     latest_sweep_only: bool = False,
     source: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, pathlib.Path]:
     """Fit every family in a results store and write fits.json, report.md and PNGs to out_dir.
 
@@ -407,6 +409,7 @@ def write_report(
       latest_sweep_only: exclude the runs the study's latest sweep did not name (see `load_results`).
       source: where a DataFrame's rows came from (e.g. the run table `load_run_table` read), for the report's
         'Source' line; ignored for a study directory.
+      progress: called with one line per family before its fits (a 400-resample study takes a minute).
     Returns:
       {'fits.json': path, 'report.md': path, '<plot>.png': path, …}.
     """
@@ -428,8 +431,12 @@ def write_report(
         raise FitError(f"no readable results in {source}; problems: {[p.reason for p in problems][:5]}")
     target = select_target(df, metric, transform)
     families = {str(f): g for f, g in df.groupby("family", sort=True)}
-    fams = {f: analyze_family(g, target, n_boot=n_boot, seed=seed, ci=ci, budget_rtol=budget_rtol,
-                              frontier=frontier) for f, g in families.items()}
+    fams = {}
+    for i, (f, g) in enumerate(families.items()):
+        if progress is not None:
+            progress(f"analyze: family {i + 1}/{len(families)} {f!r}: {len(g)} runs, {n_boot} bootstrap resamples")
+        fams[f] = analyze_family(g, target, n_boot=n_boot, seed=seed, ci=ci, budget_rtol=budget_rtol,
+                                 frontier=frontier)
     plot_objs = {f: s.pop("_plot") for f, s in fams.items()}
     size_label = "N_dense (non-embedding parameters)" if size == "n_dense" else "N (dense + embedding)"
     summary = {
@@ -464,7 +471,7 @@ def write_report(
     tmp.replace(paths["report.md"])
     if not any(s["points"]["used"] for s in fams.values()):  # the report lists why; the caller must not read "done"
         reasons = collections.Counter(e["reason"] for s in fams.values() for e in s["points"]["excluded"])
-        raise FitError(f"no usable run in {source}: {len(df)} runs, none fitted ("
+        raise NoUsableRunError(f"no usable run in {source}: {len(df)} runs, none fitted ("
                        f"{'; '.join(f'{n}x {why}' for why, n in reasons.most_common(3))}); "
                        f"{paths['report.md']} lists every run's reason")
     if use_wandb:

@@ -131,6 +131,20 @@ def test_ranking_metric_fitted_as_one_minus(store, tmp_path):
     assert "1 − eval/ndcg@10" in paths["report.md"].read_text()
 
 
+def test_launch_analyze_fails_on_a_study_with_no_usable_run_and_keeps_the_report(tmp_path):
+    """Every run diverged: launch.analyze exited 0 ('report: …'), so a sweep of diverged runs read as done."""
+    study = make_store(tmp_path / "store", budgets=BUDGETS[:2])
+    for path in study.glob("runs/*/result.json"):
+        if path.parent.name != "cut-off":
+            path.write_text(json.dumps({**json.loads(path.read_text()), "status": "diverged"}))
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "launch.analyze", f"--workdir={study}", f"--out={out}",
+                           "--n_boot=0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "no usable run" in proc.stderr, proc.stderr[-3000:]
+    assert "analyze: family 1/2 'hstu'" in proc.stderr  # progress before each family's fits
+    assert "status=diverged" in (out / "report.md").read_text()
+
+
 def test_family_with_only_diverged_runs_is_reported_not_fitted(store, tmp_path):
     """The report is written (it lists why each run was left out), then FitError: with no usable run at all,
     launch.analyze (and the sweep after it) exited 0 with 'report written'."""
