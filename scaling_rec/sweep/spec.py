@@ -131,7 +131,13 @@ def apply_point(base: ml_collections.ConfigDict, point: Mapping[str, Any],
     config = copy.deepcopy(base)
     point = dict(point)
     if point.get("size"):
-        apply_size(config, size_name(str(point["size"])))
+        name = size_name(str(point["size"]))
+        clash = {k: point[k] for k, v in SIZES[name].overrides().items() if k in point and _as_plain(point[k]) != v}
+        if clash:
+            raise ConfigError(f"{where}a point of size {name!r} sets {clash}, which that size fixes otherwise: the "
+                              f"runs would be labelled {name!r} with another shape; give the shape as model keys "
+                              "and a 'size_label' instead.")
+        apply_size(config, name)
     point.pop("size", None)
     point.pop("size_label", None)
     point.pop("group_label", None)

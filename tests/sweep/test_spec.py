@@ -133,3 +133,12 @@ def test_a_command_line_override_a_sweep_point_sets_again_is_an_error():
     base = load_experiment(TINY).get_config("steps")
     base.data.synthetic_users = 100
     assert all(s.config.data.synthetic_users == 100 for s in load_sweep(f"{TINY}:steps", base))
+
+
+def test_a_point_that_changes_its_sizes_shape_is_refused():
+    """{'size': 'hstu/S', 'model.num_blocks': 7} trained 7 blocks under the label hstu/S (2 blocks), and the
+    ladder analysis groups runs by that label."""
+    base = load_experiment(TINY).get_config("steps")
+    with pytest.raises(ConfigError, match="size 'hstu/S' sets {'model.num_blocks': 7}"):
+        expand(base, [{"size": "hstu/S", "model.num_blocks": 7}])
+    assert len(expand(base, [{"size": "hstu/S", "model.num_blocks": 2}])) == 1  # the size's own value is fine
