@@ -47,6 +47,9 @@ def known_answer(config: dict[str, Any]) -> dict[str, Any]:
     d = config["data"]
     if d["name"] != ka.NAME:
         raise ValueError(f"study data is {d['name']!r}, not {ka.NAME!r}: there is no known answer.")
+    if config["eval"].get("max_users") and config["eval"].get("users", "first") != "first":
+        raise ValueError("the known answer is computed on the first eval.max_users histories: the study must "
+                         "evaluate eval.users='first'")
     hmm = ka.make_hmm(d["synthetic_items"], seed=config["seed"])
     position, context = hmm.length, d["max_len"]  # leave-one-out test target: the last event
     eval_users = config["eval"]["max_users"] or d["synthetic_users"]

@@ -44,7 +44,8 @@ test at the best step: calibrated 9.10, raw 11.24, against 9.34 for the training
 popularity and 9.40 for a uniform guess.
 
 Candidate set: the same items the rank metrics rank over (scaling_rec.metrics.rank_of_target):
-items 1..V-1 (the padding row 0 never), minus the user's history when eval.exclude_history is on,
+items 1..V-1 (the padding row 0 never), minus the history items in the model's input window (the last
+data.max_len events, as the HSTU reference) when eval.exclude_history is on,
 the target always included. Cross-entropy and NDCG then score the same recommendation task. With
 eval.exclude_history off (the default) this is the whole catalogue. With it on, a target that repeats a
 history item is the one history item left in: the candidate set then depends on the target, the

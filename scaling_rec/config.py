@@ -14,6 +14,7 @@ from typing import Any
 
 import ml_collections
 
+from scaling_rec.data.splits import EVAL_USER_PICKS
 from scaling_rec.families import SEQUENCE_FAMILIES
 from scaling_rec.models.ctr import MATMUL_DTYPES
 from scaling_rec.schema import ADDED_KEYS, Schema, check_mesh, exactly_one_length, mesh_shape, run_id
@@ -82,7 +83,9 @@ def default_config() -> ml_collections.ConfigDict:
     )
     c.eval = dict(
         ks=(10, 50, 200), exclude_history=False, select_metric="ndcg@10", batch_size=256, patience=0,
-        max_users=0,
+        # max_users > 0: evaluate that many users, a fixed seeded sample ('sample') or the file's first ones
+        # ('first': a biased subset of real data; scaling_rec.data.splits.eval_user_indices).
+        max_users=0, users="sample",
     )
     c.mesh = dict(data=1, fsdp=1, tensor=1)
     c.logging = dict(wandb=True, wandb_project="scaling_rec", progress=True)
@@ -116,7 +119,8 @@ SCHEMA = Schema(
     label="config", module="scaling_rec.config", defaults=default_config,
     choices={"data.name": DATASETS, "data.layout": LAYOUTS, "model.family": FAMILIES, "model.attention_impl": IMPLS,
              "eval.select_metric": SELECT_METRICS, "train.loss": LOSSES, "train.lr_decay": LR_DECAYS,
-             "data.timestamp_unit": TIMESTAMP_UNITS, "model.matmul_dtype": MATMUL_DTYPES},
+             "data.timestamp_unit": TIMESTAMP_UNITS, "model.matmul_dtype": MATMUL_DTYPES,
+             "eval.users": EVAL_USER_PICKS},
     positive=("data.max_len", "model.embed_dim", "model.num_blocks", "model.num_heads", "model.qk_dim", "model.v_dim",
               "model.ffn_dim", "model.num_time_buckets", "model.time_bucket_divisor", "train.batch_size",
               "train.learning_rate", "train.num_negatives", "train.negative_sharing",

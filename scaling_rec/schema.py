@@ -41,7 +41,9 @@ ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p
               "train.lr_decay": "constant", "train.final_lr_fraction": 0.1, "data.num_items": 0,
               "data.timestamp_unit": "s", "data.fields": {"label": "label", "categorical": "", "numeric": ""},
               "train.optimizer": "adamw", "train.label_smoothing": 0.0,
-              "train.negative_sharing": 1, "model.matmul_dtype": "float32"}
+              "train.negative_sharing": 1, "model.matmul_dtype": "float32",
+              # the rule before the key existed; the default is now 'sample' (configs without max_users drop it)
+              "eval.users": "first"}
 # Keys of ADDED_KEYS that a family's schema had from its start: there they always count. The CTR schema
 # (scaling_rec.ctr_config) had data.path before the sequence schema added it, and train.optimizer before
 # TIGER's schema added it; leaving them out changed every CTR run id (caught by tests/golden).
@@ -194,12 +196,13 @@ def check_mesh(config: ml_collections.ConfigDict, num_devices: int) -> None:
 def run_id(config: ml_collections.ConfigDict) -> str:
     """Stable short id of a resolved config (any family): the first 12 hex digits of the SHA-256 of its sorted JSON.
 
-    Keys that cannot change a run's numbers (logging, data_dir) are left out, so that the same run
-    launched with or without W&B is the same run. What data_dir stood for, the data, enters as its content
-    identity (scaling_rec.provenance.data_identity: a copy of the same files keeps the id, other files get a
-    new one), left out for the canonical copies so that older ids stay valid. Keys added to a
-    schema later (ADDED_KEYS) count only when they differ from their default, so that adding a key
-    keeps every finished run's id (and result) valid.
+    Keys that cannot change a run's numbers (logging, data_dir, eval.users without eval.max_users) are left
+    out, so that the same run launched with or without W&B is the same run. What data_dir stood for, the
+    data, enters as its content identity (scaling_rec.provenance.data_identity: a copy of the same files
+    keeps the id, other files get a new one), left out for the canonical copies so that older ids stay
+    valid. Keys added to a schema later (ADDED_KEYS) count only when they differ from the value that
+    reproduces the runs made before them, so that adding a key keeps every finished run's id (and result)
+    valid.
 
     Raises:
       DataNotFoundError: an explicit data.data_dir that does not exist or lacks the dataset.
@@ -209,6 +212,8 @@ def run_id(config: ml_collections.ConfigDict) -> str:
     d = config.to_dict()
     d.pop("logging", None)
     d.get("data", {}).pop("data_dir", None)
+    if not d.get("eval", {}).get("max_users"):  # which users a subset takes: no subset, no effect
+        d.get("eval", {}).pop("users", None)
     family = d.get("model", {}).get("family")
     original = _ORIGINAL_KEYS.get(family, ())
     added = ADDED_KEYS

@@ -114,3 +114,16 @@ def test_padded_layout_rejects_an_attention_kernel_it_would_ignore(impl):
     validate(c)
     c.data.layout, c.model.attention_impl = "jagged", impl
     validate(c)
+
+
+def test_which_evaluation_users_a_subset_takes_enters_the_run_id_only_with_a_subset():
+    """eval.users='sample' (the default) scores another set of users than the 'first' of the runs made before
+    the key: with eval.max_users > 0 it is a new run; without a subset the key changes nothing, nor the id."""
+    a = _cfg()
+    old = ml_collections.ConfigDict(a.to_dict())
+    del old.eval["users"]
+    assert run_id(a) == run_id(old)  # no subset
+    a.eval.max_users = old.eval.max_users = 100
+    assert run_id(a) != run_id(old)
+    a.eval.users = "first"
+    assert run_id(a) == run_id(old)

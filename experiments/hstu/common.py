@@ -22,7 +22,7 @@ def reference(dataset: str, study: str, preset: str, *, max_len: int = 50, num_e
               eval_every_epochs: int = 2, steps_per_epoch: int = 175) -> ml_collections.ConfigDict:
     """The reference recipe on `dataset` for preset 'sasrec' | 'hstu' | 'hstu_large' | 'tiny'.
 
-    tiny: hstu/S for 20 steps, evaluated on the first 1,000 users (a smoke test of the pipeline).
+    tiny: hstu/S for 20 steps, evaluated on 1,000 users (a smoke test of the pipeline).
     eval_every_epochs × steps_per_epoch sets train.eval_every (steps_per_epoch of the dataset at
     batch 128: Beauty 175, Toys 152, ML-1M 48, ML-100K 8).
     """
@@ -49,7 +49,7 @@ def reference(dataset: str, study: str, preset: str, *, max_len: int = 50, num_e
 
 
 def quick_eval(c: ml_collections.ConfigDict, max_users: int = 5000) -> ml_collections.ConfigDict:
-    """Evaluate once at the end of training, on the first `max_users` users (sweeps on a CPU)."""
+    """Evaluate once at the end of training, on `max_users` users (sweeps on a CPU; which: eval.users)."""
     c.train.eval_every = 10**9
     c.eval.max_users = max_users
     c.eval.patience = 0

@@ -25,7 +25,8 @@ Commands (one dataset after another; study directory <workdir>/data_scaling_<dat
 (and :beauty, :toys). Presets:
   ml100k   ML-100K (943 users, 8 steps per full epoch), hstu/S, max_len 50, 20 epochs: 7 runs.
   beauty   Amazon Beauty (22,363 users), hstu/S, full softmax, batch 256 (88 steps per full epoch),
-           2 epochs, evaluation on the first 5,000 users: 6 runs.
+           2 epochs, evaluation on 5,000 users (the results below: the first 5,000; a seeded
+           sample since eval.users, 2026-12-07): 6 runs.
   toys     Amazon Toys (19,412 users, batch 256: 76 steps per full epoch), as beauty: 6 runs.
   tiny     synthetic data, 2 fractions × 2 epochs (the tests' smoke study).
 Runtime and result (2-core CPU at load average 10-13; reports in benchmarks/results/data_scaling_<dataset>/,

@@ -9,7 +9,8 @@ because this quick preset trains at chance; see below):
 Presets (sizes from scaling_rec/sweep/sizes.py; every run gets train.flops_budget = C and the loop
 turns C into steps with scaling_rec/flops.py, stopping at the first step with spent >= C):
   quick  4 budgets (2.5e9 … 2e10 FLOPs; 4 is the fewest L(C) = E + A·C^-α can be fitted to) × hstu/XS,
-         S, M (N_dense 5k, 25k, 101k) = 12 runs, one evaluation at the end on the first 5,000 users.
+         S, M (N_dense 5k, 25k, 101k) = 12 runs, one evaluation at the end on 5,000 users (the first
+         5,000 in the results below; a seeded sample since eval.users, 2026-12-07).
          Training-FLOPs per Beauty example are 0.33M / 1.12M / 3.83M, so C = 1e10 is 235 / 70 / 20 steps
          of 128 users.
   full   5 budgets 2e9 … 2e11 (two orders of magnitude, ×√10 apart) × XS, S, M (+ L from 2e10), HSTU and

@@ -134,3 +134,25 @@ def truncate_recent(data: SequenceData, max_len: int) -> SequenceData:
     kept = np.minimum(lengths, max_len)
     starts = data.user_offsets[1:] - kept
     return dataclasses.replace(_take_spans(data, starts, kept, f"last {max_len}"), source=data.source)
+
+
+EVAL_USER_PICKS = ("sample", "first")
+_SAMPLE_SEED = 20231207
+
+
+def eval_user_indices(n: int, max_users: int, pick: str = "sample") -> np.ndarray:
+    """Sorted positions of the evaluated users among the `n` a split holds (config eval.max_users, eval.users).
+
+    All of them when max_users <= 0 or >= n. Else 'sample': a seeded uniform sample of max_users, the same
+    for validation and test and for every run and seed, so that runs are scored on one set of users; or
+    'first': the first max_users. The first users of a file are not a fair sample: on Beauty's 5-core file
+    the first 1,000 have histories 43% longer than the average user, and the popularity baseline's test
+    HR@10 on them is .0015 against .0113 on all users.
+    """
+    if pick not in EVAL_USER_PICKS:
+        raise ValueError(f"eval.users={pick!r}; use one of {EVAL_USER_PICKS}")
+    if max_users <= 0 or max_users >= n:
+        return np.arange(n)
+    if pick == "first":
+        return np.arange(max_users)
+    return np.sort(np.random.default_rng(_SAMPLE_SEED).choice(n, max_users, replace=False))

@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 from scaling_rec.data.jagged import Batch, PaddedBatch, SequenceExample
 from scaling_rec.data.pipeline import BatchSpec, TrainStream, make_batch, nested_subset
 from scaling_rec.data.prepared import PreparedData
-from scaling_rec.data.splits import MIN_EVENTS
+from scaling_rec.data.splits import MIN_EVENTS, eval_user_indices
 from scaling_rec.errors import ConfigError, MeshError
 from scaling_rec.parallel.rules import DATA_PARALLEL_AXES
 from scaling_rec.parallel.sharding import process_rows
@@ -69,18 +69,19 @@ class PreparedExamples:
 class PreparedEvalExamples:
     """The validation or test examples of a prepared log, built on demand (module docstring).
 
-    which: 'valid' or 'test'; max_users > 0 keeps the first max_users evaluated users (config
-    eval.max_users). users: int64 [N] the user of example i; lengths: int64 [N] its history length.
+    which: 'valid' or 'test'; max_users > 0 keeps max_users of the evaluated users, chosen by `pick` (config
+    eval.max_users, eval.users; scaling_rec.data.splits.eval_user_indices, as the in-memory path).
+    users: int64 [N] the user of example i; lengths: int64 [N] its history length.
     """
 
-    def __init__(self, data: PreparedData, max_len: int, which: str, max_users: int = 0) -> None:
+    def __init__(self, data: PreparedData, max_len: int, which: str, max_users: int = 0,
+                 pick: str = "sample") -> None:
         if which not in ("valid", "test"):
             raise ValueError(f"which must be 'valid' or 'test', got {which!r}")
         self.data, self.max_len = data, max_len
         self.held_out = 2 if which == "valid" else 1  # the target is event n - held_out
         self.users = np.flatnonzero(data.lengths >= MIN_EVENTS).astype(np.int64)
-        if max_users > 0:
-            self.users = self.users[:max_users]
+        self.users = self.users[eval_user_indices(self.users.size, max_users, pick)]
         self.lengths = np.minimum(data.lengths[self.users] - self.held_out, max_len)
 
     def __len__(self) -> int:

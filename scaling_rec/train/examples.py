@@ -12,7 +12,7 @@ import numpy as np
 
 from scaling_rec.data.jagged import SequenceExample
 from scaling_rec.data.sequences import SequenceData
-from scaling_rec.data.splits import EvalSplit
+from scaling_rec.data.splits import EvalSplit, eval_user_indices
 
 
 def train_examples(train: SequenceData, max_len: int) -> list[SequenceExample]:
@@ -33,15 +33,14 @@ def train_examples(train: SequenceData, max_len: int) -> list[SequenceExample]:
     return out
 
 
-def eval_examples(split: EvalSplit, max_len: int, max_users: int = 0) -> list[SequenceExample]:
+def eval_examples(split: EvalSplit, max_len: int, max_users: int = 0, pick: str = "sample") -> list[SequenceExample]:
     """One example per user: its history, the target at the last position (0 elsewhere).
 
-    max_users > 0 keeps the first `max_users` users (for quick evaluations); 0 keeps all.
+    max_users > 0 keeps max_users users (for quick evaluations; which ones: `eval_user_indices`); 0 keeps all.
     """
     hist = split.history
-    n_users = split.num_users if max_users <= 0 else min(max_users, split.num_users)
     out = []
-    for u in range(n_users):
+    for u in eval_user_indices(split.num_users, max_users, pick).tolist():
         lo, hi = int(hist.user_offsets[u]), int(hist.user_offsets[u + 1])
         lo = max(lo, hi - max_len)
         items = hist.items[lo:hi].astype(np.int32)

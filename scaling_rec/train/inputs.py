@@ -87,6 +87,7 @@ def prepare(config: ml_collections.ConfigDict) -> RunInputs:
     runs of one process is read again, not served from the memo."""
     keys = {"data": config.data.to_dict(), "seed": config.seed, "batch_size": config.train.batch_size,
             "eval_batch_size": config.eval.batch_size, "max_users": config.eval.max_users,
+            "eval_users": config.eval.users,
             "source": _file_identity(config.data.get("path", ""))}
     key = json.dumps(keys, sort_keys=True)
     if key not in _CACHE:
@@ -141,8 +142,8 @@ def _prepare_streamed(config: ml_collections.ConfigDict) -> RunInputs:
     data = PreparedData.open(d.path)
     check_seconds(d.timestamp_unit, d.path)
     train = PreparedExamples(data, d.max_len, d.train_user_fraction)
-    valid = PreparedEvalExamples(data, d.max_len, "valid", config.eval.max_users)
-    test = PreparedEvalExamples(data, d.max_len, "test", config.eval.max_users)
+    valid = PreparedEvalExamples(data, d.max_len, "valid", config.eval.max_users, config.eval.users)
+    test = PreparedEvalExamples(data, d.max_len, "test", config.eval.max_users, config.eval.users)
     spec, eval_spec = _specs(config, train.lengths, np.concatenate([valid.lengths, test.lengths]))
     return RunInputs(
         data=data, train=train, valid=valid, test=test, num_items=_vocabulary(config, data.num_items),
@@ -162,8 +163,8 @@ def _prepare(config: ml_collections.ConfigDict) -> RunInputs:
     train = train_examples(split.train, max_len)
     if config.data.train_user_fraction < 1.0:  # data scaling: a nested subset of training users
         train = [train[i] for i in nested_subset(len(train), config.data.train_user_fraction)]
-    valid = eval_examples(split.valid, max_len, config.eval.max_users)
-    test = eval_examples(split.test, max_len, config.eval.max_users)
+    valid = eval_examples(split.valid, max_len, config.eval.max_users, config.eval.users)
+    test = eval_examples(split.test, max_len, config.eval.max_users, config.eval.users)
     lengths = example_lengths(train)
     spec, eval_spec = _specs(config, lengths, example_lengths(valid + test))
     targets = np.array([np.count_nonzero(e.targets) for e in train], np.int64)

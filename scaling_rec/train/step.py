@@ -164,7 +164,8 @@ def make_eval_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict) ->
 
     Ranks the target of each sequence's last token among all items (row 0 excluded), ties by their
     expected rank (scaling_rec.metrics, 'expected'); with
-    eval.exclude_history the user's history items are removed from the ranking (never the target), and
+    eval.exclude_history the history items in the model's input (the last data.max_len events, as the HSTU
+    reference filters its past_ids) are removed from the ranking (never the target), and
     'target_in_history' counts the targets that repeat one of them (its mean: their share).
     'xent_grid' / 'xent_grid_sumsq' [G]: sums of the cross-entropy of the softmax over the same candidate
     items as the ranking, of the logits as trained (scores / train.temperature) times each inverse

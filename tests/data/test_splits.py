@@ -88,3 +88,16 @@ def test_truncate_recent_keeps_last_events(small: SequenceData) -> None:
     assert truncate_recent(small, 5) is small
     with pytest.raises(ConfigError, match="max_len"):
         truncate_recent(small, 0)
+
+
+def test_the_evaluated_users_are_a_fixed_uniform_sample_not_the_files_first():
+    """The first users of a 5-core file are not a fair sample (Beauty's first 1,000 have 43% longer histories):
+    eval.max_users takes a seeded sample, the same on every call, or the first ones on request."""
+    from scaling_rec.data.splits import eval_user_indices
+
+    pick = eval_user_indices(22_363, 5_000)
+    assert np.array_equal(pick, eval_user_indices(22_363, 5_000)) and np.all(np.diff(pick) > 0)
+    assert pick.size == 5_000 and pick.max() > 20_000 and abs(pick.mean() / 22_363 - 0.5) < 0.02
+    assert np.array_equal(eval_user_indices(10, 3, "first"), [0, 1, 2])
+    assert np.array_equal(eval_user_indices(10, 0), np.arange(10)) and np.array_equal(eval_user_indices(10, 20),
+                                                                                       np.arange(10))

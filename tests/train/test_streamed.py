@@ -70,9 +70,10 @@ def test_streamed_evaluation_sees_every_user_once_as_in_memory(log_and_prepared)
     split = leave_one_out(seq)
     data = prepared.PreparedData.open(out)
     spec = inputs_lib.prepare(streamed_config(out)).eval_spec
-    for which, max_users in (("valid", 0), ("test", 0), ("test", 17)):
-        ours = PreparedEvalExamples(data, 8, which, max_users)
-        ref = eval_examples(getattr(split, which), 8, max_users)
+    for which, max_users, pick in (("valid", 0, "sample"), ("test", 0, "sample"), ("test", 17, "sample"),
+                                   ("valid", 17, "first")):
+        ours = PreparedEvalExamples(data, 8, which, max_users, pick)
+        ref = eval_examples(getattr(split, which), 8, max_users, pick)
         np.testing.assert_array_equal(data.lengths[ours.users] >= 3, True)
         assert len(ours) == len(ref) == (max_users or split.valid.num_users)
         a = [batch_digest(b) for b in eval_batches(ours, spec, data.time_origin)]
