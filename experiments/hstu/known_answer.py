@@ -54,13 +54,15 @@ the 12th; 8 … 32, 16 … 64 or 32 … 128 at every other budget to bracket the
 
 Runtime and expected results, as measured (the true floor is 3.3689 nats on the 5,000 test targets,
 chance ln 1000 = 6.908, item popularity 6.164; commit and machine in each report's provenance.json):
-  quick  (docs/example_quick_report/, written by `bash scripts/main.sh`; runs at 5c83a95, report at 3cd0f34):
-         L(C) α = 1.093 [0.675, 1.272] (CI ends 1.88× apart: ≤ 2× met), E = 3.451 [3.396, 3.505] (2.45% above the truth,
-         the CI missing it: the frontier's chain of saturating curves, as in the cpu preset); the largest
-         budget held out (1.41× the largest fitted) is predicted within 1.01% (L(C)) and 0.25% (L(N, D));
-         6 budgets have an interior IsoFLOP optimum (N* 1.9k-6.5k), a = 0.340 [0.187, 0.494] (t-interval,
-         4 df); test xent 3.44-4.69 nats, far below chance. L(N, D): E = 3.392 [3.334, 3.428], 0.68% from
-         the truth, its CI holding it. Wall time: see README.
+  quick  (docs/example_quick_report/, written by `bash scripts/main.sh`; runs and report at 97a4580, after
+         the learning-rate schedule fix of b03c251; before it, at 5c83a95: α = 1.093 [0.675, 1.272], E 2.45%
+         high, a = 0.340 [0.187, 0.494], L(N, D) E 0.68% from the truth):
+         L(C) α = 1.103 [0.725, 1.265] (CI ends 1.74× apart: ≤ 2× met), E = 3.452 [3.404, 3.498] (2.47%
+         above the truth, the CI missing it: the frontier's chain of saturating curves, as in the cpu
+         preset); the largest budget held out (1.41× the largest fitted) is predicted within 0.82% (L(C))
+         and 0.23% (L(N, D)); 6 budgets have an interior IsoFLOP optimum (N* 1.7k-6.8k), a = 0.374 [0.222,
+         0.526] (t-interval, 4 df); test xent 3.44-4.70 nats, far below chance. L(N, D): E = 3.402 [3.319,
+         3.426], 0.97% from the truth, its CI holding it. Wall time: see README.
   cpu    38 runs, 1,817 s summed run time on the 2-core machine shared with 5 other jobs (load average
          19-21 throughout; several times an idle machine's). benchmarks/results/known_answer_cpu/:
          L(N, D) E = 3.368 [3.302, 3.415]: the CI holds the true floor and E is 0.03% from it (the 2%
