@@ -50,6 +50,24 @@ ADDED_KEYS = {"train.loss": "sampled_softmax", "data.long_gap": 50, "data.long_p
 _ORIGINAL_KEYS = {family: ("data.path", "train.optimizer") for family in CTR_FAMILIES}
 
 
+def _warmup_or_cosine(d: dict[str, Any]) -> bool:
+    train = d.get("train", {})
+    return "decay_start" not in train and (train.get("lr_decay") == "cosine" or train.get("warmup_steps", 0) > 0)
+
+
+def _frappe(d: dict[str, Any]) -> bool:
+    return d.get("data", {}).get("name") == "frappe" and d.get("model", {}).get("family") in CTR_FAMILIES
+
+
+NUMBER_FIXES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
+    ("lr_schedule_b03c251", _warmup_or_cosine),  # warm-up from lr/W, cosine ending on the last step
+    ("frappe_negatives_d780587", _frappe),  # negatives distinct per user and context
+)
+"""Fixes that changed the numbers of some configs without changing the configs: (name, which configs). The runs
+they touch get a new id (`run_id`), so a sweep retrains them instead of returning the results made before the fix
+as finished; every other run keeps its id."""
+
+
 def leaves(c: ml_collections.ConfigDict, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """('section.key', value) of every leaf of `c` (nested ConfigDicts are descended into)."""
     for k, v in c.items():
@@ -202,7 +220,7 @@ def run_id(config: ml_collections.ConfigDict) -> str:
     keeps the id, other files get a new one), left out for the canonical copies so that older ids stay
     valid. Keys added to a schema later (ADDED_KEYS) count only when they differ from the value that
     reproduces the runs made before them, so that adding a key keeps every finished run's id (and result)
-    valid.
+    valid; a fix that changed a config's numbers (NUMBER_FIXES) enters the ids of the configs it touches.
 
     Raises:
       DataNotFoundError: an explicit data.data_dir that does not exist or lacks the dataset.
@@ -228,5 +246,8 @@ def run_id(config: ml_collections.ConfigDict) -> str:
     identity = data_identity(data_files(config))
     if identity is not None:
         d["data_identity"] = identity
+    fixes = [name for name, touches in NUMBER_FIXES if touches(d)]
+    if fixes:
+        d["number_fixes"] = fixes
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -127,3 +127,21 @@ def test_which_evaluation_users_a_subset_takes_enters_the_run_id_only_with_a_sub
     assert run_id(a) != run_id(old)
     a.eval.users = "first"
     assert run_id(a) == run_id(old)
+
+
+def test_a_fix_that_changed_numbers_gives_the_runs_it_touches_new_ids(monkeypatch):
+    """The lr-schedule and Frappe-negatives fixes changed numbers without changing configs: a sweep found the
+    runs made before them finished under the same ids. Runs the fixes do not touch keep their ids."""
+    from scaling_rec import ctr_config, schema
+
+    cosine, constant = _cfg(), _cfg()
+    cosine.train.lr_decay = "cosine"
+    frappe = ctr_config.default_config()
+    frappe.train.num_epochs = 1.0
+    synthetic = ctr_config.default_config()
+    synthetic.data.name, synthetic.train.num_epochs = "synthetic", 1.0
+    with monkeypatch.context() as m:
+        m.setattr(schema, "NUMBER_FIXES", ())
+        before = [run_id(c) for c in (cosine, constant, frappe, synthetic)]
+    after = [run_id(c) for c in (cosine, constant, frappe, synthetic)]
+    assert [a != b for a, b in zip(after, before, strict=True)] == [True, False, True, False]
