@@ -54,7 +54,7 @@ the 12th; 8 … 32, 16 … 64 or 32 … 128 at every other budget to bracket the
 
 Runtime and expected results, as measured (the true floor is 3.3689 nats on the 5,000 test targets,
 chance ln 1000 = 6.908, item popularity 6.164; commit and machine in each report's provenance.json):
-  quick  (docs/example_quick_report/, written by `bash scripts/main.sh`; runs and report at 97a4580, after
+  quick  (docs/example_quick_report/, written by `bash scripts/main.sh`; runs at 5af12f5 and 97a4580, after
          the learning-rate schedule fix of b03c251; before it, at 5c83a95: α = 1.093 [0.675, 1.272], E 2.45%
          high, a = 0.340 [0.187, 0.494], L(N, D) E 0.68% from the truth):
          L(C) α = 1.103 [0.725, 1.265] (CI ends 1.74× apart: ≤ 2× met), E = 3.452 [3.404, 3.498] (2.47%
