@@ -14,7 +14,6 @@ from typing import Any
 
 import ml_collections
 
-from scaling_rec.data.splits import EVAL_USER_PICKS
 from scaling_rec.families import SEQUENCE_FAMILIES
 from scaling_rec.models.ctr import MATMUL_DTYPES
 from scaling_rec.schema import ADDED_KEYS, Schema, check_mesh, exactly_one_length, mesh_shape, run_id
@@ -33,6 +32,10 @@ LR_DECAYS = ("constant", "cosine")
 # buckets seconds); unit i is 1000**i per second.
 TIMESTAMP_UNITS = ("s", "ms", "us", "ns")
 SELECT_METRICS = ("ndcg@10", "hr@10", "mrr", "ndcg@200", "hr@50", "hr@200", "xent")
+
+
+EVAL_USER_PICKS = ("sample", "first")
+"""eval.users: which users an eval.max_users subset takes (scaling_rec.data.splits.eval_user_indices)."""
 
 
 def default_config() -> ml_collections.ConfigDict:

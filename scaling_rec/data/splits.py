@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from scaling_rec.config import EVAL_USER_PICKS
 from scaling_rec.data.sequences import SequenceData
 from scaling_rec.errors import ConfigError, DataFormatError
 
@@ -136,7 +137,6 @@ def truncate_recent(data: SequenceData, max_len: int) -> SequenceData:
     return dataclasses.replace(_take_spans(data, starts, kept, f"last {max_len}"), source=data.source)
 
 
-EVAL_USER_PICKS = ("sample", "first")
 _SAMPLE_SEED = 20231207
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import pathlib
 
+import pytest
+
 from scaling_rec.analysis import load_results, write_report
+from scaling_rec.errors import NoUsableRunError
 from tests.analysis.test_report import make_store
 
 REASON = ("scores collapsed: at the best step 8's validation, 100% of the score comparisons that rank the "
@@ -45,9 +48,10 @@ def test_sweep_of_degenerate_runs_fits_and_identifies_nothing(tmp_path):
             _degenerate_run(study, f"hstu-{i}-{k}", budget, n)
     df, problems = load_results(study, warn=False)
     assert not problems and not df["usable"].any()
-    paths = write_report(df, tmp_path / "out", n_boot=0)
-    s = json.loads(paths["fits.json"].read_text())["families"]["hstu"]
+    with pytest.raises(NoUsableRunError, match="12x status=degenerate"):  # the report is written first
+        write_report(df, tmp_path / "out", n_boot=0)
+    s = json.loads((tmp_path / "out" / "fits.json").read_text())["families"]["hstu"]
     assert s["points"]["used"] == 0 and len(s["points"]["excluded"]) == 12
     assert "too few points" in s["chinchilla"]["error"] and "identified" not in s["chinchilla"]
-    md = paths["report.md"].read_text()
+    md = (tmp_path / "out" / "report.md").read_text()
     assert "12× status=degenerate (scores collapsed" in md and "identified? " not in md.replace("NOT identified", "")
