@@ -30,7 +30,7 @@ from benchmarks.study_report import write_study_report
 from scaling_rec import host_memory
 from scaling_rec.data import known_answer as ka
 from scaling_rec.io import atomic_write_json
-from scaling_rec.sweep.spec import load_experiment
+from scaling_rec.sweep.spec import experiment_config
 
 _LAWS = (("power_law", "L(C) = E + A·C^−α, compute frontier"), ("chinchilla", "L(N, D) = E + A/N^α + B/D^β"))
 
@@ -105,12 +105,6 @@ def header_lines(ka_info: dict[str, Any], rows: list[dict[str, Any]], metric: st
     return [*lines, ""]
 
 
-def experiment_config(config_arg: str) -> dict[str, Any]:
-    """The base config of `--config=<experiment file>:<preset>` as a plain dict (what config.json holds)."""
-    path, _, preset = config_arg.partition(":")
-    return load_experiment(path).get_config(*([preset] if preset else [])).to_dict()
-
-
 def same_answer(a: dict[str, Any], b: dict[str, Any], rtol: float = 1e-9) -> bool:
     """Whether two `known_answer` dicts hold the same keys and numbers (floats to rtol)."""
     return a.keys() == b.keys() and all(math.isclose(float(a[k]), float(b[k]), rel_tol=rtol) for k in a)
@@ -126,8 +120,7 @@ def write_known_answer_report(config_arg: str, out: pathlib.Path, *, study: path
     study was run with other data settings than the experiment file now declares).
     """
     if runs_csv is not None:
-        config = experiment_config(config_arg)
-        info = known_answer(config)
+        info = known_answer(experiment_config(config_arg).to_dict())
         beside = runs_csv.parent / "known_answer.json"
         if beside.exists():
             stored = json.loads(beside.read_text())["known_answer"]

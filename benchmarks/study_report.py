@@ -72,7 +72,7 @@ def write_study_report(config_arg: str, out: pathlib.Path, *, study: pathlib.Pat
                 "n_boot": int(s.get("n_boot", 200)), "frontier": s.get("frontier", "budget")}
     prov = provenance()  # before writing: regenerating a committed report must not read as a dirty tree
     out.mkdir(parents=True, exist_ok=True)
-    if runs_csv is not None and source is not None:
+    if source is not None:
         df = load_run_table(runs_csv)
         if "study" not in df:  # tables written before the column: the study the earlier report read
             earlier_study = re.search(r"--study=(\S+)", source["earlier_provenance"].get("command", ""))

@@ -471,9 +471,9 @@ def write_report(
     tmp.replace(paths["report.md"])
     if not any(s["points"]["used"] for s in fams.values()):  # the report lists why; the caller must not read "done"
         reasons = collections.Counter(e["reason"] for s in fams.values() for e in s["points"]["excluded"])
-        raise NoUsableRunError(f"no usable run in {source}: {len(df)} runs, none fitted ("
-                       f"{'; '.join(f'{n}x {why}' for why, n in reasons.most_common(3))}); "
-                       f"{paths['report.md']} lists every run's reason")
+        shown = "; ".join(f"{n}x {why}" for why, n in reasons.most_common(3))
+        raise NoUsableRunError(f"no usable run in {source}: {len(df)} runs, none fitted ({shown}); "
+                               f"{paths['report.md']} lists every run's reason")
     if use_wandb:
         log_to_wandb(summary, {n: paths[n] for n in figs}, out_dir, project=wandb_project)
     return paths

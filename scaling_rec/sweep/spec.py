@@ -270,19 +270,29 @@ def _size_label(config: ml_collections.ConfigDict, point: Mapping[str, Any]) -> 
     return ""
 
 
+def _experiment(config_arg: str) -> tuple[types.ModuleType, list[str]]:
+    """The experiment module of `--config=<file.py>:<preset>` and the arguments of its functions ([preset])."""
+    path, _, preset = config_arg.partition(":")
+    return load_experiment(path), [preset] if preset else []
+
+
+def experiment_config(config_arg: str) -> ml_collections.ConfigDict:
+    """The experiment's own base config, `get_config(preset)`, without command-line overrides."""
+    module, args = _experiment(config_arg)
+    return module.get_config(*args)
+
+
 def load_analysis(config_arg: str) -> dict[str, str]:
     """launch.analyze settings the experiment file asks for, {flag: value} from its optional
     `get_analysis(preset)` ({} without one), for `--config=<file.py>:<preset>`."""
-    path, _, preset = config_arg.partition(":")
-    get_analysis = getattr(load_experiment(path), "get_analysis", None)
-    return {str(k): str(v) for k, v in get_analysis(*([preset] if preset else [])).items()} if get_analysis else {}
+    module, args = _experiment(config_arg)
+    get_analysis = getattr(module, "get_analysis", None)
+    return {str(k): str(v) for k, v in get_analysis(*args).items()} if get_analysis else {}
 
 
 def load_sweep(config_arg: str, base: ml_collections.ConfigDict) -> list[RunSpec]:
     """Specs for `--config=<file.py>:<preset>` with `base` = that flag's parsed config (overrides applied)."""
-    path, _, preset = config_arg.partition(":")
-    module = load_experiment(path)
-    args = [preset] if preset else []
+    module, args = _experiment(config_arg)
     get_sweep = getattr(module, "get_sweep", None)
     sweep = get_sweep(*args) if get_sweep is not None else None
     check_overrides_apply(base, module.get_config(*args), sweep_points(sweep))

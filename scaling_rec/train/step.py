@@ -35,17 +35,27 @@ class TrainState:
     rest: Any = dataclasses.field(default_factory=dict)  # the model's other variables (batch statistics)
 
 
+def linear_warmup(peak: float, warmup_steps: int) -> optax.Schedule:
+    """peak × min(1, (step + 1) / warmup_steps) at a 0-based int step (float32 scalar): the warm-up counted
+    from 1 of every family, so the first step moves the parameters and step warmup_steps − 1 is at the peak."""
+
+    def lr_schedule(step: jax.Array) -> jax.Array:
+        return peak * jnp.minimum(1.0, (jnp.asarray(step).astype(jnp.float32) + 1.0) / max(warmup_steps, 1))
+
+    return lr_schedule
+
+
 def warmup_rsqrt_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
-    """Learning rate of a 0-based int step (TIGER, Rajput et al. 2023): linear warm-up over `warmup_steps`
-    counted from 1, then constant or, with `decay_start` > 0, inverse-square-root decay from step
-    `decay_start` on (float32 scalar)."""
+    """Learning rate of a 0-based int step (TIGER, Rajput et al. 2023): `linear_warmup` over `warmup_steps`,
+    then constant or, with `decay_start` > 0, inverse-square-root decay from step `decay_start` on (float32
+    scalar)."""
+    warm = linear_warmup(train.learning_rate, train.warmup_steps)
+    if not train.decay_start:
+        return warm
 
     def lr_schedule(step: jax.Array) -> jax.Array:
         s = jnp.asarray(step).astype(jnp.float32) + 1.0
-        warm = jnp.minimum(1.0, s / max(train.warmup_steps, 1))
-        if not train.decay_start:
-            return train.learning_rate * warm
-        return train.learning_rate * warm * jnp.sqrt(train.decay_start / jnp.maximum(s, train.decay_start))
+        return warm(step) * jnp.sqrt(train.decay_start / jnp.maximum(s, train.decay_start))
 
     return lr_schedule
 
@@ -54,8 +64,7 @@ def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -
     """The learning rate of `train` over a run of `total_steps` optimizer steps.
 
     With train.decay_start (TIGER's schema): `warmup_rsqrt_schedule`. Otherwise an optional linear warm-up
-    over the first train.warmup_steps steps (W), counted from 1 as TIGER's: step i (0-based) takes
-    learning_rate × (i + 1) / W, so the first step moves the parameters and step W − 1 is at the peak; then
+    over the first train.warmup_steps steps (W, `linear_warmup`: step i takes learning_rate × (i + 1) / W); then
     constant (train.lr_decay='constant') or a cosine from learning_rate at step W down to
     final_lr_fraction × learning_rate at the run's last step, total_steps − 1 ('cosine'; a warm-up that
     leaves fewer than 2 steps of it is a ValueError). A learning rate that decays on a validation plateau
@@ -65,7 +74,7 @@ def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int) -
         return warmup_rsqrt_schedule(train)
     peak = train.learning_rate
     warmup = int(train.get("warmup_steps", 0))
-    warm = optax.linear_schedule(peak / max(warmup, 1), peak, max(warmup - 1, 0))
+    warm = linear_warmup(peak, warmup)
     if train.get("lr_decay", "constant") == "cosine":
         if total_steps - warmup < 2:
             raise ValueError(f"train.warmup_steps={warmup} leaves {max(total_steps - warmup, 0)} of the run's "
