@@ -10,7 +10,18 @@ from typing import Any
 
 import ml_collections
 
+from scaling_rec.errors import ConfigError
 from scaling_rec.io import atomic_write_text
+
+
+def _import_wandb() -> Any:
+    """The wandb module; ConfigError (one line, no traceback at the CLI) when it cannot be imported."""
+    try:
+        import wandb
+    except ImportError as e:
+        raise ConfigError(f"logging.wandb=True but wandb cannot be imported ({e}); install it "
+                          "(pip install -r requirements.txt) or set --config.logging.wandb=False.") from e
+    return wandb
 
 
 class RunLogger:
@@ -27,11 +38,10 @@ class RunLogger:
         self._wandb = None
         if not enabled:  # a non-leading process of a multi-process run: nothing to write
             return
+        wandb = _import_wandb() if config.logging.wandb else None
         _truncate_after(self.path, resume_step)
         self._file = self.path.open("a")
-        if config.logging.wandb:
-            import wandb
-
+        if wandb is not None:
             self._wandb = wandb.init(
                 project=config.logging.wandb_project, group=config.study, name=run_id, id=run_id,
                 resume="allow", dir=str(run_dir), config=config.to_dict(),
