@@ -59,9 +59,14 @@ def _frappe(d: dict[str, Any]) -> bool:
     return d.get("data", {}).get("name") == "frappe" and d.get("model", {}).get("family") in CTR_FAMILIES
 
 
+def _ctr_budget(d: dict[str, Any]) -> bool:
+    return d.get("model", {}).get("family") in CTR_FAMILIES and d.get("train", {}).get("flops_budget", 0.0) > 0
+
+
 NUMBER_FIXES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
     ("lr_schedule_b03c251", _warmup_or_cosine),  # warm-up from lr/W, cosine ending on the last step
     ("frappe_negatives_d780587", _frappe),  # negatives distinct per user and context
+    ("ctr_budget_rounds_up", _ctr_budget),  # a CTR FLOPs budget's steps round up (spent >= C), as sequential ones
 )
 """Fixes that changed the numbers of some configs without changing the configs: (name, which configs). The runs
 they touch get a new id (`run_id`), so a sweep retrains them instead of returning the results made before the fix

@@ -130,8 +130,8 @@ def test_which_evaluation_users_a_subset_takes_enters_the_run_id_only_with_a_sub
 
 
 def test_a_fix_that_changed_numbers_gives_the_runs_it_touches_new_ids(monkeypatch):
-    """The lr-schedule and Frappe-negatives fixes changed numbers without changing configs: a sweep found the
-    runs made before them finished under the same ids. Runs the fixes do not touch keep their ids."""
+    """The lr-schedule, Frappe-negatives and CTR-budget fixes changed numbers without changing configs: a sweep
+    found the runs made before them finished under the same ids. Runs the fixes do not touch keep their ids."""
     from scaling_rec import ctr_config, schema
 
     cosine, constant = _cfg(), _cfg()
@@ -140,8 +140,13 @@ def test_a_fix_that_changed_numbers_gives_the_runs_it_touches_new_ids(monkeypatc
     frappe.train.num_epochs = 1.0
     synthetic = ctr_config.default_config()
     synthetic.data.name, synthetic.train.num_epochs = "synthetic", 1.0
+    ctr_budget = ctr_config.default_config()
+    ctr_budget.data.name, ctr_budget.train.num_epochs, ctr_budget.train.flops_budget = "synthetic", 0.0, 1e12
+    sequential_budget = _cfg()
+    sequential_budget.train.num_epochs, sequential_budget.train.flops_budget = 0.0, 1e12
+    configs = (cosine, constant, frappe, synthetic, ctr_budget, sequential_budget)
     with monkeypatch.context() as m:
         m.setattr(schema, "NUMBER_FIXES", ())
-        before = [run_id(c) for c in (cosine, constant, frappe, synthetic)]
-    after = [run_id(c) for c in (cosine, constant, frappe, synthetic)]
-    assert [a != b for a, b in zip(after, before, strict=True)] == [True, False, True, False]
+        before = [run_id(c) for c in configs]
+    after = [run_id(c) for c in configs]
+    assert [a != b for a, b in zip(after, before, strict=True)] == [True, False, True, False, True, False]

@@ -84,6 +84,13 @@ def evaluate(predict, state: TrainState, split: CTRSplit, batch_size: int, mesh,
             **ctr_loss_metrics(y, z, base_rate)}
 
 
+def budget_steps(flops_budget: float, flops_per_step: float) -> int:
+    """Steps of a FLOPs-budget run: the fewest whose training FLOPs reach the budget (spent >= C, as the
+    sequential plan, which stops at the first step that reaches it: scaling_rec.train.loop.plan_schedule)."""
+    steps = max(1, int(flops_budget // flops_per_step))
+    return steps + 1 if steps * flops_per_step < flops_budget else steps
+
+
 class CTRTask(engine.Task):
     """Data: a CTRDataset (load_ctr); model: scaling_rec.models.registry.build_ctr_model; FLOPs:
     flops.ctr_forward_flops x TRAIN_MULTIPLIER per example; the run's length in steps, epochs or FLOPs."""
@@ -125,7 +132,7 @@ class CTRTask(engine.Task):
         elif t.num_epochs > 0:
             total = max(1, int(round(t.num_epochs * steps_per_epoch)))
         else:
-            total = max(1, int(t.flops_budget // (flops_per_example * t.batch_size)))
+            total = budget_steps(t.flops_budget, flops_per_example * t.batch_size)
         return engine.Plan.uniform(total, steps_per_epoch, t.eval_every or steps_per_epoch, t.batch_size,
                                    flops_per_example)
 

@@ -69,3 +69,18 @@ def test_tiny_train_learns_and_writes_run_dir(tmp_path):
     assert losses[-1] < losses[0]
     assert result["eval"]["test/auc"] > 0.6  # planted interactions are learnable (chance = 0.5)
     assert train_and_evaluate(c, tmp_path, data=data) == json.loads((run_dir / "result.json").read_text())
+
+
+@pytest.mark.parametrize("multiple, steps", [(0.4, 1), (1.0, 1), (2.5, 3), (3.0, 3)])
+def test_a_flops_budget_runs_the_fewest_steps_that_reach_it(tmp_path, multiple, steps):
+    """spent >= C, as the sequential plan: a budget between two step counts rounds up (it rounded down: a CTR
+    run spent up to a step less than its budget, a sequential one up to a step more)."""
+    from scaling_rec.train.ctr_loop import CTRTask
+
+    data, _ = synthetic_ctr(3000, seed=0)
+    c = get_config("tiny")
+    c.train.batch_size, c.train.num_epochs = 128, 0.0
+    per_step = CTRTask(c, data, tmp_path, True).plan(None).flops_per_step[0]  # num_epochs=0: a budget of 0 → 1 step
+    c.train.flops_budget = multiple * per_step
+    plan = CTRTask(c, data, tmp_path, True).plan(None)
+    assert plan.total_steps == steps and plan.flops_per_step.sum() >= c.train.flops_budget
