@@ -27,19 +27,23 @@ Presets:
          10x in examples; about 40 min here);
   full   rungs 0-5 x {1, 3, 10} epochs (36 runs; GPU).
 
-Result (cpu preset, 2-core CPU shared with other jobs, 1 h 21 min, sweep overhead 3.7%; report, runs.csv and
+Result (cpu preset, then the quick preset's 8 four-epoch runs into the same study: 36 runs trained at fb7cf58 on
+the Frappe rebuild of d780587, 35 min on the 2-core CPU shared with the test suite; report, runs.csv and
 provenance in benchmarks/results/wukong_scaling_cpu/, written by
-`python -m benchmarks.study_report --config=experiments/wukong/scaling.py:cpu --study=runs/wukong/wukong_scaling
+`python -m benchmarks.study_report --config=experiments/wukong/scaling.py:cpu --study=runs/wukong_scaling
 --out=benchmarks/results/wukong_scaling_cpu`). Test logloss / AUC at 10 epochs, rungs 0 → 3:
-  Wukong  .1697 / .9760   .1651 / .9776   .1706 / .9764   .1635 / .9780   (7e4 → 7e6 FLOPs per example)
-  DLRM    .2170 / .9643   .1942 / .9720   .1816 / .9751   .1758 / .9760   (6e4 → 4e6)
-(Frappe seed-to-seed std of test AUC is .0005-.0008, benchmarks/results/frappe_cpu.json.) So on Frappe the
-paper's claim does not reproduce: DLRM keeps improving with compute per example over the 60x it spans,
-while Wukong is flat within noise from its smallest rung on; Wukong is better at every compute, and its
-compute frontier saturates lower (L(C) = E + A·C^-α on the Pareto frontier: E = .163 [.096, .165] vs DLRM
-.180 [.165, .202]). At 1 epoch larger models of both families are worse (under-trained). Frappe has
-200k training rows and 10 fields; the paper's claim is about a 146B-example internal dataset, so this
-study bounds what a small public dataset can say rather than refuting it. Rung 4 ran at 1 and 3 epochs only.
+  Wukong  .1753 / .9740   .1694 / .9764   .1663 / .9768   .1737 / .9758   (7e4 → 7e6 FLOPs per example)
+  DLRM    .2163 / .9640   .1935 / .9721   .1800 / .9752   .1779 / .9754   (6e4 → 4e6)
+(Frappe seed-to-seed std at the presets' sizes: test AUC .0003-.0008, test logloss .002-.006;
+benchmarks/results/frappe_cpu.json.) So on Frappe the
+paper's claim does not reproduce: DLRM improves with compute per example over the 60x it spans (flattening
+at the last rung), while Wukong gains from rung 0 to rung 1 and is flat after; Wukong is better at every
+compute. The compute frontiers (L(C) = E + A·C^-α on the Pareto frontier) saturate at E = .168 [.163, .172]
+(Wukong) and .179 [.161, .202] (DLRM): the intervals overlap, so which floor is lower is not settled by these
+36 runs (on the rebuild before d780587 they did not overlap: .163 [.096, .165] vs .180 [.165, .202]). At 1
+epoch larger models of both families are worse (under-trained). Frappe has 200k training rows and 10 fields;
+the paper's claim is about a 146B-example internal dataset, so this study bounds what a small public dataset
+can say rather than refuting it. Rung 4 ran at 1 and 3 epochs only.
 
 Every point carries a size label ('wukong/r0' … 'dlrm/r5') for the sweep table and the analysis;
 launch.sweep routes the CTR families to scaling_rec.ctr_config (validation) and
