@@ -220,7 +220,9 @@ def run_id(config: ml_collections.ConfigDict) -> str:
     """Stable short id of a resolved config (any family): the first 12 hex digits of the SHA-256 of its sorted JSON.
 
     Keys that cannot change a run's numbers (logging, data_dir, eval.users without eval.max_users) are left
-    out, so that the same run launched with or without W&B is the same run. What data_dir stood for, the
+    out, so that the same run launched with or without W&B is the same run; TIGER's train.time_limit_s, which
+    only splits a run into resumed calls, counts as its default (0), so a call with another limit (or none)
+    resumes a run that a limit left partial. What data_dir stood for, the
     data, enters as its content identity (scaling_rec.provenance.data_identity: a copy of the same files
     keeps the id, other files get a new one), left out for the canonical copies so that older ids stay
     valid. Keys added to a schema later (ADDED_KEYS) count only when they differ from the value that
@@ -237,6 +239,8 @@ def run_id(config: ml_collections.ConfigDict) -> str:
     d.get("data", {}).pop("data_dir", None)
     if not d.get("eval", {}).get("max_users"):  # which users a subset takes: no subset, no effect
         d.get("eval", {}).pop("users", None)
+    if d.get("train", {}).get("time_limit_s"):  # where a call stops: a resumed run ends as an uninterrupted one
+        d["train"]["time_limit_s"] = 0.0
     family = d.get("model", {}).get("family")
     original = _ORIGINAL_KEYS.get(family, ())
     added = ADDED_KEYS

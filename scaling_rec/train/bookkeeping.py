@@ -192,18 +192,23 @@ class Bookkeeper:
         if stop:
             self.meta["stopped"] = "early_stop"
         if save:
-            self.stop_clock()
-            self.ckpt.save(step, state, self.meta)
+            self._save(step, state)
         if stop:
             progress(f"[{self.rid}] early stop: no improvement in {self.patience} evaluations")
             return "early_stop"
         if self.stop_after_steps is not None and step - self.start >= self.stop_after_steps:
             if not save:  # a step is saved once: orbax refuses a second save of the same step
-                self.stop_clock()
-                self.ckpt.save(step, state, self.meta)
+                self._save(step, state)
             self.logger.close()
             return "interrupt"
         return "continue"
+
+    def _save(self, step: int, state: Any) -> None:
+        """Checkpoints (state, meta) with the wall time so far and the number of metrics.jsonl records, which a
+        call resumed from this step keeps (RunLogger's resume_records): what was logged after is redone."""
+        self.stop_clock()
+        self.meta["log_records"] = self.logger.records
+        self.ckpt.save(step, state, self.meta)
 
     def interrupted(self, step: int) -> dict[str, Any]:
         """The return value of a call stopped by `stop_after_steps` at `step` (no result.json)."""

@@ -309,14 +309,20 @@ def _train(task: Task, trainer: Trainer, mesh: jax.sharding.Mesh, rid: str, run_
            progress_step: list[int]) -> dict[str, Any]:
     config, plan, t = task.config, trainer.plan, task.config.train
     ckpt = Checkpointer(run_dir / "ckpt")
-    best_ckpt = Checkpointer(run_dir / "best", max_to_keep=1) if task.test_at_end else None
-    start, state, meta = bookkeeping.resume(ckpt, trainer.state, meta, rid)
+    # best/ keeps the newest best and the one before it: a new best is saved before the ckpt/ step that records
+    # it, so a run killed between the two resumes from a checkpoint whose meta names the previous best.
+    best_ckpt = Checkpointer(run_dir / "best", max_to_keep=2) if task.test_at_end else None
+    start, state, restored = bookkeeping.resume(ckpt, trainer.state, meta, rid)
+    meta.update(restored)  # in place: a failure from here on reports the resumed run's history (run's except)
+    progress_step[0] = start
     meta.setdefault("curve", [])
+    _note_code_version(meta, rid)
     if best_ckpt is not None:
-        # best/ is saved before ckpt/: a run killed between the two (or whose newer ckpt was set aside as
-        # corrupt) holds a best step beyond `start`, which the replay would save again and orbax would refuse.
+        # A run killed between best/ and ckpt/ (or whose newer ckpt was set aside as corrupt) holds a best step
+        # beyond `start`, which the replay would save again and orbax would refuse.
         best_ckpt.drop_after(start)
-    logger = RunLogger(run_dir, config, rid, resume_step=start, enabled=main)
+    logger = RunLogger(run_dir, config, rid, resume_step=start, resume_records=meta.get("log_records"),
+                       enabled=main)
     n_dense, n_emb = trainer.counts
     logger.summary({"n_dense": n_dense, "n_emb": n_emb})
     progress(f"[{rid}] {config.model.family} N_dense={n_dense:,} N_emb={n_emb:,} steps {start}->{plan.total_steps} "
@@ -420,6 +426,7 @@ def _train(task: Task, trainer: Trainer, mesh: jax.sharding.Mesh, rid: str, run_
                 status, partial_eval = "partial", not eval_due
                 break
     book.stop_clock()
+    logged = logger.records  # what a resume from the final checkpoint keeps: the end-of-run records are redone
     if partial_eval:  # the checkpoint at `step` is saved: evaluate for this partial result on a copy of meta
         meta = copy.deepcopy(meta)
         run_eval(state, step, scheduled=False)
@@ -428,11 +435,24 @@ def _train(task: Task, trainer: Trainer, mesh: jax.sharding.Mesh, rid: str, run_
         evaluations = _test_at_end(task, state, step, meta, best_ckpt, logger)
         best_ckpt.close()
     if ckpt.latest_step() != step:
-        ckpt.save(step, state, meta)
+        ckpt.save(step, state, {**meta, "log_records": logged})
     result = {**_result(task, trainer, state, meta, step, t_start),
               **bookkeeping.final_status(status, evaluations, rid)}
     book.finish(result, run_dir, main)
     return result
+
+
+def _note_code_version(meta: dict[str, Any], rid: str) -> None:
+    """Appends this call's code version (git commit, dirty) to meta['code_versions'] when it differs from the
+    last call's, with a warning: a run resumed under other code may mix two versions' numbers, so its result
+    lists every version it ran under (`_result`)."""
+    versions = meta.setdefault("code_versions", [])
+    now = code_version()
+    if versions and versions[-1] != now:
+        progress(f"[{rid}] warning: resumed under {now['git_commit'][:12]} (dirty={now['git_dirty']}); earlier "
+                 f"calls ran under {', '.join(v['git_commit'][:12] for v in versions)}: its result lists every version")
+    if not versions or versions[-1] != now:
+        versions.append(now)
 
 
 def _test_at_end(task: Task, state: TrainState, step: int, meta: dict[str, Any], best_ckpt: Checkpointer,
@@ -472,6 +492,8 @@ def _result(task: Task, trainer: Trainer, state: TrainState | None, meta: dict[s
         **bookkeeping.run_times(meta["wall_time_s"], t_start, meta.get("resumed_wall_time_s", 0.0)),
         **bookkeeping.run_provenance(), **data_provenance(config),
     }
+    if len(meta.get("code_versions", ())) > 1:
+        result["code_versions"] = meta["code_versions"]
     if task.eval_loss_metric is not None:
         result["final_eval_loss"] = float((meta.get("last_valid") or {}).get(task.eval_loss_metric, float("nan")))
     return {**result, **task.result_fields(state, meta)}

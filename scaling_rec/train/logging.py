@@ -32,14 +32,18 @@ class RunLogger:
     """
 
     def __init__(self, run_dir: pathlib.Path, config: ml_collections.ConfigDict, run_id: str,
-                 resume_step: int = 0, enabled: bool = True) -> None:
+                 resume_step: int = 0, resume_records: int | None = None, enabled: bool = True) -> None:
+        """resume_step / resume_records: a resumed run's checkpoint step and the number of records logged when
+        it was saved (None: a checkpoint that predates the count). The records after it are dropped, as the
+        resumed run logs them again: the first resume_records, else those of steps <= resume_step, are kept."""
         self.path = run_dir / "metrics.jsonl"
         self._file = None
         self._wandb = None
+        self.records = 0
         if not enabled:  # a non-leading process of a multi-process run: nothing to write
             return
         wandb = _import_wandb() if config.logging.wandb else None
-        _truncate_after(self.path, resume_step)
+        self.records = _truncate(self.path, resume_step, resume_records)
         self._file = self.path.open("a")
         if wandb is not None:
             self._wandb = wandb.init(
@@ -53,6 +57,7 @@ class RunLogger:
             return
         self._file.write(json.dumps(record, default=float) + "\n")
         self._file.flush()
+        self.records += 1
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in record.items() if k != "step"}, step=int(record.get("step", 0)))
 
@@ -70,18 +75,22 @@ class RunLogger:
             self._wandb = None
 
 
-def _truncate_after(path: pathlib.Path, step: int) -> None:
-    """Drops records logged after `step` (they are about to be recomputed by a resumed run)."""
+def _truncate(path: pathlib.Path, step: int, records: int | None) -> int:
+    """Keeps the first `records` records of the log (or, when None, those of steps <= `step`) and returns how
+    many it kept; the rest are about to be logged again by a resumed run."""
     if not path.exists():
-        return
+        return 0
     keep = []
     for line in path.read_text().splitlines():
         try:
-            if int(json.loads(line).get("step", 0)) <= step:
-                keep.append(line)
-        except (ValueError, json.JSONDecodeError):
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill mid-write
             continue
+        kept = (len(keep) < records) if records is not None else (int(record.get("step", 0)) <= step)
+        if kept:
+            keep.append(line)
     atomic_write_text(path, "".join(k + "\n" for k in keep))
+    return len(keep)
 
 
 def progress(message: str) -> None:

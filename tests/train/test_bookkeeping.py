@@ -27,11 +27,12 @@ class FakeCheckpointer:
 
 
 class FakeLogger:
-    """Records the summary and whether it was closed."""
+    """Records the summary and whether it was closed; `records` is what a checkpoint saves as log_records."""
 
     def __init__(self) -> None:
         self.summaries: list[dict[str, Any]] = []
         self.closed = False
+        self.records = 7
 
     def summary(self, values: dict[str, Any]) -> None:
         self.summaries.append(values)
@@ -83,6 +84,7 @@ def test_after_step_checkpoints_then_decides():
     book = _book(patience=1)
     assert book.after_step(4, None, save=True, evaluated=True) == "continue"
     assert [s for s, _ in book.ckpt.saved] == [4] and book.ckpt.saved[0][1] > 0
+    assert book.meta["log_records"] == 7  # the log's length at the save: a resume keeps those records
     book.meta["evals_since_best"] = 1
     assert book.after_step(5, None, save=False, evaluated=False) == "continue"
     assert book.after_step(8, None, save=True, evaluated=True) == "early_stop"
