@@ -221,13 +221,10 @@ def test_scaling_curves_notebook_on_a_sweep_store(tmp_path, monkeypatch):
 def test_scaling_curves_notebook_on_a_real_tiny_sweep(tmp_path, monkeypatch):
     """A real sweep (tests/sweep/tiny_study.py, 3 budgets × 3 widths and a diverging run, inline executor)
     → the notebook runs on its store; the planted store above has the same result.json fields."""
-    import jax
-    from jax._src import compilation_cache
-
     from scaling_rec.sweep.executors import InlineExecutor
     from scaling_rec.sweep.runner import run_sweep
     from scaling_rec.sweep.spec import load_experiment
-    from scaling_rec.train.run import enable_compilation_cache
+    from tests._jax_cache import compilation_cache
 
     base = load_experiment(REPO / "tests" / "sweep" / "tiny_study.py").get_config("steps")
     points = [{"train.flops_budget": c, **{f"model.{k}": d for k in ("embed_dim", "qk_dim", "v_dim", "ffn_dim")}}
@@ -235,12 +232,8 @@ def test_scaling_curves_notebook_on_a_real_tiny_sweep(tmp_path, monkeypatch):
     points.append({"train.flops_budget": 2e6, "train.learning_rate": 1e6, "model.l2_norm": False})
     specs = expand(base, points)
     store = Store(study_root(tmp_path, base))
-    enable_compilation_cache(tmp_path / "jax_cache")  # runs of one shape compile once
-    try:
+    with compilation_cache(tmp_path / "jax_cache"):  # runs of one shape compile once
         report = run_sweep(specs, store, InlineExecutor(tmp_path), out=io.StringIO(), poll_s=0.01)
-    finally:
-        jax.config.update("jax_compilation_cache_dir", None)
-        compilation_cache.reset_cache()
     assert sorted(r.state for r in report.runs) == ["diverged"] + ["ok"] * 9
     real = store.read_result(specs[0].run_id)
     assert set(_result(specs[0], "ok", real["n_dense"], 1.0)) == set(real), "planted store out of date"

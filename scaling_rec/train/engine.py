@@ -448,11 +448,12 @@ def _note_code_version(meta: dict[str, Any], rid: str) -> None:
     lists every version it ran under (`_result`)."""
     versions = meta.setdefault("code_versions", [])
     now = code_version()
-    if versions and versions[-1] != now:
+    if versions[-1:] == [now]:
+        return
+    if versions:
         progress(f"[{rid}] warning: resumed under {now['git_commit'][:12]} (dirty={now['git_dirty']}); earlier "
                  f"calls ran under {', '.join(v['git_commit'][:12] for v in versions)}: its result lists every version")
-    if not versions or versions[-1] != now:
-        versions.append(now)
+    versions.append(now)
 
 
 def _test_at_end(task: Task, state: TrainState, step: int, meta: dict[str, Any], best_ckpt: Checkpointer,

@@ -6,20 +6,15 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Iterator
 
-import jax
 import pytest
+
+from tests._jax_cache import compilation_cache
 
 
 @pytest.fixture(scope="session")
 def jax_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
     """A persistent compilation cache, on in this process for the session and passed to children."""
-    from jax._src import compilation_cache
-
-    from scaling_rec.train.run import enable_compilation_cache
     from tests.sweep.helpers import shared_cache_dir
 
-    path = shared_cache_dir(tmp_path_factory)
-    enable_compilation_cache(path)
-    yield path
-    jax.config.update("jax_compilation_cache_dir", None)
-    compilation_cache.reset_cache()
+    with compilation_cache(shared_cache_dir(tmp_path_factory)) as path:
+        yield path

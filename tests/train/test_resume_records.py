@@ -7,36 +7,23 @@ import json
 import pathlib
 from collections.abc import Iterator
 
-import jax
 import pytest
 
 from scaling_rec.tiger_config import run_id
 from scaling_rec.train import bookkeeping, engine, loop
 from scaling_rec.train import tiger_loop as tiger
 from scaling_rec.train.checkpoint import Checkpointer
+from tests._jax_cache import compilation_cache
 from tests.tiger.test_loop import _config, _data_dir
 from tests.train._tiny import tiny_config
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """A JAX compilation cache for the module: the runs of a family here share their programs, so each call
-    after the first loads them instead of compiling (the first TIGER test pays TIGER's compile, ~20 s)."""
-    from jax._src import compilation_cache
-
-    from scaling_rec.train.run import enable_compilation_cache
-
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    before = {name: getattr(jax.config, name) for name in names}
-    enable_compilation_cache(tmp_path_factory.mktemp("jax_cache"))
-    compilation_cache.reset_cache()
-    try:
+    """The runs of a family here share their programs: each call after the first loads them instead of compiling
+    (the first TIGER test pays TIGER's compile, ~20 s)."""
+    with compilation_cache(tmp_path_factory.mktemp("jax_cache")):
         yield
-    finally:
-        for name, value in before.items():
-            jax.config.update(name, value)
-        compilation_cache.reset_cache()
 
 
 @pytest.fixture(scope="module")

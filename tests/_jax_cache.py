@@ -1,0 +1,31 @@
+"""A JAX persistent compilation cache for a block of tests: runs of equal shapes compile once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import jax
+
+_SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+
+
+@contextlib.contextmanager
+def compilation_cache(path: str | os.PathLike) -> Iterator[str | os.PathLike]:
+    """The cache on in `path` (scaling_rec.train.run.enable_compilation_cache) for the block; afterwards the
+    previous settings and a fresh in-memory cache handle, so later tests compile as they would alone."""
+    from jax._src import compilation_cache as jax_cache
+
+    from scaling_rec.train.run import enable_compilation_cache
+
+    before = {name: getattr(jax.config, name) for name in _SETTINGS}
+    enable_compilation_cache(path)
+    jax_cache.reset_cache()
+    try:
+        yield path
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+        jax_cache.reset_cache()
