@@ -77,8 +77,10 @@ def _result(spec, status: str, n: int, loss: float = math.nan, seed: int = 0) ->
         "epochs": examples / NUM_USERS, "steps": steps, "total_steps": total_steps,
         "best_step": steps if ok else None, "final_train_loss": loss - 0.3 if ok else float("nan"),
         "final_eval_loss": loss if ok else float("nan"), "eval": evals, "wall_time_s": 1e-9 * steps * BATCH * fpe,
-        "elapsed_s": 2.0 + 1e-9 * steps * BATCH * fpe, "device_kind": "cpu", "num_devices": 1,
-        "num_items": NUM_ITEMS, "dropped_users": 0,
+        "elapsed_s": 2.0 + 1e-9 * steps * BATCH * fpe, "call_wall_time_s": 1e-9 * steps * BATCH * fpe,
+        "curve": [{"step": steps, "examples_seen": examples, **{k: v for k, v in evals.items() if k[:6] == "valid/"}}]
+        if ok else [], "device_kind": "cpu", "num_devices": 1, "git_commit": "planted", "git_dirty": False,
+        "data_identity": None, "data_files": [], "num_items": NUM_ITEMS, "dropped_users": 0,
     }
 
 
