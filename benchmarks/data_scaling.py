@@ -9,23 +9,32 @@ data, a parameter on its search box's edge, a CI wider than 10×), and the equal
 the data-constrained law of Muennighoff et al. 2023 (§3.1, eq. 5): repeated epochs count as effective
 unique data D' = U + U·R*·(1 − exp(−R/R*)), R = epochs − 1, their fitted R* = 15.4. Writes report.md,
 fits.json, runs.csv and provenance.json (this command, the git commit, the machine, the time).
+
+Re-analysis of a committed report whose results store is gone: `--runs_csv=<its runs.csv>` instead of
+--study refits that table with the current fits (as benchmarks.study_report does): the table is copied to
+--out unchanged and provenance.json records it under `reanalysis_of` (path, sha256, the provenance it was
+written with). Tables written before the `usable` / `num_items` columns: a run is usable when its status is
+ok, and the chance level is the one the earlier fits.json beside the table recorded.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 import pandas as pd
 from absl import app, flags
 
 from benchmarks.provenance import command_line, provenance
+from benchmarks.study_report import run_table_source
 from scaling_rec import host_memory
 from scaling_rec.analysis import fit_power_law, load_results
 from scaling_rec.analysis.flags import bound_flag, flat_test
 from scaling_rec.analysis.report import fit_with_ci, flag_law, identified, md_table
-from scaling_rec.analysis.results import select_target, split_usable
+from scaling_rec.analysis.results import RUN_TABLE_REQUIRED, load_run_table, select_target, split_usable
+from scaling_rec.errors import ResultError
 from scaling_rec.io import atomic_write_json
 from scaling_rec.sweep.spec import load_analysis
 
@@ -33,6 +42,8 @@ R_STAR_MUENNIGHOFF = 15.4
 """R_D*, Muennighoff et al. 2023, eq. 5 fit (their §3.1): repeated data's value decays with e-folding 15.4 epochs."""
 R_STAR_BOX = (0.1, 1000.0)
 METRIC, RANK = "eval/test/xent", "eval/test/ndcg@10"
+RUN_COLUMNS = ("run_id", "family", "status", "usable", "exclude_reason", "unique_examples", "epochs", "steps", "C", "N",
+               "D", "num_items", "wall_time_s")
 
 
 def effective_data(unique: np.ndarray, epochs: np.ndarray, r_star: float) -> np.ndarray:
@@ -59,6 +70,28 @@ def fit_r_star(fit, epochs_fit: float, unique: np.ndarray, epochs: np.ndarray, o
     r = float(grid[int(np.argmin(err))])
     return {"r_star": r, "sq_log_error": float(min(err)), "box": list(R_STAR_BOX),
             "flag": bound_flag(np.log(r), *np.log(R_STAR_BOX))}
+
+
+def read_run_table(path: pathlib.Path) -> tuple[pd.DataFrame, float | None]:
+    """(a committed runs.csv as `analyze` takes it, the chance level to report when the table has no num_items).
+
+    Tables written before the `usable` column: usable when the status is ok (exclude_reason 'status=<status>'
+    otherwise, as load_results flags them); the chance level then comes from the earlier fits.json beside it.
+    """
+    head = pd.read_csv(path, nrows=0).columns
+    if "usable" in head:
+        df = load_run_table(path)
+    else:
+        df = pd.read_csv(path, dtype={"run_id": str, "family": str, "status": str})
+        missing = [c for c in RUN_TABLE_REQUIRED if c not in df.columns and c != "usable"] + \
+            [c for c in ("status", "unique_examples", "epochs") if c not in df.columns]
+        if missing:
+            raise ResultError(f"{path}: not a data-scaling run table, missing columns {missing}")
+        df["exclude_reason"] = ["" if s == "ok" else f"status={s}" for s in df["status"]]
+        df["usable"] = df["exclude_reason"] == ""
+    earlier = path.parent / "fits.json"
+    chance = json.loads(earlier.read_text()).get("chance_xent") if "num_items" not in df and earlier.exists() else None
+    return df, chance
 
 
 def analyze(df: pd.DataFrame, n_boot: int) -> dict:
@@ -144,28 +177,52 @@ def _define_flags() -> None:
     """The command line's flags, defined only when this file runs as a script: absl flags are
     process-global, and tests import this module beside other benchmarks that define the same names."""
     flags.DEFINE_string("config", None, "Experiment file and preset the study was swept with.", required=True)
-    flags.DEFINE_string("study", None, "The study directory (<workdir>/<study>).", required=True)
+    flags.DEFINE_string("study", None, "The study directory (<workdir>/<study>).")
+    flags.DEFINE_string("runs_csv", None, "Instead of --study: a committed run table (runs.csv) to refit.")
     flags.DEFINE_string("out", None, "Output directory under benchmarks/results/.", required=True)
     flags.DEFINE_integer("n_boot", 200, "Bootstrap resamples of the L(U) fit.")
 
 
+def write_data_scaling_report(config_arg: str, out: pathlib.Path, n_boot: int, *, study: pathlib.Path | None = None,
+                              runs_csv: pathlib.Path | None = None) -> dict:
+    """report.md, fits.json, runs.csv and provenance.json of a results store (`study`) or of a committed run
+    table (`runs_csv`) in `out`; returns the summary (fits.json)."""
+    if (study is None) == (runs_csv is None):
+        raise ValueError("give exactly one of study (a results store) and runs_csv (a committed run table)")
+    prov = provenance()  # before writing: regenerating a committed report must not read as a dirty tree
+    if runs_csv is not None:
+        source = run_table_source(runs_csv)  # before out (maybe the table's folder) changes
+        df, chance = read_run_table(runs_csv)
+        summary = analyze(df, n_boot)
+        if chance is not None:
+            summary["chance_xent"] = chance
+        summary["problems"], extra, title = [], {"reanalysis_of": source}, runs_csv.parent.name
+    else:
+        df, problems = load_results(study)
+        summary = analyze(df, n_boot)
+        summary["problems"], extra, title = [p.reason for p in problems], {}, study.name
+    out.mkdir(parents=True, exist_ok=True)
+    runs = df.sort_values(["family", "unique_examples"])
+    if runs_csv is None:
+        runs[[c for c in RUN_COLUMNS if c in runs] + sorted(c for c in runs if c.startswith("eval/"))].to_csv(
+            out / "runs.csv", index=False)
+    elif runs_csv.resolve() != (out / "runs.csv").resolve():
+        shutil.copyfile(runs_csv, out / "runs.csv")
+    atomic_write_json(out / "fits.json", summary)
+    (out / "report.md").write_text(render(summary, runs, f"{config_arg} ({title})"))
+    atomic_write_json(out / "provenance.json", {
+        "command": command_line("benchmarks.data_scaling"), **extra,
+        "analysis": load_analysis(config_arg), "num_runs": int(len(df)), **prov})
+    return summary
+
+
 def main(argv: list[str]) -> None:
     del argv
-    study, out = pathlib.Path(flags.FLAGS.study), pathlib.Path(flags.FLAGS.out)
-    prov = provenance()
-    df, problems = load_results(study)
-    summary = analyze(df, flags.FLAGS.n_boot)
-    summary["problems"] = [p.reason for p in problems]
-    out.mkdir(parents=True, exist_ok=True)
-    cols = ["run_id", "family", "status", "unique_examples", "epochs", "steps", "C", "N", "D", "wall_time_s"]
-    runs = df.sort_values(["family", "unique_examples"])
-    runs[[c for c in cols if c in runs] + sorted(c for c in runs if c.startswith("eval/"))].to_csv(
-        out / "runs.csv", index=False)
-    atomic_write_json(out / "fits.json", summary)
-    (out / "report.md").write_text(render(summary, runs, f"{flags.FLAGS.config} ({study.name})"))
-    atomic_write_json(out / "provenance.json", {
-        "command": command_line("benchmarks.data_scaling"),
-        "analysis": load_analysis(flags.FLAGS.config), "num_runs": int(len(df)), **prov})
+    f = flags.FLAGS
+    summary = write_data_scaling_report(f.config, pathlib.Path(f.out), f.n_boot,
+                                        study=pathlib.Path(f.study) if f.study else None,
+                                        runs_csv=pathlib.Path(f.runs_csv) if f.runs_csv else None)
+    out = pathlib.Path(f.out)
     print(json.dumps({k: v for k, v in summary.get("L_of_U", {}).get("fit", {}).items()}, default=float))
     print(f"report: {out / 'report.md'}")
 

@@ -56,3 +56,8 @@ class CheckpointCorruptError(ScalingRecError):
     def __init__(self, message: str, step: int, directory: str) -> None:
         super().__init__(message)
         self.step, self.directory = step, directory
+
+
+class CheckpointMismatchError(ScalingRecError):
+    """An intact checkpoint holds arrays of other dtypes or shapes than the state this code builds (the code
+    changed under the run); the message names the leaves and how to proceed. Never set aside as corrupt."""

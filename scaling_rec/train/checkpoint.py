@@ -8,11 +8,29 @@ import time
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
-from scaling_rec.errors import CheckpointCorruptError
+from scaling_rec.errors import CheckpointCorruptError, CheckpointMismatchError
 
 CORRUPT_SUFFIX = ".corrupt"  # <ckpt>.corrupt/<step>-<unix time>/: a corrupt step set aside by restore_latest
+LEAVES_KEY = "state_leaves"  # meta entry written by `save`: {leaf path: [dtype, shape]} of the saved state
+
+
+def leaf_signature(tree: Any) -> dict[str, list[Any]]:
+    """{jax key path of each leaf: [dtype name, shape as a list]} of concrete or abstract arrays."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): [str(getattr(leaf, "dtype", np.asarray(leaf).dtype)), list(np.shape(leaf))]
+            for path, leaf in flat}
+
+
+def signature_mismatches(saved: dict[str, list[Any]], wanted: dict[str, list[Any]]) -> list[str]:
+    """One line per leaf whose saved [dtype, shape] differs from the wanted one, or that only one side has."""
+    lines = [f"{path}: saved {saved[path][0]}{tuple(saved[path][1])}, this code builds {wanted[path][0]}"
+             f"{tuple(wanted[path][1])}" for path in saved if path in wanted and saved[path] != wanted[path]]
+    lines += [f"{path}: saved, not in this code's state" for path in saved if path not in wanted]
+    lines += [f"{path}: in this code's state, not saved" for path in wanted if path not in saved]
+    return lines
 
 
 def _quiet_orbax_read_failures() -> None:
@@ -53,6 +71,8 @@ class Checkpointer:
         return self._mgr.latest_step()
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        """Writes `state` and `meta` (plus LEAVES_KEY, the state's dtypes and shapes, which `restore` checks)."""
+        meta = {**meta, LEAVES_KEY: leaf_signature(state)}
         self._mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)), force=True)
         self._mgr.wait_until_finished()
@@ -60,20 +80,37 @@ class Checkpointer:
     def restore(self, step: int, target: Any) -> tuple[Any, dict[str, Any]]:
         """(state placed like `target`'s arrays, meta); target may be concrete or abstract arrays.
 
+        The saved dtypes and shapes are checked against the target's first: orbax would cast a float32
+        array onto a bfloat16 target without a word. Checkpoints written before LEAVES_KEY skip the check.
+
         Raises:
           CheckpointCorruptError: orbax/TensorStore could not read the step (its first line is the cause).
+          CheckpointMismatchError: the step is intact but its leaves differ from the target's in dtype or
+            shape, or it has other leaves (the code changed under the run).
         """
+        meta = self._read(step, meta=ocp.args.JsonRestore()).meta
+        mismatches = signature_mismatches(meta.get(LEAVES_KEY, {}), leaf_signature(target)) if LEAVES_KEY in meta \
+            else []
+        if mismatches:
+            shown = "; ".join(mismatches[:4]) + (f"; ... ({len(mismatches)} leaves in all)" if len(mismatches) > 4
+                                                 else "")
+            raise CheckpointMismatchError(
+                f"checkpoint step {step} in {self.directory} does not fit the state this code builds ({shown}). "
+                f"The code changed under the run: run the code it was written by (see code_versions / git_commit "
+                f"in its meta), or delete {self.directory.parent} to rerun it from scratch.")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+        state = self._read(step, state=ocp.args.StandardRestore(abstract)).state
+        return state, {k: v for k, v in dict(meta).items() if k != LEAVES_KEY}
+
+    def _read(self, step: int, **items: Any) -> Any:
+        """Orbax's restore of the named items of `step`; any failure to read is a CheckpointCorruptError."""
         try:
-            out = self._mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                                  meta=ocp.args.JsonRestore()))
-            meta = dict(out.meta)
+            return self._mgr.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:  # orbax and TensorStore raise many types (ValueError, OSError, KeyError, ...)
             _quiet_orbax_read_failures()
             raise CheckpointCorruptError(
                 f"checkpoint step {step} in {self.directory} cannot be restored ({_first_line(e)})",
                 step, str(self.directory)) from e
-        return out.state, meta
 
     def restore_latest(self, target: Any) -> tuple[int, Any, dict[str, Any]] | None:
         """(step, state, meta) of the newest checkpoint that restores; None when there is no checkpoint.

@@ -1,6 +1,7 @@
 """A corrupt checkpoint (issue 14, finding 3): named by CheckpointCorruptError with its step and directory,
 the newest intact step restored instead (the bad one set aside, one warning line), and, when none is
-intact, a message that says how to recover."""
+intact, a message that says how to recover. An intact step whose dtypes or shapes differ from the state the
+code builds is refused by CheckpointMismatchError (orbax alone casts float32 onto bfloat16 silently)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import types
 
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from scaling_rec.errors import CheckpointCorruptError
-from scaling_rec.train.checkpoint import CORRUPT_SUFFIX, Checkpointer
+from scaling_rec.errors import CheckpointCorruptError, CheckpointMismatchError
+from scaling_rec.train.checkpoint import CORRUPT_SUFFIX, LEAVES_KEY, Checkpointer
 from scaling_rec.train.loop import train_and_evaluate
 from tests.train._tiny import tiny_config
 
@@ -110,3 +112,33 @@ def test_a_resumed_run_can_save_its_replayed_best_again(tmp_path):
     best.save(5, replayed, {"step": 5})
     state, meta = best.restore(5, target)
     assert meta == {"step": 5} and float(state["w"][0, 0]) == 5.0
+
+
+@pytest.mark.parametrize("changed, named", [
+    ({"w": jnp.zeros((4, 3), jnp.bfloat16)}, "['w']: saved float32(4, 3), this code builds bfloat16(4, 3)"),
+    ({"w": jnp.zeros((4, 3), jnp.int32)}, "['w']: saved float32(4, 3), this code builds int32(4, 3)"),
+    ({"w": jnp.zeros((5, 3))}, "['w']: saved float32(4, 3), this code builds float32(5, 3)"),
+    ({"c": jnp.zeros(2)}, "['c']: in this code's state, not saved"),
+])
+def test_an_intact_step_of_other_dtypes_or_shapes_is_refused_not_cast_nor_set_aside(tmp_path, changed, named):
+    ckpt, target = _saved(tmp_path)
+    with pytest.raises(CheckpointMismatchError) as err:
+        ckpt.restore_latest({**target, **changed})
+    assert named in str(err.value) and f"delete {tmp_path}" in str(err.value)
+    assert ckpt.latest_step() == 2 and not (tmp_path / f"ckpt{CORRUPT_SUFFIX}").exists()
+    step, state, meta = ckpt.restore_latest(target)  # the code's own state still restores, meta as saved
+    assert step == 2 and meta == {"step": 2} and np.all(np.asarray(state["w"]) == 2.0)
+    ckpt.close()
+
+
+def test_a_step_saved_without_the_leaf_record_restores_unchecked(tmp_path):
+    # Checkpoints written before the record existed carry only the caller's meta.
+    mgr = ocp.CheckpointManager(tmp_path / "ckpt", item_names=("state", "meta"))
+    mgr.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave({"w": jnp.ones((4, 3))}),
+                                        meta=ocp.args.JsonSave({"step": 3})), force=True)
+    mgr.wait_until_finished()
+    mgr.close()
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    state, meta = ckpt.restore(3, {"w": jnp.zeros((4, 3))})
+    assert meta == {"step": 3} and LEAVES_KEY not in meta and float(state["w"][0, 0]) == 1.0
+    ckpt.close()
