@@ -29,3 +29,9 @@ def compilation_cache(path: str | os.PathLike) -> Iterator[str | os.PathLike]:
         for name, value in before.items():
             jax.config.update(name, value)
         jax_cache.reset_cache()
+
+
+def child_env(path: str | os.PathLike) -> dict[str, str]:
+    """Environment variables that turn the same cache on in a child process (every program cached, as above)."""
+    return {"JAX_COMPILATION_CACHE_DIR": str(path), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
