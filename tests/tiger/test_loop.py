@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+from collections.abc import Iterator
 
 import ml_collections
 import numpy as np
@@ -16,8 +17,16 @@ from scaling_rec.data.sequences import SequenceData
 from scaling_rec.errors import ConfigError
 from scaling_rec.tiger_config import default_config, run_id, validate
 from scaling_rec.train.tiger_loop import eval_subset, popularity_metrics, train_and_evaluate
+from tests._jax_cache import compilation_cache
 
 NUM_ITEMS = 24
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tiny runs here share their shapes: each after the first loads its programs instead of compiling."""
+    with compilation_cache(tmp_path_factory.mktemp("jax_cache")):
+        yield
 
 
 def _data_dir(root: pathlib.Path) -> pathlib.Path:

@@ -16,6 +16,7 @@ import pytest
 from scaling_rec.config import run_id
 from scaling_rec.errors import ConfigError
 from scaling_rec.train.loop import train_and_evaluate
+from tests._jax_cache import child_env
 from tests.train._tiny import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -63,10 +64,10 @@ def test_flops_budget_sets_the_length(tmp_path):
     assert r["flops_spent"] - budget < 2 * per_step  # stops within one batch of the budget
 
 
-def test_resume_after_sigkill_is_exact(reference, tmp_path):
+def test_resume_after_sigkill_is_exact(reference, tmp_path, jax_cache):
     """A run killed with SIGKILL mid-training and restarted ends with the same numbers."""
     _, ref = reference
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **child_env(jax_cache)}
     child = subprocess.Popen([sys.executable, str(ROOT / "tests/train/_child_train.py"), str(tmp_path)],
                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt_dir = tmp_path / "runs" / run_id(tiny_config()) / "ckpt"

@@ -13,17 +13,8 @@ from scaling_rec.tiger_config import run_id
 from scaling_rec.train import bookkeeping, engine, loop
 from scaling_rec.train import tiger_loop as tiger
 from scaling_rec.train.checkpoint import Checkpointer
-from tests._jax_cache import compilation_cache
 from tests.tiger.test_loop import _config, _data_dir
 from tests.train._tiny import tiny_config
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compilation_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The runs of a family here share their programs: each call after the first loads them instead of compiling
-    (the first TIGER test pays TIGER's compile, ~20 s)."""
-    with compilation_cache(tmp_path_factory.mktemp("jax_cache")):
-        yield
 
 
 @pytest.fixture(scope="module")
