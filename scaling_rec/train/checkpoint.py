@@ -89,15 +89,16 @@ class Checkpointer:
             shape, or it has other leaves (the code changed under the run).
         """
         meta = self._read(step, meta=ocp.args.JsonRestore()).meta
-        mismatches = signature_mismatches(meta.get(LEAVES_KEY, {}), leaf_signature(target)) if LEAVES_KEY in meta \
-            else []
+        mismatches = signature_mismatches(meta[LEAVES_KEY], leaf_signature(target)) if LEAVES_KEY in meta else []
         if mismatches:
             shown = "; ".join(mismatches[:4]) + (f"; ... ({len(mismatches)} leaves in all)" if len(mismatches) > 4
                                                  else "")
+            commits = [str(v.get("git_commit"))[:12] for v in meta.get("code_versions", [])]
+            by = f"the code it was written by ({', '.join(commits)})" if commits else "the code it was written by"
             raise CheckpointMismatchError(
                 f"checkpoint step {step} in {self.directory} does not fit the state this code builds ({shown}). "
-                f"The code changed under the run: run the code it was written by (see code_versions / git_commit "
-                f"in its meta), or delete {self.directory.parent} to rerun it from scratch.")
+                f"The code changed under the run: resume it with {by}, or delete {self.directory.parent} to "
+                f"rerun it from scratch.")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
         state = self._read(step, state=ocp.args.StandardRestore(abstract)).state
         return state, {k: v for k, v in dict(meta).items() if k != LEAVES_KEY}

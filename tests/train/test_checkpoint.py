@@ -29,11 +29,11 @@ def _corrupt(step_dir: pathlib.Path) -> None:
         p.write_bytes(b"not a tensorstore chunk")
 
 
-def _saved(tmp_path: pathlib.Path, steps=(1, 2)) -> tuple[Checkpointer, dict]:
+def _saved(tmp_path: pathlib.Path, steps=(1, 2), **extra_meta) -> tuple[Checkpointer, dict]:
     ckpt = Checkpointer(tmp_path / "ckpt")
     target = {"w": jnp.zeros((4, 3)), "b": jnp.zeros(3)}
     for s in steps:
-        ckpt.save(s, {"w": jnp.full((4, 3), float(s)), "b": jnp.full(3, float(s))}, {"step": s})
+        ckpt.save(s, {"w": jnp.full((4, 3), float(s)), "b": jnp.full(3, float(s))}, {"step": s, **extra_meta})
     return ckpt, target
 
 
@@ -121,13 +121,15 @@ def test_a_resumed_run_can_save_its_replayed_best_again(tmp_path):
     ({"c": jnp.zeros(2)}, "['c']: in this code's state, not saved"),
 ])
 def test_an_intact_step_of_other_dtypes_or_shapes_is_refused_not_cast_nor_set_aside(tmp_path, changed, named):
-    ckpt, target = _saved(tmp_path)
+    versions = [{"git_commit": "0123456789abcdef", "git_dirty": False}]
+    ckpt, target = _saved(tmp_path, code_versions=versions)
     with pytest.raises(CheckpointMismatchError) as err:
         ckpt.restore_latest({**target, **changed})
     assert named in str(err.value) and f"delete {tmp_path}" in str(err.value)
+    assert "with the code it was written by (0123456789ab)" in str(err.value)  # the commits in its meta
     assert ckpt.latest_step() == 2 and not (tmp_path / f"ckpt{CORRUPT_SUFFIX}").exists()
     step, state, meta = ckpt.restore_latest(target)  # the code's own state still restores, meta as saved
-    assert step == 2 and meta == {"step": 2} and np.all(np.asarray(state["w"]) == 2.0)
+    assert step == 2 and meta == {"step": 2, "code_versions": versions} and np.all(np.asarray(state["w"]) == 2.0)
     ckpt.close()
 
 
