@@ -18,10 +18,11 @@ LEAVES_KEY = "state_leaves"  # meta entry written by `save`: {leaf path: [dtype,
 
 
 def leaf_signature(tree: Any) -> dict[str, list[Any]]:
-    """{jax key path of each leaf: [dtype name, shape as a list]} of concrete or abstract arrays."""
+    """{jax key path of each leaf: [dtype name, shape as a list]} of concrete or abstract arrays, read from their
+    metadata (never their values: a global array of several processes cannot be fetched by one)."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {jax.tree_util.keystr(path): [str(getattr(leaf, "dtype", np.asarray(leaf).dtype)), list(np.shape(leaf))]
-            for path, leaf in flat}
+    return {jax.tree_util.keystr(path): [str(leaf.dtype if hasattr(leaf, "dtype") else np.result_type(leaf)),
+                                         list(np.shape(leaf))] for path, leaf in flat}
 
 
 def signature_mismatches(saved: dict[str, list[Any]], wanted: dict[str, list[Any]]) -> list[str]:
