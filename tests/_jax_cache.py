@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 from collections.abc import Iterator
 
 import jax
+import pytest
 
 _SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
              "jax_persistent_cache_min_entry_size_bytes")
@@ -35,3 +37,11 @@ def child_env(path: str | os.PathLike) -> dict[str, str]:
     """Environment variables that turn the same cache on in a child process (every program cached, as above)."""
     return {"JAX_COMPILATION_CACHE_DIR": str(path), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+@pytest.fixture(scope="package", autouse=True)
+def package_jax_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
+    """A package's cache, on in this process for the package (a conftest imports this fixture) and passed to its
+    children by `child_env`: for packages whose runs repeat the same tiny shapes (killed, resumed, rerun)."""
+    with compilation_cache(tmp_path_factory.mktemp("jax_cache")) as path:
+        yield path

@@ -28,8 +28,8 @@ def _checkpoint_steps(workdir: pathlib.Path) -> list[int]:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_sigkill_after_a_checkpoint_then_rerun_ends_with_the_golden_values(family, tmp_path, golden_cache):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **child_env(golden_cache)}
+def test_sigkill_after_a_checkpoint_then_rerun_ends_with_the_golden_values(family, tmp_path, package_jax_cache):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", **child_env(package_jax_cache)}
     child = subprocess.Popen([sys.executable, "-m", "tests.golden._kill_child", family, str(tmp_path)], env=env,
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300

@@ -64,10 +64,10 @@ def test_flops_budget_sets_the_length(tmp_path):
     assert r["flops_spent"] - budget < 2 * per_step  # stops within one batch of the budget
 
 
-def test_resume_after_sigkill_is_exact(reference, tmp_path, jax_cache):
+def test_resume_after_sigkill_is_exact(reference, tmp_path, package_jax_cache):
     """A run killed with SIGKILL mid-training and restarted ends with the same numbers."""
     _, ref = reference
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **child_env(jax_cache)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **child_env(package_jax_cache)}
     child = subprocess.Popen([sys.executable, str(ROOT / "tests/train/_child_train.py"), str(tmp_path)],
                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt_dir = tmp_path / "runs" / run_id(tiny_config()) / "ckpt"

@@ -106,12 +106,12 @@ def test_in_memory_filters_on_a_prepared_directory_name_the_fix(log_and_prepared
 
 @pytest.mark.slow  # three tiny runs, one killed: about 110 s on the loaded 2-core CPU (the stream's own SIGKILL
 # test, tests/data/test_events_stream.py, is not slow)
-def test_a_streamed_run_killed_with_sigkill_resumes_exactly(log_and_prepared, tmp_path, jax_cache):
+def test_a_streamed_run_killed_with_sigkill_resumes_exactly(log_and_prepared, tmp_path, package_jax_cache):
     _, out = log_and_prepared
     ref = train_and_evaluate(streamed_config(out), tmp_path / "ref")
     per_epoch = inputs_lib.prepare(streamed_config(out)).train_stream(0).batches_per_epoch(0)
     assert per_epoch > 8, "the kill lands mid-epoch"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **child_env(jax_cache)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **child_env(package_jax_cache)}
     child = subprocess.Popen([sys.executable, str(ROOT / "tests/train/_child_train.py"), str(tmp_path / "w"),
                               str(out)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt_dir = tmp_path / "w" / "runs" / run_id(streamed_config(out)) / "ckpt"
