@@ -219,10 +219,9 @@ def write_data_scaling_report(config_arg: str, out: pathlib.Path, n_boot: int, *
 def main(argv: list[str]) -> None:
     del argv
     f = flags.FLAGS
-    summary = write_data_scaling_report(f.config, pathlib.Path(f.out), f.n_boot,
-                                        study=pathlib.Path(f.study) if f.study else None,
-                                        runs_csv=pathlib.Path(f.runs_csv) if f.runs_csv else None)
     out = pathlib.Path(f.out)
+    summary = write_data_scaling_report(f.config, out, f.n_boot, study=pathlib.Path(f.study) if f.study else None,
+                                        runs_csv=pathlib.Path(f.runs_csv) if f.runs_csv else None)
     print(json.dumps({k: v for k, v in summary.get("L_of_U", {}).get("fit", {}).items()}, default=float))
     print(f"report: {out / 'report.md'}")
 
